@@ -1,0 +1,22 @@
+// paramtree — internal: cold, out-of-line throw helpers, so hot loops stay small.
+#pragma once
+
+#include <string>
+
+#include <paramtree/error.hpp>
+#include <paramtree/path.hpp>
+
+namespace paramtree::detail {
+
+[[noreturn]] void throw_structure(std::string context, const path& p, std::string expected,
+                                  std::string found);
+[[noreturn]] void throw_path(std::string context, const path& p, std::string expected,
+                             std::string found);
+[[noreturn]] void throw_leaf(std::string context, const path& p, std::string expected,
+                             std::string found);
+[[noreturn]] void throw_leaf_count(std::string context, std::size_t expected, std::size_t found);
+[[noreturn]] void throw_shape(std::string context, std::string expected, std::string found);
+[[noreturn]] void throw_sharing(std::string context, const path& p, std::string expected,
+                                std::string found);
+
+} // namespace paramtree::detail

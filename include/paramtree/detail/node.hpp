@@ -1,0 +1,135 @@
+// paramtree — internal: the immutable, intrusively reference-counted tree node.
+// A node is built once and never changed; copying a tree copies a pointer. Nodes cache their
+// leaf and node counts at construction, and lazily the treedef of the subtree they root, so
+// flattening a tree twice yields one shared treedef (O(1) equality) and skips the rebuild.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <paramtree/array.hpp>
+
+namespace paramtree {
+
+/// What a node is. `shared` roots a tie scope; `tied` is the leafless placeholder that a
+/// Shared node leaves where it pruned a duplicate (see <paramtree/shared.hpp>).
+enum class node_kind : std::uint8_t { leaf, none, list, tuple, dict, record, shared, tied };
+
+/// A record's static (non-leaf) field value: part of the structure, not of the leaves.
+class static_value {
+public:
+    using variant_type = std::variant<bool, std::int64_t, double, std::string>;
+    static_value() : value_(std::int64_t{0}) {}
+    static_value(bool v) : value_(v) {}
+    template <std::integral T>
+        requires(!std::same_as<T, bool>)
+    static_value(T v) : value_(static_cast<std::int64_t>(v)) {}
+    static_value(double v) : value_(v) {}
+    static_value(float v) : value_(static_cast<double>(v)) {}
+    static_value(std::string v) : value_(std::move(v)) {}
+    static_value(const char* v) : value_(std::string(v)) {}
+
+    [[nodiscard]] const variant_type& get() const noexcept { return value_; }
+    template <class T>
+    [[nodiscard]] bool holds() const noexcept {
+        return std::holds_alternative<T>(value_);
+    }
+    /// Python-like text: `64`, `0.5`, `true`, `'gelu'`.
+    [[nodiscard]] std::string to_string() const;
+    friend bool operator==(const static_value&, const static_value&) = default;
+
+private:
+    variant_type value_;
+};
+
+namespace detail {
+
+struct dict_meta {
+    std::vector<std::string> sorted_keys;   // children are stored in this order
+    std::vector<std::uint32_t> insertion;   // insertion[i] = sorted index of the i-th key
+    std::size_t hash = 0;                   // of the sorted keys only
+};
+
+struct record_meta {
+    std::string name;
+    std::vector<std::string> fields;        // children, in declaration order
+    std::vector<std::pair<std::string, static_value>> statics;
+    std::size_t hash = 0;
+};
+
+struct shared_meta; // <paramtree/detail/sharing.hpp>
+struct tie_meta;
+
+using node_meta = std::variant<std::monostate, std::shared_ptr<const dict_meta>,
+                               std::shared_ptr<const record_meta>,
+                               std::shared_ptr<const shared_meta>, std::shared_ptr<const tie_meta>>;
+
+using leaf_value = std::variant<array, bool, std::int64_t, double, std::string>;
+
+struct treedef_impl;
+struct node;
+
+void destroy(const node* n) noexcept;
+
+/// Intrusive owning pointer to an immutable node.
+class node_ptr {
+public:
+    node_ptr() noexcept = default;
+    explicit node_ptr(const node* n) noexcept; // adopts one reference
+    node_ptr(const node_ptr& o) noexcept;
+    node_ptr(node_ptr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    node_ptr& operator=(node_ptr o) noexcept {
+        std::swap(p_, o.p_);
+        return *this;
+    }
+    ~node_ptr();
+
+    [[nodiscard]] const node* get() const noexcept { return p_; }
+    [[nodiscard]] const node* operator->() const noexcept { return p_; }
+    [[nodiscard]] const node& operator*() const noexcept { return *p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+    /// Gives up ownership without releasing (for iterative destruction).
+    [[nodiscard]] const node* detach() noexcept { return std::exchange(p_, nullptr); }
+
+private:
+    const node* p_ = nullptr;
+};
+
+struct node {
+    mutable std::atomic<std::size_t> refs{1};
+    node_kind kind = node_kind::none;
+    std::size_t num_leaves = 0; // leaves in this subtree
+    std::size_t num_nodes = 1;  // nodes in this subtree, itself included
+    std::vector<node_ptr> children;
+    node_meta meta;
+    leaf_value value; // only meaningful for kind == leaf
+    /// The treedef of this subtree once somebody flattened it (or built it by unflatten).
+    mutable std::atomic<std::shared_ptr<const treedef_impl>> cached_def;
+};
+
+inline node_ptr::node_ptr(const node* n) noexcept : p_(n) {}
+inline node_ptr::node_ptr(const node_ptr& o) noexcept : p_(o.p_) {
+    if (p_ != nullptr) p_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+inline node_ptr::~node_ptr() {
+    if (p_ != nullptr && p_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(p_);
+}
+
+/// A new interior node; counts are derived from the children.
+[[nodiscard]] node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta);
+/// A new leaf node.
+[[nodiscard]] node_ptr make_leaf(leaf_value value);
+/// The shared None node.
+[[nodiscard]] const node_ptr& none_node();
+
+[[nodiscard]] std::size_t hash_meta(const node_meta& m) noexcept;
+[[nodiscard]] bool meta_equal(const node_meta& a, const node_meta& b);
+
+} // namespace detail
+} // namespace paramtree

@@ -1,0 +1,72 @@
+// paramtree — the exception hierarchy: one catchable base, one class per kind of failure.
+// Every error raised on user input derives from paramtree::error and names the key path
+// in the tree where it happened, what was expected there and what was found.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace paramtree {
+
+/// Base of every exception paramtree throws on bad input.
+///
+/// `path()` is the key path where the problem is (`['layers'][3].weight`, or `<root>`),
+/// `expected()` and `found()` describe both sides. `what()` holds the full message.
+///
+///     try { (void)pt::unflatten(def, too_few); }
+///     catch (const pt::error& e) { std::cerr << e.what(); }
+class error : public std::runtime_error {
+public:
+    error(std::string context, std::string path, std::string expected, std::string found);
+
+    [[nodiscard]] const std::string& context() const noexcept { return context_; }
+    [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    [[nodiscard]] const std::string& expected() const noexcept { return expected_; }
+    [[nodiscard]] const std::string& found() const noexcept { return found_; }
+
+private:
+    std::string context_;
+    std::string path_;
+    std::string expected_;
+    std::string found_;
+};
+
+/// Two trees (or a tree and a treedef) differ in structure: kind, length, keys, fields, ties.
+class structure_error : public error {
+    using error::error;
+};
+
+/// A path does not exist in the tree, is malformed, or selects something it cannot.
+class path_error : public error {
+    using error::error;
+};
+
+/// The number of leaves given does not match the treedef.
+class leaf_count_error : public error {
+    using error::error;
+};
+
+/// A leaf has the wrong type, dtype or shape (e.g. a string where an array was expected).
+class leaf_error : public error {
+    using error::error;
+};
+
+/// Array operands whose shapes or dtypes cannot be combined.
+class shape_error : public error {
+    using error::error;
+};
+
+/// A tie (Shared, reference, alias) is inconsistent: counts, shapes, cycles, split groups.
+class sharing_error : public error {
+    using error::error;
+};
+
+/// A file or byte stream is malformed (checkpoints, .npy).
+class format_error : public error {
+    using error::error;
+};
+
+/// Text of a path for messages: `<root>` for the empty path.
+[[nodiscard]] std::string display_path(const std::string& keystr);
+
+} // namespace paramtree

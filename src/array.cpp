@@ -1,0 +1,237 @@
+// paramtree — array handles: allocation, conversion, comparison.
+#include <paramtree/array.hpp>
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace paramtree {
+
+std::string_view dtype_name(dtype d) noexcept {
+    switch (d) {
+    case dtype::float32: return "float32";
+    case dtype::float64: return "float64";
+    case dtype::int32: return "int32";
+    case dtype::int64: return "int64";
+    case dtype::boolean: return "bool";
+    }
+    return "?";
+}
+
+std::string_view dtype_short_name(dtype d) noexcept {
+    switch (d) {
+    case dtype::float32: return "f32";
+    case dtype::float64: return "f64";
+    case dtype::int32: return "i32";
+    case dtype::int64: return "i64";
+    case dtype::boolean: return "bool";
+    }
+    return "?";
+}
+
+std::size_t dtype_size(dtype d) noexcept {
+    switch (d) {
+    case dtype::float32: return 4;
+    case dtype::float64: return 8;
+    case dtype::int32: return 4;
+    case dtype::int64: return 8;
+    case dtype::boolean: return 1;
+    }
+    return 1;
+}
+
+std::string describe(dtype d, const shape_type& shape) {
+    return fmt::format("{}[{}]", dtype_short_name(d), fmt::join(shape, ","));
+}
+
+namespace detail {
+
+std::size_t checked_size(const shape_type& shape) {
+    std::size_t n = 1;
+    for (const auto e : shape) {
+        if (e != 0 && n > std::numeric_limits<std::size_t>::max() / 16 / e)
+            throw_shape("array", "a shape whose byte size fits in 64 bits",
+                        fmt::format("[{}]", fmt::join(shape, ",")));
+        n *= e;
+    }
+    return n;
+}
+
+void check_ragged(std::size_t expected, std::size_t found, std::size_t row) {
+    if (expected != found)
+        throw_shape(fmt::format("array from nested braces, row {}", row),
+                    fmt::format("{} elements", expected), fmt::format("{}", found));
+}
+
+} // namespace detail
+
+namespace {
+
+constexpr std::align_val_t buffer_alignment{64};
+
+struct aligned_deleter {
+    void operator()(std::byte* p) const noexcept { ::operator delete[](p, buffer_alignment); }
+};
+
+template <class F>
+decltype(auto) dispatch(dtype d, F&& f) {
+    switch (d) {
+    case dtype::float32: return f(float{});
+    case dtype::float64: return f(double{});
+    case dtype::int32: return f(std::int32_t{});
+    case dtype::int64: return f(std::int64_t{});
+    case dtype::boolean: return f(bool{});
+    }
+    return f(float{});
+}
+
+} // namespace
+
+array::array() : array(array::zeros({})) {}
+
+std::pair<array, void*> array::allocate(paramtree::dtype d, shape_type shape) {
+    const std::size_t n = detail::checked_size(shape);
+    const std::size_t bytes = std::max<std::size_t>(n * dtype_size(d), 1);
+    std::shared_ptr<std::byte> buf(new (buffer_alignment) std::byte[bytes], aligned_deleter{});
+    auto impl = std::make_shared<detail::array_impl>();
+    impl->dt = d;
+    impl->shape = std::move(shape);
+    impl->size = n;
+    impl->data = buf.get();
+    void* data = buf.get();
+    impl->owner = std::move(buf);
+    return {array(std::move(impl)), data};
+}
+
+array array::from_owner(paramtree::dtype d, shape_type shape, std::size_t size, const void* data,
+                        std::shared_ptr<const void> owner) {
+    const std::size_t n = detail::checked_size(shape);
+    if (n != size)
+        detail::throw_shape("array", fmt::format("{} elements for shape [{}]", n, fmt::join(shape, ",")),
+                            fmt::format("{}", size));
+    auto impl = std::make_shared<detail::array_impl>();
+    impl->dt = d;
+    impl->shape = std::move(shape);
+    impl->size = n;
+    impl->data = static_cast<const std::byte*>(data);
+    impl->owner = std::move(owner);
+    return array(std::move(impl));
+}
+
+array array::full(shape_type shape, double value, paramtree::dtype d) {
+    auto [result, data] = allocate(d, std::move(shape));
+    const std::size_t n = result.size();
+    dispatch(d, [&](auto tag) {
+        using T = decltype(tag);
+        std::fill_n(static_cast<T*>(data), n, static_cast<T>(value));
+    });
+    return result;
+}
+array array::zeros(shape_type shape, paramtree::dtype d) { return full(std::move(shape), 0.0, d); }
+array array::ones(shape_type shape, paramtree::dtype d) { return full(std::move(shape), 1.0, d); }
+
+array array::arange(std::size_t n, paramtree::dtype d) {
+    auto [result, data] = allocate(d, {n});
+    dispatch(d, [&](auto tag) {
+        using T = decltype(tag);
+        auto* out = static_cast<T*>(data);
+        for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(i);
+    });
+    return result;
+}
+
+paramtree::dtype array::dtype() const noexcept { return impl_->dt; }
+const shape_type& array::shape() const noexcept { return impl_->shape; }
+std::size_t array::size() const noexcept { return impl_->size; }
+const std::byte* array::bytes() const noexcept { return impl_->data; }
+
+const std::shared_ptr<const detail::trace_slot>& array::trace() const noexcept {
+    return impl_->trace;
+}
+
+array array::with_trace(std::shared_ptr<const detail::trace_slot> slot) const {
+    auto impl = std::make_shared<detail::array_impl>(*impl_);
+    impl->trace = std::move(slot);
+    return array(std::move(impl));
+}
+
+void array::check_dtype(paramtree::dtype d) const {
+    if (d != dtype())
+        detail::throw_leaf("array element access", {}, fmt::format("dtype {}", dtype_name(d)),
+                           fmt::format("dtype {}", dtype_name(dtype())));
+}
+
+double array::item(std::size_t i) const {
+    if (i >= size())
+        detail::throw_path("array::item", {}, fmt::format("an index below {}", size()),
+                           fmt::format("{}", i));
+    return dispatch(dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        T v;
+        std::memcpy(&v, bytes() + i * sizeof(T), sizeof(T));
+        return static_cast<double>(v);
+    });
+}
+
+std::vector<double> array::to_doubles() const {
+    std::vector<double> out(size());
+    dispatch(dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const auto* p = reinterpret_cast<const T*>(bytes());
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
+    });
+    return out;
+}
+
+array array::astype(paramtree::dtype d) const {
+    if (d == dtype()) return *this;
+    auto [result, data] = allocate(d, shape());
+    dispatch(dtype(), [&](auto src_tag) {
+        using S = decltype(src_tag);
+        const auto* src = reinterpret_cast<const S*>(bytes());
+        dispatch(d, [&](auto dst_tag) {
+            using D = decltype(dst_tag);
+            auto* dst = static_cast<D*>(data);
+            for (std::size_t i = 0; i < size(); ++i) dst[i] = static_cast<D>(src[i]);
+        });
+    });
+    return result;
+}
+
+array array::reshape(shape_type new_shape) const {
+    const std::size_t n = detail::checked_size(new_shape);
+    if (n != size())
+        detail::throw_shape("reshape", fmt::format("a shape with {} elements", size()),
+                            fmt::format("[{}] ({} elements)", fmt::join(new_shape, ","), n));
+    auto impl = std::make_shared<detail::array_impl>(*impl_);
+    impl->shape = std::move(new_shape);
+    return array(std::move(impl));
+}
+
+bool array_equal(const array& a, const array& b, double rtol, double atol) {
+    if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+    if (same_storage(a, b)) return true;
+    if (rtol == 0 && atol == 0) {
+        // Bitwise equality would call -0.0 != 0.0 and NaN == NaN: compare as numbers.
+        return dispatch(a.dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            const auto* x = reinterpret_cast<const T*>(a.bytes());
+            const auto* y = reinterpret_cast<const T*>(b.bytes());
+            return std::equal(x, x + a.size(), y);
+        });
+    }
+    const auto x = a.to_doubles();
+    const auto y = b.to_doubles();
+    for (std::size_t i = 0; i < x.size(); ++i)
+        if (!(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]))) return false;
+    return true;
+}
+
+} // namespace paramtree

@@ -1,0 +1,49 @@
+// paramtree — exception types and the cold throw helpers.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/error.hpp>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace {
+std::string compose(const std::string& context, const std::string& path,
+                    const std::string& expected, const std::string& found) {
+    std::string msg = context;
+    msg += fmt::format(": at {}", display_path(path));
+    if (!expected.empty()) msg += fmt::format(": expected {}", expected);
+    if (!found.empty()) msg += fmt::format(", found {}", found);
+    return msg;
+}
+} // namespace
+
+std::string display_path(const std::string& keystr) { return keystr.empty() ? "<root>" : keystr; }
+
+error::error(std::string context, std::string path, std::string expected, std::string found)
+    : std::runtime_error(compose(context, path, expected, found)), context_(std::move(context)),
+      path_(std::move(path)), expected_(std::move(expected)), found_(std::move(found)) {}
+
+namespace detail {
+
+void throw_structure(std::string context, const path& p, std::string expected, std::string found) {
+    throw structure_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
+void throw_path(std::string context, const path& p, std::string expected, std::string found) {
+    throw path_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
+void throw_leaf(std::string context, const path& p, std::string expected, std::string found) {
+    throw leaf_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
+void throw_leaf_count(std::string context, std::size_t expected, std::size_t found) {
+    throw leaf_count_error(std::move(context), "", fmt::format("{} leaves", expected),
+                           fmt::format("{}", found));
+}
+void throw_shape(std::string context, std::string expected, std::string found) {
+    throw shape_error(std::move(context), "", std::move(expected), std::move(found));
+}
+void throw_sharing(std::string context, const path& p, std::string expected, std::string found) {
+    throw sharing_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
+
+} // namespace detail
+} // namespace paramtree

@@ -1,0 +1,223 @@
+// paramtree — flatten, unflatten, flatten_with_path, flatten_up_to.
+// Walks are iterative (explicit stacks) so depth is bounded only by memory.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/flatten.hpp>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace {
+
+// Collects leaves in order, without building a structure: the fast path when the root already
+// caches its treedef.
+void collect_leaves(const detail::node_ptr& root, std::vector<tree>& out) {
+    if (root->kind == node_kind::leaf) {
+        out.emplace_back(root);
+        return;
+    }
+    struct frame {
+        const detail::node* n;
+        std::size_t next;
+    };
+    std::vector<frame> stack{{root.get(), 0}};
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        const auto& children = f.n->children;
+        if (f.next == children.size()) {
+            stack.pop_back();
+            continue;
+        }
+        const auto& c = children[f.next++];
+        if (c->kind == node_kind::leaf) out.emplace_back(c);
+        else if (c->num_leaves != 0) stack.push_back({c.get(), 0});
+    }
+}
+
+// One post-order pass building the structure beside the leaves (optree's FlattenInto, made
+// iterative). With `is_leaf`, matching subtrees become leaves; with `paths`, leaf paths too.
+template <bool WithPredicate, bool WithPaths>
+treedef build(const detail::node_ptr& root, const leaf_predicate* is_leaf, std::vector<tree>& leaves,
+              std::vector<path>* paths) {
+    std::vector<detail::treedef_node> nodes;
+    nodes.reserve(root->num_nodes);
+    auto as_leaf = [&](const detail::node_ptr& n) {
+        if (n->kind == node_kind::leaf) return true;
+        if constexpr (WithPredicate) return (*is_leaf)(tree(n));
+        return false;
+    };
+    [[maybe_unused]] path cur;
+    auto emit_leaf = [&](const detail::node_ptr& n) {
+        leaves.emplace_back(n);
+        nodes.push_back(detail::treedef_node{node_kind::leaf, 0, 1, 1, {}});
+        if constexpr (WithPaths) paths->push_back(cur);
+    };
+    if (as_leaf(root)) {
+        emit_leaf(root);
+        return detail::make_treedef(std::move(nodes));
+    }
+    struct frame {
+        const detail::node* n;
+        std::size_t next, start_nodes, start_leaves;
+    };
+    std::vector<frame> stack{{root.get(), 0, 0, leaves.size()}};
+    const std::size_t leaves_before = leaves.size();
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        const detail::node* n = f.n;
+        if (f.next == n->children.size()) {
+            nodes.push_back(detail::treedef_node{n->kind, n->children.size(),
+                                                 leaves.size() - f.start_leaves,
+                                                 nodes.size() - f.start_nodes + 1, n->meta});
+            stack.pop_back();
+            if constexpr (WithPaths) {
+                if (!stack.empty() && stack.back().n->kind != node_kind::shared) cur.pop_back();
+            }
+            continue;
+        }
+        const std::size_t i = f.next++;
+        const auto& c = n->children[i];
+        if constexpr (WithPaths) {
+            if (auto e = detail::child_entry(n->meta, n->kind, i)) cur.push_back(std::move(*e));
+        }
+        if (as_leaf(c)) {
+            emit_leaf(c);
+            if constexpr (WithPaths) {
+                if (n->kind != node_kind::shared) cur.pop_back();
+            }
+        } else {
+            stack.push_back({c.get(), 0, nodes.size(), leaves.size()});
+        }
+    }
+    (void)leaves_before;
+    return detail::make_treedef(std::move(nodes));
+}
+
+} // namespace
+
+flat_tree flatten(const tree& t) {
+    const auto& root = t.node();
+    flat_tree out;
+    out.leaves.reserve(root->num_leaves);
+    if (auto cached = root->cached_def.load(std::memory_order_acquire)) {
+        collect_leaves(root, out.leaves);
+        out.def = treedef(std::move(cached));
+        return out;
+    }
+    out.def = build<false, false>(root, nullptr, out.leaves, nullptr);
+    root->cached_def.store(out.def.impl(), std::memory_order_release);
+    return out;
+}
+
+flat_tree flatten(const tree& t, const leaf_predicate& is_leaf) {
+    if (!is_leaf) return flatten(t);
+    flat_tree out;
+    out.def = build<true, false>(t.node(), &is_leaf, out.leaves, nullptr);
+    return out;
+}
+
+std::vector<tree> leaves(const tree& t) {
+    std::vector<tree> out;
+    out.reserve(t.num_leaves());
+    collect_leaves(t.node(), out);
+    return out;
+}
+
+treedef structure(const tree& t) { return flatten(t).def; }
+
+namespace {
+
+template <class Take>
+tree unflatten_impl(const treedef& def, std::size_t count, Take&& take) {
+    if (count != def.num_leaves())
+        detail::throw_leaf_count(fmt::format("unflatten into {}", def.to_string()),
+                                 def.num_leaves(), count);
+    const auto& nodes = def.nodes();
+    std::vector<detail::node_ptr> agenda;
+    agenda.reserve(nodes.size());
+    std::size_t next_leaf = 0;
+    bool plain_leaves = true; // the result's structure is `def` only if every leaf is a leaf
+    for (const auto& n : nodes) {
+        if (n.kind == node_kind::leaf) {
+            detail::node_ptr leaf = take(next_leaf++);
+            plain_leaves = plain_leaves && leaf->kind == node_kind::leaf;
+            agenda.push_back(std::move(leaf));
+            continue;
+        }
+        std::vector<detail::node_ptr> children;
+        children.reserve(n.arity);
+        const auto first = agenda.end() - static_cast<std::ptrdiff_t>(n.arity);
+        std::move(first, agenda.end(), std::back_inserter(children));
+        agenda.erase(first, agenda.end());
+        if (n.kind == node_kind::none && n.arity == 0) agenda.push_back(detail::none_node());
+        else agenda.push_back(detail::make_node(n.kind, std::move(children), n.meta));
+    }
+    detail::node_ptr root = std::move(agenda.back());
+    if (plain_leaves && root->kind != node_kind::none)
+        root->cached_def.store(def.impl(), std::memory_order_release);
+    return tree(std::move(root));
+}
+
+} // namespace
+
+tree unflatten(const treedef& def, std::span<const tree> leaves) {
+    return unflatten_impl(def, leaves.size(), [&](std::size_t i) { return leaves[i].node(); });
+}
+
+tree unflatten(const treedef& def, std::vector<tree>&& leaves) {
+    return unflatten_impl(def, leaves.size(), [&](std::size_t i) {
+        return std::move(leaves[i]).take_node();
+    });
+}
+
+flat_tree_with_path flatten_with_path(const tree& t, const leaf_predicate& is_leaf) {
+    std::vector<tree> leaves;
+    std::vector<path> paths;
+    treedef def = is_leaf ? build<true, true>(t.node(), &is_leaf, leaves, &paths)
+                          : build<false, true>(t.node(), nullptr, leaves, &paths);
+    flat_tree_with_path out{{}, std::move(def)};
+    out.leaves.reserve(leaves.size());
+    for (std::size_t i = 0; i < leaves.size(); ++i)
+        out.leaves.emplace_back(std::move(paths[i]), std::move(leaves[i]));
+    return out;
+}
+
+flat_tree_with_path flatten_with_path(const tree& t) { return flatten_with_path(t, nullptr); }
+
+std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
+    std::vector<tree> out;
+    out.reserve(prefix.num_leaves());
+    struct item {
+        std::size_t index;
+        detail::node_ptr n;
+        std::size_t depth;
+        std::optional<path_entry> entry;
+    };
+    const auto& nodes = prefix.nodes();
+    std::vector<item> stack;
+    stack.push_back({nodes.size() - 1, t.node(), 0, std::nullopt});
+    path cur;
+    while (!stack.empty()) {
+        item it = std::move(stack.back());
+        stack.pop_back();
+        while (cur.size() > it.depth) cur.pop_back();
+        if (it.entry) cur.push_back(*it.entry);
+        const auto& d = nodes[it.index];
+        if (d.kind == node_kind::leaf) {
+            out.emplace_back(std::move(it.n));
+            continue;
+        }
+        if (!detail::same_level(*it.n, d))
+            detail::throw_structure("flatten_up_to", cur,
+                                    detail::describe_node(d.kind, d.arity, d.meta) + " (the prefix)",
+                                    detail::describe(*it.n));
+        const auto cs = detail::child_positions(nodes, it.index);
+        for (std::size_t k = cs.size(); k-- > 0;)
+            stack.push_back({cs[k], it.n->children[k], cur.size(),
+                             detail::child_entry(d.meta, d.kind, k)});
+    }
+    return out;
+}
+
+} // namespace paramtree

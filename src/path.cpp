@@ -1,0 +1,118 @@
+// paramtree — key path printing and parsing.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/path.hpp>
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace {
+struct entry_printer {
+    std::string operator()(const index_key& k) const { return fmt::format("[{}]", k.index); }
+    std::string operator()(const dict_key& k) const {
+        std::string out = "['";
+        for (const char c : k.key) {
+            if (c == '\'' || c == '\\') out += '\\';
+            out += c;
+        }
+        return out + "']";
+    }
+    std::string operator()(const field_key& k) const { return "." + k.name; }
+};
+} // namespace
+
+std::string entry_str(const path_entry& e) { return std::visit(entry_printer{}, e); }
+
+std::string keystr(const path& p) {
+    std::string out;
+    for (const auto& e : p) out += entry_str(e);
+    return out;
+}
+
+std::string dotted(const path& p) {
+    std::string out;
+    for (const auto& e : p) {
+        if (!out.empty()) out += '.';
+        std::visit(
+            [&](const auto& k) {
+                using K = std::decay_t<decltype(k)>;
+                if constexpr (std::is_same_v<K, index_key>) out += std::to_string(k.index);
+                else if constexpr (std::is_same_v<K, dict_key>) out += k.key;
+                else out += k.name;
+            },
+            e);
+    }
+    return out;
+}
+
+path path::operator/(const path& tail) const {
+    path p = *this;
+    p.entries_.insert(p.entries_.end(), tail.entries_.begin(), tail.entries_.end());
+    return p;
+}
+
+path path::prefix(std::size_t n) const {
+    return path(std::vector<path_entry>(entries_.begin(),
+                                        entries_.begin() + static_cast<std::ptrdiff_t>(
+                                                               std::min(n, entries_.size()))));
+}
+
+bool path::is_prefix_of(const path& other) const noexcept {
+    if (size() > other.size()) return false;
+    for (std::size_t i = 0; i < size(); ++i)
+        if (entries_[i] != other.entries_[i]) return false;
+    return true;
+}
+
+path parse_path(std::string_view text) {
+    path out;
+    std::size_t i = 0;
+    auto fail = [&](std::string_view what) {
+        detail::throw_path("parse_path", out, std::string(what),
+                           fmt::format("'{}' at offset {} of \"{}\"",
+                                       i < text.size() ? text.substr(i, 1) : "end", i, text));
+    };
+    auto is_ident = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+    };
+    while (i < text.size()) {
+        if (text[i] == '.') {
+            const std::size_t start = ++i;
+            while (i < text.size() && is_ident(text[i])) ++i;
+            if (i == start) fail("a field name after '.'");
+            out.push_back(field_key{std::string(text.substr(start, i - start))});
+        } else if (text[i] == '[') {
+            ++i;
+            if (i < text.size() && text[i] == '\'') {
+                ++i;
+                std::string key;
+                while (i < text.size() && text[i] != '\'') {
+                    if (text[i] == '\\' && i + 1 < text.size()) ++i;
+                    key += text[i++];
+                }
+                if (i >= text.size()) fail("a closing quote");
+                ++i;
+                if (i >= text.size() || text[i] != ']') fail("']'");
+                ++i;
+                out.push_back(dict_key{std::move(key)});
+            } else {
+                std::size_t value = 0;
+                const auto* first = text.data() + i;
+                const auto [ptr, ec] = std::from_chars(first, text.data() + text.size(), value);
+                if (ec != std::errc{} || ptr == first) fail("an index or a quoted key after '['");
+                i += static_cast<std::size_t>(ptr - first);
+                if (i >= text.size() || text[i] != ']') fail("']'");
+                ++i;
+                out.push_back(index_key{value});
+            }
+        } else {
+            fail("'.' or '['");
+        }
+    }
+    return out;
+}
+
+} // namespace paramtree

@@ -1,0 +1,415 @@
+// paramtree — tree nodes: construction, iterative destruction, accessors.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/tree.hpp>
+#include <paramtree/treedef.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace paramtree {
+
+namespace detail {
+
+void destroy(const node* n) noexcept {
+    // Releasing a long chain recursively would overflow the stack: collect the nodes whose
+    // count reached zero in a work list instead.
+    std::vector<const node*> work{n};
+    while (!work.empty()) {
+        const node* cur = work.back();
+        work.pop_back();
+        for (auto& c : const_cast<node*>(cur)->children) {
+            const node* child = c.detach();
+            if (child->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) work.push_back(child);
+        }
+        delete cur;
+    }
+}
+
+node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta) {
+    auto* n = new node;
+    n->kind = kind;
+    std::size_t leaves = 0;
+    std::size_t nodes = 1;
+    for (const auto& c : children) {
+        leaves += c->num_leaves;
+        nodes += c->num_nodes;
+    }
+    n->num_leaves = leaves;
+    n->num_nodes = nodes;
+    n->children = std::move(children);
+    n->meta = std::move(meta);
+    return node_ptr(n);
+}
+
+node_ptr make_leaf(leaf_value value) {
+    auto* n = new node;
+    n->kind = node_kind::leaf;
+    n->num_leaves = 1;
+    n->value = std::move(value);
+    return node_ptr(n);
+}
+
+const node_ptr& none_node() {
+    static const node_ptr none = make_node(node_kind::none, {}, {});
+    return none;
+}
+
+std::size_t hash_meta(const node_meta& m) noexcept {
+    return std::visit(
+        [](const auto& p) -> std::size_t {
+            using P = std::decay_t<decltype(p)>;
+            if constexpr (std::is_same_v<P, std::monostate>) return 0;
+            else return p->hash;
+        },
+        m);
+}
+
+bool meta_equal(const node_meta& a, const node_meta& b) {
+    if (a.index() != b.index()) return false;
+    return std::visit(
+        [&](const auto& pa) -> bool {
+            using P = std::decay_t<decltype(pa)>;
+            if constexpr (std::is_same_v<P, std::monostate>) {
+                return true;
+            } else {
+                const auto& pb = std::get<P>(b);
+                if (pa == pb) return true;
+                if (pa->hash != pb->hash) return false;
+                using M = typename P::element_type;
+                if constexpr (std::is_same_v<M, const dict_meta>)
+                    return pa->sorted_keys == pb->sorted_keys;
+                else if constexpr (std::is_same_v<M, const record_meta>)
+                    return pa->name == pb->name && pa->fields == pb->fields &&
+                           pa->statics == pb->statics;
+                else if constexpr (std::is_same_v<M, const tie_meta>)
+                    return tie_meta_equal(*pa, *pb);
+                else
+                    return shared_meta_equal(*pa, *pb);
+            }
+        },
+        a);
+}
+
+std::optional<path_entry> child_entry(const node_meta& meta, node_kind kind, std::size_t i) {
+    switch (kind) {
+    case node_kind::list:
+    case node_kind::tuple: return index_key{i};
+    case node_kind::dict:
+        return dict_key{std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys[i]};
+    case node_kind::record:
+        return field_key{std::get<std::shared_ptr<const record_meta>>(meta)->fields[i]};
+    default: return std::nullopt;
+    }
+}
+
+std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
+    if (const auto* k = std::get_if<index_key>(&e)) {
+        if ((n.kind == node_kind::list || n.kind == node_kind::tuple) && k->index < n.children.size())
+            return k->index;
+        return std::nullopt;
+    }
+    if (const auto* k = std::get_if<dict_key>(&e)) {
+        if (n.kind != node_kind::dict) return std::nullopt;
+        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(n.meta)->sorted_keys;
+        const auto it = std::lower_bound(keys.begin(), keys.end(), k->key);
+        if (it == keys.end() || *it != k->key) return std::nullopt;
+        return static_cast<std::size_t>(it - keys.begin());
+    }
+    const auto& f = std::get<field_key>(e);
+    if (n.kind != node_kind::record) return std::nullopt;
+    const auto& fields = std::get<std::shared_ptr<const record_meta>>(n.meta)->fields;
+    const auto it = std::find(fields.begin(), fields.end(), f.name);
+    if (it == fields.end()) return std::nullopt;
+    return static_cast<std::size_t>(it - fields.begin());
+}
+
+std::string describe_node(node_kind kind, std::size_t arity, const node_meta& meta) {
+    switch (kind) {
+    case node_kind::leaf: return "a leaf";
+    case node_kind::none: return "None";
+    case node_kind::list: return fmt::format("a list of length {}", arity);
+    case node_kind::tuple: return fmt::format("a tuple of length {}", arity);
+    case node_kind::dict: {
+        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys;
+        std::vector<std::string> quoted;
+        for (const auto& k : keys) quoted.push_back("'" + k + "'");
+        return fmt::format("a dict with keys [{}]", fmt::join(quoted, ", "));
+    }
+    case node_kind::record: {
+        const auto& r = *std::get<std::shared_ptr<const record_meta>>(meta);
+        std::vector<std::string> statics;
+        for (const auto& [k, v] : r.statics) statics.push_back(k + "=" + v.to_string());
+        return fmt::format("a {} record with fields ({}){}", r.name, fmt::join(r.fields, ", "),
+                           statics.empty() ? std::string()
+                                           : fmt::format(" and static ({})", fmt::join(statics, ", ")));
+    }
+    case node_kind::shared: return "a Shared node";
+    case node_kind::tied: {
+        const auto& t = *std::get<std::shared_ptr<const tie_meta>>(meta);
+        return fmt::format("a tie to {}", display_path(keystr(t.source)));
+    }
+    }
+    return "?";
+}
+
+std::string describe_leaf(const leaf_value& v) {
+    return std::visit(
+        [](const auto& x) -> std::string {
+            using X = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<X, array>) return x.describe();
+            else if constexpr (std::is_same_v<X, bool>) return fmt::format("the bool {}", x);
+            else if constexpr (std::is_same_v<X, std::int64_t>) return fmt::format("the integer {}", x);
+            else if constexpr (std::is_same_v<X, double>) return fmt::format("the double {}", x);
+            else return fmt::format("the string '{}'", x);
+        },
+        v);
+}
+
+std::string describe(const node& n) {
+    if (n.kind == node_kind::leaf) return describe_leaf(n.value);
+    return describe_node(n.kind, n.children.size(), n.meta);
+}
+
+bool same_level(const treedef_node& a, const treedef_node& b) {
+    return a.kind == b.kind && a.arity == b.arity && meta_equal(a.meta, b.meta);
+}
+
+bool same_level(const node& n, const treedef_node& d) {
+    return n.kind == d.kind && n.children.size() == d.arity && meta_equal(n.meta, d.meta);
+}
+
+std::vector<std::size_t> child_positions(const std::vector<treedef_node>& nodes, std::size_t index) {
+    const std::size_t arity = nodes[index].arity;
+    std::vector<std::size_t> out(arity);
+    std::size_t pos = index; // walk backwards: the last child ends right before the parent
+    for (std::size_t k = arity; k-- > 0;) {
+        --pos;
+        out[k] = pos;
+        pos = pos + 1 - nodes[pos].num_nodes;
+    }
+    return out;
+}
+
+} // namespace detail
+
+std::string static_value::to_string() const {
+    return std::visit(
+        [](const auto& x) -> std::string {
+            using X = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<X, std::string>) return "'" + x + "'";
+            else return fmt::format("{}", x);
+        },
+        value_);
+}
+
+std::string_view kind_name(node_kind k) noexcept {
+    switch (k) {
+    case node_kind::leaf: return "leaf";
+    case node_kind::none: return "None";
+    case node_kind::list: return "list";
+    case node_kind::tuple: return "tuple";
+    case node_kind::dict: return "dict";
+    case node_kind::record: return "record";
+    case node_kind::shared: return "Shared";
+    case node_kind::tied: return "tied";
+    }
+    return "?";
+}
+
+tree::tree() noexcept : node_(detail::none_node()) {}
+tree::tree(array a) : node_(detail::make_leaf(std::move(a))) {}
+tree::tree(bool b) : node_(detail::make_leaf(b)) {}
+tree::tree(double v) : node_(detail::make_leaf(v)) {}
+tree::tree(std::string s) : node_(detail::make_leaf(std::move(s))) {}
+
+void tree::throw_not(std::string_view expected) const {
+    detail::throw_leaf("leaf access", {}, std::string(expected), detail::describe(*node_));
+}
+
+const array& tree::as_array() const {
+    if (const auto* a = is_leaf() ? std::get_if<array>(&node_->value) : nullptr) return *a;
+    throw_not("an array leaf");
+}
+
+const detail::leaf_value& tree::value() const {
+    if (!is_leaf()) throw_not("a leaf");
+    return node_->value;
+}
+
+tree tree::child(std::size_t i) const {
+    if (i >= size())
+        detail::throw_path("tree::child", {}, fmt::format("a child index below {}", size()),
+                           fmt::format("{} in {}", i, detail::describe(*node_)));
+    return tree(node_->children[i]);
+}
+
+std::vector<tree> tree::children() const {
+    std::vector<tree> out;
+    out.reserve(size());
+    for (const auto& c : node_->children) out.emplace_back(c);
+    return out;
+}
+
+tree tree::operator[](std::size_t i) const { return at(path{index_key{i}}); }
+
+tree tree::operator[](std::string_view name) const {
+    const detail::node* n = node_.get();
+    while (n->kind == node_kind::shared) n = n->children[0].get();
+    if (n->kind == node_kind::record) return at(path{field_key{std::string(name)}});
+    return at(path{dict_key{std::string(name)}});
+}
+
+tree tree::at(const path& p) const {
+    detail::node_ptr cur = node_;
+    path walked;
+    for (const auto& e : p) {
+        while (cur->kind == node_kind::shared) cur = cur->children[0];
+        const auto i = detail::find_child(*cur, e);
+        if (!i)
+            detail::throw_path("tree::at", walked, fmt::format("a node with child {}", entry_str(e)),
+                               detail::describe(*cur));
+        cur = cur->children[*i];
+        walked.push_back(e);
+    }
+    return tree(std::move(cur));
+}
+
+bool tree::contains(const path& p) const noexcept {
+    const detail::node* cur = node_.get();
+    for (const auto& e : p) {
+        while (cur->kind == node_kind::shared) cur = cur->children[0].get();
+        const auto i = detail::find_child(*cur, e);
+        if (!i) return false;
+        cur = cur->children[*i].get();
+    }
+    return true;
+}
+
+std::vector<std::string> tree::keys() const {
+    const detail::node* n = node_.get();
+    while (n->kind == node_kind::shared) n = n->children[0].get();
+    if (n->kind == node_kind::dict) {
+        const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n->meta);
+        std::vector<std::string> out;
+        out.reserve(m.insertion.size());
+        for (const auto s : m.insertion) out.push_back(m.sorted_keys[s]);
+        return out;
+    }
+    if (n->kind == node_kind::record)
+        return std::get<std::shared_ptr<const detail::record_meta>>(n->meta)->fields;
+    return {};
+}
+
+path_entry tree::entry(std::size_t i) const {
+    if (i >= size())
+        detail::throw_path("tree::entry", {}, fmt::format("a child index below {}", size()),
+                           fmt::format("{}", i));
+    const auto e = detail::child_entry(node_->meta, kind(), i);
+    if (!e)
+        detail::throw_path("tree::entry", {}, "a list, tuple, dict or record",
+                           detail::describe(*node_));
+    return *e;
+}
+
+std::string_view tree::record_name() const noexcept {
+    if (kind() != node_kind::record) return {};
+    return std::get<std::shared_ptr<const detail::record_meta>>(node_->meta)->name;
+}
+
+const std::vector<std::pair<std::string, static_value>>& tree::static_fields() const {
+    static const std::vector<std::pair<std::string, static_value>> empty;
+    if (kind() != node_kind::record) return empty;
+    return std::get<std::shared_ptr<const detail::record_meta>>(node_->meta)->statics;
+}
+
+const static_value& tree::static_field(std::string_view name) const {
+    for (const auto& [k, v] : static_fields())
+        if (k == name) return v;
+    detail::throw_path("tree::static_field", {}, fmt::format("a static field '{}'", name),
+                       detail::describe(*node_));
+}
+
+namespace {
+std::vector<detail::node_ptr> take_nodes(std::vector<tree>&& items) {
+    std::vector<detail::node_ptr> out;
+    out.reserve(items.size());
+    for (auto& t : items) out.push_back(t.node());
+    return out;
+}
+} // namespace
+
+tree list(std::vector<tree> items) {
+    return tree(detail::make_node(node_kind::list, take_nodes(std::move(items)), {}));
+}
+
+tree tuple(std::vector<tree> items) {
+    return tree(detail::make_node(node_kind::tuple, take_nodes(std::move(items)), {}));
+}
+
+tree dict(std::vector<std::pair<std::string, tree>> items) {
+    std::vector<std::uint32_t> order(items.size());
+    std::iota(order.begin(), order.end(), 0U);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](auto a, auto b) { return items[a].first < items[b].first; });
+    auto meta = std::make_shared<detail::dict_meta>();
+    meta->insertion.resize(items.size());
+    std::vector<detail::node_ptr> children;
+    children.reserve(items.size());
+    for (std::size_t s = 0; s < order.size(); ++s) {
+        auto& [key, value] = items[order[s]];
+        if (s > 0 && key == meta->sorted_keys.back())
+            detail::throw_structure("dict", path{dict_key{key}}, "unique keys",
+                                    fmt::format("the key '{}' twice", key));
+        meta->insertion[order[s]] = static_cast<std::uint32_t>(s);
+        meta->sorted_keys.push_back(std::move(key));
+        children.push_back(value.node());
+    }
+    std::size_t h = 0x64696374;
+    for (const auto& k : meta->sorted_keys) h = detail::mix(h, std::hash<std::string>{}(k));
+    meta->hash = h;
+    return tree(detail::make_node(node_kind::dict, std::move(children),
+                                  std::shared_ptr<const detail::dict_meta>(std::move(meta))));
+}
+
+tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
+            std::vector<std::pair<std::string, static_value>> statics) {
+    auto meta = std::make_shared<detail::record_meta>();
+    std::vector<detail::node_ptr> children;
+    children.reserve(fields.size());
+    std::size_t h = detail::mix(0x7265636f7264, std::hash<std::string>{}(name));
+    auto check_name = [&](const std::string& f) {
+        if (f.empty())
+            detail::throw_structure("record " + name, {}, "non-empty field names", "an empty name");
+        const bool dup = std::find(meta->fields.begin(), meta->fields.end(), f) != meta->fields.end() ||
+                         std::any_of(meta->statics.begin(), meta->statics.end(),
+                                     [&](const auto& s) { return s.first == f; });
+        if (dup)
+            detail::throw_structure("record " + name, path{field_key{f}}, "unique field names",
+                                    fmt::format("the field '{}' twice", f));
+    };
+    for (auto& [f, value] : fields) {
+        check_name(f);
+        h = detail::mix(h, std::hash<std::string>{}(f));
+        meta->fields.push_back(std::move(f));
+        children.push_back(value.node());
+    }
+    for (auto& [f, value] : statics) {
+        check_name(f);
+        h = detail::mix(h, std::hash<std::string>{}(f));
+        h = detail::mix(h, std::hash<std::string>{}(value.to_string()));
+        meta->statics.emplace_back(std::move(f), std::move(value));
+    }
+    meta->name = std::move(name);
+    meta->hash = h;
+    return tree(detail::make_node(node_kind::record, std::move(children),
+                                  std::shared_ptr<const detail::record_meta>(std::move(meta))));
+}
+
+std::string describe(const tree& t) { return detail::describe(*t.node()); }
+
+} // namespace paramtree

@@ -1,0 +1,218 @@
+// paramtree — treedef: equality, hashing, children, compose, text.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/treedef.hpp>
+
+#include <variant>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace detail {
+
+std::size_t hash_nodes(const std::vector<treedef_node>& nodes) noexcept {
+    std::size_t h = 0x7472656564656600ULL;
+    for (const auto& n : nodes) {
+        h = mix(h, static_cast<std::size_t>(n.kind));
+        h = mix(h, n.arity);
+        h = mix(h, hash_meta(n.meta));
+    }
+    return h;
+}
+
+treedef make_treedef(std::vector<treedef_node> nodes) {
+    auto impl = std::make_shared<treedef_impl>();
+    impl->hash = hash_nodes(nodes);
+    impl->nodes = std::move(nodes);
+    return treedef(std::move(impl));
+}
+
+treedef slice(const treedef& t, std::size_t last) {
+    const auto& nodes = t.nodes();
+    const std::size_t first = last + 1 - nodes[last].num_nodes;
+    return make_treedef(std::vector<treedef_node>(nodes.begin() + static_cast<std::ptrdiff_t>(first),
+                                                  nodes.begin() + static_cast<std::ptrdiff_t>(last) + 1));
+}
+
+std::optional<difference> first_difference(const treedef& a, const treedef& b) {
+    if (a == b) return std::nullopt;
+    struct item {
+        std::size_t ia, ib, depth;
+        std::optional<path_entry> entry;
+    };
+    const auto& na = a.nodes();
+    const auto& nb = b.nodes();
+    std::vector<item> stack{{na.size() - 1, nb.size() - 1, 0, std::nullopt}};
+    path cur;
+    while (!stack.empty()) {
+        const item it = stack.back();
+        stack.pop_back();
+        while (cur.size() > it.depth) cur.pop_back();
+        if (it.entry) cur.push_back(*it.entry);
+        const auto& x = na[it.ia];
+        const auto& y = nb[it.ib];
+        if (!same_level(x, y))
+            return difference{cur, describe_node(x.kind, x.arity, x.meta),
+                              describe_node(y.kind, y.arity, y.meta)};
+        const auto ca = child_positions(na, it.ia);
+        const auto cb = child_positions(nb, it.ib);
+        const std::size_t depth = cur.size();
+        for (std::size_t k = ca.size(); k-- > 0;)
+            stack.push_back({ca[k], cb[k], depth, child_entry(x.meta, x.kind, k)});
+    }
+    return std::nullopt;
+}
+
+} // namespace detail
+
+treedef::treedef() {
+    static const auto leaf = detail::make_treedef({detail::treedef_node{}}).impl();
+    impl_ = leaf;
+}
+
+bool operator==(const treedef& a, const treedef& b) {
+    if (a.impl_ == b.impl_) return true;
+    if (a.impl_->hash != b.impl_->hash) return false;
+    const auto& x = a.impl_->nodes;
+    const auto& y = b.impl_->nodes;
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i)
+        if (!detail::same_level(x[i], y[i])) return false;
+    return true;
+}
+
+std::vector<treedef> treedef::children() const {
+    std::vector<treedef> out;
+    for (const auto pos : detail::child_positions(impl_->nodes, impl_->nodes.size() - 1))
+        out.push_back(detail::slice(*this, pos));
+    return out;
+}
+
+treedef treedef::compose(const treedef& inner) const {
+    std::vector<detail::treedef_node> out;
+    out.reserve(num_leaves() * inner.num_nodes() + num_nodes());
+    struct counts {
+        std::size_t leaves, nodes;
+    };
+    std::vector<counts> stack;
+    for (const auto& n : impl_->nodes) {
+        if (n.kind == node_kind::leaf) {
+            out.insert(out.end(), inner.nodes().begin(), inner.nodes().end());
+            stack.push_back({inner.num_leaves(), inner.num_nodes()});
+            continue;
+        }
+        counts c{0, 1};
+        for (std::size_t k = 0; k < n.arity; ++k) {
+            c.leaves += stack.back().leaves;
+            c.nodes += stack.back().nodes;
+            stack.pop_back();
+        }
+        auto copy = n;
+        copy.num_leaves = c.leaves;
+        copy.num_nodes = c.nodes;
+        out.push_back(std::move(copy));
+        stack.push_back(c);
+    }
+    return detail::make_treedef(std::move(out));
+}
+
+std::vector<path> treedef::leaf_paths() const {
+    std::vector<path> out;
+    out.reserve(num_leaves());
+    struct item {
+        std::size_t index, depth;
+        std::optional<path_entry> entry;
+    };
+    const auto& nodes = impl_->nodes;
+    std::vector<item> stack{{nodes.size() - 1, 0, std::nullopt}};
+    path cur;
+    while (!stack.empty()) {
+        const item it = stack.back();
+        stack.pop_back();
+        while (cur.size() > it.depth) cur.pop_back();
+        if (it.entry) cur.push_back(*it.entry);
+        const auto& n = nodes[it.index];
+        if (n.kind == node_kind::leaf) {
+            out.push_back(cur);
+            continue;
+        }
+        const auto cs = detail::child_positions(nodes, it.index);
+        for (std::size_t k = cs.size(); k-- > 0;)
+            stack.push_back({cs[k], cur.size(), detail::child_entry(n.meta, n.kind, k)});
+    }
+    return out;
+}
+
+std::string treedef::to_string() const {
+    // Pre-order emission with an explicit stack: deep structures print without recursion.
+    using action = std::variant<std::string, std::size_t>;
+    const auto& nodes = impl_->nodes;
+    std::vector<action> stack{std::size_t{nodes.size() - 1}};
+    std::string out = "treedef(";
+    while (!stack.empty()) {
+        action a = std::move(stack.back());
+        stack.pop_back();
+        if (auto* text = std::get_if<std::string>(&a)) {
+            out += *text;
+            continue;
+        }
+        const std::size_t i = std::get<std::size_t>(a);
+        const auto& n = nodes[i];
+        const auto cs = detail::child_positions(nodes, i);
+        std::vector<action> seq; // in output order, reversed onto the stack below
+        switch (n.kind) {
+        case node_kind::leaf: seq.emplace_back(std::string("*")); break;
+        case node_kind::none: seq.emplace_back(std::string("None")); break;
+        case node_kind::list:
+        case node_kind::tuple: {
+            const bool is_list = n.kind == node_kind::list;
+            seq.emplace_back(std::string(is_list ? "[" : "("));
+            for (std::size_t k = 0; k < cs.size(); ++k) {
+                if (k > 0) seq.emplace_back(std::string(", "));
+                seq.emplace_back(cs[k]);
+            }
+            if (!is_list && cs.size() == 1) seq.emplace_back(std::string(","));
+            seq.emplace_back(std::string(is_list ? "]" : ")"));
+            break;
+        }
+        case node_kind::dict: {
+            const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n.meta);
+            seq.emplace_back(std::string("{"));
+            for (std::size_t k = 0; k < m.insertion.size(); ++k) {
+                const auto s = m.insertion[k];
+                seq.emplace_back(fmt::format("{}'{}': ", k > 0 ? ", " : "", m.sorted_keys[s]));
+                seq.emplace_back(cs[s]);
+            }
+            seq.emplace_back(std::string("}"));
+            break;
+        }
+        case node_kind::record: {
+            const auto& m = *std::get<std::shared_ptr<const detail::record_meta>>(n.meta);
+            seq.emplace_back(m.name + "(");
+            for (std::size_t k = 0; k < cs.size(); ++k) {
+                seq.emplace_back(fmt::format("{}{}=", k > 0 ? ", " : "", m.fields[k]));
+                seq.emplace_back(cs[k]);
+            }
+            for (std::size_t k = 0; k < m.statics.size(); ++k)
+                seq.emplace_back(fmt::format("{}{}={}", k + cs.size() > 0 ? ", " : "",
+                                             m.statics[k].first, m.statics[k].second.to_string()));
+            seq.emplace_back(std::string(")"));
+            break;
+        }
+        case node_kind::shared:
+            seq.emplace_back(std::string("Shared("));
+            seq.emplace_back(cs[0]);
+            seq.emplace_back(std::string(")"));
+            break;
+        case node_kind::tied:
+            seq.emplace_back(detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta)));
+            break;
+        }
+        for (std::size_t k = seq.size(); k-- > 0;) stack.push_back(std::move(seq[k]));
+    }
+    return out + ")";
+}
+
+} // namespace paramtree

@@ -1,0 +1,111 @@
+// Tests for <paramtree/tree.hpp>.
+#include <catch2/catch.hpp>
+
+#include <paramtree/error.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/tree.hpp>
+
+#include <thread>
+
+namespace pt = paramtree;
+
+TEST_CASE("tree: leaves convert implicitly", "[tree]") {
+    const pt::tree a = pt::array::zeros({3});
+    const pt::tree i = 3;
+    const pt::tree d = 2.5;
+    const pt::tree b = true;
+    const pt::tree s = "relu";
+    CHECK(a.is_array());
+    CHECK(i.as<std::int64_t>() == 3);
+    CHECK(d.as<double>() == 2.5);
+    CHECK(b.as<bool>());
+    CHECK(s.as<std::string>() == "relu");
+    CHECK(pt::tree{}.is_none());
+    CHECK(pt::none().num_leaves() == 0);
+}
+
+TEST_CASE("tree: wrong leaf access is a leaf_error", "[tree][error]") {
+    const pt::tree s = "relu";
+    CHECK_THROWS_AS(s.as_array(), pt::leaf_error);
+    CHECK_THROWS_WITH(s.as_array(), Catch::Contains("expected an array leaf, found the string 'relu'"));
+    CHECK_THROWS_AS(pt::tree(1).as<double>(), pt::leaf_error);
+    CHECK_THROWS_AS(pt::list({}).value(), pt::leaf_error);
+}
+
+TEST_CASE("tree: containers and accessors", "[tree]") {
+    const auto w = pt::array::ones({2, 2});
+    const auto t = pt::dict({{"b", pt::list({1, 2})}, {"a", pt::tuple({w, "x"})}});
+    CHECK(t.kind() == pt::node_kind::dict);
+    CHECK(t.num_leaves() == 4);
+    CHECK(t.num_nodes() == 7);
+    CHECK(t.keys() == std::vector<std::string>{"b", "a"});
+    CHECK(t["b"][1].as<std::int64_t>() == 2);
+    CHECK(pt::same_storage(t["a"][0].as_array(), w));
+    CHECK(t.at(pt::parse_path("['a'][1]")).as<std::string>() == "x");
+    CHECK(t.contains(pt::parse_path("['b'][0]")));
+    CHECK_FALSE(t.contains(pt::parse_path("['b'][2]")));
+    CHECK(std::get<pt::dict_key>(t.entry(0)).key == "a"); // storage order is sorted
+}
+
+TEST_CASE("tree: bad paths name the longest valid prefix", "[tree][error]") {
+    const auto t = pt::dict({{"layers", pt::list({pt::dict({{"w", 1}})})}});
+    CHECK_THROWS_AS(t.at(pt::parse_path("['layers'][3]")), pt::path_error);
+    CHECK_THROWS_WITH(t.at(pt::parse_path("['layers'][3]")),
+                      Catch::Contains("at ['layers']: expected a node with child [3], found a list of length 1"));
+    CHECK_THROWS_WITH(t["nope"], Catch::Contains("<root>"));
+    CHECK_THROWS_AS(t.child(5), pt::path_error);
+}
+
+TEST_CASE("tree: records carry fields and static metadata", "[tree]") {
+    const auto lin = pt::record("Linear", {{"weight", pt::array::zeros({4, 3})}, {"bias", pt::array::zeros({4})}},
+                                {{"in_features", 3}, {"out_features", 4}, {"act", "relu"}});
+    CHECK(lin.record_name() == "Linear");
+    CHECK(lin.keys() == std::vector<std::string>{"weight", "bias"});
+    CHECK(lin["weight"].as_array().shape() == pt::shape_type{4, 3});
+    CHECK(lin.static_field("in_features") == pt::static_value(3));
+    CHECK(lin.static_field("act").to_string() == "'relu'");
+    CHECK_THROWS_AS(lin.static_field("nope"), pt::path_error);
+    CHECK(lin.num_leaves() == 2);
+}
+
+TEST_CASE("tree: duplicate keys and fields are structure errors", "[tree][error]") {
+    CHECK_THROWS_AS(pt::dict({{"a", 1}, {"a", 2}}), pt::structure_error);
+    CHECK_THROWS_WITH(pt::dict({{"a", 1}, {"a", 2}}), Catch::Contains("['a']"));
+    CHECK_THROWS_AS(pt::record("R", {{"x", 1}}, {{"x", 2}}), pt::structure_error);
+    CHECK_THROWS_AS(pt::record("R", {{"", 1}}), pt::structure_error);
+}
+
+TEST_CASE("tree: copies are O(1) and identity is observable", "[tree]") {
+    const auto t = pt::list({pt::array::zeros({1000}), 1});
+    const pt::tree u = t; // NOLINT(performance-unnecessary-copy-initialization)
+    CHECK(pt::same_node(t, u));
+    CHECK(t.identity() == u.identity());
+    CHECK(pt::same_node(t[0], u[0]));
+}
+
+TEST_CASE("tree: a chain of 100,000 nested lists builds and dies without recursion", "[tree][deep]") {
+    pt::tree t = 1.0;
+    for (int i = 0; i < 100000; ++i) t = pt::list({t});
+    CHECK(t.num_nodes() == 100001);
+    CHECK(t.num_leaves() == 1);
+    t = pt::tree{}; // destroys the chain
+    CHECK(t.is_none());
+}
+
+TEST_CASE("tree: concurrent reads from many threads", "[tree][threads]") {
+    std::vector<pt::tree> items;
+    for (int i = 0; i < 200; ++i) items.push_back(pt::dict({{"w", pt::array::ones({4})}, {"i", i}}));
+    const auto t = pt::list(items);
+    std::vector<std::thread> threads;
+    std::vector<std::size_t> counts(4);
+    for (std::size_t k = 0; k < 4; ++k)
+        threads.emplace_back([&, k] {
+            for (int rep = 0; rep < 50; ++rep) {
+                auto [leaves, def] = pt::flatten(t);
+                const auto back = pt::unflatten(def, leaves);
+                counts[k] += back.num_leaves();
+            }
+        });
+    for (auto& th : threads) th.join();
+    for (const auto c : counts) CHECK(c == 50 * 400);
+}
