@@ -413,3 +413,11 @@ tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
 std::string describe(const tree& t) { return detail::describe(*t.node()); }
 
 } // namespace paramtree
+
+#include <paramtree/record.hpp>
+
+namespace paramtree::detail {
+void throw_decode(const path& p, std::string expected, const tree& found) {
+    throw_structure("from_tree", p, std::move(expected), describe(found));
+}
+} // namespace paramtree::detail

@@ -1,0 +1,17 @@
+// paramtree — everything except the xtensor bridge (<paramtree/xtensor.hpp>).
+#pragma once
+
+#include <paramtree/array.hpp>
+#include <paramtree/at.hpp>
+#include <paramtree/diff.hpp>
+#include <paramtree/error.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+#include <paramtree/partition.hpp>
+#include <paramtree/path.hpp>
+#include <paramtree/print.hpp>
+#include <paramtree/ravel.hpp>
+#include <paramtree/record.hpp>
+#include <paramtree/transform.hpp>
+#include <paramtree/tree.hpp>
+#include <paramtree/treedef.hpp>

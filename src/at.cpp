@@ -1,0 +1,90 @@
+// paramtree — selectors and path-copying tree_at.
+#include <paramtree/at.hpp>
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/walk.hpp>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+selector selector::operator[](std::size_t i) const {
+    return (*this)[paramtree::path{index_key{i}}];
+}
+
+selector selector::operator[](std::string_view name) const {
+    const detail::node* n = node_.node().get();
+    while (n->kind == node_kind::shared) n = n->children[0].get();
+    if (n->kind == node_kind::record) return (*this)[paramtree::path{field_key{std::string(name)}}];
+    return (*this)[paramtree::path{dict_key{std::string(name)}}];
+}
+
+selector selector::operator[](const paramtree::path& p) const {
+    try {
+        return selector(node_.at(p), path_ / p);
+    } catch (const path_error& e) {
+        // Re-raise with the full path from the root, not the one from this node.
+        detail::throw_path("selector", path_ / parse_path(e.path()), e.expected(), e.found());
+    }
+}
+
+namespace detail {
+
+tree tree_at_paths(const tree& t, std::span<const path> paths,
+                   const std::function<tree(std::size_t, const tree&)>& replace) {
+    for (const auto& p : paths) {
+        if (!t.contains(p)) (void)t.at(p); // throws a path_error naming the failing step
+    }
+    std::vector<const path*> sorted;
+    sorted.reserve(paths.size());
+    for (const auto& p : paths) sorted.push_back(&p);
+    std::sort(sorted.begin(), sorted.end(), [](const path* a, const path* b) { return *a < *b; });
+    for (std::size_t i = 1; i < sorted.size(); ++i) {
+        if (sorted[i - 1]->is_prefix_of(*sorted[i]))
+            throw_path("tree_at", *sorted[i - 1], "disjoint selections",
+                       *sorted[i - 1] == *sorted[i]
+                           ? std::string("the same node selected twice")
+                           : fmt::format("a node that also contains the selection {}",
+                                         display_path(keystr(*sorted[i]))));
+    }
+
+    node_ptr root = t.node();
+    bool structure_kept = true; // leaf replaced by leaf everywhere: the treedef is unchanged
+    struct step {
+        node_ptr n;
+        std::size_t child;
+    };
+    std::vector<step> trail;
+    for (std::size_t k = 0; k < paths.size(); ++k) {
+        trail.clear();
+        node_ptr cur = root;
+        for (const auto& e : paths[k]) {
+            while (cur->kind == node_kind::shared) {
+                trail.push_back({cur, 0});
+                cur = cur->children[0];
+            }
+            const auto i = find_child(*cur, e);
+            trail.push_back({cur, *i});
+            cur = cur->children[*i];
+        }
+        node_ptr replacement = replace(k, tree(cur)).node();
+        structure_kept = structure_kept && cur->kind == node_kind::leaf &&
+                         replacement->kind == node_kind::leaf;
+        for (std::size_t s = trail.size(); s-- > 0;) {
+            const node& parent = *trail[s].n;
+            std::vector<node_ptr> children = parent.children; // O(width): the price of sharing
+            children[trail[s].child] = std::move(replacement);
+            replacement = make_node(parent.kind, std::move(children), parent.meta);
+        }
+        root = std::move(replacement);
+    }
+    if (structure_kept && root.get() != t.node().get()) {
+        if (auto def = t.node()->cached_def.load(std::memory_order_acquire))
+            root->cached_def.store(std::move(def), std::memory_order_release);
+    }
+    return tree(std::move(root));
+}
+
+} // namespace detail
+} // namespace paramtree

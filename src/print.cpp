@@ -1,0 +1,208 @@
+// paramtree — pretty printing. The tree is first laid out into a pre-order list of items
+// (label, opening and closing text, children), then inline widths are computed bottom-up
+// and the text is emitted with an explicit stack.
+#include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/print.hpp>
+
+#include <algorithm>
+#include <ostream>
+#include <variant>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace {
+
+struct item {
+    std::string label; // `'key': ` or `field=`
+    std::string open;  // the whole text for atoms
+    std::string close;
+    std::vector<std::size_t> children; // item indices, display order
+    std::vector<std::string> extras;   // record static fields, printed after the children
+    bool atom = true;
+    bool single_tuple = false;
+    std::size_t inline_width = 0;
+};
+
+std::string leaf_text(const detail::leaf_value& v) {
+    return std::visit(
+        [](const auto& x) -> std::string {
+            using X = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<X, array>) return x.describe();
+            else if constexpr (std::is_same_v<X, std::string>) return "'" + x + "'";
+            else return fmt::format("{}", x);
+        },
+        v);
+}
+
+std::vector<item> layout(const tree& t) {
+    std::vector<item> items;
+    struct todo {
+        const detail::node* n;
+        std::string label;
+        std::size_t parent; // npos for the root
+    };
+    constexpr auto npos = static_cast<std::size_t>(-1);
+    std::vector<todo> stack{{t.node().get(), "", npos}};
+    while (!stack.empty()) {
+        todo td = std::move(stack.back());
+        stack.pop_back();
+        const auto& n = *td.n;
+        const std::size_t id = items.size();
+        items.emplace_back();
+        item& it = items.back();
+        it.label = std::move(td.label);
+        if (td.parent != npos) items[td.parent].children.push_back(id);
+        std::vector<std::pair<std::size_t, std::string>> kids; // child index, label
+        switch (n.kind) {
+        case node_kind::leaf: it.open = leaf_text(n.value); break;
+        case node_kind::none: it.open = "None"; break;
+        case node_kind::tied:
+            it.open = detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta));
+            break;
+        case node_kind::list:
+        case node_kind::tuple: {
+            const bool is_list = n.kind == node_kind::list;
+            it.atom = false;
+            it.open = is_list ? "[" : "(";
+            it.close = is_list ? "]" : ")";
+            it.single_tuple = !is_list && n.children.size() == 1;
+            for (std::size_t k = 0; k < n.children.size(); ++k) kids.emplace_back(k, "");
+            break;
+        }
+        case node_kind::dict: {
+            const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n.meta);
+            it.atom = false;
+            it.open = "{";
+            it.close = "}";
+            for (const auto s : m.insertion) kids.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
+            break;
+        }
+        case node_kind::record: {
+            const auto& m = *std::get<std::shared_ptr<const detail::record_meta>>(n.meta);
+            it.atom = false;
+            it.open = m.name + "(";
+            it.close = ")";
+            for (std::size_t k = 0; k < n.children.size(); ++k) kids.emplace_back(k, m.fields[k] + "=");
+            for (const auto& [k, v] : m.statics) it.extras.push_back(k + "=" + v.to_string());
+            break;
+        }
+        case node_kind::shared:
+            it.atom = false;
+            it.open = "Shared(";
+            it.close = ")";
+            kids.emplace_back(0, "");
+            break;
+        }
+        if (!it.atom && kids.empty() && it.extras.empty()) it.atom = true, it.open += it.close;
+        for (std::size_t k = kids.size(); k-- > 0;)
+            stack.push_back({n.children[kids[k].first].get(), std::move(kids[k].second), id});
+    }
+    // Children were appended in pop order, which is display order. Widths bottom-up:
+    constexpr std::size_t cap = static_cast<std::size_t>(1) << 40;
+    for (std::size_t i = items.size(); i-- > 0;) {
+        auto& it = items[i];
+        std::size_t w = it.label.size() + it.open.size();
+        if (!it.atom) {
+            const std::size_t parts = it.children.size() + it.extras.size();
+            for (const auto c : it.children) w += items[c].inline_width;
+            for (const auto& e : it.extras) w += e.size();
+            w += parts > 0 ? 2 * (parts - 1) : 0;
+            w += it.close.size() + (it.single_tuple ? 1 : 0);
+        }
+        it.inline_width = std::min(w, cap);
+    }
+    return items;
+}
+
+// Emits item `root` on one line (iteratively).
+void emit_inline(const std::vector<item>& items, std::size_t root, std::string& out) {
+    using action = std::variant<std::size_t, const std::string*>;
+    static const std::string comma = ", ";
+    static const std::string trailing = ",";
+    std::vector<action> stack{root};
+    while (!stack.empty()) {
+        const action a = stack.back();
+        stack.pop_back();
+        if (const auto* s = std::get_if<const std::string*>(&a)) {
+            out += **s;
+            continue;
+        }
+        const auto& it = items[std::get<std::size_t>(a)];
+        out += it.label;
+        out += it.open;
+        if (it.atom) continue;
+        stack.push_back(&it.close);
+        if (it.single_tuple) stack.push_back(&trailing);
+        for (std::size_t k = it.extras.size(); k-- > 0;) {
+            stack.push_back(&it.extras[k]);
+            if (k > 0 || !it.children.empty()) stack.push_back(&comma);
+        }
+        for (std::size_t k = it.children.size(); k-- > 0;) {
+            stack.push_back(it.children[k]);
+            if (k > 0) stack.push_back(&comma);
+        }
+    }
+}
+
+} // namespace
+
+std::string to_string(const tree& t) {
+    const auto items = layout(t);
+    std::string out;
+    emit_inline(items, 0, out);
+    return out;
+}
+
+std::string pformat(const tree& t, const print_options& options) {
+    const auto items = layout(t);
+    std::string out;
+    auto pad = [&](std::size_t depth) {
+        return std::string(std::min(depth, options.max_indent_levels) * options.indent, ' ');
+    };
+    struct frame {
+        std::size_t id;
+        std::size_t depth;
+        std::size_t next; // next child; children.size() + k means extra k
+    };
+    std::vector<frame> stack{{0, 0, 0}};
+    bool first = true;
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        const auto& it = items[f.id];
+        if (f.next == 0 && first) {
+            first = false;
+            out += pad(f.depth);
+            if (it.atom || pad(f.depth).size() + it.inline_width + 1 <= options.width) {
+                emit_inline(items, f.id, out);
+                stack.pop_back();
+                if (!stack.empty()) out += ",\n";
+                first = true;
+                continue;
+            }
+            out += it.label + it.open + "\n";
+        }
+        const std::size_t total = it.children.size() + it.extras.size();
+        if (f.next < it.children.size()) {
+            const std::size_t child = it.children[f.next++];
+            stack.push_back({child, f.depth + 1, 0});
+            first = true;
+            continue;
+        }
+        if (f.next < total) {
+            out += pad(f.depth + 1) + it.extras[f.next - it.children.size()] + ",\n";
+            ++f.next;
+            continue;
+        }
+        out += pad(f.depth) + it.close;
+        stack.pop_back();
+        if (!stack.empty()) out += ",\n";
+    }
+    return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const tree& t) { return os << to_string(t); }
+
+} // namespace paramtree
