@@ -16,33 +16,48 @@ namespace paramtree {
 
 std::string_view dtype_name(dtype d) noexcept {
     switch (d) {
-    case dtype::float32: return "float32";
-    case dtype::float64: return "float64";
-    case dtype::int32: return "int32";
-    case dtype::int64: return "int64";
-    case dtype::boolean: return "bool";
+    case dtype::float32:
+        return "float32";
+    case dtype::float64:
+        return "float64";
+    case dtype::int32:
+        return "int32";
+    case dtype::int64:
+        return "int64";
+    case dtype::boolean:
+        return "bool";
     }
     return "?";
 }
 
 std::string_view dtype_short_name(dtype d) noexcept {
     switch (d) {
-    case dtype::float32: return "f32";
-    case dtype::float64: return "f64";
-    case dtype::int32: return "i32";
-    case dtype::int64: return "i64";
-    case dtype::boolean: return "bool";
+    case dtype::float32:
+        return "f32";
+    case dtype::float64:
+        return "f64";
+    case dtype::int32:
+        return "i32";
+    case dtype::int64:
+        return "i64";
+    case dtype::boolean:
+        return "bool";
     }
     return "?";
 }
 
 std::size_t dtype_size(dtype d) noexcept {
     switch (d) {
-    case dtype::float32: return 4;
-    case dtype::float64: return 8;
-    case dtype::int32: return 4;
-    case dtype::int64: return 8;
-    case dtype::boolean: return 1;
+    case dtype::float32:
+        return 4;
+    case dtype::float64:
+        return 8;
+    case dtype::int32:
+        return 4;
+    case dtype::int64:
+        return 8;
+    case dtype::boolean:
+        return 1;
     }
     return 1;
 }
@@ -83,11 +98,16 @@ struct aligned_deleter {
 template <class F>
 decltype(auto) dispatch(dtype d, F&& f) {
     switch (d) {
-    case dtype::float32: return f(float{});
-    case dtype::float64: return f(double{});
-    case dtype::int32: return f(std::int32_t{});
-    case dtype::int64: return f(std::int64_t{});
-    case dtype::boolean: return f(bool{});
+    case dtype::float32:
+        return f(float{});
+    case dtype::float64:
+        return f(double{});
+    case dtype::int32:
+        return f(std::int32_t{});
+    case dtype::int64:
+        return f(std::int64_t{});
+    case dtype::boolean:
+        return f(bool{});
     }
     return f(float{});
 }
@@ -114,7 +134,8 @@ array array::from_owner(paramtree::dtype d, shape_type shape, std::size_t size, 
                         std::shared_ptr<const void> owner) {
     const std::size_t n = detail::checked_size(shape);
     if (n != size)
-        detail::throw_shape("array", fmt::format("{} elements for shape [{}]", n, fmt::join(shape, ",")),
+        detail::throw_shape("array",
+                            fmt::format("{} elements for shape [{}]", n, fmt::join(shape, ",")),
                             fmt::format("{}", size));
     auto impl = std::make_shared<detail::array_impl>();
     impl->dt = d;
@@ -134,23 +155,36 @@ array array::full(shape_type shape, double value, paramtree::dtype d) {
     });
     return result;
 }
-array array::zeros(shape_type shape, paramtree::dtype d) { return full(std::move(shape), 0.0, d); }
-array array::ones(shape_type shape, paramtree::dtype d) { return full(std::move(shape), 1.0, d); }
+array array::zeros(shape_type shape, paramtree::dtype d) {
+    return full(std::move(shape), 0.0, d);
+}
+array array::ones(shape_type shape, paramtree::dtype d) {
+    return full(std::move(shape), 1.0, d);
+}
 
 array array::arange(std::size_t n, paramtree::dtype d) {
     auto [result, data] = allocate(d, {n});
     dispatch(d, [&](auto tag) {
         using T = decltype(tag);
         auto* out = static_cast<T*>(data);
-        for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(i);
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = static_cast<T>(i);
     });
     return result;
 }
 
-paramtree::dtype array::dtype() const noexcept { return impl_->dt; }
-const shape_type& array::shape() const noexcept { return impl_->shape; }
-std::size_t array::size() const noexcept { return impl_->size; }
-const std::byte* array::bytes() const noexcept { return impl_->data; }
+paramtree::dtype array::dtype() const noexcept {
+    return impl_->dt;
+}
+const shape_type& array::shape() const noexcept {
+    return impl_->shape;
+}
+std::size_t array::size() const noexcept {
+    return impl_->size;
+}
+const std::byte* array::bytes() const noexcept {
+    return impl_->data;
+}
 
 const std::shared_ptr<const detail::trace_slot>& array::trace() const noexcept {
     return impl_->trace;
@@ -185,7 +219,8 @@ std::vector<double> array::to_doubles() const {
     dispatch(dtype(), [&](auto tag) {
         using T = decltype(tag);
         const auto* p = reinterpret_cast<const T*>(bytes());
-        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(p[i]);
+        for (std::size_t i = 0; i < out.size(); ++i)
+            out[i] = static_cast<double>(p[i]);
     });
     return out;
 }
@@ -199,7 +234,8 @@ array array::astype(paramtree::dtype d) const {
         dispatch(d, [&](auto dst_tag) {
             using D = decltype(dst_tag);
             auto* dst = static_cast<D*>(data);
-            for (std::size_t i = 0; i < size(); ++i) dst[i] = static_cast<D>(src[i]);
+            for (std::size_t i = 0; i < size(); ++i)
+                dst[i] = static_cast<D>(src[i]);
         });
     });
     return result;

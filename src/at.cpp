@@ -15,7 +15,8 @@ selector selector::operator[](std::size_t i) const {
 
 selector selector::operator[](std::string_view name) const {
     const detail::node* n = node_.node().get();
-    while (n->kind == node_kind::shared) n = n->children[0].get();
+    while (n->kind == node_kind::shared)
+        n = n->children[0].get();
     if (n->kind == node_kind::record) return (*this)[paramtree::path{field_key{std::string(name)}}];
     return (*this)[paramtree::path{dict_key{std::string(name)}}];
 }
@@ -38,7 +39,8 @@ tree tree_at_paths(const tree& t, std::span<const path> paths,
     }
     std::vector<const path*> sorted;
     sorted.reserve(paths.size());
-    for (const auto& p : paths) sorted.push_back(&p);
+    for (const auto& p : paths)
+        sorted.push_back(&p);
     std::sort(sorted.begin(), sorted.end(), [](const path* a, const path* b) { return *a < *b; });
     for (std::size_t i = 1; i < sorted.size(); ++i) {
         if (sorted[i - 1]->is_prefix_of(*sorted[i]))
@@ -69,11 +71,12 @@ tree tree_at_paths(const tree& t, std::span<const path> paths,
             cur = cur->children[*i];
         }
         node_ptr replacement = replace(k, tree(cur)).node();
-        structure_kept = structure_kept && cur->kind == node_kind::leaf &&
-                         replacement->kind == node_kind::leaf;
+        structure_kept =
+            structure_kept && cur->kind == node_kind::leaf && replacement->kind == node_kind::leaf;
         for (std::size_t s = trail.size(); s-- > 0;) {
             const node& parent = *trail[s].n;
-            std::vector<node_ptr> children = parent.children; // O(width): the price of sharing
+            std::vector<node_ptr> children(parent.children.begin(),
+                                           parent.children.end()); // O(width)
             children[trail[s].child] = std::move(replacement);
             replacement = make_node(parent.kind, std::move(children), parent.meta);
         }

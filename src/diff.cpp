@@ -21,7 +21,8 @@ void diff_walk(const tree& a, const tree& b, tolerance tol, std::vector<tree_dif
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth) cur.pop_back();
+        while (cur.size() > it.depth)
+            cur.pop_back();
         if (it.entry) cur.push_back(*it.entry);
         if (it.x.get() == it.y.get()) continue; // the same immutable node
         const auto& x = *it.x;
@@ -48,8 +49,10 @@ void diff_walk(const tree& a, const tree& b, tolerance tol, std::vector<tree_dif
                 const bool equal = std::visit(
                     [&](const auto& xv) {
                         using V = std::decay_t<decltype(xv)>;
-                        if constexpr (std::is_same_v<V, array>) return true; // handled above
-                        else return xv == std::get<V>(y.value);
+                        if constexpr (std::is_same_v<V, array> || std::is_same_v<V, std::monostate>)
+                            return true; // arrays are handled above
+                        else
+                            return xv == std::get<V>(y.value);
                     },
                     x.value);
                 if (!equal) report(diff_kind::value, detail::describe(x), detail::describe(y));
@@ -84,11 +87,16 @@ bool tree_equal(const tree& a, const tree& b, tolerance tol) {
 
 std::string_view diff_kind_name(diff_kind k) noexcept {
     switch (k) {
-    case diff_kind::structure: return "structure";
-    case diff_kind::leaf_type: return "leaf type";
-    case diff_kind::dtype: return "dtype";
-    case diff_kind::shape: return "shape";
-    case diff_kind::value: return "value";
+    case diff_kind::structure:
+        return "structure";
+    case diff_kind::leaf_type:
+        return "leaf type";
+    case diff_kind::dtype:
+        return "dtype";
+    case diff_kind::shape:
+        return "shape";
+    case diff_kind::value:
+        return "value";
     }
     return "?";
 }

@@ -17,7 +17,9 @@ std::string compose(const std::string& context, const std::string& path,
 }
 } // namespace
 
-std::string display_path(const std::string& keystr) { return keystr.empty() ? "<root>" : keystr; }
+std::string display_path(const std::string& keystr) {
+    return keystr.empty() ? "<root>" : keystr;
+}
 
 error::error(std::string context, std::string path, std::string expected, std::string found)
     : std::runtime_error(compose(context, path, expected, found)), context_(std::move(context)),

@@ -30,16 +30,18 @@ void collect_leaves(const detail::node_ptr& root, std::vector<tree>& out) {
             continue;
         }
         const auto& c = children[f.next++];
-        if (c->kind == node_kind::leaf) out.emplace_back(c);
-        else if (c->num_leaves != 0) stack.push_back({c.get(), 0});
+        if (c->kind == node_kind::leaf)
+            out.emplace_back(c);
+        else if (c->num_leaves != 0)
+            stack.push_back({c.get(), 0});
     }
 }
 
 // One post-order pass building the structure beside the leaves (optree's FlattenInto, made
 // iterative). With `is_leaf`, matching subtrees become leaves; with `paths`, leaf paths too.
 template <bool WithPredicate, bool WithPaths>
-treedef build(const detail::node_ptr& root, const leaf_predicate* is_leaf, std::vector<tree>& leaves,
-              std::vector<path>* paths) {
+treedef build(const detail::node_ptr& root, const leaf_predicate* is_leaf,
+              std::vector<tree>& leaves, std::vector<path>* paths) {
     std::vector<detail::treedef_node> nodes;
     nodes.reserve(root->num_nodes);
     auto as_leaf = [&](const detail::node_ptr& n) {
@@ -124,7 +126,9 @@ std::vector<tree> leaves(const tree& t) {
     return out;
 }
 
-treedef structure(const tree& t) { return flatten(t).def; }
+treedef structure(const tree& t) {
+    return flatten(t).def;
+}
 
 namespace {
 
@@ -136,6 +140,8 @@ tree unflatten_impl(const treedef& def, std::size_t count, Take&& take) {
     const auto& nodes = def.nodes();
     std::vector<detail::node_ptr> agenda;
     agenda.reserve(nodes.size());
+    // All interior nodes go into one allocation; every node but the root is someone's child.
+    detail::slab_builder slab(nodes.size() - def.num_leaves(), nodes.size() - 1);
     std::size_t next_leaf = 0;
     bool plain_leaves = true; // the result's structure is `def` only if every leaf is a leaf
     for (const auto& n : nodes) {
@@ -145,13 +151,10 @@ tree unflatten_impl(const treedef& def, std::size_t count, Take&& take) {
             agenda.push_back(std::move(leaf));
             continue;
         }
-        std::vector<detail::node_ptr> children;
-        children.reserve(n.arity);
-        const auto first = agenda.end() - static_cast<std::ptrdiff_t>(n.arity);
-        std::move(first, agenda.end(), std::back_inserter(children));
-        agenda.erase(first, agenda.end());
-        if (n.kind == node_kind::none && n.arity == 0) agenda.push_back(detail::none_node());
-        else agenda.push_back(detail::make_node(n.kind, std::move(children), n.meta));
+        const std::size_t first = agenda.size() - n.arity;
+        detail::node_ptr made = slab.make(n.kind, agenda.data() + first, n.arity, n.meta);
+        agenda.resize(first);
+        agenda.push_back(std::move(made));
     }
     detail::node_ptr root = std::move(agenda.back());
     if (plain_leaves && root->kind != node_kind::none)
@@ -166,9 +169,8 @@ tree unflatten(const treedef& def, std::span<const tree> leaves) {
 }
 
 tree unflatten(const treedef& def, std::vector<tree>&& leaves) {
-    return unflatten_impl(def, leaves.size(), [&](std::size_t i) {
-        return std::move(leaves[i]).take_node();
-    });
+    return unflatten_impl(def, leaves.size(),
+                          [&](std::size_t i) { return std::move(leaves[i]).take_node(); });
 }
 
 flat_tree_with_path flatten_with_path(const tree& t, const leaf_predicate& is_leaf) {
@@ -183,7 +185,9 @@ flat_tree_with_path flatten_with_path(const tree& t, const leaf_predicate& is_le
     return out;
 }
 
-flat_tree_with_path flatten_with_path(const tree& t) { return flatten_with_path(t, nullptr); }
+flat_tree_with_path flatten_with_path(const tree& t) {
+    return flatten_with_path(t, nullptr);
+}
 
 std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
     std::vector<tree> out;
@@ -201,7 +205,8 @@ std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth) cur.pop_back();
+        while (cur.size() > it.depth)
+            cur.pop_back();
         if (it.entry) cur.push_back(*it.entry);
         const auto& d = nodes[it.index];
         if (d.kind == node_kind::leaf) {
@@ -210,12 +215,13 @@ std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
         }
         if (!detail::same_level(*it.n, d))
             detail::throw_structure("flatten_up_to", cur,
-                                    detail::describe_node(d.kind, d.arity, d.meta) + " (the prefix)",
+                                    detail::describe_node(d.kind, d.arity, d.meta) +
+                                        " (the prefix)",
                                     detail::describe(*it.n));
         const auto cs = detail::child_positions(nodes, it.index);
         for (std::size_t k = cs.size(); k-- > 0;)
-            stack.push_back({cs[k], it.n->children[k], cur.size(),
-                             detail::child_entry(d.meta, d.kind, k)});
+            stack.push_back(
+                {cs[k], it.n->children[k], cur.size(), detail::child_entry(d.meta, d.kind, k)});
     }
     return out;
 }

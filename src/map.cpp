@@ -49,7 +49,8 @@ tree broadcast_prefix(const tree& prefix, const tree& full) {
     std::vector<tree> out;
     out.reserve(full.num_leaves());
     for (std::size_t i = 0; i < subtrees.size(); ++i)
-        for (std::size_t n = subtrees[i].num_leaves(); n > 0; --n) out.push_back(prefix_leaves[i]);
+        for (std::size_t n = subtrees[i].num_leaves(); n > 0; --n)
+            out.push_back(prefix_leaves[i]);
     return unflatten(structure(full), std::move(out));
 }
 
@@ -58,7 +59,9 @@ bool truthy(const tree& leaf) {
     return std::visit(
         [](const auto& v) -> bool {
             using V = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<V, array>) {
+            if constexpr (std::is_same_v<V, std::monostate>) {
+                return false;
+            } else if constexpr (std::is_same_v<V, array>) {
                 for (const double x : v.to_doubles())
                     if (x == 0) return false;
                 return true;
@@ -86,7 +89,8 @@ tree tree_transpose(const treedef& outer, const treedef& inner, const tree& t) {
     for (std::size_t j = 0; j < n_inner; ++j) {
         std::vector<tree> column;
         column.reserve(n_outer);
-        for (std::size_t i = 0; i < n_outer; ++i) column.push_back(leaves[i * n_inner + j]);
+        for (std::size_t i = 0; i < n_outer; ++i)
+            column.push_back(leaves[i * n_inner + j]);
         columns.push_back(unflatten(outer, std::move(column)));
     }
     return unflatten(inner, std::move(columns));

@@ -5,15 +5,16 @@
 
 namespace paramtree {
 
-bool is_array(const tree& leaf) { return leaf.is_array(); }
+bool is_array(const tree& leaf) {
+    return leaf.is_array();
+}
 
 bool is_float_array(const tree& leaf) {
     return leaf.is_array() && is_inexact(leaf.as_array().dtype());
 }
 
 bool is_inexact(const tree& leaf) {
-    return is_float_array(leaf) ||
-           (leaf.is_leaf() && std::holds_alternative<double>(leaf.value()));
+    return is_float_array(leaf) || (leaf.is_leaf() && std::holds_alternative<double>(leaf.value()));
 }
 
 partitioned partition(const tree& t, const path_filter& pred) {
@@ -59,7 +60,8 @@ tree combine(std::span<const tree> parts) {
     // None holes are leaves here, so parts with holes in different places line up.
     const map_options none_is_leaf{[](const tree& n) { return n.is_none(); }};
     std::vector<const tree*> ptrs;
-    for (const auto& p : parts) ptrs.push_back(&p);
+    for (const auto& p : parts)
+        ptrs.push_back(&p);
     auto in = detail::flatten_all("combine", ptrs, none_is_leaf.is_leaf, false);
     std::vector<tree> out;
     out.reserve(in.leaves[0].size());

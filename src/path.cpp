@@ -23,11 +23,14 @@ struct entry_printer {
 };
 } // namespace
 
-std::string entry_str(const path_entry& e) { return std::visit(entry_printer{}, e); }
+std::string entry_str(const path_entry& e) {
+    return std::visit(entry_printer{}, e);
+}
 
 std::string keystr(const path& p) {
     std::string out;
-    for (const auto& e : p) out += entry_str(e);
+    for (const auto& e : p)
+        out += entry_str(e);
     return out;
 }
 
@@ -38,9 +41,12 @@ std::string dotted(const path& p) {
         std::visit(
             [&](const auto& k) {
                 using K = std::decay_t<decltype(k)>;
-                if constexpr (std::is_same_v<K, index_key>) out += std::to_string(k.index);
-                else if constexpr (std::is_same_v<K, dict_key>) out += k.key;
-                else out += k.name;
+                if constexpr (std::is_same_v<K, index_key>)
+                    out += std::to_string(k.index);
+                else if constexpr (std::is_same_v<K, dict_key>)
+                    out += k.key;
+                else
+                    out += k.name;
             },
             e);
     }
@@ -54,9 +60,9 @@ path path::operator/(const path& tail) const {
 }
 
 path path::prefix(std::size_t n) const {
-    return path(std::vector<path_entry>(entries_.begin(),
-                                        entries_.begin() + static_cast<std::ptrdiff_t>(
-                                                               std::min(n, entries_.size()))));
+    return path(std::vector<path_entry>(
+        entries_.begin(),
+        entries_.begin() + static_cast<std::ptrdiff_t>(std::min(n, entries_.size()))));
 }
 
 bool path::is_prefix_of(const path& other) const noexcept {
@@ -81,7 +87,8 @@ path parse_path(std::string_view text) {
     while (i < text.size()) {
         if (text[i] == '.') {
             const std::size_t start = ++i;
-            while (i < text.size() && is_ident(text[i])) ++i;
+            while (i < text.size() && is_ident(text[i]))
+                ++i;
             if (i == start) fail("a field name after '.'");
             out.push_back(field_key{std::string(text.substr(start, i - start))});
         } else if (text[i] == '[') {

@@ -30,9 +30,14 @@ std::string leaf_text(const detail::leaf_value& v) {
     return std::visit(
         [](const auto& x) -> std::string {
             using X = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<X, array>) return x.describe();
-            else if constexpr (std::is_same_v<X, std::string>) return "'" + x + "'";
-            else return fmt::format("{}", x);
+            if constexpr (std::is_same_v<X, std::monostate>)
+                return "?";
+            else if constexpr (std::is_same_v<X, array>)
+                return x.describe();
+            else if constexpr (std::is_same_v<X, std::string>)
+                return "'" + x + "'";
+            else
+                return fmt::format("{}", x);
         },
         v);
 }
@@ -57,8 +62,12 @@ std::vector<item> layout(const tree& t) {
         if (td.parent != npos) items[td.parent].children.push_back(id);
         std::vector<std::pair<std::size_t, std::string>> kids; // child index, label
         switch (n.kind) {
-        case node_kind::leaf: it.open = leaf_text(n.value); break;
-        case node_kind::none: it.open = "None"; break;
+        case node_kind::leaf:
+            it.open = leaf_text(n.value);
+            break;
+        case node_kind::none:
+            it.open = "None";
+            break;
         case node_kind::tied:
             it.open = detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta));
             break;
@@ -69,7 +78,8 @@ std::vector<item> layout(const tree& t) {
             it.open = is_list ? "[" : "(";
             it.close = is_list ? "]" : ")";
             it.single_tuple = !is_list && n.children.size() == 1;
-            for (std::size_t k = 0; k < n.children.size(); ++k) kids.emplace_back(k, "");
+            for (std::size_t k = 0; k < n.children.size(); ++k)
+                kids.emplace_back(k, "");
             break;
         }
         case node_kind::dict: {
@@ -77,7 +87,8 @@ std::vector<item> layout(const tree& t) {
             it.atom = false;
             it.open = "{";
             it.close = "}";
-            for (const auto s : m.insertion) kids.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
+            for (const auto s : m.insertion)
+                kids.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
             break;
         }
         case node_kind::record: {
@@ -85,8 +96,10 @@ std::vector<item> layout(const tree& t) {
             it.atom = false;
             it.open = m.name + "(";
             it.close = ")";
-            for (std::size_t k = 0; k < n.children.size(); ++k) kids.emplace_back(k, m.fields[k] + "=");
-            for (const auto& [k, v] : m.statics) it.extras.push_back(k + "=" + v.to_string());
+            for (std::size_t k = 0; k < n.children.size(); ++k)
+                kids.emplace_back(k, m.fields[k] + "=");
+            for (const auto& [k, v] : m.statics)
+                it.extras.push_back(k + "=" + v.to_string());
             break;
         }
         case node_kind::shared:
@@ -107,8 +120,10 @@ std::vector<item> layout(const tree& t) {
         std::size_t w = it.label.size() + it.open.size();
         if (!it.atom) {
             const std::size_t parts = it.children.size() + it.extras.size();
-            for (const auto c : it.children) w += items[c].inline_width;
-            for (const auto& e : it.extras) w += e.size();
+            for (const auto c : it.children)
+                w += items[c].inline_width;
+            for (const auto& e : it.extras)
+                w += e.size();
             w += parts > 0 ? 2 * (parts - 1) : 0;
             w += it.close.size() + (it.single_tuple ? 1 : 0);
         }
@@ -203,6 +218,8 @@ std::string pformat(const tree& t, const print_options& options) {
     return out;
 }
 
-std::ostream& operator<<(std::ostream& os, const tree& t) { return os << to_string(t); }
+std::ostream& operator<<(std::ostream& os, const tree& t) {
+    return os << to_string(t);
+}
 
 } // namespace paramtree

@@ -11,12 +11,15 @@ namespace paramtree {
 namespace {
 template <class Out, class In>
 void copy_cast(std::span<const In> in, Out* out) {
-    for (std::size_t i = 0; i < in.size(); ++i) out[i] = static_cast<Out>(in[i]);
+    for (std::size_t i = 0; i < in.size(); ++i)
+        out[i] = static_cast<Out>(in[i]);
 }
 template <class Out>
 void copy_leaf(const array& a, Out* out) {
-    if (a.dtype() == dtype::float32) copy_cast(a.values<float>(), out);
-    else copy_cast(a.values<double>(), out);
+    if (a.dtype() == dtype::float32)
+        copy_cast(a.values<float>(), out);
+    else
+        copy_cast(a.values<double>(), out);
 }
 } // namespace
 
@@ -43,9 +46,11 @@ raveled ravel(const tree& t) {
             out += a.size();
         }
     };
-    array flat = any_f64 ? array::build<double>({total}, [&](std::span<double> o) { fill(o.data()); })
-                         : array::build<float>({total}, [&](std::span<float> o) { fill(o.data()); });
-    return {std::move(flat), unravel_fn(std::move(def), std::move(leaves), std::move(slots), total)};
+    array flat = any_f64
+                     ? array::build<double>({total}, [&](std::span<double> o) { fill(o.data()); })
+                     : array::build<float>({total}, [&](std::span<float> o) { fill(o.data()); });
+    return {std::move(flat),
+            unravel_fn(std::move(def), std::move(leaves), std::move(slots), total)};
 }
 
 tree unravel_fn::operator()(const array& flat) const {
@@ -60,13 +65,16 @@ tree unravel_fn::operator()(const array& flat) const {
         const auto& old = leaves_[s].as_array();
         const std::size_t n = old.size();
         auto read = [&](auto* dst) {
-            if (flat.dtype() == dtype::float32) copy_cast(flat.values<float>().subspan(offset, n), dst);
-            else copy_cast(flat.values<double>().subspan(offset, n), dst);
+            if (flat.dtype() == dtype::float32)
+                copy_cast(flat.values<float>().subspan(offset, n), dst);
+            else
+                copy_cast(flat.values<double>().subspan(offset, n), dst);
         };
         if (old.dtype() == dtype::float32)
             out[s] = array::build<float>(old.shape(), [&](std::span<float> o) { read(o.data()); });
         else
-            out[s] = array::build<double>(old.shape(), [&](std::span<double> o) { read(o.data()); });
+            out[s] =
+                array::build<double>(old.shape(), [&](std::span<double> o) { read(o.data()); });
         offset += n;
     }
     return unflatten(def_, std::move(out));

@@ -10,7 +10,9 @@ bool tie_meta_equal(const tie_meta& a, const tie_meta& b) {
     return a.source == b.source && a.transforms == b.transforms;
 }
 
-bool shared_meta_equal(const shared_meta& a, const shared_meta& b) { return a.tags == b.tags; }
+bool shared_meta_equal(const shared_meta& a, const shared_meta& b) {
+    return a.tags == b.tags;
+}
 
 std::string tie_text(const tie_meta& m) {
     if (m.fn) return fmt::format("@{}()", m.fn_name.empty() ? "get" : m.fn_name);

@@ -54,7 +54,8 @@ std::vector<std::size_t> effective_axes(const std::vector<std::size_t>& axes, st
 }
 std::vector<std::size_t> inverse(const std::vector<std::size_t>& axes) {
     std::vector<std::size_t> inv(axes.size());
-    for (std::size_t i = 0; i < axes.size(); ++i) inv[axes[i]] = i;
+    for (std::size_t i = 0; i < axes.size(); ++i)
+        inv[axes[i]] = i;
     return inv;
 }
 } // namespace
@@ -65,13 +66,16 @@ array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
         detail::throw_shape("permute_axes", fmt::format("{} axes for {}", rank, a.describe()),
                             fmt::format("({})", fmt::join(axes, ",")));
     shape_type out_shape(rank);
-    for (std::size_t i = 0; i < rank; ++i) out_shape[i] = a.shape()[axes[i]];
+    for (std::size_t i = 0; i < rank; ++i)
+        out_shape[i] = a.shape()[axes[i]];
     if (std::is_sorted(axes.begin(), axes.end())) return a.reshape(out_shape);
     // Strides of the input, read in the output's axis order.
     std::vector<std::size_t> in_strides(rank, 1);
-    for (std::size_t i = rank; i-- > 1;) in_strides[i - 1] = in_strides[i] * a.shape()[i];
+    for (std::size_t i = rank; i-- > 1;)
+        in_strides[i - 1] = in_strides[i] * a.shape()[i];
     std::vector<std::size_t> strides(rank);
-    for (std::size_t i = 0; i < rank; ++i) strides[i] = in_strides[axes[i]];
+    for (std::size_t i = 0; i < rank; ++i)
+        strides[i] = in_strides[axes[i]];
     const std::size_t esize = dtype_size(a.dtype());
     const std::byte* src = a.bytes();
     const std::size_t n = a.size();
@@ -93,11 +97,16 @@ array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
             });
         };
         switch (a.dtype()) {
-        case dtype::float32: return copy(float{});
-        case dtype::float64: return copy(double{});
-        case dtype::int32: return copy(std::int32_t{});
-        case dtype::int64: return copy(std::int64_t{});
-        case dtype::boolean: return copy(bool{});
+        case dtype::float32:
+            return copy(float{});
+        case dtype::float64:
+            return copy(double{});
+        case dtype::int32:
+            return copy(std::int32_t{});
+        case dtype::int64:
+            return copy(std::int64_t{});
+        case dtype::boolean:
+            return copy(bool{});
         }
         return copy(float{});
     }();
@@ -106,22 +115,28 @@ array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
 shape_type transform::output_shape(const shape_type& in) const {
     switch (op_) {
     case op::identity:
-    case op::scale: return in;
+    case op::scale:
+        return in;
     case op::permute: {
         const auto axes = effective_axes(axes_, in.size());
         if (axes.size() != in.size())
-            detail::throw_shape("transform" + to_string(), fmt::format("an array of rank {}", axes.size()),
+            detail::throw_shape("transform" + to_string(),
+                                fmt::format("an array of rank {}", axes.size()),
                                 fmt::format("rank {}", in.size()));
         shape_type out(in.size());
-        for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[axes[i]];
+        for (std::size_t i = 0; i < in.size(); ++i)
+            out[i] = in[axes[i]];
         return out;
     }
     case op::reshape: {
         std::size_t a = 1, b = 1;
-        for (auto e : in) a *= e;
-        for (auto e : shape_) b *= e;
+        for (auto e : in)
+            a *= e;
+        for (auto e : shape_)
+            b *= e;
         if (a != b)
-            detail::throw_shape("transform" + to_string(), fmt::format("an array of {} elements", b),
+            detail::throw_shape("transform" + to_string(),
+                                fmt::format("an array of {} elements", b),
                                 fmt::format("{} elements", a));
         return shape_;
     }
@@ -131,9 +146,13 @@ shape_type transform::output_shape(const shape_type& in) const {
 
 array transform::apply(const array& a) const {
     switch (op_) {
-    case op::identity: return a;
-    case op::permute: return permute_axes(a, effective_axes(axes_, a.ndim()));
-    case op::reshape: (void)output_shape(a.shape()); return a.reshape(shape_);
+    case op::identity:
+        return a;
+    case op::permute:
+        return permute_axes(a, effective_axes(axes_, a.ndim()));
+    case op::reshape:
+        (void)output_shape(a.shape());
+        return a.reshape(shape_);
     case op::scale: {
         if (!is_inexact(a.dtype()))
             detail::throw_shape("transform" + to_string(), "a float array",
@@ -142,11 +161,13 @@ array transform::apply(const array& a) const {
         if (a.dtype() == dtype::float32)
             return array::build<float>(a.shape(), [&](std::span<float> out) {
                 const auto in = a.values<float>();
-                for (std::size_t i = 0; i < in.size(); ++i) out[i] = static_cast<float>(in[i] * f);
+                for (std::size_t i = 0; i < in.size(); ++i)
+                    out[i] = static_cast<float>(in[i] * f);
             });
         return array::build<double>(a.shape(), [&](std::span<double> out) {
             const auto in = a.values<double>();
-            for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[i] * f;
+            for (std::size_t i = 0; i < in.size(); ++i)
+                out[i] = in[i] * f;
         });
     }
     }
@@ -155,29 +176,36 @@ array transform::apply(const array& a) const {
 
 array transform::adjoint(const array& cotangent, const shape_type& input_shape) const {
     switch (op_) {
-    case op::identity: return cotangent;
+    case op::identity:
+        return cotangent;
     case op::permute:
         return permute_axes(cotangent, inverse(effective_axes(axes_, input_shape.size())));
-    case op::reshape: return cotangent.reshape(input_shape);
-    case op::scale: return apply(cotangent); // a scale is its own transpose
+    case op::reshape:
+        return cotangent.reshape(input_shape);
+    case op::scale:
+        return apply(cotangent); // a scale is its own transpose
     }
     return cotangent;
 }
 
 std::string transform::to_string() const {
     switch (op_) {
-    case op::identity: return "";
+    case op::identity:
+        return "";
     case op::permute:
         return axes_.empty() ? ".T" : fmt::format(".permute({})", fmt::join(axes_, ","));
-    case op::reshape: return fmt::format(".reshape({})", fmt::join(shape_, ","));
-    case op::scale: return fmt::format("*{}", factor_);
+    case op::reshape:
+        return fmt::format(".reshape({})", fmt::join(shape_, ","));
+    case op::scale:
+        return fmt::format("*{}", factor_);
     }
     return "";
 }
 
 std::string to_string(const std::vector<transform>& chain) {
     std::string out;
-    for (const auto& t : chain) out += t.to_string();
+    for (const auto& t : chain)
+        out += t.to_string();
     return out;
 }
 

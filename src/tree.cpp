@@ -15,42 +15,112 @@ namespace paramtree {
 
 namespace detail {
 
-void destroy(const node* n) noexcept {
-    // Releasing a long chain recursively would overflow the stack: collect the nodes whose
-    // count reached zero in a work list instead.
-    std::vector<const node*> work{n};
-    while (!work.empty()) {
-        const node* cur = work.back();
-        work.pop_back();
-        for (auto& c : const_cast<node*>(cur)->children) {
-            const node* child = c.detach();
-            if (child->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) work.push_back(child);
-        }
-        delete cur;
+struct node_factory {
+    // One allocation holds the node and its children array.
+    static node* allocate(std::size_t n_children) {
+        void* mem = ::operator new(sizeof(node) + n_children * sizeof(node_ptr));
+        node* n = new (mem) node;
+        n->children.data_ =
+            reinterpret_cast<node_ptr*>(static_cast<std::byte*>(mem) + sizeof(node));
+        n->children.size_ = n_children;
+        return n;
     }
-}
+    static void set_children(node* n, node_ptr* data, std::size_t size) {
+        n->children.data_ = data;
+        n->children.size_ = size;
+    }
+};
 
-node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta) {
-    auto* n = new node;
-    n->kind = kind;
+namespace {
+void finish_counts(node* n) {
     std::size_t leaves = 0;
     std::size_t nodes = 1;
-    for (const auto& c : children) {
+    for (const auto& c : n->children) {
         leaves += c->num_leaves;
         nodes += c->num_nodes;
     }
     n->num_leaves = leaves;
     n->num_nodes = nodes;
-    n->children = std::move(children);
+}
+} // namespace
+
+void destroy(const node* n) noexcept {
+    // Releasing a long chain recursively would overflow the stack, and a work vector would
+    // allocate while freeing: dead nodes are linked through their (now unused) node count.
+    auto* dead = const_cast<node*>(n);
+    dead->num_nodes = 0; // end of the list
+    while (dead != nullptr) {
+        node* cur = dead;
+        dead = reinterpret_cast<node*>(cur->num_nodes);
+        node_ptr* kids = cur->children.mutable_data();
+        for (std::size_t i = 0; i < cur->children.size(); ++i) {
+            auto* child = const_cast<node*>(kids[i].detach());
+            if (child->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                child->num_nodes = reinterpret_cast<std::size_t>(dead);
+                dead = child;
+            }
+        }
+        slab* home = cur->home;
+        cur->~node();
+        if (home == nullptr)
+            ::operator delete(cur);
+        else if (home->live.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            ::operator delete(home);
+    }
+}
+
+node_ptr make_node(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
+    node* n = node_factory::allocate(count);
+    n->kind = kind;
+    node_ptr* kids = n->children.mutable_data();
+    for (std::size_t i = 0; i < count; ++i)
+        new (kids + i) node_ptr(std::move(first[i]));
+    finish_counts(n);
     n->meta = std::move(meta);
     return node_ptr(n);
 }
 
+node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta) {
+    return make_node(kind, children.data(), children.size(), std::move(meta));
+}
+
 node_ptr make_leaf(leaf_value value) {
-    auto* n = new node;
+    node* n = node_factory::allocate(0);
     n->kind = node_kind::leaf;
     n->num_leaves = 1;
     n->value = std::move(value);
+    return node_ptr(n);
+}
+
+slab_builder::slab_builder(std::size_t nodes, std::size_t children)
+    : capacity_nodes_(nodes), capacity_children_(children) {
+    constexpr std::size_t header =
+        (sizeof(slab) + alignof(node) - 1) / alignof(node) * alignof(node);
+    void* mem = ::operator new(header + nodes * sizeof(node) + children * sizeof(node_ptr));
+    slab_ = new (mem) slab{1}; // the builder's own reference
+    next_node_ = reinterpret_cast<node*>(static_cast<std::byte*>(mem) + header);
+    next_child_ = reinterpret_cast<node_ptr*>(next_node_ + nodes);
+}
+
+slab_builder::~slab_builder() {
+    if (slab_->live.fetch_sub(1, std::memory_order_acq_rel) == 1) ::operator delete(slab_);
+}
+
+node_ptr slab_builder::make(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
+    if (capacity_nodes_ == 0 || capacity_children_ < count)
+        return make_node(kind, first, count, std::move(meta));
+    --capacity_nodes_;
+    capacity_children_ -= count;
+    node* n = new (next_node_++) node;
+    node_factory::set_children(n, next_child_, count);
+    for (std::size_t i = 0; i < count; ++i)
+        new (next_child_ + i) node_ptr(std::move(first[i]));
+    next_child_ += count;
+    n->kind = kind;
+    n->home = slab_;
+    slab_->live.fetch_add(1, std::memory_order_relaxed);
+    finish_counts(n);
+    n->meta = std::move(meta);
     return node_ptr(n);
 }
 
@@ -63,8 +133,10 @@ std::size_t hash_meta(const node_meta& m) noexcept {
     return std::visit(
         [](const auto& p) -> std::size_t {
             using P = std::decay_t<decltype(p)>;
-            if constexpr (std::is_same_v<P, std::monostate>) return 0;
-            else return p->hash;
+            if constexpr (std::is_same_v<P, std::monostate>)
+                return 0;
+            else
+                return p->hash;
         },
         m);
 }
@@ -98,18 +170,21 @@ bool meta_equal(const node_meta& a, const node_meta& b) {
 std::optional<path_entry> child_entry(const node_meta& meta, node_kind kind, std::size_t i) {
     switch (kind) {
     case node_kind::list:
-    case node_kind::tuple: return index_key{i};
+    case node_kind::tuple:
+        return index_key{i};
     case node_kind::dict:
         return dict_key{std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys[i]};
     case node_kind::record:
         return field_key{std::get<std::shared_ptr<const record_meta>>(meta)->fields[i]};
-    default: return std::nullopt;
+    default:
+        return std::nullopt;
     }
 }
 
 std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
     if (const auto* k = std::get_if<index_key>(&e)) {
-        if ((n.kind == node_kind::list || n.kind == node_kind::tuple) && k->index < n.children.size())
+        if ((n.kind == node_kind::list || n.kind == node_kind::tuple) &&
+            k->index < n.children.size())
             return k->index;
         return std::nullopt;
     }
@@ -130,25 +205,33 @@ std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
 
 std::string describe_node(node_kind kind, std::size_t arity, const node_meta& meta) {
     switch (kind) {
-    case node_kind::leaf: return "a leaf";
-    case node_kind::none: return "None";
-    case node_kind::list: return fmt::format("a list of length {}", arity);
-    case node_kind::tuple: return fmt::format("a tuple of length {}", arity);
+    case node_kind::leaf:
+        return "a leaf";
+    case node_kind::none:
+        return "None";
+    case node_kind::list:
+        return fmt::format("a list of length {}", arity);
+    case node_kind::tuple:
+        return fmt::format("a tuple of length {}", arity);
     case node_kind::dict: {
         const auto& keys = std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys;
         std::vector<std::string> quoted;
-        for (const auto& k : keys) quoted.push_back("'" + k + "'");
+        for (const auto& k : keys)
+            quoted.push_back("'" + k + "'");
         return fmt::format("a dict with keys [{}]", fmt::join(quoted, ", "));
     }
     case node_kind::record: {
         const auto& r = *std::get<std::shared_ptr<const record_meta>>(meta);
         std::vector<std::string> statics;
-        for (const auto& [k, v] : r.statics) statics.push_back(k + "=" + v.to_string());
+        for (const auto& [k, v] : r.statics)
+            statics.push_back(k + "=" + v.to_string());
         return fmt::format("a {} record with fields ({}){}", r.name, fmt::join(r.fields, ", "),
-                           statics.empty() ? std::string()
-                                           : fmt::format(" and static ({})", fmt::join(statics, ", ")));
+                           statics.empty()
+                               ? std::string()
+                               : fmt::format(" and static ({})", fmt::join(statics, ", ")));
     }
-    case node_kind::shared: return "a Shared node";
+    case node_kind::shared:
+        return "a Shared node";
     case node_kind::tied: {
         const auto& t = *std::get<std::shared_ptr<const tie_meta>>(meta);
         return fmt::format("a tie to {}", display_path(keystr(t.source)));
@@ -161,11 +244,18 @@ std::string describe_leaf(const leaf_value& v) {
     return std::visit(
         [](const auto& x) -> std::string {
             using X = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<X, array>) return x.describe();
-            else if constexpr (std::is_same_v<X, bool>) return fmt::format("the bool {}", x);
-            else if constexpr (std::is_same_v<X, std::int64_t>) return fmt::format("the integer {}", x);
-            else if constexpr (std::is_same_v<X, double>) return fmt::format("the double {}", x);
-            else return fmt::format("the string '{}'", x);
+            if constexpr (std::is_same_v<X, std::monostate>)
+                return "an empty leaf";
+            else if constexpr (std::is_same_v<X, array>)
+                return x.describe();
+            else if constexpr (std::is_same_v<X, bool>)
+                return fmt::format("the bool {}", x);
+            else if constexpr (std::is_same_v<X, std::int64_t>)
+                return fmt::format("the integer {}", x);
+            else if constexpr (std::is_same_v<X, double>)
+                return fmt::format("the double {}", x);
+            else
+                return fmt::format("the string '{}'", x);
         },
         v);
 }
@@ -183,7 +273,8 @@ bool same_level(const node& n, const treedef_node& d) {
     return n.kind == d.kind && n.children.size() == d.arity && meta_equal(n.meta, d.meta);
 }
 
-std::vector<std::size_t> child_positions(const std::vector<treedef_node>& nodes, std::size_t index) {
+std::vector<std::size_t> child_positions(const std::vector<treedef_node>& nodes,
+                                         std::size_t index) {
     const std::size_t arity = nodes[index].arity;
     std::vector<std::size_t> out(arity);
     std::size_t pos = index; // walk backwards: the last child ends right before the parent
@@ -201,22 +292,32 @@ std::string static_value::to_string() const {
     return std::visit(
         [](const auto& x) -> std::string {
             using X = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<X, std::string>) return "'" + x + "'";
-            else return fmt::format("{}", x);
+            if constexpr (std::is_same_v<X, std::string>)
+                return "'" + x + "'";
+            else
+                return fmt::format("{}", x);
         },
         value_);
 }
 
 std::string_view kind_name(node_kind k) noexcept {
     switch (k) {
-    case node_kind::leaf: return "leaf";
-    case node_kind::none: return "None";
-    case node_kind::list: return "list";
-    case node_kind::tuple: return "tuple";
-    case node_kind::dict: return "dict";
-    case node_kind::record: return "record";
-    case node_kind::shared: return "Shared";
-    case node_kind::tied: return "tied";
+    case node_kind::leaf:
+        return "leaf";
+    case node_kind::none:
+        return "None";
+    case node_kind::list:
+        return "list";
+    case node_kind::tuple:
+        return "tuple";
+    case node_kind::dict:
+        return "dict";
+    case node_kind::record:
+        return "record";
+    case node_kind::shared:
+        return "Shared";
+    case node_kind::tied:
+        return "tied";
     }
     return "?";
 }
@@ -251,15 +352,19 @@ tree tree::child(std::size_t i) const {
 std::vector<tree> tree::children() const {
     std::vector<tree> out;
     out.reserve(size());
-    for (const auto& c : node_->children) out.emplace_back(c);
+    for (const auto& c : node_->children)
+        out.emplace_back(c);
     return out;
 }
 
-tree tree::operator[](std::size_t i) const { return at(path{index_key{i}}); }
+tree tree::operator[](std::size_t i) const {
+    return at(path{index_key{i}});
+}
 
 tree tree::operator[](std::string_view name) const {
     const detail::node* n = node_.get();
-    while (n->kind == node_kind::shared) n = n->children[0].get();
+    while (n->kind == node_kind::shared)
+        n = n->children[0].get();
     if (n->kind == node_kind::record) return at(path{field_key{std::string(name)}});
     return at(path{dict_key{std::string(name)}});
 }
@@ -268,10 +373,12 @@ tree tree::at(const path& p) const {
     detail::node_ptr cur = node_;
     path walked;
     for (const auto& e : p) {
-        while (cur->kind == node_kind::shared) cur = cur->children[0];
+        while (cur->kind == node_kind::shared)
+            cur = cur->children[0];
         const auto i = detail::find_child(*cur, e);
         if (!i)
-            detail::throw_path("tree::at", walked, fmt::format("a node with child {}", entry_str(e)),
+            detail::throw_path("tree::at", walked,
+                               fmt::format("a node with child {}", entry_str(e)),
                                detail::describe(*cur));
         cur = cur->children[*i];
         walked.push_back(e);
@@ -282,7 +389,8 @@ tree tree::at(const path& p) const {
 bool tree::contains(const path& p) const noexcept {
     const detail::node* cur = node_.get();
     for (const auto& e : p) {
-        while (cur->kind == node_kind::shared) cur = cur->children[0].get();
+        while (cur->kind == node_kind::shared)
+            cur = cur->children[0].get();
         const auto i = detail::find_child(*cur, e);
         if (!i) return false;
         cur = cur->children[*i].get();
@@ -292,12 +400,14 @@ bool tree::contains(const path& p) const noexcept {
 
 std::vector<std::string> tree::keys() const {
     const detail::node* n = node_.get();
-    while (n->kind == node_kind::shared) n = n->children[0].get();
+    while (n->kind == node_kind::shared)
+        n = n->children[0].get();
     if (n->kind == node_kind::dict) {
         const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n->meta);
         std::vector<std::string> out;
         out.reserve(m.insertion.size());
-        for (const auto s : m.insertion) out.push_back(m.sorted_keys[s]);
+        for (const auto s : m.insertion)
+            out.push_back(m.sorted_keys[s]);
         return out;
     }
     if (n->kind == node_kind::record)
@@ -338,7 +448,8 @@ namespace {
 std::vector<detail::node_ptr> take_nodes(std::vector<tree>&& items) {
     std::vector<detail::node_ptr> out;
     out.reserve(items.size());
-    for (auto& t : items) out.push_back(t.node());
+    for (auto& t : items)
+        out.push_back(t.node());
     return out;
 }
 } // namespace
@@ -370,7 +481,8 @@ tree dict(std::vector<std::pair<std::string, tree>> items) {
         children.push_back(value.node());
     }
     std::size_t h = 0x64696374;
-    for (const auto& k : meta->sorted_keys) h = detail::mix(h, std::hash<std::string>{}(k));
+    for (const auto& k : meta->sorted_keys)
+        h = detail::mix(h, std::hash<std::string>{}(k));
     meta->hash = h;
     return tree(detail::make_node(node_kind::dict, std::move(children),
                                   std::shared_ptr<const detail::dict_meta>(std::move(meta))));
@@ -385,9 +497,10 @@ tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
     auto check_name = [&](const std::string& f) {
         if (f.empty())
             detail::throw_structure("record " + name, {}, "non-empty field names", "an empty name");
-        const bool dup = std::find(meta->fields.begin(), meta->fields.end(), f) != meta->fields.end() ||
-                         std::any_of(meta->statics.begin(), meta->statics.end(),
-                                     [&](const auto& s) { return s.first == f; });
+        const bool dup =
+            std::find(meta->fields.begin(), meta->fields.end(), f) != meta->fields.end() ||
+            std::any_of(meta->statics.begin(), meta->statics.end(),
+                        [&](const auto& s) { return s.first == f; });
         if (dup)
             detail::throw_structure("record " + name, path{field_key{f}}, "unique field names",
                                     fmt::format("the field '{}' twice", f));
@@ -410,7 +523,9 @@ tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
                                   std::shared_ptr<const detail::record_meta>(std::move(meta))));
 }
 
-std::string describe(const tree& t) { return detail::describe(*t.node()); }
+std::string describe(const tree& t) {
+    return detail::describe(*t.node());
+}
 
 } // namespace paramtree
 

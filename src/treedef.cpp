@@ -32,8 +32,9 @@ treedef make_treedef(std::vector<treedef_node> nodes) {
 treedef slice(const treedef& t, std::size_t last) {
     const auto& nodes = t.nodes();
     const std::size_t first = last + 1 - nodes[last].num_nodes;
-    return make_treedef(std::vector<treedef_node>(nodes.begin() + static_cast<std::ptrdiff_t>(first),
-                                                  nodes.begin() + static_cast<std::ptrdiff_t>(last) + 1));
+    return make_treedef(
+        std::vector<treedef_node>(nodes.begin() + static_cast<std::ptrdiff_t>(first),
+                                  nodes.begin() + static_cast<std::ptrdiff_t>(last) + 1));
 }
 
 std::optional<difference> first_difference(const treedef& a, const treedef& b) {
@@ -49,7 +50,8 @@ std::optional<difference> first_difference(const treedef& a, const treedef& b) {
     while (!stack.empty()) {
         const item it = stack.back();
         stack.pop_back();
-        while (cur.size() > it.depth) cur.pop_back();
+        while (cur.size() > it.depth)
+            cur.pop_back();
         if (it.entry) cur.push_back(*it.entry);
         const auto& x = na[it.ia];
         const auto& y = nb[it.ib];
@@ -131,7 +133,8 @@ std::vector<path> treedef::leaf_paths() const {
     while (!stack.empty()) {
         const item it = stack.back();
         stack.pop_back();
-        while (cur.size() > it.depth) cur.pop_back();
+        while (cur.size() > it.depth)
+            cur.pop_back();
         if (it.entry) cur.push_back(*it.entry);
         const auto& n = nodes[it.index];
         if (n.kind == node_kind::leaf) {
@@ -163,8 +166,12 @@ std::string treedef::to_string() const {
         const auto cs = detail::child_positions(nodes, i);
         std::vector<action> seq; // in output order, reversed onto the stack below
         switch (n.kind) {
-        case node_kind::leaf: seq.emplace_back(std::string("*")); break;
-        case node_kind::none: seq.emplace_back(std::string("None")); break;
+        case node_kind::leaf:
+            seq.emplace_back(std::string("*"));
+            break;
+        case node_kind::none:
+            seq.emplace_back(std::string("None"));
+            break;
         case node_kind::list:
         case node_kind::tuple: {
             const bool is_list = n.kind == node_kind::list;
@@ -207,10 +214,12 @@ std::string treedef::to_string() const {
             seq.emplace_back(std::string(")"));
             break;
         case node_kind::tied:
-            seq.emplace_back(detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta)));
+            seq.emplace_back(
+                detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta)));
             break;
         }
-        for (std::size_t k = seq.size(); k-- > 0;) stack.push_back(std::move(seq[k]));
+        for (std::size_t k = seq.size(); k-- > 0;)
+            stack.push_back(std::move(seq[k]));
     }
     return out + ")";
 }

@@ -63,7 +63,8 @@ TEST_CASE("array: astype converts values", "[array]") {
 TEST_CASE("array: wrong element type and bad indices are errors", "[array][error]") {
     const pt::array a{1.f};
     CHECK_THROWS_AS(a.values<double>(), pt::leaf_error);
-    CHECK_THROWS_WITH(a.values<double>(), Catch::Contains("expected dtype float64, found dtype float32"));
+    CHECK_THROWS_WITH(a.values<double>(),
+                      Catch::Contains("expected dtype float64, found dtype float32"));
     CHECK_THROWS_AS(a.item(1), pt::path_error);
     CHECK_THROWS_AS(a.reshape({2}), pt::shape_error);
     CHECK_THROWS_AS(pt::array::zeros({1ULL << 40, 1ULL << 40}), pt::shape_error);
@@ -72,7 +73,8 @@ TEST_CASE("array: wrong element type and bad indices are errors", "[array][error
 
 TEST_CASE("array: build fills a fresh buffer once", "[array]") {
     const auto a = pt::array::build<double>({2, 2}, [](std::span<double> out) {
-        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(i * i);
+        for (std::size_t i = 0; i < out.size(); ++i)
+            out[i] = static_cast<double>(i * i);
     });
     CHECK(a.values<double>()[3] == 9.0);
     CHECK(reinterpret_cast<std::uintptr_t>(a.bytes()) % 64 == 0);

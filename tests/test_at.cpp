@@ -12,7 +12,8 @@ namespace {
 pt::tree mlp(int n) {
     std::vector<pt::tree> layers;
     for (int i = 0; i < n; ++i)
-        layers.push_back(pt::record("Linear", {{"weight", pt::array::ones({4, 4})}, {"bias", pt::array::zeros({4})}}));
+        layers.push_back(pt::record(
+            "Linear", {{"weight", pt::array::ones({4, 4})}, {"bias", pt::array::zeros({4})}}));
     return pt::dict({{"layers", pt::list(layers)}, {"step", 0}});
 }
 } // namespace
@@ -39,12 +40,15 @@ TEST_CASE("at: selector callables, several paths, replace_fn", "[at]") {
                                [](const pt::tree& old) { return old.as<std::int64_t>() + 1; });
     CHECK(u["step"].as<std::int64_t>() == 1);
     const auto v = pt::tree_at(
-        [](pt::selector s) { return std::vector{s["layers"][0]["bias"], s["layers"][2]["bias"]}; }, t,
-        std::vector<pt::tree>{pt::array::full({4}, 5), pt::array::full({4}, 7)});
+        [](pt::selector s) {
+            return std::vector{s["layers"][0]["bias"], s["layers"][2]["bias"]};
+        },
+        t, std::vector<pt::tree>{pt::array::full({4}, 5), pt::array::full({4}, 7)});
     CHECK(v["layers"][0]["bias"].as_array().item(0) == 5.0);
     CHECK(v["layers"][2]["bias"].as_array().item(0) == 7.0);
-    const auto w = pt::tree_at(std::vector<pt::path>{pt::parse_path("['step']"), pt::parse_path("['layers'][1]")},
-                               t, pt::tree{});
+    const auto w = pt::tree_at(
+        std::vector<pt::path>{pt::parse_path("['step']"), pt::parse_path("['layers'][1]")}, t,
+        pt::tree{});
     CHECK(w["layers"][1].is_none());
     CHECK(w["step"].is_none());
     CHECK(pt::select([](pt::selector s) { return s["layers"][1]["weight"]; }, t)[0] ==
@@ -64,10 +68,14 @@ TEST_CASE("at: bad selections are path errors", "[at][error]") {
     CHECK_THROWS_WITH(pt::tree_at([](pt::selector s) { return s["layers"][0]["wieght"]; }, t, 1),
                       Catch::Contains("at ['layers'][0]: expected a node with child .wieght"));
     const auto p = pt::parse_path("['step']");
-    CHECK_THROWS_WITH(pt::tree_at(std::vector<pt::path>{p, p}, t, 1), Catch::Contains("selected twice"));
-    CHECK_THROWS_WITH(pt::tree_at(std::vector<pt::path>{pt::parse_path("['layers']"), pt::parse_path("['layers'][0]")}, t, 1),
+    CHECK_THROWS_WITH(pt::tree_at(std::vector<pt::path>{p, p}, t, 1),
+                      Catch::Contains("selected twice"));
+    CHECK_THROWS_WITH(pt::tree_at(std::vector<pt::path>{pt::parse_path("['layers']"),
+                                                        pt::parse_path("['layers'][0]")},
+                                  t, 1),
                       Catch::Contains("also contains"));
-    CHECK_THROWS_AS(pt::tree_at(std::vector<pt::path>{p}, t, std::vector<pt::tree>{1, 2}), pt::path_error);
+    CHECK_THROWS_AS(pt::tree_at(std::vector<pt::path>{p}, t, std::vector<pt::tree>{1, 2}),
+                    pt::path_error);
 }
 
 TEST_CASE("at: deep chain edit copies only the path", "[at][deep]") {

@@ -7,10 +7,18 @@
 namespace pt = paramtree;
 
 TEST_CASE("diff: every difference with its path and kind", "[diff]") {
-    const auto a = pt::dict({{"w", pt::array{1.f, 2.f}}, {"s", "x"}, {"l", pt::list({1, 2})},
-                             {"d", pt::array{1.0}}, {"k", pt::array{{1.f}}}, {"n", 1}});
-    const auto b = pt::dict({{"w", pt::array{1.f, 3.f}}, {"s", "x"}, {"l", pt::list({1})},
-                             {"d", pt::array{1.f}}, {"k", pt::array{1.f}}, {"n", 1.0}});
+    const auto a = pt::dict({{"w", pt::array{1.f, 2.f}},
+                             {"s", "x"},
+                             {"l", pt::list({1, 2})},
+                             {"d", pt::array{1.0}},
+                             {"k", pt::array{{1.f}}},
+                             {"n", 1}});
+    const auto b = pt::dict({{"w", pt::array{1.f, 3.f}},
+                             {"s", "x"},
+                             {"l", pt::list({1})},
+                             {"d", pt::array{1.f}},
+                             {"k", pt::array{1.f}},
+                             {"n", 1.0}});
     const auto diffs = pt::tree_diff(a, b);
     REQUIRE(diffs.size() == 5);
     CHECK(pt::keystr(diffs[0].where) == "['d']");
@@ -35,9 +43,11 @@ TEST_CASE("diff: tree_equal with tolerance", "[diff]") {
 
 TEST_CASE("diff: shared subtrees are skipped by identity", "[diff]") {
     std::vector<pt::tree> items;
-    for (int i = 0; i < 1000; ++i) items.push_back(pt::dict({{"w", pt::array::ones({8})}}));
+    for (int i = 0; i < 1000; ++i)
+        items.push_back(pt::dict({{"w", pt::array::ones({8})}}));
     const auto t = pt::list(items);
-    const auto u = pt::tree_at(pt::path{pt::index_key{7}, pt::dict_key{"w"}}, t, pt::array::zeros({8}));
+    const auto u =
+        pt::tree_at(pt::path{pt::index_key{7}, pt::dict_key{"w"}}, t, pt::array::zeros({8}));
     const auto diffs = pt::tree_diff(t, u);
     REQUIRE(diffs.size() == 1);
     CHECK(pt::keystr(diffs[0].where) == "[7]['w']");

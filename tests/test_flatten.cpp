@@ -20,8 +20,9 @@ TEST_CASE("flatten: leaves in sorted-key order, None has no leaves", "[flatten]"
 
 TEST_CASE("flatten: unflatten round trip keeps leaves, insertion order and records", "[flatten]") {
     const auto w = pt::array::ones({3, 3});
-    const auto t = pt::dict({{"z", pt::record("Linear", {{"weight", w}, {"bias", pt::none()}}, {{"n", 3}})},
-                             {"a", pt::list({1.5, "s"})}});
+    const auto t =
+        pt::dict({{"z", pt::record("Linear", {{"weight", w}, {"bias", pt::none()}}, {{"n", 3}})},
+                  {"a", pt::list({1.5, "s"})}});
     auto [leaves, def] = pt::flatten(t);
     const auto back = pt::unflatten(def, leaves);
     CHECK(back.keys() == std::vector<std::string>{"z", "a"});
@@ -49,7 +50,8 @@ TEST_CASE("flatten: wrong leaf count is a leaf_count_error", "[flatten][error]")
 
 TEST_CASE("flatten: is_leaf stops descent", "[flatten]") {
     const auto t = pt::list({pt::tuple({1, 2}), pt::list({3})});
-    auto [leaves, def] = pt::flatten(t, [](const pt::tree& n) { return n.kind() == pt::node_kind::tuple; });
+    auto [leaves, def] =
+        pt::flatten(t, [](const pt::tree& n) { return n.kind() == pt::node_kind::tuple; });
     REQUIRE(leaves.size() == 2);
     CHECK(leaves[0].kind() == pt::node_kind::tuple);
     CHECK(def.to_string() == "treedef([*, [*]])");
@@ -59,7 +61,8 @@ TEST_CASE("flatten: is_leaf stops descent", "[flatten]") {
 }
 
 TEST_CASE("flatten: flatten_with_path", "[flatten]") {
-    const auto t = pt::dict({{"layers", pt::list({pt::record("L", {{"weight", 1}, {"bias", 2}})})}, {"head", 3}});
+    const auto t = pt::dict(
+        {{"layers", pt::list({pt::record("L", {{"weight", 1}, {"bias", 2}})})}, {"head", 3}});
     auto [items, def] = pt::flatten_with_path(t);
     REQUIRE(items.size() == 3);
     CHECK(pt::keystr(items[0].first) == "['head']");
@@ -78,14 +81,17 @@ TEST_CASE("flatten: flatten_up_to a prefix", "[flatten]") {
     const auto parts = pt::flatten_up_to(prefix, t);
     REQUIRE(parts.size() == 2);
     CHECK(parts[1].kind() == pt::node_kind::dict);
-    CHECK_THROWS_AS(pt::flatten_up_to(pt::structure(pt::list({0, pt::list({0})})), t), pt::structure_error);
-    CHECK_THROWS_WITH(pt::flatten_up_to(pt::structure(pt::list({0, pt::list({0})})), t),
-                      Catch::Contains("at [1]: expected a list of length 1 (the prefix), found a dict"));
+    CHECK_THROWS_AS(pt::flatten_up_to(pt::structure(pt::list({0, pt::list({0})})), t),
+                    pt::structure_error);
+    CHECK_THROWS_WITH(
+        pt::flatten_up_to(pt::structure(pt::list({0, pt::list({0})})), t),
+        Catch::Contains("at [1]: expected a list of length 1 (the prefix), found a dict"));
 }
 
 TEST_CASE("flatten: deep chain of 100,000 lists", "[flatten][deep]") {
     pt::tree t = 1.0;
-    for (int i = 0; i < 100000; ++i) t = pt::list({t});
+    for (int i = 0; i < 100000; ++i)
+        t = pt::list({t});
     auto [leaves, def] = pt::flatten(t);
     CHECK(leaves.size() == 1);
     CHECK(def.num_nodes() == 100001);

@@ -19,7 +19,8 @@ TEST_CASE("map: unary and n-ary tree_map keep structure", "[map]") {
     CHECK(sum["y"][0].as<double>() == 22.0);
     const auto three = pt::tree_map(
         [](const pt::tree& p, const pt::tree& q, const pt::tree& r) {
-            return p.as<double>() * q.as<double>() - r.as<double>(); },
+            return p.as<double>() * q.as<double>() - r.as<double>();
+        },
         a, b, a);
     CHECK(three["y"][1].as<double>() == 87.0);
 }
@@ -29,22 +30,24 @@ TEST_CASE("map: mismatch names the first differing key path and both sides", "[m
     const auto b = pt::dict({{"a", pt::dict({{"b", pt::list({1, 2, 3, 4})}})}});
     auto f = [](const pt::tree& l, const pt::tree&) { return l; };
     CHECK_THROWS_AS(pt::tree_map(f, a, b), pt::structure_error);
-    CHECK_THROWS_WITH(pt::tree_map(f, a, b),
-                      "tree_map: structure mismatch: at ['a']['b']: expected a list of length 3 (as "
-                      "in tree 0), found a list of length 4 in tree 1");
+    CHECK_THROWS_WITH(
+        pt::tree_map(f, a, b),
+        "tree_map: structure mismatch: at ['a']['b']: expected a list of length 3 (as "
+        "in tree 0), found a list of length 4 in tree 1");
     try {
         (void)pt::tree_map(f, a, b);
     } catch (const pt::structure_error& e) {
         CHECK(e.path() == "['a']['b']");
     }
     const auto c = pt::dict({{"a", pt::dict({{"c", pt::list({1, 2, 3})}})}});
-    CHECK_THROWS_WITH(pt::tree_map(f, a, c), Catch::Contains("at ['a']: expected a dict with keys ['b']"));
+    CHECK_THROWS_WITH(pt::tree_map(f, a, c),
+                      Catch::Contains("at ['a']: expected a dict with keys ['b']"));
 }
 
 TEST_CASE("map: tree_map_with_path and is_leaf", "[map]") {
     const auto t = pt::dict({{"layers", pt::list({pt::tuple({1, 2})})}});
-    const auto named = pt::tree_map_with_path(
-        [](const pt::path& p, const pt::tree&) { return pt::keystr(p); }, t);
+    const auto named =
+        pt::tree_map_with_path([](const pt::path& p, const pt::tree&) { return pt::keystr(p); }, t);
     CHECK(named["layers"][0][1].as<std::string>() == "['layers'][0][1]");
     const auto counted = pt::tree_map(
         pt::map_options{[](const pt::tree& n) { return n.kind() == pt::node_kind::tuple; }},
@@ -63,7 +66,9 @@ TEST_CASE("map: broadcast_prefix", "[map]") {
 TEST_CASE("map: tree_reduce, tree_all, tree_any", "[map]") {
     const auto t = pt::list({pt::array::ones({2, 3}), pt::array::zeros({4}), 0.5});
     const auto n = pt::tree_reduce(
-        [](std::size_t acc, const pt::tree& l) { return acc + (l.is_array() ? l.as_array().size() : 1); },
+        [](std::size_t acc, const pt::tree& l) {
+            return acc + (l.is_array() ? l.as_array().size() : 1);
+        },
         t, std::size_t{0});
     CHECK(n == 11);
     CHECK_FALSE(pt::tree_all(t));
@@ -78,5 +83,6 @@ TEST_CASE("map: tree_transpose", "[map]") {
     const auto inner = pt::structure(pt::dict({{"w", 0}, {"b", 0}}));
     const auto out = pt::tree_transpose(outer, inner, t);
     CHECK(pt::to_string(out) == "{'w': [1, 3], 'b': [2, 4]}");
-    CHECK_THROWS_AS(pt::tree_transpose(outer, pt::structure(pt::list({0})), t), pt::structure_error);
+    CHECK_THROWS_AS(pt::tree_transpose(outer, pt::structure(pt::list({0})), t),
+                    pt::structure_error);
 }

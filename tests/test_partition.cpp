@@ -10,9 +10,11 @@ namespace pt = paramtree;
 
 namespace {
 pt::tree model() {
-    return pt::record("Model",
-                      {{"w", pt::array::ones({2, 2})}, {"ids", pt::array{std::int64_t{1}, std::int64_t{2}}},
-                       {"act", "relu"}, {"scale", 0.5}, {"extra", pt::none()}});
+    return pt::record("Model", {{"w", pt::array::ones({2, 2})},
+                                {"ids", pt::array{std::int64_t{1}, std::int64_t{2}}},
+                                {"act", "relu"},
+                                {"scale", 0.5},
+                                {"extra", pt::none()}});
 }
 } // namespace
 
@@ -28,9 +30,8 @@ TEST_CASE("partition: trainable vs the rest, with None holes", "[partition]") {
 
 TEST_CASE("partition: with paths, filters, three-way combine", "[partition]") {
     const auto m = model();
-    const auto [named, others] = pt::partition(m, [](const pt::path& p, const pt::tree&) {
-        return pt::keystr(p) == ".act";
-    });
+    const auto [named, others] = pt::partition(
+        m, [](const pt::path& p, const pt::tree&) { return pt::keystr(p) == ".act"; });
     CHECK(named["act"].as<std::string>() == "relu");
     CHECK(pt::is_inexact(m["scale"]));
     CHECK_FALSE(pt::is_inexact(m["ids"]));
@@ -43,7 +44,8 @@ TEST_CASE("partition: with paths, filters, three-way combine", "[partition]") {
 }
 
 TEST_CASE("partition: combine of mismatched parts names the path", "[partition][error]") {
-    CHECK_THROWS_AS(pt::combine({pt::list({1, pt::none()}), pt::list({pt::none(), 2, 3})}), pt::structure_error);
+    CHECK_THROWS_AS(pt::combine({pt::list({1, pt::none()}), pt::list({pt::none(), 2, 3})}),
+                    pt::structure_error);
     CHECK_THROWS_WITH(pt::combine({pt::dict({{"a", 1}}), pt::dict({{"b", 1}})}),
                       Catch::Contains("at <root>: expected a dict with keys ['a']"));
     CHECK(pt::combine({}).is_none());

@@ -16,7 +16,8 @@ TEST_CASE("path: keystr and dotted text", "[path]") {
 }
 
 TEST_CASE("path: parse_path reads keystr back", "[path]") {
-    const pt::path p{pt::dict_key{"a b"}, pt::index_key{12}, pt::field_key{"w_1"}, pt::dict_key{"x'y"}};
+    const pt::path p{pt::dict_key{"a b"}, pt::index_key{12}, pt::field_key{"w_1"},
+                     pt::dict_key{"x'y"}};
     CHECK(pt::parse_path(pt::keystr(p)) == p);
     CHECK(pt::parse_path("").empty());
     CHECK(pt::parse_path(".weight") == pt::path{pt::field_key{"weight"}});
@@ -36,5 +37,6 @@ TEST_CASE("path: prefixes and ordering", "[path]") {
     CHECK(p.is_prefix_of(p / 2));
     CHECK_FALSE((p / 2).is_prefix_of(p));
     CHECK(pt::path{pt::index_key{0}} < pt::path{pt::index_key{1}});
-    CHECK(p / p == pt::path{pt::dict_key{"a"}, pt::index_key{1}, pt::dict_key{"a"}, pt::index_key{1}});
+    CHECK(p / p ==
+          pt::path{pt::dict_key{"a"}, pt::index_key{1}, pt::dict_key{"a"}, pt::index_key{1}});
 }

@@ -8,8 +8,10 @@
 namespace pt = paramtree;
 
 TEST_CASE("ravel: float leaves into one vector and back", "[ravel]") {
-    const auto t = pt::dict({{"b", pt::array{{1.f, 2.f}, {3.f, 4.f}}}, {"a", pt::array{5.f}},
-                             {"ids", pt::array{std::int32_t{7}}}, {"name", "m"}});
+    const auto t = pt::dict({{"b", pt::array{{1.f, 2.f}, {3.f, 4.f}}},
+                             {"a", pt::array{5.f}},
+                             {"ids", pt::array{std::int32_t{7}}},
+                             {"name", "m"}});
     auto [flat, unravel] = pt::ravel(t);
     CHECK(flat.dtype() == pt::dtype::float32);
     CHECK(flat.shape() == pt::shape_type{5});
@@ -32,7 +34,8 @@ TEST_CASE("ravel: mixed precision promotes to float64", "[ravel]") {
 TEST_CASE("ravel: wrong vector is a clear error", "[ravel][error]") {
     auto [flat, unravel] = pt::ravel(pt::list({pt::array{1.f, 2.f}}));
     CHECK_THROWS_AS(unravel(pt::array{1.f}), pt::shape_error);
-    CHECK_THROWS_WITH(unravel(pt::array{1.f}), Catch::Contains("expected a 1-d vector of 2 elements, found f32[1]"));
+    CHECK_THROWS_WITH(unravel(pt::array{1.f}),
+                      Catch::Contains("expected a 1-d vector of 2 elements, found f32[1]"));
     CHECK_THROWS_AS(unravel(pt::array{std::int32_t{1}, std::int32_t{2}}), pt::leaf_error);
     CHECK_THROWS_AS(unravel(pt::array{{1.f, 2.f}}), pt::shape_error);
 }

@@ -37,7 +37,8 @@ struct pt::record_traits<test_models::MLP> {
     static constexpr auto fields = std::tuple{pt::field("layers", &test_models::MLP::layers),
                                               pt::field("extras", &test_models::MLP::extras),
                                               pt::field("pair", &test_models::MLP::pair)};
-    static constexpr auto static_fields = std::tuple{pt::field("activation", &test_models::MLP::activation)};
+    static constexpr auto static_fields =
+        std::tuple{pt::field("activation", &test_models::MLP::activation)};
 };
 
 static_assert(pt::registered_record<test_models::Linear>);
@@ -48,7 +49,9 @@ TEST_CASE("record: registered structs round-trip", "[record]") {
     using namespace test_models;
     const MLP m{{Linear{pt::array::ones({3, 2}), pt::array::zeros({3}), 2, 3},
                  Linear{pt::array::ones({1, 3}), std::nullopt, 3, 1}},
-                "gelu", {{"a", 1.5}}, {4, 2.5}};
+                "gelu",
+                {{"a", 1.5}},
+                {4, 2.5}};
     const auto t = pt::to_tree(m);
     CHECK(pt::to_string(t) ==
           "MLP(layers=[Linear(weight=f32[3,2], bias=f32[3], in_features=2, out_features=3), "
@@ -66,15 +69,21 @@ TEST_CASE("record: registered structs round-trip", "[record]") {
 
 TEST_CASE("record: from_tree errors name the path", "[record][error]") {
     using namespace test_models;
-    const auto bad = pt::record("MLP", {{"layers", pt::list({pt::record("Linear", {{"weight", "oops"}, {"bias", pt::none()}},
-                                                                    {{"in_features", 1}, {"out_features", 1}})})},
-                                        {"extras", pt::dict({})}, {"pair", pt::tuple({1, 2.0})}},
-                                {{"activation", "relu"}});
+    const auto bad = pt::record(
+        "MLP",
+        {{"layers", pt::list({pt::record("Linear", {{"weight", "oops"}, {"bias", pt::none()}},
+                                         {{"in_features", 1}, {"out_features", 1}})})},
+         {"extras", pt::dict({})},
+         {"pair", pt::tuple({1, 2.0})}},
+        {{"activation", "relu"}});
     CHECK_THROWS_AS(pt::from_tree<MLP>(bad), pt::structure_error);
-    CHECK_THROWS_WITH(pt::from_tree<MLP>(bad),
-                      Catch::Contains("at .layers[0].weight: expected an array leaf, found the string 'oops'"));
-    CHECK_THROWS_WITH(pt::from_tree<Linear>(pt::list({})), Catch::Contains("expected a Linear record"));
-    const auto wrong_static = pt::record("Linear", {{"weight", pt::array{1.f}}, {"bias", pt::none()}},
-                                         {{"in_features", "x"}, {"out_features", 1}});
+    CHECK_THROWS_WITH(
+        pt::from_tree<MLP>(bad),
+        Catch::Contains("at .layers[0].weight: expected an array leaf, found the string 'oops'"));
+    CHECK_THROWS_WITH(pt::from_tree<Linear>(pt::list({})),
+                      Catch::Contains("expected a Linear record"));
+    const auto wrong_static =
+        pt::record("Linear", {{"weight", pt::array{1.f}}, {"bias", pt::none()}},
+                   {{"in_features", "x"}, {"out_features", 1}});
     CHECK_THROWS_AS(pt::from_tree<Linear>(wrong_static), pt::leaf_error);
 }

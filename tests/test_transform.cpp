@@ -34,13 +34,15 @@ TEST_CASE("transform: transpose, permute, reshape, scale and their adjoints", "[
 }
 
 TEST_CASE("transform: text round trip and errors", "[transform][error]") {
-    for (const auto& t : {pt::transform::transpose(), pt::transform::permute({1, 0, 2}),
-                          pt::transform::reshape({4, 16}), pt::transform::scale(0.125), pt::transform()})
+    for (const auto& t :
+         {pt::transform::transpose(), pt::transform::permute({1, 0, 2}),
+          pt::transform::reshape({4, 16}), pt::transform::scale(0.125), pt::transform()})
         CHECK(pt::transform::parse(t.to_string()) == t);
     CHECK(pt::to_string({pt::transform::transpose(), pt::transform::scale(2)}) == ".T*2");
     CHECK_THROWS_AS(pt::transform::parse(".X"), pt::format_error);
     CHECK_THROWS_AS(pt::transform::permute({0, 0}), pt::shape_error);
     CHECK_THROWS_AS(pt::transform::reshape({5}).apply(pt::array::zeros({2, 3})), pt::shape_error);
-    CHECK_THROWS_AS(pt::transform::permute({1, 0}).apply(pt::array::zeros({2, 3, 4})), pt::shape_error);
+    CHECK_THROWS_AS(pt::transform::permute({1, 0}).apply(pt::array::zeros({2, 3, 4})),
+                    pt::shape_error);
     CHECK_THROWS_AS(pt::transform::scale(2).apply(pt::array{std::int32_t{1}}), pt::shape_error);
 }

@@ -27,7 +27,8 @@ TEST_CASE("tree: leaves convert implicitly", "[tree]") {
 TEST_CASE("tree: wrong leaf access is a leaf_error", "[tree][error]") {
     const pt::tree s = "relu";
     CHECK_THROWS_AS(s.as_array(), pt::leaf_error);
-    CHECK_THROWS_WITH(s.as_array(), Catch::Contains("expected an array leaf, found the string 'relu'"));
+    CHECK_THROWS_WITH(s.as_array(),
+                      Catch::Contains("expected an array leaf, found the string 'relu'"));
     CHECK_THROWS_AS(pt::tree(1).as<double>(), pt::leaf_error);
     CHECK_THROWS_AS(pt::list({}).value(), pt::leaf_error);
 }
@@ -50,15 +51,17 @@ TEST_CASE("tree: containers and accessors", "[tree]") {
 TEST_CASE("tree: bad paths name the longest valid prefix", "[tree][error]") {
     const auto t = pt::dict({{"layers", pt::list({pt::dict({{"w", 1}})})}});
     CHECK_THROWS_AS(t.at(pt::parse_path("['layers'][3]")), pt::path_error);
-    CHECK_THROWS_WITH(t.at(pt::parse_path("['layers'][3]")),
-                      Catch::Contains("at ['layers']: expected a node with child [3], found a list of length 1"));
+    CHECK_THROWS_WITH(
+        t.at(pt::parse_path("['layers'][3]")),
+        Catch::Contains("at ['layers']: expected a node with child [3], found a list of length 1"));
     CHECK_THROWS_WITH(t["nope"], Catch::Contains("<root>"));
     CHECK_THROWS_AS(t.child(5), pt::path_error);
 }
 
 TEST_CASE("tree: records carry fields and static metadata", "[tree]") {
-    const auto lin = pt::record("Linear", {{"weight", pt::array::zeros({4, 3})}, {"bias", pt::array::zeros({4})}},
-                                {{"in_features", 3}, {"out_features", 4}, {"act", "relu"}});
+    const auto lin = pt::record(
+        "Linear", {{"weight", pt::array::zeros({4, 3})}, {"bias", pt::array::zeros({4})}},
+        {{"in_features", 3}, {"out_features", 4}, {"act", "relu"}});
     CHECK(lin.record_name() == "Linear");
     CHECK(lin.keys() == std::vector<std::string>{"weight", "bias"});
     CHECK(lin["weight"].as_array().shape() == pt::shape_type{4, 3});
@@ -83,9 +86,11 @@ TEST_CASE("tree: copies are O(1) and identity is observable", "[tree]") {
     CHECK(pt::same_node(t[0], u[0]));
 }
 
-TEST_CASE("tree: a chain of 100,000 nested lists builds and dies without recursion", "[tree][deep]") {
+TEST_CASE("tree: a chain of 100,000 nested lists builds and dies without recursion",
+          "[tree][deep]") {
     pt::tree t = 1.0;
-    for (int i = 0; i < 100000; ++i) t = pt::list({t});
+    for (int i = 0; i < 100000; ++i)
+        t = pt::list({t});
     CHECK(t.num_nodes() == 100001);
     CHECK(t.num_leaves() == 1);
     t = pt::tree{}; // destroys the chain
@@ -94,7 +99,8 @@ TEST_CASE("tree: a chain of 100,000 nested lists builds and dies without recursi
 
 TEST_CASE("tree: concurrent reads from many threads", "[tree][threads]") {
     std::vector<pt::tree> items;
-    for (int i = 0; i < 200; ++i) items.push_back(pt::dict({{"w", pt::array::ones({4})}, {"i", i}}));
+    for (int i = 0; i < 200; ++i)
+        items.push_back(pt::dict({{"w", pt::array::ones({4})}, {"i", i}}));
     const auto t = pt::list(items);
     std::vector<std::thread> threads;
     std::vector<std::size_t> counts(4);
@@ -106,6 +112,8 @@ TEST_CASE("tree: concurrent reads from many threads", "[tree][threads]") {
                 counts[k] += back.num_leaves();
             }
         });
-    for (auto& th : threads) th.join();
-    for (const auto c : counts) CHECK(c == 50 * 400);
+    for (auto& th : threads)
+        th.join();
+    for (const auto c : counts)
+        CHECK(c == 50 * 400);
 }

@@ -35,8 +35,7 @@ enum class dtype : std::uint8_t { float32, float64, int32, int64, boolean };
 /// C++ element types that map one-to-one onto a dtype.
 template <class T>
 concept element = std::same_as<T, float> || std::same_as<T, double> ||
-                  std::same_as<T, std::int32_t> || std::same_as<T, std::int64_t> ||
-                  std::same_as<T, bool>;
+    std::same_as<T, std::int32_t> || std::same_as<T, std::int64_t> || std::same_as<T, bool>;
 
 /// The dtype of a C++ element type: `dtype_of<float> == dtype::float32`.
 template <element T>
@@ -85,11 +84,15 @@ public:
         return from_vector<T>({}, std::vector<T>{value});
     }
     /// An array of the given shape filled with zeros, ones or `value`.
-    [[nodiscard]] static array zeros(shape_type shape, paramtree::dtype d = paramtree::dtype::float32);
-    [[nodiscard]] static array ones(shape_type shape, paramtree::dtype d = paramtree::dtype::float32);
-    [[nodiscard]] static array full(shape_type shape, double value, paramtree::dtype d = paramtree::dtype::float32);
+    [[nodiscard]] static array zeros(shape_type shape,
+                                     paramtree::dtype d = paramtree::dtype::float32);
+    [[nodiscard]] static array ones(shape_type shape,
+                                    paramtree::dtype d = paramtree::dtype::float32);
+    [[nodiscard]] static array full(shape_type shape, double value,
+                                    paramtree::dtype d = paramtree::dtype::float32);
     /// `[0, 1, ..., n-1]`.
-    [[nodiscard]] static array arange(std::size_t n, paramtree::dtype d = paramtree::dtype::float32);
+    [[nodiscard]] static array arange(std::size_t n,
+                                      paramtree::dtype d = paramtree::dtype::float32);
 
     /// An array owning `values` (moved, not copied). Throws shape_error if the sizes differ.
     template <element T>
@@ -99,7 +102,8 @@ public:
             // std::vector<bool> is bit-packed: store one byte per element instead.
             auto bytes = std::make_shared<std::vector<std::uint8_t>>(values.begin(), values.end());
             const void* data = bytes->data();
-            return from_owner(paramtree::dtype::boolean, std::move(shape), n, data, std::move(bytes));
+            return from_owner(paramtree::dtype::boolean, std::move(shape), n, data,
+                              std::move(bytes));
         } else {
             auto owner = std::make_shared<std::vector<T>>(std::move(values));
             const void* data = owner->data();
@@ -111,7 +115,7 @@ public:
     ///
     ///     auto a = pt::array::build<float>({3}, [](std::span<float> out) { out[0] = 1; });
     template <element T, class Fill>
-        requires std::invocable<Fill&, std::span<T>>
+    requires std::invocable<Fill&, std::span<T>>
     [[nodiscard]] static array build(shape_type shape, Fill&& fill) {
         auto [result, data] = allocate(dtype_of<T>, std::move(shape));
         std::invoke(fill, std::span<T>(static_cast<T*>(data), result.size()));

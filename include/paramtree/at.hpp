@@ -25,8 +25,7 @@ public:
     /// Element `i` of a list or tuple. Throws path_error.
     [[nodiscard]] selector operator[](std::size_t i) const;
     template <std::integral T>
-        requires(!std::same_as<T, bool>)
-    [[nodiscard]] selector operator[](T i) const {
+    requires(!std::same_as<T, bool>) [[nodiscard]] selector operator[](T i) const {
         return (*this)[static_cast<std::size_t>(i)];
     }
     /// Dict entry or record field `name`. Throws path_error.
@@ -50,8 +49,7 @@ private:
 /// returning a selector or a vector of selectors.
 template <class W>
 concept where_spec = std::same_as<std::decay_t<W>, path> ||
-                     std::same_as<std::decay_t<W>, std::vector<path>> ||
-                     std::invocable<const W&, selector>;
+    std::same_as<std::decay_t<W>, std::vector<path>> || std::invocable<const W&, selector>;
 
 namespace detail {
 template <class W>
@@ -66,7 +64,8 @@ std::vector<path> resolve_where(const W& where, const tree& t) {
             return {picked.path()};
         } else {
             std::vector<path> out;
-            for (const auto& s : picked) out.push_back(s.path());
+            for (const auto& s : picked)
+                out.push_back(s.path());
             return out;
         }
     }
@@ -80,7 +79,8 @@ std::vector<path> resolve_where(const W& where, const tree& t) {
 template <where_spec W>
 [[nodiscard]] std::vector<path> select(const W& where, const tree& t) {
     auto paths = detail::resolve_where(where, t);
-    for (const auto& p : paths) (void)t.at(p);
+    for (const auto& p : paths)
+        (void)t.at(p);
     return paths;
 }
 
@@ -110,10 +110,11 @@ template <where_spec W>
 ///     auto t4 = pt::tree_at(pt::parse_path("['step']"), t, [](const pt::tree& old) {
 ///         return old.as<std::int64_t>() + 1; });
 template <where_spec W, class F>
-    requires std::invocable<F&, const tree&> && (!std::convertible_to<F, tree>)
-[[nodiscard]] tree tree_at(const W& where, const tree& t, F&& fn) {
+requires std::invocable<F&, const tree&> &&(!std::convertible_to<F, tree>) [[nodiscard]] tree
+    tree_at(const W& where, const tree& t, F&& fn) {
     const auto paths = detail::resolve_where(where, t);
-    return detail::tree_at_paths(t, paths, [&](std::size_t, const tree& old) { return tree(fn(old)); });
+    return detail::tree_at_paths(t, paths,
+                                 [&](std::size_t, const tree& old) { return tree(fn(old)); });
 }
 
 } // namespace paramtree

@@ -39,8 +39,8 @@ struct flat_inputs {
 ///     auto sum = pt::tree_map([](const pt::tree& a, const pt::tree& b) {
 ///         return a.as<double>() + b.as<double>(); }, x, y);
 template <class F, class... Rest>
-    requires(std::same_as<Rest, tree> && ...)
-[[nodiscard]] tree tree_map(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
+requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    tree_map(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
     const tree* all[] = {&t, &rest...};
     auto in = detail::flatten_all("tree_map", all, options.is_leaf, false);
     std::vector<tree> out;
@@ -48,12 +48,13 @@ template <class F, class... Rest>
     [&]<std::size_t... K>(std::index_sequence<K...>) {
         for (std::size_t i = 0; i < in.leaves[0].size(); ++i)
             out.emplace_back(std::invoke(f, in.leaves[0][i], in.leaves[K + 1][i]...));
-    }(std::index_sequence_for<Rest...>{});
+    }
+    (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
 template <class F, class... Rest>
-    requires(std::same_as<Rest, tree> && ...)
-[[nodiscard]] tree tree_map(F&& f, const tree& t, const Rest&... rest) {
+requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    tree_map(F&& f, const tree& t, const Rest&... rest) {
     return tree_map(map_options{}, std::forward<F>(f), t, rest...);
 }
 
@@ -62,9 +63,8 @@ template <class F, class... Rest>
 ///     auto named = pt::tree_map_with_path([](const pt::path& p, const pt::tree&) {
 ///         return pt::keystr(p); }, params);
 template <class F, class... Rest>
-    requires(std::same_as<Rest, tree> && ...)
-[[nodiscard]] tree tree_map_with_path(const map_options& options, F&& f, const tree& t,
-                                      const Rest&... rest) {
+requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    tree_map_with_path(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
     const tree* all[] = {&t, &rest...};
     auto in = detail::flatten_all("tree_map_with_path", all, options.is_leaf, true);
     std::vector<tree> out;
@@ -73,12 +73,13 @@ template <class F, class... Rest>
         for (std::size_t i = 0; i < in.leaves[0].size(); ++i)
             out.emplace_back(std::invoke(f, std::as_const(in.paths[i]), in.leaves[0][i],
                                          in.leaves[K + 1][i]...));
-    }(std::index_sequence_for<Rest...>{});
+    }
+    (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
 template <class F, class... Rest>
-    requires(std::same_as<Rest, tree> && ...)
-[[nodiscard]] tree tree_map_with_path(F&& f, const tree& t, const Rest&... rest) {
+requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    tree_map_with_path(F&& f, const tree& t, const Rest&... rest) {
     return tree_map_with_path(map_options{}, std::forward<F>(f), t, rest...);
 }
 
@@ -95,7 +96,8 @@ template <class F, class... Rest>
 ///         return acc + double(l.as_array().size()); }, params, 0.0);
 template <class F, class T>
 [[nodiscard]] T tree_reduce(F&& f, const tree& t, T init) {
-    for (const auto& leaf : leaves(t)) init = std::invoke(f, std::move(init), leaf);
+    for (const auto& leaf : leaves(t))
+        init = std::invoke(f, std::move(init), leaf);
     return init;
 }
 

@@ -12,8 +12,8 @@
 namespace paramtree {
 
 struct print_options {
-    std::size_t width = 80;  // break a node over several lines when it does not fit
-    std::size_t indent = 2;  // spaces per nesting level
+    std::size_t width = 80;             // break a node over several lines when it does not fit
+    std::size_t indent = 2;             // spaces per nesting level
     std::size_t max_indent_levels = 32; // deeper levels stop adding indentation
 };
 

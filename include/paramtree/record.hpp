@@ -93,8 +93,8 @@ T decode_static(const static_value& v, const path& p, std::string_view type) {
     } else if constexpr (std::same_as<T, std::string>) {
         if (v.holds<std::string>()) return std::get<std::string>(v.get());
     }
-    throw leaf_error("from_tree", keystr(p), std::string("a static value of type ") + std::string(type),
-                     v.to_string());
+    throw leaf_error("from_tree", keystr(p),
+                     std::string("a static value of type ") + std::string(type), v.to_string());
 }
 } // namespace detail
 
@@ -116,8 +116,10 @@ struct tree_codec<array> {
 template <class T>
 struct tree_codec<T, std::enable_if_t<std::is_arithmetic_v<T>>> {
     static tree encode(const T& v) {
-        if constexpr (std::same_as<T, bool> || std::integral<T>) return tree(v);
-        else return tree(static_cast<double>(v));
+        if constexpr (std::same_as<T, bool> || std::integral<T>)
+            return tree(v);
+        else
+            return tree(static_cast<double>(v));
     }
     static T decode(const tree& t, const path& p) {
         if (t.is_leaf()) {
@@ -131,9 +133,10 @@ struct tree_codec<T, std::enable_if_t<std::is_arithmetic_v<T>>> {
                 if (const auto* i = std::get_if<std::int64_t>(&v)) return static_cast<T>(*i);
             }
         }
-        detail::throw_decode(p, std::same_as<T, bool> ? "a bool leaf"
-                                : std::integral<T>    ? "an integer leaf"
-                                                      : "a number leaf",
+        detail::throw_decode(p,
+                             std::same_as<T, bool> ? "a bool leaf"
+                             : std::integral<T>    ? "an integer leaf"
+                                                   : "a number leaf",
                              t);
     }
 };
@@ -153,14 +156,16 @@ struct tree_codec<std::vector<T>> {
     static tree encode(const std::vector<T>& v) {
         std::vector<tree> items;
         items.reserve(v.size());
-        for (const auto& x : v) items.push_back(tree_codec<T>::encode(x));
+        for (const auto& x : v)
+            items.push_back(tree_codec<T>::encode(x));
         return list(std::move(items));
     }
     static std::vector<T> decode(const tree& t, const path& p) {
         if (t.kind() != node_kind::list) detail::throw_decode(p, "a list", t);
         std::vector<T> out;
         out.reserve(t.size());
-        for (std::size_t i = 0; i < t.size(); ++i) out.push_back(tree_codec<T>::decode(t.child(i), p / i));
+        for (std::size_t i = 0; i < t.size(); ++i)
+            out.push_back(tree_codec<T>::decode(t.child(i), p / i));
         return out;
     }
 };
@@ -169,13 +174,15 @@ template <tree_convertible T>
 struct tree_codec<std::map<std::string, T>> {
     static tree encode(const std::map<std::string, T>& m) {
         std::vector<std::pair<std::string, tree>> items;
-        for (const auto& [k, v] : m) items.emplace_back(k, tree_codec<T>::encode(v));
+        for (const auto& [k, v] : m)
+            items.emplace_back(k, tree_codec<T>::encode(v));
         return dict(std::move(items));
     }
     static std::map<std::string, T> decode(const tree& t, const path& p) {
         if (t.kind() != node_kind::dict) detail::throw_decode(p, "a dict", t);
         std::map<std::string, T> out;
-        for (const auto& k : t.keys()) out.emplace(k, tree_codec<T>::decode(t[k], p / dict_key{k}));
+        for (const auto& k : t.keys())
+            out.emplace(k, tree_codec<T>::decode(t[k], p / dict_key{k}));
         return out;
     }
 };
@@ -192,14 +199,16 @@ struct tree_codec<std::optional<T>> {
 template <tree_convertible... Ts>
 struct tree_codec<std::tuple<Ts...>> {
     static tree encode(const std::tuple<Ts...>& v) {
-        return std::apply([](const auto&... x) { return tuple({tree_codec<Ts>::encode(x)...}); }, v);
+        return std::apply([](const auto&... x) { return tuple({tree_codec<Ts>::encode(x)...}); },
+                          v);
     }
     static std::tuple<Ts...> decode(const tree& t, const path& p) {
         if (t.kind() != node_kind::tuple || t.size() != sizeof...(Ts))
             detail::throw_decode(p, "a tuple of length " + std::to_string(sizeof...(Ts)), t);
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
             return std::tuple<Ts...>{tree_codec<Ts>::decode(t.child(I), p / I)...};
-        }(std::index_sequence_for<Ts...>{});
+        }
+        (std::index_sequence_for<Ts...>{});
     }
 };
 
@@ -207,34 +216,46 @@ template <registered_record T>
 struct tree_codec<T> {
     using traits = record_traits<T>;
     static constexpr auto statics() {
-        if constexpr (requires { traits::static_fields; }) return traits::static_fields;
-        else return std::tuple<>{};
+        if constexpr (requires { traits::static_fields; })
+            return traits::static_fields;
+        else
+            return std::tuple<>{};
     }
     static tree encode(const T& v) {
         std::vector<std::pair<std::string, tree>> fields;
-        std::apply([&](const auto&... f) {
-            (fields.emplace_back(std::string(f.name), to_tree(v.*(f.member))), ...);
-        }, traits::fields);
+        std::apply(
+            [&](const auto&... f) {
+                (fields.emplace_back(std::string(f.name), to_tree(v.*(f.member))), ...);
+            },
+            traits::fields);
         std::vector<std::pair<std::string, static_value>> st;
-        std::apply([&](const auto&... f) {
-            (st.emplace_back(std::string(f.name), static_value(v.*(f.member))), ...);
-        }, statics());
+        std::apply(
+            [&](const auto&... f) {
+                (st.emplace_back(std::string(f.name), static_value(v.*(f.member))), ...);
+            },
+            statics());
         return record(std::string(traits::name), std::move(fields), std::move(st));
     }
     static T decode(const tree& t, const path& p) {
         if (t.kind() != node_kind::record || t.record_name() != traits::name)
             detail::throw_decode(p, "a " + std::string(traits::name) + " record", t);
         T out{};
-        std::apply([&](const auto&... f) {
-            ((out.*(f.member) = tree_codec<std::remove_cvref_t<decltype(out.*(f.member))>>::decode(
-                  t[f.name], p / field_key{std::string(f.name)})),
-             ...);
-        }, traits::fields);
-        std::apply([&](const auto&... f) {
-            ((out.*(f.member) = detail::decode_static<std::remove_cvref_t<decltype(out.*(f.member))>>(
-                  t.static_field(f.name), p / field_key{std::string(f.name)}, f.name)),
-             ...);
-        }, statics());
+        std::apply(
+            [&](const auto&... f) {
+                ((out.*(f.member) =
+                      tree_codec<std::remove_cvref_t<decltype(out.*(f.member))>>::decode(
+                          t[f.name], p / field_key{std::string(f.name)})),
+                 ...);
+            },
+            traits::fields);
+        std::apply(
+            [&](const auto&... f) {
+                ((out.*(f.member) =
+                      detail::decode_static<std::remove_cvref_t<decltype(out.*(f.member))>>(
+                          t.static_field(f.name), p / field_key{std::string(f.name)}, f.name)),
+                 ...);
+            },
+            statics());
         return out;
     }
 };

@@ -37,8 +37,8 @@ public:
     tree(array a);
     tree(bool b);
     template <std::integral T>
-        requires(!std::same_as<T, bool>)
-    tree(T v) : tree(detail::make_leaf(static_cast<std::int64_t>(v))) {}
+    requires(!std::same_as<T, bool>) tree(T v)
+        : tree(detail::make_leaf(static_cast<std::int64_t>(v))) {}
     tree(double v);
     tree(float v) : tree(static_cast<double>(v)) {}
     tree(std::string s);
@@ -64,13 +64,14 @@ public:
     /// Element `i` of a list or tuple. Throws path_error if not a sequence or out of range.
     [[nodiscard]] tree operator[](std::size_t i) const;
     template <std::integral T>
-        requires(!std::same_as<T, bool>)
-    [[nodiscard]] tree operator[](T i) const {
+    requires(!std::same_as<T, bool>) [[nodiscard]] tree operator[](T i) const {
         return (*this)[static_cast<std::size_t>(i)];
     }
     /// Dict entry or record field `name`. Throws path_error if there is none.
     [[nodiscard]] tree operator[](std::string_view name) const;
-    [[nodiscard]] tree operator[](const char* name) const { return (*this)[std::string_view(name)]; }
+    [[nodiscard]] tree operator[](const char* name) const {
+        return (*this)[std::string_view(name)];
+    }
     /// The subtree at `p`. Throws path_error naming the longest valid prefix.
     [[nodiscard]] tree at(const path& p) const;
     /// True if `p` names a node of this tree.
@@ -112,11 +113,16 @@ public:
 private:
     template <class T>
     static constexpr std::string_view leaf_type_name() {
-        if constexpr (std::same_as<T, bool>) return "a bool leaf";
-        else if constexpr (std::same_as<T, std::int64_t>) return "an integer leaf";
-        else if constexpr (std::same_as<T, double>) return "a double leaf";
-        else if constexpr (std::same_as<T, std::string>) return "a string leaf";
-        else return "an array leaf";
+        if constexpr (std::same_as<T, bool>)
+            return "a bool leaf";
+        else if constexpr (std::same_as<T, std::int64_t>)
+            return "an integer leaf";
+        else if constexpr (std::same_as<T, double>)
+            return "a double leaf";
+        else if constexpr (std::same_as<T, std::string>)
+            return "a string leaf";
+        else
+            return "an array leaf";
     }
     [[noreturn]] void throw_not(std::string_view expected) const;
     detail::node_ptr node_;
@@ -142,7 +148,9 @@ private:
 [[nodiscard]] tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
                           std::vector<std::pair<std::string, static_value>> statics = {});
 /// None.
-[[nodiscard]] inline tree none() { return tree{}; }
+[[nodiscard]] inline tree none() {
+    return tree{};
+}
 
 /// Short description of what a node is, for messages: `a list of length 3`, `f32[3]`.
 [[nodiscard]] std::string describe(const tree& t);

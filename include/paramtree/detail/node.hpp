@@ -28,8 +28,7 @@ public:
     static_value() : value_(std::int64_t{0}) {}
     static_value(bool v) : value_(v) {}
     template <std::integral T>
-        requires(!std::same_as<T, bool>)
-    static_value(T v) : value_(static_cast<std::int64_t>(v)) {}
+    requires(!std::same_as<T, bool>) static_value(T v) : value_(static_cast<std::int64_t>(v)) {}
     static_value(double v) : value_(v) {}
     static_value(float v) : value_(static_cast<double>(v)) {}
     static_value(std::string v) : value_(std::move(v)) {}
@@ -51,14 +50,14 @@ private:
 namespace detail {
 
 struct dict_meta {
-    std::vector<std::string> sorted_keys;   // children are stored in this order
-    std::vector<std::uint32_t> insertion;   // insertion[i] = sorted index of the i-th key
-    std::size_t hash = 0;                   // of the sorted keys only
+    std::vector<std::string> sorted_keys; // children are stored in this order
+    std::vector<std::uint32_t> insertion; // insertion[i] = sorted index of the i-th key
+    std::size_t hash = 0;                 // of the sorted keys only
 };
 
 struct record_meta {
     std::string name;
-    std::vector<std::string> fields;        // children, in declaration order
+    std::vector<std::string> fields; // children, in declaration order
     std::vector<std::pair<std::string, static_value>> statics;
     std::size_t hash = 0;
 };
@@ -70,7 +69,8 @@ using node_meta = std::variant<std::monostate, std::shared_ptr<const dict_meta>,
                                std::shared_ptr<const record_meta>,
                                std::shared_ptr<const shared_meta>, std::shared_ptr<const tie_meta>>;
 
-using leaf_value = std::variant<array, bool, std::int64_t, double, std::string>;
+// monostate first: interior nodes must not construct (and allocate) an array.
+using leaf_value = std::variant<std::monostate, array, bool, std::int64_t, double, std::string>;
 
 struct treedef_impl;
 struct node;
@@ -101,12 +101,34 @@ private:
     const node* p_ = nullptr;
 };
 
+/// A node's children: a fixed array stored right after the node (or in its slab).
+class child_array {
+public:
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    [[nodiscard]] const node_ptr& operator[](std::size_t i) const noexcept { return data_[i]; }
+    [[nodiscard]] const node_ptr* begin() const noexcept { return data_; }
+    [[nodiscard]] const node_ptr* end() const noexcept { return data_ + size_; }
+    [[nodiscard]] node_ptr* mutable_data() const noexcept { return data_; }
+
+private:
+    friend struct node_factory;
+    node_ptr* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// Several nodes built together (by unflatten) share one allocation, freed with the last.
+struct slab {
+    std::atomic<std::size_t> live;
+};
+
 struct node {
     mutable std::atomic<std::size_t> refs{1};
     node_kind kind = node_kind::none;
+    slab* home = nullptr;       // the slab this node lives in, or null if allocated alone
     std::size_t num_leaves = 0; // leaves in this subtree
     std::size_t num_nodes = 1;  // nodes in this subtree, itself included
-    std::vector<node_ptr> children;
+    child_array children;
     node_meta meta;
     leaf_value value; // only meaningful for kind == leaf
     /// The treedef of this subtree once somebody flattened it (or built it by unflatten).
@@ -123,6 +145,27 @@ inline node_ptr::~node_ptr() {
 
 /// A new interior node; counts are derived from the children.
 [[nodiscard]] node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta);
+/// As make_node, moving the children out of `[first, first + n)`.
+[[nodiscard]] node_ptr make_node(node_kind kind, node_ptr* first, std::size_t n, node_meta meta);
+/// Builds many interior nodes (unflatten's) in one allocation: the memory is released when
+/// the builder and every node built in it are gone. Beyond the reserved capacity it falls
+/// back to make_node.
+class slab_builder {
+public:
+    slab_builder(std::size_t nodes, std::size_t children);
+    slab_builder(const slab_builder&) = delete;
+    slab_builder& operator=(const slab_builder&) = delete;
+    ~slab_builder();
+    [[nodiscard]] node_ptr make(node_kind kind, node_ptr* first, std::size_t count, node_meta meta);
+
+private:
+    slab* slab_;
+    node* next_node_;
+    node_ptr* next_child_;
+    std::size_t capacity_nodes_;
+    std::size_t capacity_children_;
+};
+
 /// A new leaf node.
 [[nodiscard]] node_ptr make_leaf(leaf_value value);
 /// The shared None node.

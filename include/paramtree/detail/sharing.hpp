@@ -31,11 +31,11 @@ struct leaf_aval {
 };
 
 struct tie_meta {
-    path source;                          // relative to the Shared node's child
-    std::vector<transform> transforms;    // applied in order to the source value
+    path source;                       // relative to the Shared node's child
+    std::vector<transform> transforms; // applied in order to the source value
     /// An arbitrary `get` callable (compared by identity); null when source/transforms apply.
     std::shared_ptr<const std::function<tree(const tree&)>> fn;
-    std::string fn_name;                  // how a callable get prints
+    std::string fn_name; // how a callable get prints
     std::size_t hash = 0;
 };
 

@@ -43,6 +43,6 @@ struct difference {
 
 /// Children indices (post-order positions) of the treedef node at `index`, in order.
 [[nodiscard]] std::vector<std::size_t> child_positions(const std::vector<treedef_node>& nodes,
-                                                      std::size_t index);
+                                                       std::size_t index);
 
 } // namespace paramtree::detail

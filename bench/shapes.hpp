@@ -1,0 +1,63 @@
+// paramtree benchmarks — the tree shapes every benchmark runs on.
+#pragma once
+
+#include <paramtree/paramtree.hpp>
+
+#include <string>
+#include <vector>
+
+namespace bench_shapes {
+
+namespace pt = paramtree;
+
+inline pt::tree leaf() {
+    return pt::array::zeros({4});
+}
+
+inline pt::tree linear() {
+    return pt::record("Linear", {{"weight", leaf()}, {"bias", leaf()}});
+}
+
+/// One dict of 100,000 leaves.
+inline pt::tree wide() {
+    std::vector<std::pair<std::string, pt::tree>> items;
+    items.reserve(100000);
+    for (int i = 0; i < 100000; ++i)
+        items.emplace_back("p" + std::to_string(i), leaf());
+    return pt::dict(std::move(items));
+}
+
+/// 1,000 Linear records of weight + bias.
+inline pt::tree mlp() {
+    std::vector<pt::tree> layers;
+    for (int i = 0; i < 1000; ++i)
+        layers.push_back(linear());
+    return pt::record("MLP", {{"layers", pt::list(layers)}});
+}
+
+/// 48 blocks: attention q/k/v/o + mlp fc1/fc2 + two layer norms, each weight + bias.
+inline pt::tree transformer() {
+    std::vector<pt::tree> blocks;
+    for (int i = 0; i < 48; ++i) {
+        const auto attn = pt::record(
+            "Attention", {{"q", linear()}, {"k", linear()}, {"v", linear()}, {"o", linear()}},
+            {{"heads", 8}});
+        const auto mlp = pt::record("FeedForward", {{"fc1", linear()}, {"fc2", linear()}});
+        const auto norm = [] {
+            return pt::record("LayerNorm", {{"weight", leaf()}, {"bias", leaf()}}, {{"eps", 1e-5}});
+        };
+        blocks.push_back(
+            pt::record("Block", {{"ln1", norm()}, {"attn", attn}, {"ln2", norm()}, {"mlp", mlp}}));
+    }
+    return pt::record("Transformer", {{"blocks", pt::list(blocks)}});
+}
+
+/// A chain of 1,000 nested lists, one leaf at each level.
+inline pt::tree deep() {
+    pt::tree t = leaf();
+    for (int i = 0; i < 1000; ++i)
+        t = pt::list({leaf(), t});
+    return t;
+}
+
+} // namespace bench_shapes

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md from the Google Benchmark JSON files in a folder."""
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+
+def medians(path):
+    data = json.load(open(path))
+    out = {}
+    for b in data["benchmarks"]:
+        if b.get("aggregate_name") not in (None, "median"):
+            continue
+        name = b.get("run_name", b["name"])
+        out[name] = b
+    return data["context"], out
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def tree_section(bench):
+    shapes = ["wide", "mlp", "transformer", "deep"]
+    ops = [("flatten", "flatten (treedef cached in the root)", 2.0),
+           ("flatten_build", "flatten building the treedef", None),
+           ("unflatten", "unflatten", 4.0),
+           ("round_trip", "flatten + unflatten", None),
+           ("map_identity", "tree_map identity", None)]
+    lines = ["## Tree operations per leaf",
+             "",
+             "Time per leaf (median of 5 runs) and ratio to the **limit**: copying the N leaf handles "
+             "of the same tree from one vector into a reserved vector, measured in the same run.",
+             "Shapes: *wide* = one dict of 100,000 leaves; *mlp* = 1,000 `Linear` records (weight + "
+             "bias); *transformer* = 48 blocks (attention q/k/v/o + fc1/fc2 + two layer norms, each "
+             "weight + bias); *deep* = a chain of 1,000 nested lists.",
+             "",
+             "| operation | " + " | ".join(shapes) + " | target |",
+             "|---|" + "---|" * len(shapes) + "---|"]
+    # The counter is a rate inverted: seconds per leaf.
+    limit = {s: bench[f"limit/{s}"]["ns_per_leaf"] * 1e9 for s in shapes}
+    lines.append("| limit (copy N handles) | " +
+                 " | ".join(f"{limit[s]:.1f} ns" for s in shapes) + " | |")
+    for op, label, target in ops:
+        cells = []
+        for s in shapes:
+            ns = bench[f"{op}/{s}"]["ns_per_leaf"] * 1e9
+            cells.append(f"{ns:.1f} ns ({ns / limit[s]:.2f}x)")
+        t = f"≤ {target:g}x" if target else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {t} |")
+    lines += ["",
+              "### tree_at of one leaf",
+              "",
+              "| shape | tree_at (one leaf) | flatten + unflatten | ratio | target |",
+              "|---|---|---|---|---|"]
+    for s in shapes:
+        at = bench[f"tree_at/{s}"]["real_time"]
+        rt = bench[f"round_trip/{s}"]["real_time"]
+        target = "< 1%" if s == "mlp" else ""
+        lines.append(f"| {s} | {at / 1e3:.2f} µs | {rt / 1e3:.1f} µs | {100 * at / rt:.2f}% | {target} |")
+    lines += ["",
+              "`tree_at` copies only the nodes on the path (their child arrays): its cost follows depth "
+              "and node widths, so it is large for *wide* (one node with 100,000 children) and *deep* "
+              "(1,000 levels), and tiny for *mlp* and *transformer*.",
+              "",
+              "### treedef equality",
+              "",
+              "| shape | same tree (shared block) | separately built equal trees |",
+              "|---|---|---|"]
+    for s in shapes:
+        a = bench[f"def_equal_same/{s}"]["real_time"]
+        b = bench[f"def_equal_distinct/{s}"]["real_time"]
+        lines.append(f"| {s} | {a:.1f} ns | {b / 1e3:.2f} µs |")
+    lines += ["",
+              "Flattening a tree twice, or flattening a tree built by `unflatten`/`tree_map`/a leaf-for-leaf "
+              "`tree_at`, yields the same structure block: equality is a pointer comparison (O(1)). "
+              "Structures built independently are compared node by node after a hash check.",
+              ""]
+    return lines
+
+
+def main():
+    folder, target = sys.argv[1], sys.argv[2]
+    sections = []
+    context = None
+    path = os.path.join(folder, "trees.json")
+    if os.path.exists(path):
+        context, bench = medians(path)
+        sections += tree_section(bench)
+    head = ["# Benchmarks", "",
+            "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
+            "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "
+            "not the code measured), single thread, medians of 5 repetitions.", "",
+            f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- cpu: {cpu_model()} ({os.cpu_count()} cores visible)",
+            f"- compiler: {subprocess.run(['c++', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}",
+            ""]
+    if context:
+        head.insert(-1, f"- load average at start: {context.get('load_avg', ['?'])}")
+    open(target, "w").write("\n".join(head + sections))
+
+
+if __name__ == "__main__":
+    main()
