@@ -251,6 +251,27 @@ array array::reshape(shape_type new_shape) const {
     return array(std::move(impl));
 }
 
+namespace detail {
+array add(const array& a, const array& b) {
+    if (a.dtype() != b.dtype() || a.shape() != b.shape())
+        throw_shape("add", a.describe(), b.describe());
+    return dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        if constexpr (std::is_same_v<T, bool>) {
+            throw_shape("add", "a numeric dtype", "bool");
+            return a;
+        } else {
+            const auto x = a.values<T>();
+            const auto y = b.values<T>();
+            return array::build<T>(a.shape(), [&](std::span<T> out) {
+                for (std::size_t i = 0; i < out.size(); ++i)
+                    out[i] = static_cast<T>(x[i] + y[i]);
+            });
+        }
+    });
+}
+} // namespace detail
+
 bool array_equal(const array& a, const array& b, double rtol, double atol) {
     if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
     if (same_storage(a, b)) return true;

@@ -52,7 +52,7 @@ std::vector<std::size_t> effective_axes(const std::vector<std::size_t>& axes, st
     std::iota(rev.rbegin(), rev.rend(), std::size_t{0});
     return rev;
 }
-std::vector<std::size_t> inverse(const std::vector<std::size_t>& axes) {
+std::vector<std::size_t> inverse_axes(const std::vector<std::size_t>& axes) {
     std::vector<std::size_t> inv(axes.size());
     for (std::size_t i = 0; i < axes.size(); ++i)
         inv[axes[i]] = i;
@@ -179,13 +179,20 @@ array transform::adjoint(const array& cotangent, const shape_type& input_shape) 
     case op::identity:
         return cotangent;
     case op::permute:
-        return permute_axes(cotangent, inverse(effective_axes(axes_, input_shape.size())));
+        return permute_axes(cotangent, inverse_axes(effective_axes(axes_, input_shape.size())));
     case op::reshape:
         return cotangent.reshape(input_shape);
     case op::scale:
         return apply(cotangent); // a scale is its own transpose
     }
     return cotangent;
+}
+
+array transform::inverse(const array& output, const shape_type& input_shape) const {
+    if (op_ != op::scale) return adjoint(output, input_shape); // permutations and views
+    if (factor_ == 0)
+        detail::throw_shape("transform" + to_string(), "an invertible transform", "a scale by 0");
+    return scale(1.0 / factor_).apply(output);
 }
 
 std::string transform::to_string() const {

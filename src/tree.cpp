@@ -1,6 +1,7 @@
 // paramtree — tree nodes: construction, iterative destruction, accessors.
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
+#include <paramtree/transform.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
@@ -41,6 +42,12 @@ void finish_counts(node* n) {
     }
     n->num_leaves = leaves;
     n->num_nodes = nodes;
+    std::uint8_t flags = n->kind == node_kind::shared ? has_shared
+                         : n->kind == node_kind::tied ? has_tied
+                                                      : 0;
+    for (const auto& c : n->children)
+        flags |= c->flags;
+    n->flags = flags;
 }
 } // namespace
 
@@ -234,7 +241,9 @@ std::string describe_node(node_kind kind, std::size_t arity, const node_meta& me
         return "a Shared node";
     case node_kind::tied: {
         const auto& t = *std::get<std::shared_ptr<const tie_meta>>(meta);
-        return fmt::format("a tie to {}", display_path(keystr(t.source)));
+        if (t.fn) return fmt::format("a tie to {}()", t.fn_name);
+        return fmt::format("a tie to {}{}", display_path(keystr(t.source)),
+                           to_string(t.transforms));
     }
     }
     return "?";

@@ -70,9 +70,11 @@ std::vector<path> resolve_where(const W& where, const tree& t) {
         }
     }
 }
-/// Rebuilds `t` with the node at each of `paths` replaced by `replace(i, old)`.
+/// Rebuilds `t` with the node at each of `paths` replaced by `replace(i, old)`. A path that
+/// reaches a tied position is redirected to the tie's source unless `through_ties` is false.
 [[nodiscard]] tree tree_at_paths(const tree& t, std::span<const path> paths,
-                                 const std::function<tree(std::size_t, const tree&)>& replace);
+                                 const std::function<tree(std::size_t, const tree&)>& replace,
+                                 bool through_ties = true);
 } // namespace detail
 
 /// The paths `where` selects in `t`, validated (each exists). Throws path_error.

@@ -15,3 +15,4 @@
 #include <paramtree/transform.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
+#include <paramtree/shared.hpp>

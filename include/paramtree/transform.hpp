@@ -44,6 +44,9 @@ public:
     /// The adjoint (for these linear maps, the transpose): maps a cotangent of the output
     /// back to a cotangent of the input, whose shape is `input_shape`.
     [[nodiscard]] array adjoint(const array& cotangent, const shape_type& input_shape) const;
+    /// The inverse map: given an output of `apply`, the input it came from (whose shape is
+    /// `input_shape`). Throws shape_error for a scale by 0, which has no inverse.
+    [[nodiscard]] array inverse(const array& output, const shape_type& input_shape) const;
     /// `.T`, `.permute(1,0,2)`, `.reshape(4,16)`, `*0.5`; empty for identity.
     [[nodiscard]] std::string to_string() const;
     /// Parses what to_string printed (used by checkpoints). Throws format_error.

@@ -17,6 +17,9 @@ struct array_impl {
     std::shared_ptr<const trace_slot> trace; // set only while a gradient is being taken
 };
 
+/// Elementwise a + b for arrays of one dtype and shape; throws shape_error otherwise.
+[[nodiscard]] array add(const array& a, const array& b);
+
 /// Product of the extents; throws shape_error if it overflows.
 [[nodiscard]] std::size_t checked_size(const shape_type& shape);
 

@@ -101,6 +101,10 @@ private:
     const node* p_ = nullptr;
 };
 
+/// Cached facts about a subtree, so that sharing code only walks paths that lead to ties.
+inline constexpr std::uint8_t has_shared = 1; // a Shared node in this subtree
+inline constexpr std::uint8_t has_tied = 2;   // a tied placeholder in this subtree
+
 /// A node's children: a fixed array stored right after the node (or in its slab).
 class child_array {
 public:
@@ -125,6 +129,7 @@ struct slab {
 struct node {
     mutable std::atomic<std::size_t> refs{1};
     node_kind kind = node_kind::none;
+    std::uint8_t flags = 0;     // has_shared | has_tied, for this subtree (cached)
     slab* home = nullptr;       // the slab this node lives in, or null if allocated alone
     std::size_t num_leaves = 0; // leaves in this subtree
     std::size_t num_nodes = 1;  // nodes in this subtree, itself included

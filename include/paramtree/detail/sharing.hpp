@@ -47,6 +47,12 @@ struct shared_meta {
 
 [[nodiscard]] bool tie_meta_equal(const tie_meta& a, const tie_meta& b);
 [[nodiscard]] bool shared_meta_equal(const shared_meta& a, const shared_meta& b);
+/// The value a transform chain makes of `v` (arrays are transformed leaf by leaf).
+[[nodiscard]] tree apply_chain(const tree& v, const std::vector<transform>& chain);
+/// The value whose `apply_chain` is `v`, given the current `source` (for shapes).
+[[nodiscard]] tree invert_chain(const tree& v, const std::vector<transform>& chain,
+                                const tree& source);
+
 /// `@['embedding'].weight.T`: how a placeholder prints.
 [[nodiscard]] std::string tie_text(const tie_meta& m);
 

@@ -1,0 +1,463 @@
+// paramtree — Shared nodes: construction with validation, expand, contract, untie, ties.
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+#include <paramtree/partition.hpp>
+#include <paramtree/shared.hpp>
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace detail {
+
+tree apply_chain(const tree& v, const std::vector<transform>& chain) {
+    if (chain.empty()) return v;
+    if (v.is_array()) {
+        array a = v.as_array();
+        for (const auto& t : chain)
+            a = t.apply(a);
+        return a;
+    }
+    return tree_map([&](const tree& leaf) { return apply_chain(leaf, chain); }, v);
+}
+
+tree invert_chain(const tree& v, const std::vector<transform>& chain, const tree& source) {
+    if (chain.empty()) return v;
+    if (v.is_array() && source.is_array()) {
+        std::vector<shape_type> shapes{source.as_array().shape()};
+        for (const auto& t : chain)
+            shapes.push_back(t.output_shape(shapes.back()));
+        array a = v.as_array();
+        for (std::size_t k = chain.size(); k-- > 0;)
+            a = chain[k].inverse(a, shapes[k]);
+        return a;
+    }
+    if (v.is_array() || source.is_array())
+        throw_sharing("tree_at", {}, "an array for a position tied through " + to_string(chain),
+                      describe(v));
+    return tree_map([&](const tree& x, const tree& s) { return invert_chain(x, chain, s); }, v,
+                    source);
+}
+
+namespace {
+
+std::string get_text(const get_entry& g) {
+    if (g.fn) return fmt::format("{}()", g.fn_name);
+    return fmt::format("{}{}", display_path(keystr(g.from)), to_string(g.transforms));
+}
+
+// Checks that `value` (what the get produces) can stand where `target` stands: the same
+// structure and, leaf by leaf, the same dtype and shape after the transforms. Computes shapes
+// only: nothing is copied, whatever the array size.
+void check_fits(const path& where, const tree& target, const tree& value,
+                const std::vector<transform>& chain, const std::string& what) {
+    auto [tl, td] = flatten(target);
+    auto [vl, vd] = flatten(value);
+    if (!(td == vd)) {
+        const auto d = first_difference(td, vd);
+        throw_sharing("share", where / (d ? d->where : path{}),
+                      (d ? d->left : td.to_string()) + " (the node being tied)",
+                      fmt::format("{} from get {}", d ? d->right : vd.to_string(), what));
+    }
+    const auto leaf_paths = td.leaf_paths();
+    for (std::size_t i = 0; i < tl.size(); ++i) {
+        if (!tl[i].is_array() && !vl[i].is_array()) continue;
+        const path at = where / leaf_paths[i];
+        if (tl[i].is_array() != vl[i].is_array())
+            throw_sharing("share", at, describe(tl[i]) + " (the node being tied)",
+                          fmt::format("{} from get {}", describe(vl[i]), what));
+        const auto& ta = tl[i].as_array();
+        const auto& va = vl[i].as_array();
+        shape_type shape = va.shape();
+        for (const auto& t : chain)
+            shape = t.output_shape(shape);
+        if (ta.dtype() != va.dtype() || ta.shape() != shape)
+            throw_sharing("share", at, ta.describe() + " (the node being tied)",
+                          fmt::format("{} from get {}", describe(va.dtype(), shape), what));
+    }
+}
+
+node_ptr placeholder(const get_entry& g) {
+    auto meta = std::make_shared<tie_meta>();
+    meta->source = g.from;
+    meta->transforms = g.transforms;
+    meta->fn = g.fn;
+    meta->fn_name = g.fn_name;
+    std::size_t h = 0x746965;
+    if (g.fn) {
+        h = mix(h, std::hash<const void*>{}(g.fn.get()));
+    } else {
+        h = mix(h, std::hash<std::string>{}(keystr(g.from)));
+        h = mix(h, std::hash<std::string>{}(to_string(g.transforms)));
+    }
+    meta->hash = h;
+    return make_node(node_kind::tied, std::vector<node_ptr>{},
+                     std::shared_ptr<const tie_meta>(std::move(meta)));
+}
+
+// Post-order rebuild of the subtrees whose flags intersect `flag`; `visit` sees each such node
+// after its children were rebuilt and returns it or its replacement. Untouched subtrees are
+// shared; iterative, so depth is not limited by the stack.
+template <class Visit>
+node_ptr rebuild(const node_ptr& root, std::uint8_t flag, Visit&& visit) {
+    if ((root->flags & flag) == 0) return root;
+    struct frame {
+        node_ptr n;
+        std::size_t next = 0;
+        std::vector<node_ptr> kids;
+        bool changed = false;
+    };
+    std::vector<frame> stack;
+    stack.push_back({root, 0, {}, false});
+    node_ptr result;
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        if (f.next < f.n->children.size()) {
+            const node_ptr& c = f.n->children[f.next++];
+            if ((c->flags & flag) != 0) {
+                stack.push_back({c, 0, {}, false});
+            } else {
+                f.kids.push_back(c);
+            }
+            continue;
+        }
+        node_ptr built = f.changed ? make_node(f.n->kind, std::move(f.kids), f.n->meta) : f.n;
+        node_ptr out = visit(built);
+        stack.pop_back();
+        if (stack.empty()) {
+            result = std::move(out);
+        } else {
+            frame& p = stack.back();
+            p.changed = p.changed || out.get() != p.n->children[p.next - 1].get();
+            p.kids.push_back(std::move(out));
+        }
+    }
+    return result;
+}
+
+// The value a placeholder stands for, read from its scope (the Shared node's child).
+node_ptr resolve(const tie_meta& m, const node_ptr& scope) {
+    if (m.fn) return (*m.fn)(tree(scope)).node();
+    return apply_chain(tree(scope).at(m.source), m.transforms).node();
+}
+
+// Fills every placeholder of one scope (whose inner Shared nodes are already expanded).
+node_ptr fill(const node_ptr& scope) {
+    return rebuild(scope, has_tied, [&](const node_ptr& n) {
+        if (n->kind != node_kind::tied) return n;
+        return resolve(*std::get<std::shared_ptr<const tie_meta>>(n->meta), scope);
+    });
+}
+
+// Finds the node at `p` and the innermost Shared scope on the way (for relative sources).
+struct located {
+    node_ptr target;
+    node_ptr scope;        // the child of the innermost Shared node passed, or null
+    std::size_t scope_len; // length of the path prefix at which that scope starts
+};
+located locate(const tree& t, const path& p) {
+    node_ptr cur = t.node();
+    located out{{}, {}, 0};
+    std::size_t depth = 0;
+    for (const auto& e : p) {
+        while (cur->kind == node_kind::shared) {
+            cur = cur->children[0];
+            out.scope = cur;
+            out.scope_len = depth;
+        }
+        const auto i = find_child(*cur, e);
+        if (!i)
+            throw_path("share", p.prefix(depth), fmt::format("a node with child {}", entry_str(e)),
+                       describe(*cur));
+        cur = cur->children[*i];
+        ++depth;
+    }
+    out.target = cur;
+    return out;
+}
+
+} // namespace
+
+tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> gets,
+                std::vector<std::pair<std::string, path>> tags) {
+    if (where.empty()) throw_sharing("share", {}, "at least one where node", "none");
+    if (gets.size() == 1 && where.size() > 1) gets.resize(where.size(), gets[0]);
+    if (gets.size() != where.size())
+        throw_sharing(
+            "share", {},
+            fmt::format("{} get nodes (one per where node, or one for all)", where.size()),
+            fmt::format("{}", gets.size()));
+    for (const auto& w : where) {
+        const auto loc = locate(t, w);
+        if (loc.target->kind == node_kind::tied)
+            throw_sharing("share", w, "a node that is not tied yet", "a tie (untie it first)");
+    }
+    for (std::size_t i = 0; i < where.size(); ++i) {
+        for (std::size_t j = 0; j < where.size(); ++j) {
+            if (i != j && where[i].is_prefix_of(where[j]))
+                throw_sharing("share", where[j], "disjoint where nodes",
+                              where[i] == where[j] ? std::string("the same node selected twice")
+                                                   : "a node inside the where node " +
+                                                         display_path(keystr(where[i])));
+        }
+    }
+    for (std::size_t i = 0; i < gets.size(); ++i) {
+        const auto& g = gets[i];
+        tree value;
+        if (g.fn) {
+            value = (*g.fn)(t);
+        } else {
+            for (const auto& w : where) {
+                if (w.is_prefix_of(g.from))
+                    throw_sharing("share", w, "a where node that does not contain its get node",
+                                  "the get node " + display_path(keystr(g.from)) +
+                                      " inside it (a cycle)");
+                if (g.from.is_prefix_of(w))
+                    throw_sharing("share", w, "a where node outside every get node",
+                                  "a node inside the get node " + display_path(keystr(g.from)) +
+                                      " (a cycle)");
+            }
+            const auto loc = locate(t, g.from);
+            if (loc.target->kind == node_kind::tied)
+                throw_sharing("share", g.from, "a get node that is not itself tied",
+                              "a tie: tie to its source instead");
+            value = tree(loc.target);
+        }
+        check_fits(where[i], tree(locate(t, where[i]).target), value,
+                   g.fn ? std::vector<transform>{} : g.transforms, get_text(g));
+    }
+    std::vector<tree> holders;
+    holders.reserve(gets.size());
+    for (const auto& g : gets)
+        holders.emplace_back(placeholder(g));
+    const tree pruned = tree_at_paths(
+        t, where, [&](std::size_t i, const tree&) { return holders[i]; }, false);
+    auto meta = std::make_shared<shared_meta>();
+    std::size_t h = 0x736861726564;
+    for (const auto& [tag, p] : tags) {
+        h = mix(h, std::hash<std::string>{}(tag));
+        h = mix(h, std::hash<std::string>{}(keystr(p)));
+    }
+    meta->tags = std::move(tags);
+    meta->hash = h;
+    return tree(make_node(node_kind::shared, std::vector<node_ptr>{pruned.node()},
+                          std::shared_ptr<const shared_meta>(std::move(meta))));
+}
+
+tree untie_paths(const tree& t, const std::vector<path>& where) {
+    std::vector<tree> values;
+    values.reserve(where.size());
+    for (const auto& w : where) {
+        const auto loc = locate(t, w);
+        if (loc.target->kind != node_kind::tied)
+            throw_sharing("untie", w, "a tied position", describe(*loc.target));
+        const auto& m = *std::get<std::shared_ptr<const tie_meta>>(loc.target->meta);
+        values.push_back(expand(tree(resolve(m, loc.scope))));
+    }
+    return tree_at_paths(
+        t, where, [&](std::size_t i, const tree&) { return values[i]; }, false);
+}
+
+} // namespace detail
+
+tree tie(const tree& t, const std::vector<path>& targets, const std::vector<path>& sources) {
+    return share(t, targets, sources);
+}
+
+tree tie(const tree& t, const path& target, const path& source_path) {
+    return share(t, target, source_path);
+}
+
+tree expand(const tree& t) {
+    return tree(detail::rebuild(t.node(), detail::has_shared, [](const detail::node_ptr& n) {
+        if (n->kind != node_kind::shared) return n;
+        return detail::fill(n->children[0]);
+    }));
+}
+
+namespace {
+
+// One leaf of expand(t) in flatten order: which leaf of t it comes from, and how.
+struct plan_entry {
+    std::size_t pruned;
+    std::vector<transform> chain;
+    bool tied;
+};
+
+std::vector<plan_entry> expansion_plan(const tree& t) {
+    std::vector<plan_entry> plan;
+    struct item {
+        const detail::node* n;
+        std::size_t offset; // index of the subtree's first leaf among t's leaves
+        std::vector<transform> chain;
+        bool tied;
+        const detail::node* scope;
+        std::size_t scope_offset;
+    };
+    std::vector<item> stack;
+    stack.push_back({t.node().get(), 0, {}, false, nullptr, 0});
+    while (!stack.empty()) {
+        item it = std::move(stack.back());
+        stack.pop_back();
+        const auto& n = *it.n;
+        switch (n.kind) {
+        case node_kind::leaf:
+            plan.push_back({it.offset, std::move(it.chain), it.tied});
+            break;
+        case node_kind::tied: {
+            const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
+            if (m.fn)
+                detail::throw_sharing("contract", {},
+                                      "ties with named transforms (they have adjoints)",
+                                      "a tie through the callable " + m.fn_name + "()");
+            const detail::node* src = it.scope;
+            std::size_t offset = it.scope_offset;
+            for (const auto& e : m.source) {
+                while (src->kind == node_kind::shared)
+                    src = src->children[0].get();
+                const std::size_t k = *detail::find_child(*src, e);
+                for (std::size_t j = 0; j < k; ++j)
+                    offset += src->children[j]->num_leaves;
+                src = src->children[k].get();
+            }
+            std::vector<transform> chain = m.transforms;
+            chain.insert(chain.end(), it.chain.begin(), it.chain.end());
+            stack.push_back({src, offset, std::move(chain), true, it.scope, it.scope_offset});
+            break;
+        }
+        case node_kind::shared:
+            stack.push_back({n.children[0].get(), it.offset, it.chain, it.tied, n.children[0].get(),
+                             it.offset});
+            break;
+        default: {
+            std::vector<std::size_t> offsets(n.children.size());
+            std::size_t o = it.offset;
+            for (std::size_t k = 0; k < n.children.size(); ++k) {
+                offsets[k] = o;
+                o += n.children[k]->num_leaves;
+            }
+            for (std::size_t k = n.children.size(); k-- > 0;)
+                stack.push_back({n.children[k].get(), offsets[k], it.chain, it.tied, it.scope,
+                                 it.scope_offset});
+        }
+        }
+    }
+    return plan;
+}
+
+} // namespace
+
+tree contract(const tree& t, const tree& expanded) {
+    const auto expected = structure(expand(t));
+    auto [values, def] = flatten(expanded);
+    if (!(def == expected)) {
+        const auto d = detail::first_difference(expected, def);
+        detail::throw_structure("contract", d ? d->where : path{},
+                                (d ? d->left : expected.to_string()) + " (as in expand(t))",
+                                d ? d->right : def.to_string());
+    }
+    const auto plan = expansion_plan(t);
+    auto [pruned, pruned_def] = flatten(t);
+    std::vector<tree> out(pruned.size());
+    std::vector<bool> filled(pruned.size(), false);
+    for (std::size_t j = 0; j < plan.size(); ++j) {
+        const auto& e = plan[j];
+        const tree& v = values[j];
+        if (!v.is_array()) {
+            if (!e.tied) out[e.pruned] = v; // non-array leaves are not summed: the source's wins
+            continue;
+        }
+        array a = v.as_array();
+        if (!e.chain.empty()) {
+            // Shapes along the chain, from the source's shape, then adjoints in reverse.
+            std::vector<shape_type> shapes{pruned[e.pruned].as_array().shape()};
+            for (const auto& tr : e.chain)
+                shapes.push_back(tr.output_shape(shapes.back()));
+            for (std::size_t k = e.chain.size(); k-- > 0;)
+                a = e.chain[k].adjoint(a, shapes[k]);
+        }
+        if (!filled[e.pruned]) {
+            out[e.pruned] = a;
+            filled[e.pruned] = true;
+        } else {
+            out[e.pruned] = detail::add(out[e.pruned].as_array(), a);
+        }
+    }
+    return unflatten(pruned_def, std::move(out));
+}
+
+std::vector<tie_info> ties(const tree& t) {
+    std::vector<tie_info> out;
+    struct item {
+        detail::node_ptr n;
+        path at;
+        std::size_t scope_len;
+    };
+    std::vector<item> stack;
+    stack.push_back({t.node(), {}, 0});
+    while (!stack.empty()) {
+        item it = std::move(stack.back());
+        stack.pop_back();
+        const auto& n = *it.n;
+        if ((n.flags & detail::has_tied) == 0) continue;
+        if (n.kind == node_kind::tied) {
+            const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
+            tie_info info;
+            info.tied = it.at;
+            if (m.fn)
+                info.getter = m.fn_name;
+            else
+                info.source = it.at.prefix(it.scope_len) / m.source;
+            info.transforms = m.transforms;
+            out.push_back(std::move(info));
+            continue;
+        }
+        if (n.kind == node_kind::shared) {
+            const std::size_t len = it.at.size();
+            stack.push_back({n.children[0], std::move(it.at), len});
+            continue;
+        }
+        for (std::size_t k = n.children.size(); k-- > 0;)
+            stack.push_back(
+                {n.children[k], it.at / *detail::child_entry(n.meta, n.kind, k), it.scope_len});
+    }
+    return out;
+}
+
+std::vector<tie_group> tie_groups(const tree& t) {
+    std::vector<tie_group> out;
+    for (auto& info : ties(t)) {
+        if (!info.getter.empty()) continue; // a callable get has no source position
+        auto it = std::find_if(out.begin(), out.end(),
+                               [&](const tie_group& g) { return g.source == info.source; });
+        if (it == out.end())
+            out.push_back({info.source, {std::move(info.tied)}});
+        else
+            it->tied.push_back(std::move(info.tied));
+    }
+    return out;
+}
+
+parameter_count count_parameters(const tree& t) {
+    parameter_count c;
+    for (const auto& l : leaves(t)) {
+        if (!is_float_array(l)) continue;
+        ++c.arrays;
+        c.elements += l.as_array().size();
+    }
+    for (const auto& l : leaves(expand(t))) {
+        if (!is_float_array(l)) continue;
+        ++c.expanded_arrays;
+        c.expanded_elements += l.as_array().size();
+    }
+    return c;
+}
+
+} // namespace paramtree

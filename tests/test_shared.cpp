@@ -1,0 +1,283 @@
+// Tests for <paramtree/shared.hpp>: Shared, expand/contract, untie, ties, validation.
+#include <catch2/catch.hpp>
+
+#include <paramtree/paramtree.hpp>
+
+#include <random>
+
+namespace pt = paramtree;
+
+namespace {
+
+pt::array randn(pt::shape_type shape, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::normal_distribution<float> dist;
+    return pt::array::build<float>(std::move(shape), [&](std::span<float> out) {
+        for (auto& x : out)
+            x = dist(gen);
+    });
+}
+
+// Equinox's LanguageModel: (Embedding(weight [V, D]), Linear(weight [V, D], bias [V])).
+pt::tree embedding_and_linear(std::size_t vocab = 10, std::size_t dim = 4) {
+    const auto embedding = pt::record("Embedding", {{"weight", randn({vocab, dim}, 1)}});
+    const auto linear = pt::record(
+        "Linear", {{"weight", randn({vocab, dim}, 2)}, {"bias", pt::array::zeros({vocab})}});
+    return pt::tuple({embedding, linear});
+}
+
+pt::tree tied_lm() {
+    return pt::share(
+        embedding_and_linear(), [](pt::selector s) { return s[1]["weight"]; },
+        [](pt::selector s) { return s[0]["weight"]; });
+}
+
+} // namespace
+
+TEST_CASE("shared: construction prunes, expansion reinserts the same handle", "[shared]") {
+    const auto untied = embedding_and_linear();
+    const auto lm = pt::share(untied, pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
+    CHECK(lm.kind() == pt::node_kind::shared);
+    CHECK(untied.num_leaves() == 3);
+    CHECK(lm.num_leaves() == 2); // embedding.weight and linear.bias: the tied weight is pruned
+    CHECK(pt::to_string(lm) ==
+          "Shared((Embedding(weight=f32[10,4]), Linear(weight=@0.weight, bias=f32[10])))");
+    const auto full = pt::expand(lm);
+    CHECK(full.kind() == pt::node_kind::tuple);
+    CHECK(pt::same_storage(full[0]["weight"].as_array(), full[1]["weight"].as_array()));
+    CHECK(pt::same_storage(full[0]["weight"].as_array(), untied[0]["weight"].as_array()));
+    CHECK(pt::same_node(full[1]["bias"], untied[1]["bias"]));
+    CHECK(pt::structure(full) == pt::structure(untied));
+    // Paths go through the Shared node as if it were not there.
+    CHECK(lm[1]["bias"].as_array().shape() == pt::shape_type{10});
+    CHECK(lm[1]["weight"].kind() == pt::node_kind::tied);
+}
+
+TEST_CASE("shared: a transposing get", "[shared]") {
+    const auto embedding = pt::record("Embedding", {{"weight", randn({10, 4}, 1)}});
+    const auto linear = pt::record(
+        "Linear", {{"weight", pt::array::zeros({4, 10})}, {"bias", pt::array::zeros({4})}});
+    const auto lm =
+        pt::share(pt::tuple({embedding, linear}), pt::parse_path("[1].weight"),
+                  pt::source(pt::parse_path("[0].weight"), {pt::transform::transpose()}));
+    CHECK(pt::to_string(lm[1]) == "Linear(weight=@0.weight.T, bias=f32[4])");
+    const auto full = pt::expand(lm);
+    const auto& w = full[0]["weight"].as_array();
+    const auto& wt = full[1]["weight"].as_array();
+    CHECK(wt.shape() == pt::shape_type{4, 10});
+    CHECK(wt.item(1 * 10 + 3) == w.item(3 * 4 + 1)); // wt[1,3] == w[3,1]
+}
+
+TEST_CASE("shared: flatten / map / unflatten keep the tie", "[shared]") {
+    const auto lm = tied_lm();
+    auto [leaves, def] = pt::flatten(lm);
+    REQUIRE(leaves.size() == 2);
+    CHECK(def.to_string() ==
+          "treedef(Shared((Embedding(weight=*), Linear(weight=@0.weight, bias=*))))");
+    // One "optimizer step" on the pruned leaves: the tied position sees the one new value.
+    const auto stepped = pt::tree_map(
+        [](const pt::tree& l) { return pt::array::full(l.as_array().shape(), 3.0); }, lm);
+    const auto full = pt::expand(stepped);
+    CHECK(full[1]["weight"].as_array().item(0) == 3.0);
+    CHECK(pt::same_storage(full[0]["weight"].as_array(), full[1]["weight"].as_array()));
+    const auto rebuilt = pt::unflatten(def, leaves);
+    CHECK(pt::tree_equal(rebuilt, lm));
+    // A tree with another tie pattern does not map together with this one.
+    CHECK_THROWS_AS(pt::tree_map([](const pt::tree& a, const pt::tree&) { return a; }, lm,
+                                 embedding_and_linear()),
+                    pt::structure_error);
+    CHECK_THROWS_WITH(
+        pt::tree_map(
+            [](const pt::tree& a, const pt::tree&) { return a; }, lm,
+            pt::share(embedding_and_linear(), pt::parse_path("[1].weight"),
+                      pt::source(pt::parse_path("[0].weight"), {pt::transform::scale(2)}))),
+        Catch::Contains(
+            "at [1].weight: expected a tie to [0].weight (as in tree 0), found a tie to "
+            "[0].weight*2 in tree 1"));
+    try {
+        (void)pt::tree_map([](const pt::tree& a, const pt::tree&) { return a; }, lm,
+                           pt::expand(lm));
+    } catch (const pt::structure_error& e) {
+        CHECK(e.path().empty()); // the root
+        CHECK(e.expected() == "a Shared node (as in tree 0)");
+    }
+}
+
+TEST_CASE("shared: contract sums tied values onto their source", "[shared]") {
+    const auto lm = tied_lm();
+    const auto full = pt::expand(lm);
+    const auto ones =
+        pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); }, full);
+    const auto g = pt::contract(lm, ones);
+    CHECK(pt::structure(g) == pt::structure(lm));
+    CHECK(g[0]["weight"].as_array().item(0) == 2.0); // used twice
+    CHECK(g[1]["bias"].as_array().item(0) == 1.0);
+
+    // A transposed tie's gradient is transposed back before it is added.
+    const auto embedding = pt::record("E", {{"w", pt::array::zeros({3, 2})}});
+    const auto lin = pt::record("L", {{"w", pt::array::zeros({2, 3})}});
+    const auto t = pt::share(pt::list({embedding, lin}), pt::parse_path("[1].w"),
+                             pt::source(pt::parse_path("[0].w"), {pt::transform::transpose()}));
+    const auto expanded_grads =
+        pt::list({pt::record("E", {{"w", pt::array{{1.f, 2.f}, {3.f, 4.f}, {5.f, 6.f}}}}),
+                  pt::record("L", {{"w", pt::array{{10.f, 20.f, 30.f}, {40.f, 50.f, 60.f}}}})});
+    const auto c = pt::contract(t, expanded_grads);
+    CHECK(c[0]["w"].as_array().to_doubles() == std::vector<double>{11, 42, 23, 54, 35, 66});
+    CHECK_THROWS_AS(pt::contract(t, pt::list({1, 2})), pt::structure_error);
+}
+
+TEST_CASE("shared: one block applied N times needs one Shared", "[shared]") {
+    std::vector<pt::tree> blocks;
+    for (int i = 0; i < 6; ++i)
+        blocks.push_back(pt::record("Block", {{"w", randn({8, 8}, 10 + static_cast<unsigned>(i))},
+                                              {"b", pt::array::zeros({8})}}));
+    std::vector<pt::path> where;
+    for (std::size_t i = 1; i < 6; ++i)
+        where.push_back(pt::path{pt::index_key{i}});
+    const auto t = pt::share(pt::list(blocks), where, pt::path{pt::index_key{0}});
+    CHECK(t.num_leaves() == 2);
+    const auto counts = pt::count_parameters(t);
+    CHECK(counts.arrays == 2);
+    CHECK(counts.elements == 72);
+    CHECK(counts.expanded_arrays == 12);
+    CHECK(counts.expanded_elements == 6 * 72);
+    const auto full = pt::expand(t);
+    for (std::size_t i = 1; i < 6; ++i)
+        CHECK(pt::same_node(full[i], full[0])); // whole block shared
+    const auto groups = pt::tie_groups(t);
+    REQUIRE(groups.size() == 1);
+    CHECK(pt::keystr(groups[0].source) == "[0]");
+    CHECK(groups[0].tied.size() == 5);
+    const auto g = pt::contract(
+        t, pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); },
+                        full));
+    CHECK(g[0]["w"].as_array().item(0) == 6.0);
+}
+
+TEST_CASE("shared: ties lists every tie with full paths", "[shared]") {
+    const auto model = pt::record("Model", {{"lm", tied_lm()}, {"other", 1}});
+    const auto all = pt::ties(model);
+    REQUIRE(all.size() == 1);
+    CHECK(pt::keystr(all[0].tied) == ".lm[1].weight");
+    CHECK(pt::keystr(all[0].source) == ".lm[0].weight");
+    CHECK(all[0].transforms.empty());
+    CHECK(pt::expand(model)["lm"][1]["weight"].is_array());
+}
+
+TEST_CASE("shared: tree_at through a tied position updates the one shared value", "[shared]") {
+    const auto lm = tied_lm();
+    const auto updated =
+        pt::tree_at(pt::parse_path("[1].weight"), lm, pt::array::full({10, 4}, 7.0));
+    CHECK(updated[0]["weight"].as_array().item(0) == 7.0);     // written to the source
+    CHECK(updated[1]["weight"].kind() == pt::node_kind::tied); // still tied
+    const auto full = pt::expand(updated);
+    CHECK(full[1]["weight"].as_array().item(5) == 7.0);
+
+    // Through a transposed tie, the value is transposed back.
+    const auto t =
+        pt::share(pt::list({pt::array{{1.f, 2.f, 3.f}, {4.f, 5.f, 6.f}}, pt::array::zeros({3, 2})}),
+                  pt::path{pt::index_key{1}},
+                  pt::source(pt::path{pt::index_key{0}}, {pt::transform::transpose()}));
+    const auto u =
+        pt::tree_at(pt::path{pt::index_key{1}}, t, pt::array{{1.f, 4.f}, {2.f, 5.f}, {3.f, 7.f}});
+    CHECK(u[0].as_array().to_doubles() == std::vector<double>{1, 2, 3, 4, 5, 7});
+    const auto v = pt::tree_at(pt::path{pt::index_key{1}}, t, [](const pt::tree& old) {
+        CHECK(old.as_array().shape() == pt::shape_type{3, 2}); // the transformed view
+        return old;
+    });
+    CHECK(pt::tree_equal(v, t));
+    CHECK_THROWS_AS(
+        pt::tree_at(std::vector<pt::path>{pt::path{pt::index_key{0}}, pt::path{pt::index_key{1}}},
+                    t, pt::array::zeros({2, 3})),
+        pt::path_error);
+}
+
+TEST_CASE("shared: untie breaks a tie on purpose", "[shared]") {
+    const auto lm = tied_lm();
+    const auto loose = pt::untie(lm, pt::parse_path("[1].weight"));
+    CHECK(loose.num_leaves() == 3);
+    CHECK(pt::ties(loose).empty());
+    const auto stepped =
+        pt::tree_at(pt::parse_path("[1].weight"), loose, pt::array::zeros({10, 4}));
+    CHECK(stepped[0]["weight"].as_array().item(0) != 0.0); // no longer follows
+    CHECK_THROWS_AS(pt::untie(lm, pt::parse_path("[1].bias")), pt::sharing_error);
+}
+
+TEST_CASE("shared: bad ties are sharing errors naming the paths", "[shared][error]") {
+    const auto t = embedding_and_linear();
+    // counts
+    CHECK_THROWS_WITH(
+        pt::share(t, std::vector{pt::parse_path("[1].weight"), pt::parse_path("[1].bias")},
+                  std::vector{pt::parse_path("[0].weight"), pt::parse_path("[0].weight"),
+                              pt::parse_path("[0].weight")}),
+        Catch::Contains("expected 2 get nodes (one per where node, or one for all), found 3"));
+    // shape
+    CHECK_THROWS_AS(pt::share(t, pt::parse_path("[1].bias"), pt::parse_path("[0].weight")),
+                    pt::sharing_error);
+    CHECK_THROWS_WITH(pt::share(t, pt::parse_path("[1].bias"), pt::parse_path("[0].weight")),
+                      Catch::Contains("at [1].bias: expected f32[10] (the node being tied), found "
+                                      "f32[10,4] from get [0].weight"));
+    CHECK_THROWS_WITH(
+        pt::share(t, pt::parse_path("[1].weight"),
+                  pt::source(pt::parse_path("[0].weight"), {pt::transform::transpose()})),
+        Catch::Contains("found f32[4,10] from get [0].weight.T"));
+    // dtype
+    const auto mixed = pt::list({pt::array::zeros({2}, pt::dtype::float64), pt::array::zeros({2})});
+    CHECK_THROWS_WITH(pt::share(mixed, pt::path{pt::index_key{1}}, pt::path{pt::index_key{0}}),
+                      Catch::Contains("expected f32[2] (the node being tied), found f64[2]"));
+    // structure
+    CHECK_THROWS_WITH(pt::share(t, pt::parse_path("[1]"), pt::parse_path("[0]")),
+                      Catch::Contains("expected a Linear record"));
+    // cycles
+    CHECK_THROWS_WITH(pt::share(t, pt::parse_path("[0]"), pt::parse_path("[0].weight")),
+                      Catch::Contains("inside it (a cycle)"));
+    CHECK_THROWS_WITH(pt::share(t, pt::parse_path("[0].weight"), pt::parse_path("[0]")),
+                      Catch::Contains("a cycle"));
+    // paths that do not exist
+    CHECK_THROWS_AS(pt::share(t, pt::parse_path("[2].weight"), pt::parse_path("[0].weight")),
+                    pt::path_error);
+    CHECK_THROWS_AS(pt::share(t, pt::parse_path("[1].weight"), pt::parse_path("[0].wieght")),
+                    pt::path_error);
+    // a get node that is itself a tie
+    const auto lm = tied_lm();
+    const auto three = pt::list({lm, pt::array::zeros({10, 4})});
+    CHECK_THROWS_WITH(pt::share(three, pt::parse_path("[1]"), pt::parse_path("[0][1].weight")),
+                      Catch::Contains("tie to its source instead"));
+    CHECK_THROWS_AS(pt::share(t, std::vector<pt::path>{}, pt::parse_path("[0].weight")),
+                    pt::sharing_error);
+    CHECK_THROWS_AS(
+        pt::share(t, std::vector{pt::parse_path("[1].weight"), pt::parse_path("[1].weight")},
+                  pt::parse_path("[0].weight")),
+        pt::sharing_error);
+}
+
+TEST_CASE("shared: callable gets compare by identity and cannot be contracted", "[shared]") {
+    const auto t = embedding_and_linear();
+    const pt::getter g([](const pt::tree& tr) { return tr[0]["weight"]; }, "embedding_weight");
+    const auto a = pt::share(t, pt::parse_path("[1].weight"), g);
+    const auto b = pt::share(t, pt::parse_path("[1].weight"), g);
+    const auto c = pt::share(
+        t, pt::parse_path("[1].weight"),
+        pt::getter([](const pt::tree& tr) { return tr[0]["weight"]; }, "embedding_weight"));
+    CHECK(pt::structure(a) == pt::structure(b));
+    CHECK_FALSE(pt::structure(a) == pt::structure(c));
+    CHECK(pt::to_string(a[1]) == "Linear(weight=@embedding_weight(), bias=f32[10])");
+    CHECK(pt::same_storage(pt::expand(a)[1]["weight"].as_array(), t[0]["weight"].as_array()));
+    CHECK_THROWS_AS(pt::contract(a, pt::expand(a)), pt::sharing_error);
+}
+
+TEST_CASE("shared: Shared nodes nest and sit anywhere in a model", "[shared]") {
+    const auto inner = tied_lm();
+    const auto model = pt::record("Model", {{"a", inner}, {"b", pt::array::zeros({10, 4})}});
+    // An outer tie whose source is inside the inner Shared node.
+    const auto outer = pt::share(model, pt::parse_path(".b"), pt::parse_path(".a[0].weight"));
+    CHECK(outer.num_leaves() == 2);
+    const auto full = pt::expand(outer);
+    CHECK(pt::same_storage(full["b"].as_array(), full["a"][0]["weight"].as_array()));
+    CHECK(pt::same_storage(full["a"][1]["weight"].as_array(), full["a"][0]["weight"].as_array()));
+    const auto g = pt::contract(
+        outer, pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); },
+                            full));
+    CHECK(g["a"][0]["weight"].as_array().item(0) == 3.0);
+    CHECK(pt::ties(outer).size() == 2);
+}
