@@ -2,6 +2,12 @@
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/partition.hpp>
+#include <paramtree/shared.hpp>
+#include <paramtree/detail/walk.hpp>
+
+#include <unordered_map>
+
+#include <fmt/format.h>
 
 namespace paramtree {
 
@@ -17,13 +23,51 @@ bool is_inexact(const tree& leaf) {
     return is_float_array(leaf) || (leaf.is_leaf() && std::holds_alternative<double>(leaf.value()));
 }
 
-partitioned partition(const tree& t, const path_filter& pred) {
+partitioned partition(const tree& t, const path_filter& pred, tie_policy policy) {
     auto [items, def] = flatten_with_path(t);
+    std::vector<char> decision(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i)
+        decision[i] = pred(items[i].first, items[i].second);
+    if ((t.node()->flags & detail::has_tied) != 0) {
+        // Ask the predicate at every tied position too; the policy settles disagreements.
+        std::unordered_map<std::string, std::size_t> index;
+        for (std::size_t i = 0; i < items.size(); ++i)
+            index.emplace(keystr(items[i].first), i);
+        for (const auto& info : ties(t)) {
+            if (!info.getter.empty()) continue;
+            auto [sub, sub_def] = flatten_with_path(t.at(info.source));
+            for (auto& [rel, leaf] : sub) {
+                const std::size_t i = index.at(keystr(info.source / rel));
+                const bool own = pred(items[i].first, items[i].second);
+                const bool tied = pred(info.tied / rel, leaf);
+                switch (policy) {
+                case tie_policy::error:
+                    if (own != tied)
+                        detail::throw_sharing("partition would split a tie group", info.tied / rel,
+                                              fmt::format("the same answer as its source {} ({})",
+                                                          display_path(keystr(items[i].first)),
+                                                          own ? "selected" : "not selected"),
+                                              std::string(tied ? "selected" : "not selected") +
+                                                  " (pass a tie_policy to decide)");
+                    break;
+                case tie_policy::source:
+                    break;
+                case tie_policy::any:
+                    decision[i] = decision[i] || tied;
+                    break;
+                case tie_policy::all:
+                    decision[i] = decision[i] && tied;
+                    break;
+                }
+            }
+        }
+    }
     std::vector<tree> yes, no;
     yes.reserve(items.size());
     no.reserve(items.size());
-    for (auto& [p, leaf] : items) {
-        if (pred(p, leaf)) {
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& leaf = items[i].second;
+        if (decision[i] != 0) {
             yes.push_back(std::move(leaf));
             no.emplace_back();
         } else {

@@ -102,46 +102,6 @@ node_ptr placeholder(const get_entry& g) {
                      std::shared_ptr<const tie_meta>(std::move(meta)));
 }
 
-// Post-order rebuild of the subtrees whose flags intersect `flag`; `visit` sees each such node
-// after its children were rebuilt and returns it or its replacement. Untouched subtrees are
-// shared; iterative, so depth is not limited by the stack.
-template <class Visit>
-node_ptr rebuild(const node_ptr& root, std::uint8_t flag, Visit&& visit) {
-    if ((root->flags & flag) == 0) return root;
-    struct frame {
-        node_ptr n;
-        std::size_t next = 0;
-        std::vector<node_ptr> kids;
-        bool changed = false;
-    };
-    std::vector<frame> stack;
-    stack.push_back({root, 0, {}, false});
-    node_ptr result;
-    while (!stack.empty()) {
-        frame& f = stack.back();
-        if (f.next < f.n->children.size()) {
-            const node_ptr& c = f.n->children[f.next++];
-            if ((c->flags & flag) != 0) {
-                stack.push_back({c, 0, {}, false});
-            } else {
-                f.kids.push_back(c);
-            }
-            continue;
-        }
-        node_ptr built = f.changed ? make_node(f.n->kind, std::move(f.kids), f.n->meta) : f.n;
-        node_ptr out = visit(built);
-        stack.pop_back();
-        if (stack.empty()) {
-            result = std::move(out);
-        } else {
-            frame& p = stack.back();
-            p.changed = p.changed || out.get() != p.n->children[p.next - 1].get();
-            p.kids.push_back(std::move(out));
-        }
-    }
-    return result;
-}
-
 // The value a placeholder stands for, read from its scope (the Shared node's child).
 node_ptr resolve(const tie_meta& m, const node_ptr& scope) {
     if (m.fn) return (*m.fn)(tree(scope)).node();
@@ -150,7 +110,7 @@ node_ptr resolve(const tie_meta& m, const node_ptr& scope) {
 
 // Fills every placeholder of one scope (whose inner Shared nodes are already expanded).
 node_ptr fill(const node_ptr& scope) {
-    return rebuild(scope, has_tied, [&](const node_ptr& n) {
+    return rebuild(scope, flag_is(has_tied), [&](const node_ptr& n) {
         if (n->kind != node_kind::tied) return n;
         return resolve(*std::get<std::shared_ptr<const tie_meta>>(n->meta), scope);
     });
@@ -276,10 +236,11 @@ tree tie(const tree& t, const path& target, const path& source_path) {
 }
 
 tree expand(const tree& t) {
-    return tree(detail::rebuild(t.node(), detail::has_shared, [](const detail::node_ptr& n) {
-        if (n->kind != node_kind::shared) return n;
-        return detail::fill(n->children[0]);
-    }));
+    return tree(detail::rebuild(t.node(), detail::flag_is(detail::has_shared),
+                                [](const detail::node_ptr& n) {
+                                    if (n->kind != node_kind::shared) return n;
+                                    return detail::fill(n->children[0]);
+                                }));
 }
 
 namespace {

@@ -4,7 +4,9 @@
 #include <paramtree/diff.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/partition.hpp>
+#include <paramtree/flatten.hpp>
 #include <paramtree/print.hpp>
+#include <paramtree/shared.hpp>
 
 namespace pt = paramtree;
 
@@ -49,4 +51,36 @@ TEST_CASE("partition: combine of mismatched parts names the path", "[partition][
     CHECK_THROWS_WITH(pt::combine({pt::dict({{"a", 1}}), pt::dict({{"b", 1}})}),
                       Catch::Contains("at <root>: expected a dict with keys ['a']"));
     CHECK(pt::combine({}).is_none());
+}
+
+TEST_CASE("partition: a path predicate that splits a tie group is an error unless told",
+          "[partition][shared]") {
+    const auto t = pt::share(pt::tuple({pt::record("E", {{"weight", pt::array::zeros({4, 2})}}),
+                                        pt::record("L", {{"weight", pt::array::zeros({4, 2})},
+                                                         {"bias", pt::array::zeros({4})}})}),
+                             pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
+    const auto head_only = [](const pt::path& p, const pt::tree&) {
+        return pt::keystr(p).starts_with("[1]");
+    };
+    CHECK_THROWS_AS(pt::partition(t, head_only), pt::sharing_error);
+    CHECK_THROWS_WITH(
+        pt::partition(t, head_only),
+        Catch::Contains(
+            "partition would split a tie group: at [1].weight: expected the same answer as its "
+            "source [0].weight (not selected), found selected"));
+    const auto [any_head, any_rest] = pt::partition(t, head_only, pt::tie_policy::any);
+    CHECK(any_head[0]["weight"].is_array()); // the group went with its tied position
+    const auto [src_head, src_rest] = pt::partition(t, head_only, pt::tie_policy::source);
+    CHECK(src_head[0]["weight"].is_none());
+    const auto [all_head, all_rest] = pt::partition(t, head_only, pt::tie_policy::all);
+    CHECK(all_head[0]["weight"].is_none());
+    CHECK(all_head[1]["bias"].is_array());
+    // Parts keep the tie and combine back.
+    const auto back = pt::combine({any_head, any_rest});
+    CHECK(pt::structure(back) == pt::structure(t));
+    CHECK(pt::tree_equal(back, t));
+    CHECK(pt::ties(back).size() == 1);
+    // A value predicate cannot split a group: tied positions hold no leaves.
+    const auto [floats, others] = pt::partition(t, pt::is_float_array);
+    CHECK(floats.num_leaves() == 2);
 }

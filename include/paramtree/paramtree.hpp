@@ -1,9 +1,11 @@
 // paramtree — everything except the xtensor bridge (<paramtree/xtensor.hpp>).
 #pragma once
 
+#include <paramtree/alias.hpp>
 #include <paramtree/array.hpp>
 #include <paramtree/at.hpp>
 #include <paramtree/diff.hpp>
+#include <paramtree/dot.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
@@ -12,6 +14,7 @@
 #include <paramtree/print.hpp>
 #include <paramtree/ravel.hpp>
 #include <paramtree/record.hpp>
+#include <paramtree/reference.hpp>
 #include <paramtree/transform.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>

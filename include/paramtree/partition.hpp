@@ -33,8 +33,23 @@ struct partitioned {
 ///     auto [params, static_] = pt::partition(model, pt::is_float_array);
 ///     auto back = pt::combine({params, static_});
 [[nodiscard]] partitioned partition(const tree& t, const leaf_filter& pred);
-/// As partition, with the predicate also seeing each leaf's path.
-[[nodiscard]] partitioned partition(const tree& t, const path_filter& pred);
+/// What partition does when a path predicate disagrees within a tie group (say, a tied output
+/// projection marked frozen while its source embedding is trainable).
+enum class tie_policy {
+    error,  ///< throw sharing_error naming both paths (the default)
+    source, ///< the source position's answer wins
+    any,    ///< the group goes to `matching` if any of its positions matches
+    all,    ///< the group goes to `matching` only if all its positions match
+};
+
+/// As partition, with the predicate also seeing each leaf's path. In a tree with ties the
+/// predicate is asked at every position of a tie group (the source and each tied position,
+/// with the source's value); `policy` decides when the answers differ.
+///
+///     auto [head, rest] = pt::partition(lm, [](const pt::path& p, const pt::tree&) {
+///         return pt::keystr(p).starts_with("[1]"); }, pt::tie_policy::any);
+[[nodiscard]] partitioned partition(const tree& t, const path_filter& pred,
+                                    tie_policy policy = tie_policy::error);
 
 /// `t` with every leaf that fails `pred` replaced by `replacement` (None by default).
 [[nodiscard]] tree filter(const tree& t, const leaf_filter& pred, const tree& replacement = tree{});

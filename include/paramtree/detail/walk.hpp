@@ -45,4 +45,49 @@ struct difference {
 [[nodiscard]] std::vector<std::size_t> child_positions(const std::vector<treedef_node>& nodes,
                                                        std::size_t index);
 
+/// A `descend` predicate for rebuild: subtrees whose cached flags contain `flag`.
+[[nodiscard]] inline auto flag_is(std::uint8_t flag) {
+    return [flag](const node& n) { return (n.flags & flag) != 0; };
+}
+
+// Post-order rebuild of the subtrees for which `descend` holds; `visit` sees each such node
+// after its children were rebuilt and returns it or its replacement. Untouched subtrees are
+// shared; iterative, so depth is not limited by the stack.
+template <class Descend, class Visit>
+node_ptr rebuild(const node_ptr& root, Descend&& descend, Visit&& visit) {
+    if (!descend(*root)) return root;
+    struct frame {
+        node_ptr n;
+        std::size_t next = 0;
+        std::vector<node_ptr> kids;
+        bool changed = false;
+    };
+    std::vector<frame> stack;
+    stack.push_back({root, 0, {}, false});
+    node_ptr result;
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        if (f.next < f.n->children.size()) {
+            const node_ptr& c = f.n->children[f.next++];
+            if (descend(*c)) {
+                stack.push_back({c, 0, {}, false});
+            } else {
+                f.kids.push_back(c);
+            }
+            continue;
+        }
+        node_ptr built = f.changed ? make_node(f.n->kind, std::move(f.kids), f.n->meta) : f.n;
+        node_ptr out = visit(built);
+        stack.pop_back();
+        if (stack.empty()) {
+            result = std::move(out);
+        } else {
+            frame& p = stack.back();
+            p.changed = p.changed || out.get() != p.n->children[p.next - 1].get();
+            p.kids.push_back(std::move(out));
+        }
+    }
+    return result;
+}
+
 } // namespace paramtree::detail

@@ -1,0 +1,44 @@
+// Tests for <paramtree/alias.hpp>.
+#include <catch2/catch.hpp>
+
+#include <paramtree/paramtree.hpp>
+
+namespace pt = paramtree;
+
+TEST_CASE("alias: buffers and nodes used twice are found", "[alias]") {
+    const auto w = pt::array::ones({4, 4});
+    const auto block = pt::record("Block", {{"w", pt::array::zeros({2})}});
+    const auto t = pt::dict({{"a", w},
+                             {"b", pt::list({w, w.reshape({16})})},
+                             {"c", block},
+                             {"d", block},
+                             {"e", pt::array::ones({4, 4})}});
+    const auto groups = pt::find_aliases(t);
+    REQUIRE(groups.size() == 2);
+    CHECK(pt::keystr(groups[0].source) == "['a']");
+    REQUIRE(groups[0].others.size() == 2);
+    CHECK(pt::keystr(groups[0].others[0]) == "['b'][0]");
+    CHECK(pt::keystr(groups[0].others[1]) == "['b'][1]");
+    CHECK(pt::keystr(groups[1].source) == "['c']");
+    CHECK(pt::keystr(groups[1].others[0]) == "['d']");
+    CHECK(pt::find_aliases(pt::list({pt::array::ones({2}), pt::array::ones({2})})).empty());
+}
+
+TEST_CASE("alias: share_aliases keeps the tie through an update", "[alias]") {
+    const auto w = pt::array::ones({4, 4});
+    const auto t = pt::dict({{"a", w}, {"b", pt::list({w, w.reshape({16})})}});
+    // Without sharing, one map splits the aliases into independent copies:
+    const auto split =
+        pt::tree_map([](const pt::tree& l) { return pt::array::full(l.as_array().shape(), 2); }, t);
+    CHECK_FALSE(pt::same_storage(split["a"].as_array(), split["b"][0].as_array()));
+    // With sharing, the tie survives:
+    const auto s = pt::share_aliases(t);
+    CHECK(s.num_leaves() == 1);
+    const auto stepped = pt::expand(pt::tree_map(
+        [](const pt::tree& l) { return pt::array::full(l.as_array().shape(), 2); }, s));
+    CHECK(pt::same_storage(stepped["a"].as_array(), stepped["b"][0].as_array()));
+    CHECK(stepped["b"][1].as_array().shape() == pt::shape_type{16}); // reshape tie
+    CHECK(stepped["b"][1].as_array().item(15) == 2.0);
+    const auto plain = pt::list({1, 2});
+    CHECK(pt::same_node(pt::share_aliases(plain), plain));
+}
