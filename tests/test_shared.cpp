@@ -281,3 +281,117 @@ TEST_CASE("shared: Shared nodes nest and sit anywhere in a model", "[shared]") {
     CHECK(g["a"][0]["weight"].as_array().item(0) == 3.0);
     CHECK(pt::ties(outer).size() == 2);
 }
+
+namespace {
+
+// A random tree of dicts, lists, records and float arrays with shapes drawn from a small set,
+// so that random pairs of leaves often have matching shapes.
+pt::tree random_tree(std::mt19937& gen, int depth) {
+    std::uniform_int_distribution<int> kind(0, depth > 0 ? 4 : 0);
+    std::uniform_int_distribution<std::size_t> width(1, 4);
+    static const std::vector<pt::shape_type> shapes{{3}, {2, 3}, {3, 2}, {4}};
+    switch (kind(gen)) {
+    case 1: {
+        std::vector<pt::tree> items;
+        for (std::size_t i = width(gen); i > 0; --i)
+            items.push_back(random_tree(gen, depth - 1));
+        return pt::list(items);
+    }
+    case 2: {
+        std::vector<std::pair<std::string, pt::tree>> items;
+        for (std::size_t i = width(gen); i > 0; --i)
+            items.emplace_back("k" + std::to_string(i * 7 % 5 + i), random_tree(gen, depth - 1));
+        return pt::dict(std::move(items));
+    }
+    case 3:
+        return pt::record("R",
+                          {{"w", random_tree(gen, depth - 1)}, {"b", random_tree(gen, depth - 1)}},
+                          {{"n", depth}});
+    default: {
+        const auto& s =
+            shapes[std::uniform_int_distribution<std::size_t>(0, shapes.size() - 1)(gen)];
+        return randn(s, static_cast<unsigned>(gen()));
+    }
+    }
+}
+
+} // namespace
+
+TEST_CASE("shared: random trees with random ties keep every tie through every operation",
+          "[shared][property]") {
+    std::mt19937 gen(1234);
+    int tested = 0;
+    for (int round = 0; round < 120; ++round) {
+        const auto t = random_tree(gen, 4);
+        auto [leaves, def] = pt::flatten_with_path(t);
+        if (leaves.size() < 3) continue;
+        // Pick a source and up to 3 targets among the leaves with the source's shape.
+        std::uniform_int_distribution<std::size_t> pick(0, leaves.size() - 1);
+        const std::size_t s = pick(gen);
+        const auto& shape = leaves[s].second.as_array().shape();
+        std::vector<pt::path> where;
+        for (std::size_t i = 0; i < leaves.size() && where.size() < 3; ++i) {
+            if (i == s || leaves[i].second.as_array().shape() != shape) continue;
+            if (gen() % 2 == 0) where.push_back(leaves[i].first);
+        }
+        if (where.empty()) continue;
+        ++tested;
+        const auto tied = pt::share(t, where, leaves[s].first);
+        // pruned leaf count = unique leaf count
+        CHECK(tied.num_leaves() == leaves.size() - where.size());
+        CHECK(pt::count_parameters(tied).expanded_arrays == leaves.size());
+        // flatten -> unflatten keeps every tie (identity) and every value
+        auto [pl, pdef] = pt::flatten(tied);
+        const auto back = pt::expand(pt::unflatten(pdef, pl));
+        for (const auto& w : where)
+            CHECK(pt::same_storage(back.at(w).as_array(), back.at(leaves[s].first).as_array()));
+        CHECK(pt::tree_equal(pt::expand(tied), pt::tree_map_with_path(
+                                                   [&](const pt::path& p, const pt::tree& l) {
+                                                       return std::find(where.begin(), where.end(),
+                                                                        p) != where.end()
+                                                                  ? t.at(leaves[s].first)
+                                                                  : l;
+                                                   },
+                                                   t)));
+        // flatten -> map -> unflatten -> expand: every tied position has the one new value
+        const auto stepped = pt::expand(pt::tree_map(
+            [](const pt::tree& l) {
+                return pt::array::full(l.as_array().shape(), l.as_array().item(0) + 1);
+            },
+            tied));
+        for (const auto& w : where) {
+            CHECK(
+                pt::same_storage(stepped.at(w).as_array(), stepped.at(leaves[s].first).as_array()));
+            CHECK(stepped.at(w).as_array().item(0) ==
+                  Approx(t.at(leaves[s].first).as_array().item(0) + 1).epsilon(1e-6));
+        }
+        // partition / combine keeps ties
+        const auto [a, b] = pt::partition(tied, [&](const pt::tree&) { return gen() % 2 == 0; });
+        const auto joined = pt::combine({a, b});
+        CHECK(pt::structure(joined) == pt::structure(tied));
+        CHECK(pt::ties(joined).size() == where.size());
+        // contract of ones counts the uses of every source element
+        const auto ones =
+            pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); },
+                         pt::expand(tied));
+        CHECK(pt::contract(tied, ones).at(leaves[s].first).as_array().item(0) ==
+              static_cast<double>(where.size() + 1));
+    }
+    CHECK(tested > 25);
+}
+
+TEST_CASE("shared: a Shared node at the bottom of a deep chain", "[shared][deep]") {
+    const auto lm = tied_lm();
+    pt::tree t = lm;
+    for (int i = 0; i < 50000; ++i)
+        t = pt::list({t});
+    const auto full = pt::expand(t);
+    pt::tree cur = full;
+    while (cur.kind() == pt::node_kind::list)
+        cur = cur[0];
+    CHECK(pt::same_storage(cur[0]["weight"].as_array(), cur[1]["weight"].as_array()));
+    CHECK(pt::ties(t).size() == 1);
+    auto [leaves, def] = pt::flatten(t);
+    CHECK(leaves.size() == 2);
+    CHECK(pt::contract(t, full).num_leaves() == 2);
+}

@@ -111,9 +111,11 @@ template <where_spec W>
 ///
 ///     auto t4 = pt::tree_at(pt::parse_path("['step']"), t, [](const pt::tree& old) {
 ///         return old.as<std::int64_t>() + 1; });
+// clang-format off
 template <where_spec W, class F>
-requires std::invocable<F&, const tree&> &&(!std::convertible_to<F, tree>) [[nodiscard]] tree
-    tree_at(const W& where, const tree& t, F&& fn) {
+    requires std::invocable<F&, const tree&> && (!std::convertible_to<F, tree>)
+[[nodiscard]] tree tree_at(const W& where, const tree& t, F&& fn) {
+    // clang-format on
     const auto paths = detail::resolve_where(where, t);
     return detail::tree_at_paths(t, paths,
                                  [&](std::size_t, const tree& old) { return tree(fn(old)); });

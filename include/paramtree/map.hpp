@@ -38,8 +38,11 @@ struct flat_inputs {
 ///
 ///     auto sum = pt::tree_map([](const pt::tree& a, const pt::tree& b) {
 ///         return a.as<double>() + b.as<double>(); }, x, y);
+// clang-format off
 template <class F, class... Rest>
-requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    requires(std::same_as<Rest, tree> && ...) && std::invocable<F&, const tree&, const Rest&...>
+    // clang-format on
+    [[nodiscard]] tree
     tree_map(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
     const tree* all[] = {&t, &rest...};
     auto in = detail::flatten_all("tree_map", all, options.is_leaf, false);
@@ -52,9 +55,11 @@ requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
     (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
+// clang-format off
 template <class F, class... Rest>
-requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
-    tree_map(F&& f, const tree& t, const Rest&... rest) {
+    requires(std::same_as<Rest, tree> && ...) && std::invocable<F&, const tree&, const Rest&...>
+    // clang-format on
+    [[nodiscard]] tree tree_map(F&& f, const tree& t, const Rest&... rest) {
     return tree_map(map_options{}, std::forward<F>(f), t, rest...);
 }
 
@@ -62,8 +67,12 @@ requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
 ///
 ///     auto named = pt::tree_map_with_path([](const pt::path& p, const pt::tree&) {
 ///         return pt::keystr(p); }, params);
+// clang-format off
 template <class F, class... Rest>
-requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
+    requires(std::same_as<Rest, tree> && ...) &&
+            std::invocable<F&, const path&, const tree&, const Rest&...>
+    // clang-format on
+    [[nodiscard]] tree
     tree_map_with_path(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
     const tree* all[] = {&t, &rest...};
     auto in = detail::flatten_all("tree_map_with_path", all, options.is_leaf, true);
@@ -77,9 +86,12 @@ requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
     (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
+// clang-format off
 template <class F, class... Rest>
-requires(std::same_as<Rest, tree>&&...) [[nodiscard]] tree
-    tree_map_with_path(F&& f, const tree& t, const Rest&... rest) {
+    requires(std::same_as<Rest, tree> && ...) &&
+            std::invocable<F&, const path&, const tree&, const Rest&...>
+    // clang-format on
+    [[nodiscard]] tree tree_map_with_path(F&& f, const tree& t, const Rest&... rest) {
     return tree_map_with_path(map_options{}, std::forward<F>(f), t, rest...);
 }
 
