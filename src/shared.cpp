@@ -356,38 +356,39 @@ tree contract(const tree& t, const tree& expanded) {
 
 std::vector<tie_info> ties(const tree& t) {
     std::vector<tie_info> out;
+    // One path, grown and shrunk along the walk (copying it per node would cost O(depth^2)).
     struct item {
-        detail::node_ptr n;
-        path at;
-        std::size_t scope_len;
+        const detail::node* n;
+        std::size_t depth;                // length of the path to this node
+        std::optional<path_entry> entry;  // the last entry of that path
+        std::size_t scope_len;            // path length at the innermost Shared scope
     };
-    std::vector<item> stack;
-    stack.push_back({t.node(), {}, 0});
+    std::vector<item> stack{{t.node().get(), 0, std::nullopt, 0}};
+    path cur;
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
+        while (cur.size() > it.depth - (it.entry ? 1 : 0)) cur.pop_back();
+        if (it.entry) cur.push_back(*it.entry);
         const auto& n = *it.n;
         if ((n.flags & detail::has_tied) == 0) continue;
         if (n.kind == node_kind::tied) {
             const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
             tie_info info;
-            info.tied = it.at;
-            if (m.fn)
-                info.getter = m.fn_name;
-            else
-                info.source = it.at.prefix(it.scope_len) / m.source;
+            info.tied = cur;
+            if (m.fn) info.getter = m.fn_name;
+            else info.source = cur.prefix(it.scope_len) / m.source;
             info.transforms = m.transforms;
             out.push_back(std::move(info));
             continue;
         }
         if (n.kind == node_kind::shared) {
-            const std::size_t len = it.at.size();
-            stack.push_back({n.children[0], std::move(it.at), len});
+            stack.push_back({n.children[0].get(), cur.size(), std::nullopt, cur.size()});
             continue;
         }
         for (std::size_t k = n.children.size(); k-- > 0;)
-            stack.push_back(
-                {n.children[k], it.at / *detail::child_entry(n.meta, n.kind, k), it.scope_len});
+            stack.push_back({n.children[k].get(), cur.size() + 1,
+                             detail::child_entry(n.meta, n.kind, k), it.scope_len});
     }
     return out;
 }
