@@ -104,36 +104,64 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
                                          display_path(keystr(*sorted[i]))));
     }
 
-    node_ptr root = t.node();
+    // One pass over the union of the paths: each touched node is copied once, whatever the
+    // number of selections below it (k edits in one wide node cost O(width + k), not O(k*width)).
+    std::vector<std::size_t> order(paths.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return paths[a] < paths[b]; });
     bool structure_kept = true; // leaf replaced by leaf everywhere: the treedef is unchanged
-    struct step {
+    struct frame {
         node_ptr n;
-        std::size_t child;
+        std::size_t lo, hi, depth; // the selections [lo, hi) of `order` all pass through n
+        std::vector<node_ptr> kids;
+        std::size_t next; // next selection to route to a child
+        std::size_t slot; // the child being rebuilt
     };
-    std::vector<step> trail;
-    for (std::size_t k = 0; k < paths.size(); ++k) {
-        trail.clear();
-        node_ptr cur = root;
-        for (const auto& e : paths[k]) {
-            while (cur->kind == node_kind::shared) {
-                trail.push_back({cur, 0});
-                cur = cur->children[0];
+    std::vector<frame> stack;
+    node_ptr root;
+    // Starts rebuilding `n` for selections [lo, hi): replaces it at once if a selection ends
+    // here, else pushes a frame. Returns the finished node, or null if a frame was pushed.
+    auto start = [&](const node_ptr& n, std::size_t lo, std::size_t hi,
+                     std::size_t depth) -> node_ptr {
+        const std::size_t k = order[lo];
+        if (hi - lo == 1 && paths[k].size() == depth) {
+            node_ptr out = replace(k, tree(n)).node();
+            structure_kept =
+                structure_kept && n->kind == node_kind::leaf && out->kind == node_kind::leaf;
+            return out;
+        }
+        stack.push_back({n, lo, hi, depth,
+                         std::vector<node_ptr>(n->children.begin(), n->children.end()), lo, 0});
+        return {};
+    };
+    root = start(t.node(), 0, order.size(), 0);
+    while (!stack.empty()) {
+        const std::size_t top = stack.size() - 1;
+        frame& f = stack[top];
+        if (f.next < f.hi) {
+            std::size_t lo = f.next, hi = f.next + 1, depth = f.depth, child = 0;
+            if (f.n->kind == node_kind::shared) {
+                hi = f.hi; // paths pass through a Shared node without an entry
+            } else {
+                const auto& e = paths[order[lo]][f.depth];
+                while (hi < f.hi && paths[order[hi]][f.depth] == e)
+                    ++hi;
+                child = *find_child(*f.n, e);
+                depth = f.depth + 1;
             }
-            const auto i = find_child(*cur, e);
-            trail.push_back({cur, *i});
-            cur = cur->children[*i];
+            f.next = hi;
+            f.slot = child;
+            const node_ptr c = f.n->children[child];
+            if (node_ptr done = start(c, lo, hi, depth)) stack[top].kids[child] = std::move(done);
+            continue;
         }
-        node_ptr replacement = replace(k, tree(cur)).node();
-        structure_kept =
-            structure_kept && cur->kind == node_kind::leaf && replacement->kind == node_kind::leaf;
-        for (std::size_t s = trail.size(); s-- > 0;) {
-            const node& parent = *trail[s].n;
-            std::vector<node_ptr> children(parent.children.begin(),
-                                           parent.children.end()); // O(width)
-            children[trail[s].child] = std::move(replacement);
-            replacement = make_node(parent.kind, std::move(children), parent.meta);
-        }
-        root = std::move(replacement);
+        node_ptr built = make_node(f.n->kind, std::move(f.kids), f.n->meta);
+        stack.pop_back();
+        if (stack.empty())
+            root = std::move(built);
+        else
+            stack.back().kids[stack.back().slot] = std::move(built);
     }
     if (structure_kept && root.get() != t.node().get()) {
         if (auto def = t.node()->cached_def.load(std::memory_order_acquire))

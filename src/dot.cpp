@@ -67,7 +67,7 @@ std::string to_dot(const tree& t, const std::string& name) {
         if (n.kind != node_kind::shared || !ids.contains(keystr(it.at))) ids[keystr(it.at)] = id;
         const bool leaf = n.kind == node_kind::leaf;
         out += fmt::format(
-            "  n{} [label=\"{}\", shape={}{}];\n", id, escape(label(n)), leaf ? "box" : "ellipse",
+            "  n{} [label=\"{}\", shape={}{}];\n", id, label(n), leaf ? "box" : "ellipse",
             n.kind == node_kind::shared ? ", style=filled, fillcolor=\"#fde9c9\"" : "");
         if (it.parent != none)
             out += fmt::format("  n{} -> n{} [label=\"{}\"];\n", it.parent, id, escape(it.edge));

@@ -84,6 +84,47 @@ void check_fits(const path& where, const tree& target, const tree& value,
     }
 }
 
+// Where nodes must be disjoint, and no where node may contain or lie inside a get node.
+// Sorting makes every prefix relation show up on a stack of open prefixes: O(n log n).
+void check_disjoint(const std::vector<path>& where, const std::vector<get_entry>& gets) {
+    struct entry {
+        const path* p;
+        bool is_where;
+    };
+    std::vector<entry> all;
+    for (const auto& w : where)
+        all.push_back({&w, true});
+    for (const auto& g : gets)
+        if (!g.fn) all.push_back({&g.from, false});
+    std::sort(all.begin(), all.end(), [](const entry& a, const entry& b) {
+        return *a.p < *b.p || (*a.p == *b.p && a.is_where && !b.is_where);
+    });
+    std::vector<entry> open;
+    for (const auto& e : all) {
+        while (!open.empty() && !open.back().p->is_prefix_of(*e.p))
+            open.pop_back();
+        // Many ties to one source: keep a single copy of it open.
+        if (!e.is_where && !open.empty() && !open.back().is_where && *open.back().p == *e.p)
+            continue;
+        for (const auto& o : open) {
+            if (o.is_where && e.is_where)
+                throw_sharing("share", *e.p, "disjoint where nodes",
+                              *o.p == *e.p
+                                  ? std::string("the same node selected twice")
+                                  : "a node inside the where node " + display_path(keystr(*o.p)));
+            if (o.is_where && !e.is_where)
+                throw_sharing("share", *o.p, "a where node that does not contain its get node",
+                              "the get node " + display_path(keystr(*e.p)) +
+                                  " inside it (a cycle)");
+            if (!o.is_where && e.is_where)
+                throw_sharing("share", *e.p, "a where node outside every get node",
+                              "a node inside the get node " + display_path(keystr(*o.p)) +
+                                  " (a cycle)");
+        }
+        open.push_back(e);
+    }
+}
+
 node_ptr placeholder(const get_entry& g) {
     auto meta = std::make_shared<tie_meta>();
     meta->source = g.from;
@@ -159,31 +200,13 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
         if (loc.target->kind == node_kind::tied)
             throw_sharing("share", w, "a node that is not tied yet", "a tie (untie it first)");
     }
-    for (std::size_t i = 0; i < where.size(); ++i) {
-        for (std::size_t j = 0; j < where.size(); ++j) {
-            if (i != j && where[i].is_prefix_of(where[j]))
-                throw_sharing("share", where[j], "disjoint where nodes",
-                              where[i] == where[j] ? std::string("the same node selected twice")
-                                                   : "a node inside the where node " +
-                                                         display_path(keystr(where[i])));
-        }
-    }
+    check_disjoint(where, gets);
     for (std::size_t i = 0; i < gets.size(); ++i) {
         const auto& g = gets[i];
         tree value;
         if (g.fn) {
             value = (*g.fn)(t);
         } else {
-            for (const auto& w : where) {
-                if (w.is_prefix_of(g.from))
-                    throw_sharing("share", w, "a where node that does not contain its get node",
-                                  "the get node " + display_path(keystr(g.from)) +
-                                      " inside it (a cycle)");
-                if (g.from.is_prefix_of(w))
-                    throw_sharing("share", w, "a where node outside every get node",
-                                  "a node inside the get node " + display_path(keystr(g.from)) +
-                                      " (a cycle)");
-            }
             const auto loc = locate(t, g.from);
             if (loc.target->kind == node_kind::tied)
                 throw_sharing("share", g.from, "a get node that is not itself tied",
@@ -359,16 +382,17 @@ std::vector<tie_info> ties(const tree& t) {
     // One path, grown and shrunk along the walk (copying it per node would cost O(depth^2)).
     struct item {
         const detail::node* n;
-        std::size_t depth;                // length of the path to this node
-        std::optional<path_entry> entry;  // the last entry of that path
-        std::size_t scope_len;            // path length at the innermost Shared scope
+        std::size_t depth;               // length of the path to this node
+        std::optional<path_entry> entry; // the last entry of that path
+        std::size_t scope_len;           // path length at the innermost Shared scope
     };
     std::vector<item> stack{{t.node().get(), 0, std::nullopt, 0}};
     path cur;
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth - (it.entry ? 1 : 0)) cur.pop_back();
+        while (cur.size() > it.depth - (it.entry ? 1 : 0))
+            cur.pop_back();
         if (it.entry) cur.push_back(*it.entry);
         const auto& n = *it.n;
         if ((n.flags & detail::has_tied) == 0) continue;
@@ -376,8 +400,10 @@ std::vector<tie_info> ties(const tree& t) {
             const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
             tie_info info;
             info.tied = cur;
-            if (m.fn) info.getter = m.fn_name;
-            else info.source = cur.prefix(it.scope_len) / m.source;
+            if (m.fn)
+                info.getter = m.fn_name;
+            else
+                info.source = cur.prefix(it.scope_len) / m.source;
             info.transforms = m.transforms;
             out.push_back(std::move(info));
             continue;

@@ -88,6 +88,48 @@ def tree_section(bench):
     return lines
 
 
+def shared_section(bench):
+    ns = lambda name: bench[name]["real_time"] * {"ns": 1, "us": 1e3, "ms": 1e6}[bench[name].get("time_unit", "ns")]
+    per_leaf = lambda name: bench[name]["ns_per_leaf"] * 1e9
+    small, big = ns("expand_pair/1"), ns("expand_pair/4096")
+    return ["## Sharing",
+            "",
+            "### expand is zero-copy",
+            "",
+            "| Shared holding | expand |",
+            "|---|---|",
+            f"| 1x1 float32 arrays | {small:.0f} ns |",
+            f"| 4096x4096 float32 arrays (64 MiB each) | {big:.0f} ns |",
+            f"| ratio | {big / small:.2f} |",
+            "",
+            "### flatten / unflatten with ties",
+            "",
+            "The *mlp* shape (1,000 Linear records) without ties, and with every odd layer's weight tied "
+            "to the even layer before it (500 ties, 1,500 leaves left).",
+            "",
+            "| operation | untied | tied |",
+            "|---|---|---|",
+            f"| flatten, per leaf | {per_leaf('flatten_mlp/untied'):.1f} ns | {per_leaf('flatten_mlp/tied'):.1f} ns |",
+            f"| unflatten, per leaf | {per_leaf('unflatten_mlp/untied'):.1f} ns | {per_leaf('unflatten_mlp/tied'):.1f} ns |",
+            f"| flatten, whole tree | {ns('flatten_mlp/untied') / 1e3:.1f} µs | {ns('flatten_mlp/tied') / 1e3:.1f} µs |",
+            f"| unflatten, whole tree | {ns('unflatten_mlp/untied') / 1e3:.1f} µs | {ns('unflatten_mlp/tied') / 1e3:.1f} µs |",
+            f"| expand (tied tree) | | {ns('expand_mlp') / 1e3:.1f} µs |",
+            "",
+            "Tied placeholders are structure, not leaves: a tied tree flattens to fewer leaves, and its "
+            "per-leaf cost is that of its extra (leafless) nodes.",
+            "",
+            "### aliases on a 100,000-leaf tree",
+            "",
+            "One dict of 100,000 leaves in which every second leaf holds the buffer of the one before "
+            "(50,000 aliases).",
+            "",
+            "| operation | time | per leaf |",
+            "|---|---|---|",
+            f"| find_aliases | {ns('find_aliases_wide') / 1e6:.1f} ms | {per_leaf('find_aliases_wide'):.0f} ns |",
+            f"| share_aliases (find + one share of 50,000 ties) | {ns('share_aliases_wide') / 1e6:.1f} ms | {per_leaf('share_aliases_wide'):.0f} ns |",
+            ""]
+
+
 def main():
     folder, target = sys.argv[1], sys.argv[2]
     sections = []
@@ -96,6 +138,10 @@ def main():
     if os.path.exists(path):
         context, bench = medians(path)
         sections += tree_section(bench)
+    path = os.path.join(folder, "shared.json")
+    if os.path.exists(path):
+        _, bench = medians(path)
+        sections += shared_section(bench)
     head = ["# Benchmarks", "",
             "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
             "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "

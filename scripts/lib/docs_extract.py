@@ -13,6 +13,7 @@ import sys
 PRELUDE = """// Generated from {src} by scripts/lib/docs_extract.py: do not edit.
 #undef NDEBUG
 #include <cassert>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <iostream>
