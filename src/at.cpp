@@ -114,7 +114,7 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
     struct frame {
         node_ptr n;
         std::size_t lo, hi, depth; // the selections [lo, hi) of `order` all pass through n
-        std::vector<node_ptr> kids;
+        std::vector<std::pair<std::size_t, node_ptr>> changes;
         std::size_t next; // next selection to route to a child
         std::size_t slot; // the child being rebuilt
     };
@@ -131,8 +131,7 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
                 structure_kept && n->kind == node_kind::leaf && out->kind == node_kind::leaf;
             return out;
         }
-        stack.push_back({n, lo, hi, depth,
-                         std::vector<node_ptr>(n->children.begin(), n->children.end()), lo, 0});
+        stack.push_back({n, lo, hi, depth, {}, lo, 0});
         return {};
     };
     root = start(t.node(), 0, order.size(), 0);
@@ -153,15 +152,16 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
             f.next = hi;
             f.slot = child;
             const node_ptr c = f.n->children[child];
-            if (node_ptr done = start(c, lo, hi, depth)) stack[top].kids[child] = std::move(done);
+            if (node_ptr done = start(c, lo, hi, depth))
+                stack[top].changes.emplace_back(child, std::move(done));
             continue;
         }
-        node_ptr built = make_node(f.n->kind, std::move(f.kids), f.n->meta);
+        node_ptr built = replace_children(*f.n, std::move(f.changes));
         stack.pop_back();
         if (stack.empty())
             root = std::move(built);
         else
-            stack.back().kids[stack.back().slot] = std::move(built);
+            stack.back().changes.emplace_back(stack.back().slot, std::move(built));
     }
     if (structure_kept && root.get() != t.node().get()) {
         if (auto def = t.node()->cached_def.load(std::memory_order_acquire))

@@ -17,23 +17,28 @@ void collect_leaves(const detail::node_ptr& root, std::vector<tree>& out) {
         out.emplace_back(root);
         return;
     }
+    // Walks the stored entries: a wide node's chunks are nodes too, and their leaves come in
+    // the same order, so no per-child index arithmetic is needed.
     struct frame {
-        const detail::node* n;
-        std::size_t next;
+        const detail::node_ptr* next;
+        const detail::node_ptr* end;
     };
-    std::vector<frame> stack{{root.get(), 0}};
+    auto frame_of = [](const detail::node& n) {
+        const auto* raw = n.children.raw_data();
+        return frame{raw, raw + n.children.raw_size()};
+    };
+    std::vector<frame> stack{frame_of(*root)};
     while (!stack.empty()) {
         frame& f = stack.back();
-        const auto& children = f.n->children;
-        if (f.next == children.size()) {
+        if (f.next == f.end) {
             stack.pop_back();
             continue;
         }
-        const auto& c = children[f.next++];
+        const auto& c = *f.next++;
         if (c->kind == node_kind::leaf)
             out.emplace_back(c);
         else if (c->num_leaves != 0)
-            stack.push_back({c.get(), 0});
+            stack.push_back(frame_of(*c));
     }
 }
 

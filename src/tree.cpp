@@ -24,11 +24,20 @@ struct node_factory {
         n->children.data_ =
             reinterpret_cast<node_ptr*>(static_cast<std::byte*>(mem) + sizeof(node));
         n->children.size_ = n_children;
+        n->children.raw_size_ = n_children;
         return n;
     }
     static void set_children(node* n, node_ptr* data, std::size_t size) {
         n->children.data_ = data;
         n->children.size_ = size;
+        n->children.raw_size_ = size;
+    }
+    // A node whose `raw` entries are chunks holding `size` children in all.
+    static node* allocate_chunked(std::size_t raw, std::size_t size) {
+        node* n = allocate(raw);
+        n->children.size_ = size;
+        n->children.chunked_ = true;
+        return n;
     }
 };
 
@@ -59,8 +68,8 @@ void destroy(const node* n) noexcept {
     while (dead != nullptr) {
         node* cur = dead;
         dead = reinterpret_cast<node*>(cur->num_nodes);
-        node_ptr* kids = cur->children.mutable_data();
-        for (std::size_t i = 0; i < cur->children.size(); ++i) {
+        node_ptr* kids = cur->children.raw_data();
+        for (std::size_t i = 0; i < cur->children.raw_size(); ++i) {
             auto* child = const_cast<node*>(kids[i].detach());
             if (child->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 child->num_nodes = reinterpret_cast<std::size_t>(dead);
@@ -76,15 +85,69 @@ void destroy(const node* n) noexcept {
     }
 }
 
-node_ptr make_node(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
-    node* n = node_factory::allocate(count);
-    n->kind = kind;
-    node_ptr* kids = n->children.mutable_data();
+namespace {
+// A hidden node holding children [first, first + count): the unit wide nodes share.
+node_ptr make_chunk(node_ptr* first, std::size_t count) {
+    node* c = node_factory::allocate(count);
+    c->kind = node_kind::list;
+    node_ptr* kids = c->children.raw_data();
     for (std::size_t i = 0; i < count; ++i)
         new (kids + i) node_ptr(std::move(first[i]));
+    finish_counts(c);
+    return node_ptr(c);
+}
+
+node_ptr make_chunked(node_kind kind, std::vector<node_ptr> chunks, std::size_t size,
+                      node_meta meta) {
+    node* n = node_factory::allocate_chunked(chunks.size(), size);
+    n->kind = kind;
+    node_ptr* raw = n->children.raw_data();
+    for (std::size_t i = 0; i < chunks.size(); ++i)
+        new (raw + i) node_ptr(std::move(chunks[i]));
     finish_counts(n);
     n->meta = std::move(meta);
     return node_ptr(n);
+}
+} // namespace
+
+node_ptr make_node(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
+    if (count > chunk_threshold) {
+        std::vector<node_ptr> chunks;
+        chunks.reserve((count + chunk_size - 1) / chunk_size);
+        for (std::size_t at = 0; at < count; at += chunk_size)
+            chunks.push_back(make_chunk(first + at, std::min(chunk_size, count - at)));
+        return make_chunked(kind, std::move(chunks), count, std::move(meta));
+    }
+    node* n = node_factory::allocate(count);
+    n->kind = kind;
+    node_ptr* kids = n->children.raw_data();
+    for (std::size_t i = 0; i < count; ++i)
+        new (kids + i) node_ptr(std::move(first[i]));
+    finish_counts(n); // after the kind: the flags depend on it
+    n->meta = std::move(meta);
+    return node_ptr(n);
+}
+
+node_ptr replace_children(const node& n, std::vector<std::pair<std::size_t, node_ptr>> changes) {
+    if (!n.children.chunked()) {
+        std::vector<node_ptr> kids(n.children.begin(), n.children.end());
+        for (auto& [i, c] : changes)
+            kids[i] = std::move(c);
+        return make_node(n.kind, std::move(kids), n.meta);
+    }
+    std::sort(changes.begin(), changes.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    const node_ptr* raw = n.children.raw_data();
+    std::vector<node_ptr> chunks(raw, raw + n.children.raw_size());
+    for (std::size_t k = 0; k < changes.size();) {
+        const std::size_t c = changes[k].first >> chunk_bits;
+        const auto& old = chunks[c]->children;
+        std::vector<node_ptr> items(old.begin(), old.end());
+        for (; k < changes.size() && (changes[k].first >> chunk_bits) == c; ++k)
+            items[changes[k].first & (chunk_size - 1)] = std::move(changes[k].second);
+        chunks[c] = make_chunk(items.data(), items.size());
+    }
+    return make_chunked(n.kind, std::move(chunks), n.children.size(), n.meta);
 }
 
 node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta) {
@@ -114,7 +177,7 @@ slab_builder::~slab_builder() {
 }
 
 node_ptr slab_builder::make(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
-    if (capacity_nodes_ == 0 || capacity_children_ < count)
+    if (capacity_nodes_ == 0 || capacity_children_ < count || count > chunk_threshold)
         return make_node(kind, first, count, std::move(meta));
     --capacity_nodes_;
     capacity_children_ -= count;

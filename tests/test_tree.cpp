@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/error.hpp>
+#include <paramtree/at.hpp>
+#include <paramtree/diff.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/tree.hpp>
 
@@ -116,4 +118,42 @@ TEST_CASE("tree: concurrent reads from many threads", "[tree][threads]") {
         th.join();
     for (const auto c : counts)
         CHECK(c == 50 * 400);
+}
+
+TEST_CASE("tree: wide nodes (chunked children) behave like narrow ones", "[tree][wide]") {
+    for (const std::size_t n : {std::size_t{63}, std::size_t{64}, std::size_t{65},
+                                std::size_t{1000}, std::size_t{1025}}) {
+        std::vector<pt::tree> items;
+        std::vector<std::pair<std::string, pt::tree>> entries;
+        for (std::size_t i = 0; i < n; ++i) {
+            items.emplace_back(static_cast<std::int64_t>(i));
+            entries.emplace_back("k" + std::to_string(100000 + i), static_cast<std::int64_t>(i));
+        }
+        const auto l = pt::list(items);
+        const auto d = pt::dict(entries);
+        REQUIRE(l.size() == n);
+        CHECK(l.num_leaves() == n);
+        CHECK(l[n - 1].as<std::int64_t>() == static_cast<std::int64_t>(n - 1));
+        CHECK(d["k" + std::to_string(100000 + n / 2)].as<std::int64_t>() ==
+              static_cast<std::int64_t>(n / 2));
+        std::size_t count = 0;
+        for (const auto& c : l.children())
+            CHECK(c.as<std::int64_t>() == static_cast<std::int64_t>(count++));
+        auto [leaves, def] = pt::flatten(l);
+        CHECK(leaves[n - 2].as<std::int64_t>() == static_cast<std::int64_t>(n - 2));
+        const auto back = pt::unflatten(def, leaves);
+        CHECK(back[n - 1].as<std::int64_t>() == static_cast<std::int64_t>(n - 1));
+        // Edits in several chunks at once; untouched children stay the same nodes.
+        const auto e = pt::tree_at(std::vector<pt::path>{pt::path{pt::index_key{0}},
+                                                         pt::path{pt::index_key{n - 1}},
+                                                         pt::path{pt::index_key{n / 2}}},
+                                   l, std::vector<pt::tree>{-1, -2, -3});
+        CHECK(e[0].as<std::int64_t>() == -1);
+        CHECK(e[n - 1].as<std::int64_t>() == -2);
+        CHECK(e[n / 2].as<std::int64_t>() == -3);
+        CHECK(e.size() == n);
+        CHECK(pt::same_node(e[1], l[1]));
+        CHECK(l[0].as<std::int64_t>() == 0);
+        CHECK(pt::tree_diff(l, e).size() == 3);
+    }
 }

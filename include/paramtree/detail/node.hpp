@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <iterator>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -105,20 +106,60 @@ private:
 inline constexpr std::uint8_t has_shared = 1; // a Shared node in this subtree
 inline constexpr std::uint8_t has_tied = 2;   // a tied placeholder in this subtree
 
-/// A node's children: a fixed array stored right after the node (or in its slab).
+/// Wide nodes keep their children in immutable chunks of `chunk_size`, each a hidden node
+/// of its own: replacing one child of a 1,000-wide list then copies the chunk table and one
+/// chunk (about 64 references) instead of 1,000 references.
+inline constexpr std::size_t chunk_bits = 5;
+inline constexpr std::size_t chunk_size = std::size_t{1} << chunk_bits;
+inline constexpr std::size_t chunk_threshold = 2 * chunk_size; // chunk above this width
+
+/// A node's children, stored right after the node (or in its slab): either the children
+/// themselves or, for wide nodes, the chunks that hold them.
 class child_array {
 public:
+    class iterator {
+    public:
+        using value_type = node_ptr;
+        using difference_type = std::ptrdiff_t;
+        using reference = const node_ptr&;
+        using pointer = const node_ptr*;
+        using iterator_category = std::forward_iterator_tag;
+        iterator() = default;
+        iterator(const child_array* a, std::size_t i) : a_(a), i_(i) {}
+        reference operator*() const { return (*a_)[i_]; }
+        pointer operator->() const { return &(*a_)[i_]; }
+        iterator& operator++() {
+            ++i_;
+            return *this;
+        }
+        iterator operator++(int) {
+            auto old = *this;
+            ++i_;
+            return old;
+        }
+        bool operator==(const iterator& o) const { return i_ == o.i_; }
+
+    private:
+        const child_array* a_ = nullptr;
+        std::size_t i_ = 0;
+    };
+
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    [[nodiscard]] const node_ptr& operator[](std::size_t i) const noexcept { return data_[i]; }
-    [[nodiscard]] const node_ptr* begin() const noexcept { return data_; }
-    [[nodiscard]] const node_ptr* end() const noexcept { return data_ + size_; }
-    [[nodiscard]] node_ptr* mutable_data() const noexcept { return data_; }
+    [[nodiscard]] inline const node_ptr& operator[](std::size_t i) const noexcept;
+    [[nodiscard]] iterator begin() const noexcept { return {this, 0}; }
+    [[nodiscard]] iterator end() const noexcept { return {this, size_}; }
+    [[nodiscard]] bool chunked() const noexcept { return chunked_; }
+    /// The stored entries: the children, or the chunks of a chunked node.
+    [[nodiscard]] node_ptr* raw_data() const noexcept { return data_; }
+    [[nodiscard]] std::size_t raw_size() const noexcept { return raw_size_; }
 
 private:
     friend struct node_factory;
     node_ptr* data_ = nullptr;
     std::size_t size_ = 0;
+    std::size_t raw_size_ = 0;
+    bool chunked_ = false;
 };
 
 /// Several nodes built together (by unflatten) share one allocation, freed with the last.
@@ -140,6 +181,11 @@ struct node {
     mutable std::atomic<std::shared_ptr<const treedef_impl>> cached_def;
 };
 
+inline const node_ptr& child_array::operator[](std::size_t i) const noexcept {
+    if (!chunked_) return data_[i];
+    return data_[i >> chunk_bits]->children.data_[i & (chunk_size - 1)];
+}
+
 inline node_ptr::node_ptr(const node* n) noexcept : p_(n) {}
 inline node_ptr::node_ptr(const node_ptr& o) noexcept : p_(o.p_) {
     if (p_ != nullptr) p_->refs.fetch_add(1, std::memory_order_relaxed);
@@ -152,6 +198,10 @@ inline node_ptr::~node_ptr() {
 [[nodiscard]] node_ptr make_node(node_kind kind, std::vector<node_ptr> children, node_meta meta);
 /// As make_node, moving the children out of `[first, first + n)`.
 [[nodiscard]] node_ptr make_node(node_kind kind, node_ptr* first, std::size_t n, node_meta meta);
+/// A copy of `n` with some children replaced (`changes`: child index, new child). For a
+/// chunked node only the touched chunks are copied: O(width / chunk_size + changes).
+[[nodiscard]] node_ptr replace_children(const node& n,
+                                        std::vector<std::pair<std::size_t, node_ptr>> changes);
 /// Builds many interior nodes (unflatten's) in one allocation: the memory is released when
 /// the builder and every node built in it are gone. Beyond the reserved capacity it falls
 /// back to make_node.
