@@ -164,8 +164,7 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
             stack.back().changes.emplace_back(stack.back().slot, std::move(built));
     }
     if (structure_kept && root.get() != t.node().get()) {
-        if (auto def = t.node()->cached_def.load(std::memory_order_acquire))
-            root->cached_def.store(std::move(def), std::memory_order_release);
+        if (auto def = t.node()->cached_def.load()) root->cached_def.store(std::move(def));
     }
     return tree(std::move(root));
 }

@@ -107,13 +107,13 @@ flat_tree flatten(const tree& t) {
     const auto& root = t.node();
     flat_tree out;
     out.leaves.reserve(root->num_leaves);
-    if (auto cached = root->cached_def.load(std::memory_order_acquire)) {
+    if (auto cached = root->cached_def.load()) {
         collect_leaves(root, out.leaves);
         out.def = treedef(std::move(cached));
         return out;
     }
     out.def = build<false, false>(root, nullptr, out.leaves, nullptr);
-    root->cached_def.store(out.def.impl(), std::memory_order_release);
+    root->cached_def.store(out.def.impl());
     return out;
 }
 
@@ -162,8 +162,7 @@ tree unflatten_impl(const treedef& def, std::size_t count, Take&& take) {
         agenda.push_back(std::move(made));
     }
     detail::node_ptr root = std::move(agenda.back());
-    if (plain_leaves && root->kind != node_kind::none)
-        root->cached_def.store(def.impl(), std::memory_order_release);
+    if (plain_leaves && root->kind != node_kind::none) root->cached_def.store(def.impl());
     return tree(std::move(root));
 }
 

@@ -157,3 +157,28 @@ TEST_CASE("tree: wide nodes (chunked children) behave like narrow ones", "[tree]
         CHECK(pt::tree_diff(l, e).size() == 3);
     }
 }
+
+TEST_CASE("tree: concurrent first flattens race on the treedef cache safely", "[tree][threads]") {
+    for (int round = 0; round < 20; ++round) {
+        std::vector<pt::tree> items;
+        for (int i = 0; i < 300; ++i)
+            items.push_back(pt::record("L", {{"w", pt::array::ones({2})}, {"b", i}}));
+        const auto t = pt::list(items); // wide (chunked), never flattened yet
+        std::vector<std::thread> threads;
+        std::vector<pt::treedef> defs(4);
+        std::vector<std::int64_t> edited_values(4); // Catch2 v2 assertions are not thread-safe:
+        for (std::size_t k = 0; k < 4; ++k)         // record in the threads, check after join
+            threads.emplace_back([&, k] {
+                defs[k] = pt::structure(t);
+                const auto edited =
+                    pt::tree_at(pt::path{pt::index_key{k * 50}, pt::field_key{"b"}}, t, -1);
+                edited_values[k] = edited[k * 50]["b"].as<std::int64_t>();
+            });
+        for (auto& th : threads)
+            th.join();
+        for (const auto& d : defs)
+            CHECK(d == defs[0]);
+        for (const auto v : edited_values)
+            CHECK(v == -1);
+    }
+}

@@ -167,6 +167,31 @@ struct slab {
     std::atomic<std::size_t> live;
 };
 
+/// A write-once, lock-free slot for the treedef of a subtree. The first store wins; later
+/// stores are dropped (they hold an equal structure). Readers copy a shared_ptr that never
+/// changes after publication, which needs no lock.
+class def_cache {
+public:
+    def_cache() = default;
+    def_cache(const def_cache&) = delete;
+    def_cache& operator=(const def_cache&) = delete;
+    ~def_cache() { delete slot_.load(std::memory_order_acquire); }
+
+    [[nodiscard]] std::shared_ptr<const treedef_impl> load() const noexcept {
+        const auto* p = slot_.load(std::memory_order_acquire);
+        return p != nullptr ? *p : nullptr;
+    }
+    void store(std::shared_ptr<const treedef_impl> def) const {
+        if (slot_.load(std::memory_order_acquire) != nullptr) return;
+        auto* box = new std::shared_ptr<const treedef_impl>(std::move(def));
+        const std::shared_ptr<const treedef_impl>* expected = nullptr;
+        if (!slot_.compare_exchange_strong(expected, box, std::memory_order_acq_rel)) delete box;
+    }
+
+private:
+    mutable std::atomic<const std::shared_ptr<const treedef_impl>*> slot_{nullptr};
+};
+
 struct node {
     mutable std::atomic<std::size_t> refs{1};
     node_kind kind = node_kind::none;
@@ -178,7 +203,7 @@ struct node {
     node_meta meta;
     leaf_value value; // only meaningful for kind == leaf
     /// The treedef of this subtree once somebody flattened it (or built it by unflatten).
-    mutable std::atomic<std::shared_ptr<const treedef_impl>> cached_def;
+    mutable def_cache cached_def;
 };
 
 inline const node_ptr& child_array::operator[](std::size_t i) const noexcept {
