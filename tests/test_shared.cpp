@@ -395,3 +395,67 @@ TEST_CASE("shared: a Shared node at the bottom of a deep chain", "[shared][deep]
     CHECK(leaves.size() == 2);
     CHECK(pt::contract(t, full).num_leaves() == 2);
 }
+
+TEST_CASE("shared: PyTorch linear2.weight = linear1.weight (seed 002)", "[shared][seed]") {
+    const auto lin = [](unsigned seed) {
+        return pt::record("Linear",
+                          {{"weight", randn({4, 4}, seed)}, {"bias", randn({4}, seed + 1)}});
+    };
+    const auto model = pt::record("Model", {{"linear1", lin(1)}, {"linear2", lin(3)}});
+    const auto tied =
+        pt::tie(model, {pt::parse_path(".linear2.weight"), pt::parse_path(".linear2.bias")},
+                {pt::parse_path(".linear1.weight"), pt::parse_path(".linear1.bias")});
+    CHECK(tied.num_leaves() == 2); // fewer parameters
+    const auto one =
+        pt::tie(model, pt::parse_path(".linear2.weight"), pt::parse_path(".linear1.weight"));
+    CHECK(one.num_leaves() == 3);
+    // Training (one step on the pruned leaves) updates both modules.
+    const auto after = pt::expand(pt::tree_map(
+        [](const pt::tree& w) {
+            return pt::array::full(w.as_array().shape(), w.as_array().item(0) - 1);
+        },
+        tied));
+    CHECK(pt::tree_equal(after["linear1"], after["linear2"]));
+    CHECK(pt::same_node(after["linear1"]["weight"], after["linear2"]["weight"]));
+}
+
+TEST_CASE("shared: Flax module reuse gives one params entry (seed 000)", "[shared][seed]") {
+    const std::size_t n = 3, hidden = 4;
+    const auto dense =
+        pt::dict({{"kernel", randn({hidden, hidden}, 5)}, {"bias", randn({hidden}, 6)}});
+    const auto params = pt::dict({{"params", pt::dict({{"shared", dense}})}});
+    const auto unshared = pt::dict(
+        {{"params", pt::dict({{"Dense_0", dense},
+                              {"Dense_1", pt::tree_map(
+                                              [](const pt::tree& w) {
+                                                  return pt::array::zeros(w.as_array().shape());
+                                              },
+                                              dense)}})}});
+    CHECK(params.num_leaves() == 2);
+    CHECK(unshared.num_leaves() == 4);
+    // relu(shared(relu(shared(x)))) with the kernel [in, out]; output flattened to N*hidden.
+    const auto apply_dense = [](const pt::tree& d, const std::vector<float>& x, std::size_t rows) {
+        const auto k = d["kernel"].as_array().values<float>();
+        const auto b = d["bias"].as_array().values<float>();
+        const std::size_t h = b.size();
+        std::vector<float> y(rows * h);
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t o = 0; o < h; ++o) {
+                float acc = b[o];
+                for (std::size_t i = 0; i < h; ++i)
+                    acc += x[r * h + i] * k[i * h + o];
+                y[r * h + o] = std::max(acc, 0.f);
+            }
+        return y;
+    };
+    const auto x = randn({n, hidden}, 7).values<float>();
+    const auto& shared = params["params"]["shared"];
+    const auto out = pt::array::from_vector<float>(
+        {n * hidden}, apply_dense(shared, apply_dense(shared, {x.begin(), x.end()}, n), n));
+    CHECK(out.shape() == pt::shape_type{n * hidden});
+    for (const double v : out.to_doubles())
+        CHECK(v >= 0.0);
+    // Building the two-Dense tree from one node only looks tied: share_aliases makes it real.
+    const auto looks = pt::dict({{"Dense_0", dense}, {"Dense_1", dense}});
+    CHECK(pt::share_aliases(looks).num_leaves() == 2);
+}

@@ -1,0 +1,57 @@
+// Tests for <paramtree/error.hpp>: one base, structured fields, the message shape.
+#include <catch2/catch.hpp>
+
+#include <paramtree/paramtree.hpp>
+
+#include <type_traits>
+
+namespace pt = paramtree;
+
+static_assert(std::is_base_of_v<std::runtime_error, pt::error>);
+static_assert(std::is_base_of_v<pt::error, pt::structure_error>);
+static_assert(std::is_base_of_v<pt::error, pt::path_error>);
+static_assert(std::is_base_of_v<pt::error, pt::leaf_count_error>);
+static_assert(std::is_base_of_v<pt::error, pt::leaf_error>);
+static_assert(std::is_base_of_v<pt::error, pt::shape_error>);
+static_assert(std::is_base_of_v<pt::error, pt::sharing_error>);
+static_assert(std::is_base_of_v<pt::error, pt::format_error>);
+
+TEST_CASE("error: fields and message", "[error]") {
+    const pt::structure_error e("tree_map", "['a'][0]", "a list of length 2", "a list of length 3");
+    CHECK(std::string(e.what()) ==
+          "tree_map: at ['a'][0]: expected a list of length 2, found a list of length 3");
+    CHECK(e.context() == "tree_map");
+    CHECK(e.path() == "['a'][0]");
+    CHECK(e.expected() == "a list of length 2");
+    CHECK(e.found() == "a list of length 3");
+    CHECK(std::string(pt::path_error("f", "", "x", "").what()) == "f: at <root>: expected x");
+}
+
+TEST_CASE("error: every kind is caught by the one base, with a path", "[error]") {
+    const auto t = pt::dict({{"a", pt::list({1, 2})}});
+    auto raises = [](auto&& f) {
+        try {
+            f();
+        } catch (const pt::error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK(raises([&] {
+              (void)pt::tree_map([](const pt::tree& x, const pt::tree&) { return x; }, t,
+                                 pt::dict({{"a", 1}}));
+          }).starts_with("tree_map: structure mismatch: at ['a']"));
+    CHECK(
+        raises([&] { (void)t.at(pt::parse_path("['a'][5]")); }).starts_with("tree::at: at ['a']"));
+    CHECK(raises([&] {
+              (void)pt::unflatten(pt::structure(t), std::vector<pt::tree>{});
+          }).find("expected 2 leaves") != std::string::npos);
+    CHECK(raises([&] {
+              (void)t["a"][0].as_array();
+          }).find("expected an array leaf, found the integer 1") != std::string::npos);
+    CHECK(raises([&] { (void)pt::array::zeros({2}).reshape({3}); }).starts_with("reshape"));
+    CHECK(raises([&] {
+              (void)pt::share(t, pt::parse_path("['a'][0]"), pt::parse_path("['a']"));
+          }).find("a cycle") != std::string::npos);
+    CHECK(raises([] { (void)pt::transform::parse("bogus"); }).starts_with("transform::parse"));
+}
