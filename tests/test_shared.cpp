@@ -448,7 +448,8 @@ TEST_CASE("shared: Flax module reuse gives one params entry (seed 000)", "[share
             }
         return y;
     };
-    const auto x = randn({n, hidden}, 7).values<float>();
+    const auto input = randn({n, hidden}, 7); // keep the buffer alive: values() is a view
+    const auto x = input.values<float>();
     const auto& shared = params["params"]["shared"];
     const auto out = pt::array::from_vector<float>(
         {n * hidden}, apply_dense(shared, apply_dense(shared, {x.begin(), x.end()}, n), n));
