@@ -32,7 +32,8 @@ TEST_CASE("array: ragged nested braces are a shape_error", "[array][error]") {
 
 TEST_CASE("array: zeros, ones, full, arange, scalar", "[array]") {
     CHECK(pt::array::zeros({2, 2}).item(3) == 0.0);
-    CHECK(pt::array::ones({3}, pt::dtype::int32).values<std::int32_t>()[2] == 1);
+    const auto ones = pt::array::ones({3}, pt::dtype::int32);
+    CHECK(ones.values<std::int32_t>()[2] == 1);
     CHECK(pt::array::full({2}, 2.5, pt::dtype::float64).item(1) == 2.5);
     CHECK(pt::array::arange(5).item(4) == 4.0);
     const auto s = pt::array::scalar(7.0);
@@ -57,7 +58,8 @@ TEST_CASE("array: astype converts values", "[array]") {
     const auto i = a.astype(pt::dtype::int64);
     CHECK(i.dtype() == pt::dtype::int64);
     CHECK(i.values<std::int64_t>()[1] == -2);
-    CHECK(a.astype(pt::dtype::float64).values<double>()[0] == 1.5);
+    const auto wide = a.astype(pt::dtype::float64);
+    CHECK(wide.values<double>()[0] == 1.5);
 }
 
 TEST_CASE("array: wrong element type and bad indices are errors", "[array][error]") {
@@ -70,6 +72,17 @@ TEST_CASE("array: wrong element type and bad indices are errors", "[array][error
     CHECK_THROWS_AS(pt::array::zeros({1ULL << 40, 1ULL << 40}), pt::shape_error);
     CHECK_THROWS_AS(pt::array::from_vector<float>({3}, {1.f, 2.f}), pt::shape_error);
 }
+
+namespace {
+template <class A>
+concept can_view = requires(A&& a) {
+    std::forward<A>(a).template values<float>();
+};
+} // namespace
+
+// values() on an rvalue is deleted: its span would dangle at the end of the statement.
+static_assert(!can_view<pt::array>);
+static_assert(can_view<const pt::array&>);
 
 TEST_CASE("array: build fills a fresh buffer once", "[array]") {
     const auto a = pt::array::build<double>({2, 2}, [](std::span<double> out) {

@@ -138,10 +138,13 @@ public:
 
     /// The elements as a span of `T`. Throws leaf_error if `T` is not the array's dtype.
     template <element T>
-    [[nodiscard]] std::span<const T> values() const {
+    [[nodiscard]] std::span<const T> values() const& {
         check_dtype(dtype_of<T>);
         return {reinterpret_cast<const T*>(bytes()), size()};
     }
+    /// A view into a temporary would dangle: keep the array in a variable first.
+    template <element T>
+    std::span<const T> values() const&& = delete;
     /// Element `i` (flat, row-major index) converted to double. Throws path_error if out of range.
     [[nodiscard]] double item(std::size_t i = 0) const;
     /// All elements converted to double.
