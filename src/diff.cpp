@@ -21,9 +21,7 @@ void diff_walk(const tree& a, const tree& b, tolerance tol, std::vector<tree_dif
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth)
-            cur.pop_back();
-        if (it.entry) cur.push_back(*it.entry);
+        detail::move_to(cur, it.depth, it.entry);
         if (it.x.get() == it.y.get()) continue; // the same immutable node
         const auto& x = *it.x;
         const auto& y = *it.y;

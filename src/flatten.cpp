@@ -209,9 +209,7 @@ std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth)
-            cur.pop_back();
-        if (it.entry) cur.push_back(*it.entry);
+        detail::move_to(cur, it.depth, it.entry);
         const auto& d = nodes[it.index];
         if (d.kind == node_kind::leaf) {
             out.emplace_back(std::move(it.n));

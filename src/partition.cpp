@@ -23,6 +23,16 @@ bool is_inexact(const tree& leaf) {
     return is_float_array(leaf) || (leaf.is_leaf() && std::holds_alternative<double>(leaf.value()));
 }
 
+namespace {
+// Sends leaf i to `matching` when decision[i], else to `rest`; the other side gets None.
+partitioned split(const treedef& def, std::vector<tree> leaves, const std::vector<char>& decision) {
+    std::vector<tree> yes(leaves.size()), no(leaves.size());
+    for (std::size_t i = 0; i < leaves.size(); ++i)
+        (decision[i] != 0 ? yes : no)[i] = std::move(leaves[i]);
+    return {unflatten(def, std::move(yes)), unflatten(def, std::move(no))};
+}
+} // namespace
+
 partitioned partition(const tree& t, const path_filter& pred, tie_policy policy) {
     auto [items, def] = flatten_with_path(t);
     std::vector<char> decision(items.size());
@@ -62,37 +72,19 @@ partitioned partition(const tree& t, const path_filter& pred, tie_policy policy)
             }
         }
     }
-    std::vector<tree> yes, no;
-    yes.reserve(items.size());
-    no.reserve(items.size());
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        auto& leaf = items[i].second;
-        if (decision[i] != 0) {
-            yes.push_back(std::move(leaf));
-            no.emplace_back();
-        } else {
-            yes.emplace_back();
-            no.push_back(std::move(leaf));
-        }
-    }
-    return {unflatten(def, std::move(yes)), unflatten(def, std::move(no))};
+    std::vector<tree> leaves;
+    leaves.reserve(items.size());
+    for (auto& item : items)
+        leaves.push_back(std::move(item.second));
+    return split(def, std::move(leaves), decision);
 }
 
 partitioned partition(const tree& t, const leaf_filter& pred) {
     auto [leaves, def] = flatten(t);
-    std::vector<tree> yes, no;
-    yes.reserve(leaves.size());
-    no.reserve(leaves.size());
-    for (auto& leaf : leaves) {
-        if (pred(leaf)) {
-            yes.push_back(std::move(leaf));
-            no.emplace_back();
-        } else {
-            yes.emplace_back();
-            no.push_back(std::move(leaf));
-        }
-    }
-    return {unflatten(def, std::move(yes)), unflatten(def, std::move(no))};
+    std::vector<char> decision(leaves.size());
+    for (std::size_t i = 0; i < leaves.size(); ++i)
+        decision[i] = pred(leaves[i]);
+    return split(def, std::move(leaves), decision);
 }
 
 tree filter(const tree& t, const leaf_filter& pred, const tree& replacement) {

@@ -391,9 +391,7 @@ std::vector<tie_info> ties(const tree& t) {
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
-        while (cur.size() > it.depth - (it.entry ? 1 : 0))
-            cur.pop_back();
-        if (it.entry) cur.push_back(*it.entry);
+        detail::move_to(cur, it.depth - (it.entry ? 1 : 0), it.entry);
         const auto& n = *it.n;
         if ((n.flags & detail::has_tied) == 0) continue;
         if (n.kind == node_kind::tied) {

@@ -50,9 +50,7 @@ std::optional<difference> first_difference(const treedef& a, const treedef& b) {
     while (!stack.empty()) {
         const item it = stack.back();
         stack.pop_back();
-        while (cur.size() > it.depth)
-            cur.pop_back();
-        if (it.entry) cur.push_back(*it.entry);
+        move_to(cur, it.depth, it.entry);
         const auto& x = na[it.ia];
         const auto& y = nb[it.ib];
         if (!same_level(x, y))
@@ -133,9 +131,7 @@ std::vector<path> treedef::leaf_paths() const {
     while (!stack.empty()) {
         const item it = stack.back();
         stack.pop_back();
-        while (cur.size() > it.depth)
-            cur.pop_back();
-        if (it.entry) cur.push_back(*it.entry);
+        detail::move_to(cur, it.depth, it.entry);
         const auto& n = nodes[it.index];
         if (n.kind == node_kind::leaf) {
             out.push_back(cur);

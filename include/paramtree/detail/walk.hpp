@@ -14,6 +14,14 @@ namespace paramtree::detail {
     return h ^ (v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
 }
 
+/// Moves `cur`, the path of an explicit-stack pre-order walk, to an item whose parent is at
+/// `parent_depth` and which is reached from it by `entry` (none for a Shared node's child).
+inline void move_to(path& cur, std::size_t parent_depth, const std::optional<path_entry>& entry) {
+    while (cur.size() > parent_depth)
+        cur.pop_back();
+    if (entry) cur.push_back(*entry);
+}
+
 struct difference {
     path where;
     std::string left;
