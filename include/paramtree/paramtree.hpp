@@ -12,6 +12,7 @@
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/print.hpp>
+#include <paramtree/random.hpp>
 #include <paramtree/ravel.hpp>
 #include <paramtree/record.hpp>
 #include <paramtree/reference.hpp>
