@@ -35,10 +35,15 @@ void collect_leaves(const detail::node_ptr& root, std::vector<tree>& out) {
             continue;
         }
         const auto& c = *f.next++;
-        if (c->kind == node_kind::leaf)
+        if (c->kind == node_kind::leaf) {
             out.emplace_back(c);
-        else if (c->num_leaves != 0)
+        } else if (c->num_leaves == 0) {
+            continue;
+        } else if (f.next == f.end) {
+            f = frame_of(*c); // the last child takes over the frame: chains need no stack
+        } else {
             stack.push_back(frame_of(*c));
+        }
     }
 }
 
