@@ -7,6 +7,7 @@
 #include <paramtree/treedef.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -23,20 +24,19 @@ struct node_factory {
         node* n = new (mem) node;
         n->children.data_ =
             reinterpret_cast<node_ptr*>(static_cast<std::byte*>(mem) + sizeof(node));
-        n->children.size_ = n_children;
-        n->children.raw_size_ = n_children;
+        n->children.size_ = static_cast<std::uint32_t>(n_children);
+        n->children.raw_size_ = static_cast<std::uint32_t>(n_children);
         return n;
     }
     static void set_children(node* n, node_ptr* data, std::size_t size) {
         n->children.data_ = data;
-        n->children.size_ = size;
-        n->children.raw_size_ = size;
+        n->children.size_ = static_cast<std::uint32_t>(size);
+        n->children.raw_size_ = static_cast<std::uint32_t>(size);
     }
     // A node whose `raw` entries are chunks holding `size` children in all.
     static node* allocate_chunked(std::size_t raw, std::size_t size) {
         node* n = allocate(raw);
-        n->children.size_ = size;
-        n->children.chunked_ = true;
+        n->children.size_ = static_cast<std::uint32_t>(size);
         return n;
     }
 };
@@ -111,6 +111,8 @@ node_ptr make_chunked(node_kind kind, std::vector<node_ptr> chunks, std::size_t 
 } // namespace
 
 node_ptr make_node(node_kind kind, node_ptr* first, std::size_t count, node_meta meta) {
+    if (count > std::numeric_limits<std::uint32_t>::max())
+        throw_shape("tree node", "at most 2^32 - 1 children", std::to_string(count));
     if (count > chunk_threshold) {
         std::vector<node_ptr> chunks;
         chunks.reserve((count + chunk_size - 1) / chunk_size);

@@ -149,7 +149,7 @@ public:
     [[nodiscard]] inline const node_ptr& operator[](std::size_t i) const noexcept;
     [[nodiscard]] iterator begin() const noexcept { return {this, 0}; }
     [[nodiscard]] iterator end() const noexcept { return {this, size_}; }
-    [[nodiscard]] bool chunked() const noexcept { return chunked_; }
+    [[nodiscard]] bool chunked() const noexcept { return raw_size_ != size_; }
     /// The stored entries: the children, or the chunks of a chunked node.
     [[nodiscard]] node_ptr* raw_data() const noexcept { return data_; }
     [[nodiscard]] std::size_t raw_size() const noexcept { return raw_size_; }
@@ -157,9 +157,8 @@ public:
 private:
     friend struct node_factory;
     node_ptr* data_ = nullptr;
-    std::size_t size_ = 0;
-    std::size_t raw_size_ = 0;
-    bool chunked_ = false;
+    std::uint32_t size_ = 0;     // children
+    std::uint32_t raw_size_ = 0; // stored entries: fewer than size_ exactly when chunked
 };
 
 /// Several nodes built together (by unflatten) share one allocation, freed with the last.
@@ -207,7 +206,7 @@ struct node {
 };
 
 inline const node_ptr& child_array::operator[](std::size_t i) const noexcept {
-    if (!chunked_) return data_[i];
+    if (raw_size_ == size_) return data_[i];
     return data_[i >> chunk_bits]->children.data_[i & (chunk_size - 1)];
 }
 
