@@ -95,23 +95,6 @@ struct aligned_deleter {
     void operator()(std::byte* p) const noexcept { ::operator delete[](p, buffer_alignment); }
 };
 
-template <class F>
-decltype(auto) dispatch(dtype d, F&& f) {
-    switch (d) {
-    case dtype::float32:
-        return f(float{});
-    case dtype::float64:
-        return f(double{});
-    case dtype::int32:
-        return f(std::int32_t{});
-    case dtype::int64:
-        return f(std::int64_t{});
-    case dtype::boolean:
-        return f(bool{});
-    }
-    return f(float{});
-}
-
 } // namespace
 
 array::array() : array(array::zeros({})) {}
@@ -149,7 +132,7 @@ array array::from_owner(paramtree::dtype d, shape_type shape, std::size_t size, 
 array array::full(shape_type shape, double value, paramtree::dtype d) {
     auto [result, data] = allocate(d, std::move(shape));
     const std::size_t n = result.size();
-    dispatch(d, [&](auto tag) {
+    detail::dispatch(d, [&](auto tag) {
         using T = decltype(tag);
         std::fill_n(static_cast<T*>(data), n, static_cast<T>(value));
     });
@@ -164,7 +147,7 @@ array array::ones(shape_type shape, paramtree::dtype d) {
 
 array array::arange(std::size_t n, paramtree::dtype d) {
     auto [result, data] = allocate(d, {n});
-    dispatch(d, [&](auto tag) {
+    detail::dispatch(d, [&](auto tag) {
         using T = decltype(tag);
         auto* out = static_cast<T*>(data);
         for (std::size_t i = 0; i < n; ++i)
@@ -206,7 +189,7 @@ double array::item(std::size_t i) const {
     if (i >= size())
         detail::throw_path("array::item", {}, fmt::format("an index below {}", size()),
                            fmt::format("{}", i));
-    return dispatch(dtype(), [&](auto tag) {
+    return detail::dispatch(dtype(), [&](auto tag) {
         using T = decltype(tag);
         T v;
         std::memcpy(&v, bytes() + i * sizeof(T), sizeof(T));
@@ -216,7 +199,7 @@ double array::item(std::size_t i) const {
 
 std::vector<double> array::to_doubles() const {
     std::vector<double> out(size());
-    dispatch(dtype(), [&](auto tag) {
+    detail::dispatch(dtype(), [&](auto tag) {
         using T = decltype(tag);
         const auto* p = reinterpret_cast<const T*>(bytes());
         for (std::size_t i = 0; i < out.size(); ++i)
@@ -228,10 +211,10 @@ std::vector<double> array::to_doubles() const {
 array array::astype(paramtree::dtype d) const {
     if (d == dtype()) return *this;
     auto [result, data] = allocate(d, shape());
-    dispatch(dtype(), [&](auto src_tag) {
+    detail::dispatch(dtype(), [&](auto src_tag) {
         using S = decltype(src_tag);
         const auto* src = reinterpret_cast<const S*>(bytes());
-        dispatch(d, [&](auto dst_tag) {
+        detail::dispatch(d, [&](auto dst_tag) {
             using D = decltype(dst_tag);
             auto* dst = static_cast<D*>(data);
             for (std::size_t i = 0; i < size(); ++i)
@@ -255,7 +238,7 @@ namespace detail {
 array add(const array& a, const array& b) {
     if (a.dtype() != b.dtype() || a.shape() != b.shape())
         throw_shape("add", a.describe(), b.describe());
-    return dispatch(a.dtype(), [&](auto tag) {
+    return detail::dispatch(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_same_v<T, bool>) {
             throw_shape("add", "a numeric dtype", "bool");
@@ -277,7 +260,7 @@ bool array_equal(const array& a, const array& b, double rtol, double atol) {
     if (same_storage(a, b)) return true;
     if (rtol == 0 && atol == 0) {
         // Bitwise equality would call -0.0 != 0.0 and NaN == NaN: compare as numbers.
-        return dispatch(a.dtype(), [&](auto tag) {
+        return detail::dispatch(a.dtype(), [&](auto tag) {
             using T = decltype(tag);
             const auto* x = reinterpret_cast<const T*>(a.bytes());
             const auto* y = reinterpret_cast<const T*>(b.bytes());

@@ -44,15 +44,15 @@ std::string leaf_text(const detail::leaf_value& v) {
 
 std::vector<item> layout(const tree& t) {
     std::vector<item> items;
-    struct todo {
+    struct pending {
         const detail::node* n;
         std::string label;
         std::size_t parent; // npos for the root
     };
     constexpr auto npos = static_cast<std::size_t>(-1);
-    std::vector<todo> stack{{t.node().get(), "", npos}};
+    std::vector<pending> stack{{t.node().get(), "", npos}};
     while (!stack.empty()) {
-        todo td = std::move(stack.back());
+        pending td = std::move(stack.back());
         stack.pop_back();
         const auto& n = *td.n;
         const std::size_t id = items.size();

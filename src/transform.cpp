@@ -1,4 +1,5 @@
 // paramtree — named tie transforms: shapes, application, adjoints, text.
+#include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/transform.hpp>
 
@@ -96,19 +97,7 @@ array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
                 }
             });
         };
-        switch (a.dtype()) {
-        case dtype::float32:
-            return copy(float{});
-        case dtype::float64:
-            return copy(double{});
-        case dtype::int32:
-            return copy(std::int32_t{});
-        case dtype::int64:
-            return copy(std::int64_t{});
-        case dtype::boolean:
-            return copy(bool{});
-        }
-        return copy(float{});
+        return detail::dispatch(a.dtype(), copy);
     }();
 }
 

@@ -89,10 +89,13 @@ TEST_CASE("map: tree_transpose", "[map]") {
 
 TEST_CASE("map: a chain of 100,000 nested lists maps without recursion", "[map][deep]") {
     pt::tree t = 1.0;
-    for (int i = 0; i < 100000; ++i) t = pt::list({t, static_cast<double>(i)});
-    const auto doubled = pt::tree_map([](const pt::tree& l, const pt::tree& r) { return l.as<double>() + r.as<double>(); }, t, t);
+    for (int i = 0; i < 100000; ++i)
+        t = pt::list({t, static_cast<double>(i)});
+    const auto doubled = pt::tree_map(
+        [](const pt::tree& l, const pt::tree& r) { return l.as<double>() + r.as<double>(); }, t, t);
     CHECK(doubled.num_leaves() == 100001);
     CHECK(doubled[1].as<double>() == 2 * 99999.0);
-    const auto sum = pt::tree_reduce([](double acc, const pt::tree& l) { return acc + l.as<double>(); }, doubled, 0.0);
+    const auto sum = pt::tree_reduce(
+        [](double acc, const pt::tree& l) { return acc + l.as<double>(); }, doubled, 0.0);
     CHECK(sum == 2 * (1.0 + 99999.0 * 100000.0 / 2));
 }

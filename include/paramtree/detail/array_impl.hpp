@@ -17,6 +17,24 @@ struct array_impl {
     std::shared_ptr<const trace_slot> trace; // set only while a gradient is being taken
 };
 
+/// Calls `f` with a value of the C++ element type of `d` (e.g. `float{}` for float32).
+template <class F>
+decltype(auto) dispatch(paramtree::dtype d, F&& f) {
+    switch (d) {
+    case paramtree::dtype::float32:
+        return f(float{});
+    case paramtree::dtype::float64:
+        return f(double{});
+    case paramtree::dtype::int32:
+        return f(std::int32_t{});
+    case paramtree::dtype::int64:
+        return f(std::int64_t{});
+    case paramtree::dtype::boolean:
+        return f(bool{});
+    }
+    return f(float{});
+}
+
 /// Elementwise a + b for arrays of one dtype and shape; throws shape_error otherwise.
 [[nodiscard]] array add(const array& a, const array& b);
 
