@@ -74,7 +74,6 @@ treedef build(const detail::node_ptr& root, const leaf_predicate* is_leaf,
         std::size_t next, start_nodes, start_leaves;
     };
     std::vector<frame> stack{{root.get(), 0, 0, leaves.size()}};
-    const std::size_t leaves_before = leaves.size();
     while (!stack.empty()) {
         frame& f = stack.back();
         const detail::node* n = f.n;
@@ -102,7 +101,6 @@ treedef build(const detail::node_ptr& root, const leaf_predicate* is_leaf,
             stack.push_back({c.get(), 0, nodes.size(), leaves.size()});
         }
     }
-    (void)leaves_before;
     return detail::make_treedef(std::move(nodes));
 }
 

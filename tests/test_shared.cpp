@@ -460,3 +460,25 @@ TEST_CASE("shared: Flax module reuse gives one params entry (seed 000)", "[share
     const auto looks = pt::dict({{"Dense_0", dense}, {"Dense_1", dense}});
     CHECK(pt::share_aliases(looks).num_leaves() == 2);
 }
+
+TEST_CASE("shared: expand on a wide (chunked) node replaces only the tied children",
+          "[shared][wide]") {
+    std::vector<pt::tree> layers;
+    for (unsigned i = 0; i < 200; ++i)
+        layers.push_back(randn({2, 2}, 500 + i));
+    const auto t = pt::list(layers);
+    const auto tied =
+        pt::share(t, std::vector{pt::path{pt::index_key{150}}, pt::path{pt::index_key{199}}},
+                  pt::path{pt::index_key{3}});
+    CHECK(tied.num_leaves() == 198);
+    const auto full = pt::expand(tied);
+    REQUIRE(full.size() == 200);
+    CHECK(pt::same_storage(full[150].as_array(), t[3].as_array()));
+    CHECK(pt::same_storage(full[199].as_array(), t[3].as_array()));
+    for (std::size_t i :
+         {std::size_t{0}, std::size_t{3}, std::size_t{149}, std::size_t{151}, std::size_t{198}})
+        CHECK(pt::same_node(full[i], t[i]));
+    const auto ones =
+        pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); }, full);
+    CHECK(pt::contract(tied, ones)[3].as_array().item(0) == 3.0);
+}

@@ -67,32 +67,28 @@ node_ptr rebuild(const node_ptr& root, Descend&& descend, Visit&& visit) {
     struct frame {
         node_ptr n;
         std::size_t next = 0;
-        std::vector<node_ptr> kids;
-        bool changed = false;
+        std::vector<std::pair<std::size_t, node_ptr>> changes; // (child index, new child)
     };
     std::vector<frame> stack;
-    stack.push_back({root, 0, {}, false});
+    stack.push_back({root, 0, {}});
     node_ptr result;
     while (!stack.empty()) {
         frame& f = stack.back();
         if (f.next < f.n->children.size()) {
             const node_ptr& c = f.n->children[f.next++];
-            if (descend(*c)) {
-                stack.push_back({c, 0, {}, false});
-            } else {
-                f.kids.push_back(c);
-            }
+            if (descend(*c)) stack.push_back({c, 0, {}});
             continue;
         }
-        node_ptr built = f.changed ? make_node(f.n->kind, std::move(f.kids), f.n->meta) : f.n;
+        // Only the changed children are replaced: a wide node copies its touched chunks only.
+        node_ptr built = f.changes.empty() ? f.n : replace_children(*f.n, std::move(f.changes));
         node_ptr out = visit(built);
         stack.pop_back();
         if (stack.empty()) {
             result = std::move(out);
         } else {
             frame& p = stack.back();
-            p.changed = p.changed || out.get() != p.n->children[p.next - 1].get();
-            p.kids.push_back(std::move(out));
+            if (out.get() != p.n->children[p.next - 1].get())
+                p.changes.emplace_back(p.next - 1, std::move(out));
         }
     }
     return result;
