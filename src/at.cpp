@@ -15,11 +15,7 @@ selector selector::operator[](std::size_t i) const {
 }
 
 selector selector::operator[](std::string_view name) const {
-    const detail::node* n = node_.node().get();
-    while (n->kind == node_kind::shared)
-        n = n->children[0].get();
-    if (n->kind == node_kind::record) return (*this)[paramtree::path{field_key{std::string(name)}}];
-    return (*this)[paramtree::path{dict_key{std::string(name)}}];
+    return (*this)[paramtree::path{detail::name_entry(*node_.node(), name)}];
 }
 
 selector selector::operator[](const paramtree::path& p) const {

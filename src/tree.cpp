@@ -253,6 +253,14 @@ std::optional<path_entry> child_entry(const node_meta& meta, node_kind kind, std
     }
 }
 
+path_entry name_entry(const node& n, std::string_view name) {
+    const node* cur = &n;
+    while (cur->kind == node_kind::shared)
+        cur = cur->children[0].get();
+    if (cur->kind == node_kind::record) return field_key{std::string(name)};
+    return dict_key{std::string(name)};
+}
+
 std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
     if (const auto* k = std::get_if<index_key>(&e)) {
         if ((n.kind == node_kind::list || n.kind == node_kind::tuple) &&
@@ -436,11 +444,7 @@ tree tree::operator[](std::size_t i) const {
 }
 
 tree tree::operator[](std::string_view name) const {
-    const detail::node* n = node_.get();
-    while (n->kind == node_kind::shared)
-        n = n->children[0].get();
-    if (n->kind == node_kind::record) return at(path{field_key{std::string(name)}});
-    return at(path{dict_key{std::string(name)}});
+    return at(path{detail::name_entry(*node_, name)});
 }
 
 tree tree::at(const path& p) const {

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <paramtree/detail/node.hpp>
 #include <paramtree/path.hpp>
@@ -37,6 +38,8 @@ struct difference {
 /// The path entry from `n` to its child `i`; nullopt for a Shared node (paths skip it).
 [[nodiscard]] std::optional<path_entry> child_entry(const node_meta& meta, node_kind kind,
                                                     std::size_t i);
+/// The entry a name selects below `n` (Shared nodes skipped): a record field, else a dict key.
+[[nodiscard]] path_entry name_entry(const node& n, std::string_view name);
 /// Index of the child reached by `e`, or nullopt if `n` has no such child.
 [[nodiscard]] std::optional<std::size_t> find_child(const node& n, const path_entry& e);
 /// `a list of length 3`, `a dict with keys ['a', 'b']`, `a Linear record with fields (w, b)`.
