@@ -8,6 +8,8 @@ namespace pt = paramtree;
 
 namespace {
 
+using bench_shapes::per_leaf;
+
 pt::tree tied_pair(std::size_t n) {
     const auto t = pt::tuple({pt::record("Embedding", {{"weight", pt::array::zeros({n, n})}}),
                               pt::record("Linear", {{"weight", pt::array::zeros({n, n})},
@@ -35,13 +37,6 @@ pt::tree tied_mlp() {
         get.push_back(pt::parse_path(".layers[" + std::to_string(i - 1) + "].weight"));
     }
     return pt::share(t, where, get);
-}
-
-void per_leaf(benchmark::State& state, std::size_t leaves) {
-    state.counters["leaves"] = static_cast<double>(leaves);
-    state.counters["ns_per_leaf"] =
-        benchmark::Counter(static_cast<double>(leaves) * static_cast<double>(state.iterations()),
-                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void flatten_mlp(benchmark::State& state, bool tied) {

@@ -9,6 +9,8 @@ namespace pt = paramtree;
 
 namespace {
 
+using bench_shapes::per_leaf;
+
 using maker = pt::tree (*)();
 
 struct shape_info {
@@ -19,13 +21,6 @@ const shape_info shapes[] = {{"wide", bench_shapes::wide},
                              {"mlp", bench_shapes::mlp},
                              {"transformer", bench_shapes::transformer},
                              {"deep", bench_shapes::deep}};
-
-void per_leaf(benchmark::State& state, std::size_t leaves) {
-    state.counters["leaves"] = static_cast<double>(leaves);
-    state.counters["ns_per_leaf"] =
-        benchmark::Counter(static_cast<double>(leaves) * static_cast<double>(state.iterations()),
-                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-}
 
 // The reference limit: copying N leaf handles from one vector into a reserved vector.
 void limit(benchmark::State& state, maker make) {

@@ -1,7 +1,9 @@
-// paramtree benchmarks — the tree shapes every benchmark runs on.
+// paramtree benchmarks — the tree shapes every benchmark runs on, and the per-leaf counter.
 #pragma once
 
 #include <paramtree/paramtree.hpp>
+
+#include <benchmark/benchmark.h>
 
 #include <string>
 #include <vector>
@@ -58,6 +60,14 @@ inline pt::tree deep() {
     for (int i = 0; i < 1000; ++i)
         t = pt::list({leaf(), t});
     return t;
+}
+
+/// Reports `leaves` and the time per leaf (a rate, inverted: seconds per leaf).
+inline void per_leaf(benchmark::State& state, std::size_t leaves) {
+    state.counters["leaves"] = static_cast<double>(leaves);
+    state.counters["ns_per_leaf"] =
+        benchmark::Counter(static_cast<double>(leaves) * static_cast<double>(state.iterations()),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 } // namespace bench_shapes
