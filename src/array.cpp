@@ -179,6 +179,21 @@ array array::with_trace(std::shared_ptr<const detail::trace_slot> slot) const {
     return array(std::move(impl));
 }
 
+namespace detail {
+array array_access::with_trace(array a, std::shared_ptr<const trace_slot> slot) {
+    if (a.impl_.use_count() != 1) return a.with_trace(std::move(slot));
+    // Sole owner of metadata that was created non-const: writing it is safe and saves a copy.
+    const_cast<array_impl&>(*a.impl_).trace = std::move(slot);
+    return a;
+}
+array array_access::view(const array& a, shape_type shape) {
+    auto impl = std::make_shared<array_impl>(*a.impl_);
+    impl->shape = std::move(shape);
+    impl->trace = nullptr;
+    return array(std::move(impl));
+}
+} // namespace detail
+
 void array::check_dtype(paramtree::dtype d) const {
     if (d != dtype())
         detail::throw_leaf("array element access", {}, fmt::format("dtype {}", dtype_name(d)),
@@ -210,6 +225,7 @@ std::vector<double> array::to_doubles() const {
 
 array array::astype(paramtree::dtype d) const {
     if (d == dtype()) return *this;
+    if (impl_->trace) return detail::traced_astype(*this, with_trace(nullptr).astype(d));
     auto [result, data] = allocate(d, shape());
     detail::dispatch(dtype(), [&](auto src_tag) {
         using S = decltype(src_tag);
@@ -229,9 +245,9 @@ array array::reshape(shape_type new_shape) const {
     if (n != size())
         detail::throw_shape("reshape", fmt::format("a shape with {} elements", size()),
                             fmt::format("[{}] ({} elements)", fmt::join(new_shape, ","), n));
-    auto impl = std::make_shared<detail::array_impl>(*impl_);
-    impl->shape = std::move(new_shape);
-    return array(std::move(impl));
+    array out = detail::array_access::view(*this, std::move(new_shape));
+    // Traced (inside a gradient call): record the reshape so the gradient flows back.
+    return impl_->trace ? detail::traced_reshape(*this, std::move(out)) : out;
 }
 
 namespace detail {

@@ -1,6 +1,7 @@
 // paramtree — named tie transforms: shapes, application, adjoints, text.
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/ops.hpp>
 #include <paramtree/transform.hpp>
 
 #include <algorithm>
@@ -66,39 +67,9 @@ array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
     if (axes.size() != rank)
         detail::throw_shape("permute_axes", fmt::format("{} axes for {}", rank, a.describe()),
                             fmt::format("({})", fmt::join(axes, ",")));
-    shape_type out_shape(rank);
-    for (std::size_t i = 0; i < rank; ++i)
-        out_shape[i] = a.shape()[axes[i]];
-    if (std::is_sorted(axes.begin(), axes.end())) return a.reshape(out_shape);
-    // Strides of the input, read in the output's axis order.
-    std::vector<std::size_t> in_strides(rank, 1);
-    for (std::size_t i = rank; i-- > 1;)
-        in_strides[i - 1] = in_strides[i] * a.shape()[i];
-    std::vector<std::size_t> strides(rank);
-    for (std::size_t i = 0; i < rank; ++i)
-        strides[i] = in_strides[axes[i]];
-    const std::size_t esize = dtype_size(a.dtype());
-    const std::byte* src = a.bytes();
-    const std::size_t n = a.size();
-    return [&] {
-        auto copy = [&](auto tag) {
-            using T = decltype(tag);
-            return array::build<T>(out_shape, [&](std::span<T> out) {
-                std::vector<std::size_t> idx(rank, 0);
-                std::size_t offset = 0;
-                for (std::size_t k = 0; k < n; ++k) {
-                    std::memcpy(&out[k], src + offset * esize, sizeof(T));
-                    for (std::size_t d = rank; d-- > 0;) {
-                        offset += strides[d];
-                        if (++idx[d] < out_shape[d]) break;
-                        offset -= strides[d] * out_shape[d];
-                        idx[d] = 0;
-                    }
-                }
-            });
-        };
-        return detail::dispatch(a.dtype(), copy);
-    }();
+    // The differentiable transpose: a transposed tie inside a gradient call sends its
+    // gradient back transposed.
+    return transpose(a, std::vector<int>(axes.begin(), axes.end()));
 }
 
 shape_type transform::output_shape(const shape_type& in) const {
@@ -147,6 +118,7 @@ array transform::apply(const array& a) const {
             detail::throw_shape("transform" + to_string(), "a float array",
                                 std::string(dtype_name(a.dtype())));
         const auto f = factor_;
+        if (a.trace()) return a * f; // recorded, so the gradient is scaled back
         if (a.dtype() == dtype::float32)
             return array::build<float>(a.shape(), [&](std::span<float> out) {
                 const auto in = a.values<float>();

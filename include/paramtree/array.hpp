@@ -50,9 +50,11 @@ using shape_type = std::vector<std::size_t>;
 /// `f32[64,64]`-style text of a dtype and shape.
 [[nodiscard]] std::string describe(dtype d, const shape_type& shape);
 
+class array;
 namespace detail {
 struct array_impl;
 struct trace_slot;
+struct array_access; // internal: kernels and the autodiff tape (src/)
 } // namespace detail
 
 /// An immutable n-d array, row-major and contiguous.
@@ -166,8 +168,8 @@ public:
     [[nodiscard]] array with_trace(std::shared_ptr<const detail::trace_slot> slot) const;
 
 private:
+    friend struct detail::array_access;
     explicit array(std::shared_ptr<const detail::array_impl> impl) : impl_(std::move(impl)) {}
-    struct allocation;
     [[nodiscard]] static std::pair<array, void*> allocate(paramtree::dtype d, shape_type shape);
     void check_dtype(paramtree::dtype d) const;
 

@@ -4,11 +4,13 @@
 #include <paramtree/alias.hpp>
 #include <paramtree/array.hpp>
 #include <paramtree/at.hpp>
+#include <paramtree/autodiff.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/dot.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
+#include <paramtree/ops.hpp>
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/print.hpp>

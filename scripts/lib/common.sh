@@ -3,7 +3,7 @@
 
 PT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PT_BUILD_PACKAGES=(g++ meson ninja-build pkg-config ccache python3 libfmt-dev libxtensor-dev
-                   xtl-dev libxsimd-dev catch2)
+                   xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev catch2)
 
 # Installs the named Debian packages that are not installed yet (apt-get update first, once).
 pt_ensure_packages() {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <utility>
 
 #include <paramtree/array.hpp>
 
@@ -16,6 +17,25 @@ struct array_impl {
     std::shared_ptr<const void> owner;       // keeps `data` alive
     std::shared_ptr<const trace_slot> trace; // set only while a gradient is being taken
 };
+
+/// What kernels and the tape may do that the public API may not.
+struct array_access {
+    /// A fresh array of `shape` and the writable buffer behind it, which the caller fills
+    /// before anyone else sees the array.
+    [[nodiscard]] static std::pair<array, void*> allocate(paramtree::dtype d, shape_type shape) {
+        return array::allocate(d, std::move(shape));
+    }
+    /// `a` with `slot` attached; in place when `a` is the only handle to its metadata (a
+    /// freshly computed result), else on a copy of the metadata. Never copies elements.
+    [[nodiscard]] static array with_trace(array a, std::shared_ptr<const trace_slot> slot);
+    /// `a`'s buffer seen with `shape` (same size; unchecked) and no trace.
+    [[nodiscard]] static array view(const array& a, shape_type shape);
+};
+
+/// The recorded form of `array::reshape` / `array::astype` on a traced array: `out` is the
+/// untraced result; the gradient flows back reshaped / converted (defined in ops.cpp).
+[[nodiscard]] array traced_reshape(const array& in, array out);
+[[nodiscard]] array traced_astype(const array& in, array out);
 
 /// Calls `f` with a value of the C++ element type of `d` (e.g. `float{}` for float32).
 template <class F>

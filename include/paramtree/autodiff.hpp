@@ -1,0 +1,151 @@
+// paramtree — reverse-mode gradients of functions of parameter trees.
+// `value_and_grad(f)(params, args...)` calls `f` once on a copy of `params` whose selected
+// leaves are *traced* (the operations of <paramtree/ops.hpp> record themselves on a tape that
+// belongs to this one call), then runs the tape backwards. The gradient tree has exactly the
+// structure of `params` — for a tree with ties, the PRUNED structure — so a tied weight gets
+// one gradient: the sum over every position that uses it, transposed back through a
+// transforming tie. There is no global state: two threads may take gradients at once.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <paramtree/array.hpp>
+#include <paramtree/partition.hpp>
+#include <paramtree/tree.hpp>
+#include <paramtree/treedef.hpp>
+
+namespace paramtree {
+
+/// Options of value_and_grad / grad.
+struct grad_options {
+    /// Which argument of `f` is differentiated (a tree or an array).
+    std::size_t argnum = 0;
+    /// Which leaves of that tree are differentiated; the gradient holds None at the others
+    /// (Equinox's filter_value_and_grad). A selected leaf must be a float array.
+    leaf_filter filter = is_float_array;
+};
+
+/// What value_and_grad returns: `auto [loss, grads] = ...`.
+struct value_and_grad_result {
+    array value; // f's scalar result (untraced)
+    tree grad;   // the structure of the differentiated argument
+};
+/// With auxiliary outputs (`f` returned `std::pair<array, tree>`): `auto [loss, aux, grads]`.
+struct value_and_grad_aux_result {
+    array value;
+    tree aux; // f's second result, its arrays untraced
+    tree grad;
+};
+
+namespace detail {
+struct tape;
+
+/// One gradient call: owns the tape for its duration and closes it on the way out (also on
+/// an exception), so traced arrays that escape can no longer record.
+class grad_session {
+public:
+    grad_session();
+    ~grad_session();
+    grad_session(const grad_session&) = delete;
+    grad_session& operator=(const grad_session&) = delete;
+
+    /// `params` with its selected leaves traced, ties expanded: what `f` sees.
+    [[nodiscard]] tree trace(const tree& params, const leaf_filter& filter);
+    /// An array argument, traced.
+    [[nodiscard]] array trace(const array& x);
+    /// Runs the backward pass from `value` and returns the gradient of what was traced.
+    [[nodiscard]] tree gradient(const array& value);
+
+private:
+    std::shared_ptr<tape> tape_;
+    bool is_array_ = false;
+    treedef def_;
+    std::vector<tree> leaves_;        // the differentiated argument's leaves
+    std::vector<std::uint32_t> vars_; // tape id per leaf (`untraced` where not selected)
+};
+
+/// `t` with every array leaf's trace removed (the values are kept).
+[[nodiscard]] tree strip_traces(const tree& t);
+/// `x` without its trace.
+[[nodiscard]] array strip_trace(const array& x);
+[[noreturn]] void throw_bad_argnum(std::size_t argnum, std::size_t count);
+[[noreturn]] void throw_not_differentiable(std::size_t argnum);
+
+template <class T>
+concept differentiable_argument = std::same_as<T, tree> || std::same_as<T, array>;
+
+template <class R>
+struct is_aux_result : std::false_type {};
+template <>
+struct is_aux_result<std::pair<array, tree>> : std::true_type {};
+
+template <class F, class... Args>
+auto call_traced(grad_session& session, const F& f, const grad_options& options,
+                 const Args&... args) {
+    if (options.argnum >= sizeof...(Args)) throw_bad_argnum(options.argnum, sizeof...(Args));
+    std::size_t index = 0;
+    // Each argument is passed on unchanged, except the differentiated one, traced.
+    auto pass = [&]<class A>(const A& arg) -> decltype(auto) {
+        const bool chosen = index++ == options.argnum;
+        if constexpr (std::same_as<A, tree>) {
+            return chosen ? session.trace(arg, options.filter) : arg;
+        } else if constexpr (std::same_as<A, array>) {
+            return chosen ? session.trace(arg) : arg;
+        } else {
+            if (chosen) throw_not_differentiable(options.argnum);
+            return (arg);
+        }
+    };
+    // Braced initialisation fixes left-to-right evaluation, so `index` counts in order.
+    return std::apply([&](auto&&... p) { return std::invoke(f, std::forward<decltype(p)>(p)...); },
+                      std::tuple<decltype(pass(args))...>{pass(args)...});
+}
+} // namespace detail
+
+/// `f` turned into a function returning its value and its gradient with respect to
+/// argument `options.argnum` (a tree or an array). `f` returns a one-element float array,
+/// or `std::pair<array, tree>` to also return auxiliary outputs (has_aux).
+///
+/// `f` sees the differentiated tree with its ties expanded: every use of a tied weight feeds
+/// one gradient entry, and the gradient has the pruned structure of the argument.
+///
+///     auto loss = [](const pt::tree& p, const pt::array& x, const pt::array& y) {
+///         return pt::mean(pt::pow(pt::matmul(x, p["w"].as_array()) - y, 2.0)); };
+///     auto [value, grads] = pt::value_and_grad(loss)(params, x, y);
+///     pt::array gw = grads["w"].as_array();       // the shape of params["w"]
+template <class F>
+[[nodiscard]] auto value_and_grad(F f, grad_options options = {}) {
+    return [f = std::move(f), options = std::move(options)]<class... Args>(const Args&... args) {
+        detail::grad_session session;
+        auto out = detail::call_traced(session, f, options, args...);
+        using R = decltype(out);
+        if constexpr (detail::is_aux_result<R>::value) {
+            tree grad = session.gradient(out.first);
+            return value_and_grad_aux_result{detail::strip_trace(out.first),
+                                             detail::strip_traces(out.second), std::move(grad)};
+        } else {
+            static_assert(std::same_as<R, array>,
+                          "f must return pt::array or std::pair<pt::array, pt::tree>");
+            tree grad = session.gradient(out);
+            return value_and_grad_result{detail::strip_trace(out), std::move(grad)};
+        }
+    };
+}
+
+/// Only the gradient: `pt::grad(f)(params, x)` is `value_and_grad(f)(params, x).grad`.
+template <class F>
+[[nodiscard]] auto grad(F f, grad_options options = {}) {
+    return [vg = value_and_grad(std::move(f), std::move(options))]<class... Args>(
+               const Args&... args) { return vg(args...).grad; };
+}
+
+} // namespace paramtree

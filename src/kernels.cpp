@@ -1,0 +1,352 @@
+// paramtree — untraced kernels: broadcasting, arithmetic, reductions (see kernels.hpp).
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstring>
+
+namespace paramtree::kernels {
+
+std::string describe_all(std::initializer_list<const array*> xs) {
+    std::string out;
+    for (const array* x : xs) {
+        if (!out.empty()) out += " and ";
+        out += x->describe();
+    }
+    return out;
+}
+
+void check_same_dtype(std::string_view op, std::initializer_list<const array*> xs) {
+    for (const array* x : xs)
+        if (x->dtype() != (*xs.begin())->dtype())
+            detail::throw_shape(std::string(op), "operands of one dtype", describe_all(xs));
+}
+
+shape_type broadcast_shapes(std::string_view op, std::initializer_list<const array*> xs) {
+    std::size_t rank = 0;
+    for (const array* x : xs)
+        rank = std::max(rank, x->ndim());
+    shape_type out(rank, 1);
+    for (const array* x : xs) {
+        const auto& s = x->shape();
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            auto& o = out[rank - s.size() + i];
+            if (s[i] == o || s[i] == 1) continue;
+            if (o != 1)
+                detail::throw_shape(std::string(op), "shapes that broadcast together",
+                                    describe_all(xs));
+            o = s[i];
+        }
+    }
+    return out;
+}
+
+broadcast_plan plan_broadcast(const shape_type& out_shape,
+                              std::initializer_list<const shape_type*> in_shapes) {
+    const std::size_t rank = out_shape.size();
+    const std::size_t k = in_shapes.size();
+    // Per-operand strides in the output's index space (0 on broadcast axes).
+    std::array<std::vector<std::size_t>, 3> full;
+    std::size_t op = 0;
+    for (const shape_type* s : in_shapes) {
+        auto& st = full[op++];
+        st.assign(rank, 0);
+        std::size_t stride = 1;
+        for (std::size_t i = s->size(); i-- > 0;) {
+            const std::size_t d = rank - s->size() + i;
+            st[d] = (*s)[i] == 1 ? 0 : stride;
+            stride *= (*s)[i];
+        }
+    }
+    // Merge axis d into the row below it whenever every operand steps through both as one.
+    broadcast_plan p;
+    p.operands = k;
+    for (std::size_t d = 0; d < rank; ++d) {
+        if (out_shape[d] == 1) continue;
+        bool merge = !p.shape.empty();
+        for (std::size_t o = 0; o < k && merge; ++o)
+            merge = p.strides[o].back() == full[o][d] * out_shape[d];
+        if (merge) {
+            p.shape.back() *= out_shape[d];
+            for (std::size_t o = 0; o < k; ++o)
+                p.strides[o].back() = full[o][d];
+        } else {
+            p.shape.push_back(out_shape[d]);
+            for (std::size_t o = 0; o < k; ++o)
+                p.strides[o].push_back(full[o][d]);
+        }
+    }
+    return p;
+}
+
+namespace {
+template <class F>
+array arith(std::string_view op, const array& a, const array& b, F f) {
+    check_same_dtype(op, {&a, &b});
+    const auto shape = broadcast_shapes(op, {&a, &b});
+    return numeric_dispatch(op, a, [&](auto tag) {
+        using T = decltype(tag);
+        return binary<T>(a, b, shape, [&](T x, T y) { return static_cast<T>(f(x, y)); });
+    });
+}
+} // namespace
+
+array add(const array& a, const array& b) {
+    return arith("add", a, b, [](auto x, auto y) { return x + y; });
+}
+array sub(const array& a, const array& b) {
+    return arith("subtract", a, b, [](auto x, auto y) { return x - y; });
+}
+array mul(const array& a, const array& b) {
+    return arith("multiply", a, b, [](auto x, auto y) { return x * y; });
+}
+array div(const array& a, const array& b) {
+    check_same_dtype("divide", {&a, &b});
+    const auto shape = broadcast_shapes("divide", {&a, &b});
+    return float_dispatch("divide", a, [&](auto tag) {
+        using T = decltype(tag);
+        return binary<T>(a, b, shape, [](T x, T y) { return x / y; });
+    });
+}
+array neg(const array& a) {
+    return numeric_dispatch("negative", a, [&](auto tag) {
+        using T = decltype(tag);
+        return unary<T>(a, [](T x) { return static_cast<T>(-x); });
+    });
+}
+array scale(const array& a, double s) {
+    return numeric_dispatch("multiply", a, [&](auto tag) {
+        using T = decltype(tag);
+        const T f = static_cast<T>(s);
+        return unary<T>(a, [f](T x) { return static_cast<T>(x * f); });
+    });
+}
+
+std::vector<std::size_t> normalize_axes(std::string_view op, const array& x,
+                                        const std::vector<int>& axes) {
+    const auto rank = static_cast<int>(x.ndim());
+    std::vector<std::size_t> out;
+    if (axes.empty()) {
+        out.resize(x.ndim());
+        std::iota(out.begin(), out.end(), std::size_t{0});
+        return out;
+    }
+    for (const int a : axes) {
+        const int n = a < 0 ? a + rank : a;
+        if (n < 0 || n >= rank)
+            detail::throw_shape(std::string(op), fmt::format("axes in [{}, {})", -rank, rank),
+                                fmt::format("axis {} for {}", a, x.describe()));
+        out.push_back(static_cast<std::size_t>(n));
+    }
+    std::sort(out.begin(), out.end());
+    if (std::adjacent_find(out.begin(), out.end()) != out.end())
+        detail::throw_shape(std::string(op), "distinct axes",
+                            fmt::format("({}) for {}", fmt::join(axes, ","), x.describe()));
+    return out;
+}
+
+shape_type reduced_shape(const shape_type& in, const std::vector<std::size_t>& axes,
+                         bool keepdims) {
+    shape_type out;
+    for (std::size_t d = 0; d < in.size(); ++d) {
+        const bool reduced = std::binary_search(axes.begin(), axes.end(), d);
+        if (!reduced)
+            out.push_back(in[d]);
+        else if (keepdims)
+            out.push_back(1);
+    }
+    return out;
+}
+
+namespace {
+/// Brings the reduced axes into one contiguous block (permuting a copy if they are not) and
+/// calls `f(data, outer, r, inner)` with `x` seen as [outer, r, inner].
+template <class T, class F>
+void as_outer_r_inner(const array& x, const std::vector<std::size_t>& axes, F f) {
+    const auto& s = x.shape();
+    const bool contiguous = axes.empty() || axes.back() - axes.front() + 1 == axes.size();
+    array src = x;
+    std::size_t first = axes.empty() ? 0 : axes.front();
+    std::size_t last = axes.empty() ? 0 : axes.back() + 1;
+    if (!contiguous) {
+        std::vector<std::size_t> perm;
+        for (std::size_t d = 0; d < s.size(); ++d)
+            if (!std::binary_search(axes.begin(), axes.end(), d)) perm.push_back(d);
+        perm.insert(perm.end(), axes.begin(), axes.end());
+        src = permute(x, perm);
+        first = s.size() - axes.size();
+        last = s.size();
+    }
+    const auto& ps = src.shape();
+    std::size_t outer = 1, r = 1, inner = 1;
+    for (std::size_t d = 0; d < ps.size(); ++d)
+        (d < first ? outer : d < last ? r : inner) *= ps[d];
+    f(reinterpret_cast<const T*>(src.bytes()), outer, r, inner);
+}
+} // namespace
+
+array sum(const array& x, const std::vector<std::size_t>& axes) {
+    const auto out_shape = reduced_shape(x.shape(), axes, true);
+    return numeric_dispatch("sum", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(dtype_of<T>, out_shape);
+        auto* out = static_cast<T*>(data);
+        as_outer_r_inner<T>(
+            x, axes, [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
+                for (std::size_t o = 0; o < outer; ++o) {
+                    T* dst = out + o * inner;
+                    if (inner == 1) {
+                        // A row sum: accumulate in double for float32 (one rounding at the end).
+                        using A = std::conditional_t<std::is_same_v<T, float>, double, T>;
+                        A acc = 0;
+                        const T* row = in + o * r;
+                        for (std::size_t k = 0; k < r; ++k)
+                            acc += row[k];
+                        dst[0] = static_cast<T>(acc);
+                        continue;
+                    }
+                    std::fill_n(dst, inner, T{0});
+                    for (std::size_t k = 0; k < r; ++k) {
+                        const T* row = in + (o * r + k) * inner;
+                        for (std::size_t i = 0; i < inner; ++i)
+                            dst[i] += row[i];
+                    }
+                }
+            });
+        return result;
+    });
+}
+
+array max(const array& x, const std::vector<std::size_t>& axes) {
+    const auto out_shape = reduced_shape(x.shape(), axes, true);
+    for (const auto a : axes)
+        if (x.shape()[a] == 0)
+            detail::throw_shape("max", "a non-empty axis to reduce",
+                                fmt::format("axis {} of {}", a, x.describe()));
+    return numeric_dispatch("max", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(dtype_of<T>, out_shape);
+        auto* out = static_cast<T*>(data);
+        as_outer_r_inner<T>(
+            x, axes, [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
+                for (std::size_t o = 0; o < outer; ++o) {
+                    T* dst = out + o * inner;
+                    std::copy_n(in + o * r * inner, inner, dst);
+                    for (std::size_t k = 1; k < r; ++k) {
+                        const T* row = in + (o * r + k) * inner;
+                        for (std::size_t i = 0; i < inner; ++i)
+                            dst[i] = row[i] > dst[i] || std::isnan(static_cast<double>(row[i]))
+                                         ? row[i]
+                                         : dst[i];
+                    }
+                }
+            });
+        return result;
+    });
+}
+
+array view(const array& x, shape_type shape) {
+    const std::size_t n = detail::checked_size(shape);
+    if (n != x.size())
+        detail::throw_shape("reshape", fmt::format("a shape with {} elements", x.size()),
+                            fmt::format("[{}] ({} elements)", fmt::join(shape, ","), n));
+    return detail::array_access::view(x, std::move(shape));
+}
+
+array permute(const array& a, const std::vector<std::size_t>& axes) {
+    const std::size_t rank = a.ndim();
+    shape_type out_shape(rank);
+    for (std::size_t i = 0; i < rank; ++i)
+        out_shape[i] = a.shape()[axes[i]];
+    if (std::is_sorted(axes.begin(), axes.end())) return view(a, out_shape);
+    // Strides of the input, read in the output's axis order.
+    std::vector<std::size_t> in_strides(rank, 1);
+    for (std::size_t i = rank; i-- > 1;)
+        in_strides[i - 1] = in_strides[i] * a.shape()[i];
+    std::vector<std::size_t> strides(rank);
+    for (std::size_t i = 0; i < rank; ++i)
+        strides[i] = in_strides[axes[i]];
+    const std::size_t n = a.size();
+    return detail::dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(a.dtype(), out_shape);
+        auto* out = static_cast<T*>(data);
+        const auto* src = reinterpret_cast<const T*>(a.bytes());
+        // The innermost output axis walks the input with a fixed stride: copy it as a row.
+        const std::size_t inner = rank == 0 ? 1 : out_shape[rank - 1];
+        const std::size_t step = rank == 0 ? 0 : strides[rank - 1];
+        if (n == 0) return result;
+        std::vector<std::size_t> idx(rank, 0);
+        std::size_t offset = 0;
+        for (std::size_t k = 0; k < n; k += inner) {
+            for (std::size_t i = 0; i < inner; ++i)
+                out[k + i] = src[offset + i * step];
+            for (std::size_t d = rank - 1; d-- > 0;) {
+                offset += strides[d];
+                if (++idx[d] < out_shape[d]) break;
+                offset -= strides[d] * out_shape[d];
+                idx[d] = 0;
+            }
+        }
+        return result;
+    });
+}
+
+array select(const array& mask, const array& a, const array& b, const shape_type& shape) {
+    const auto plan = plan_broadcast(shape, {&mask.shape(), &a.shape(), &b.shape()});
+    return detail::dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(a.dtype(), shape);
+        auto* out = static_cast<T*>(data);
+        const auto* m = reinterpret_cast<const std::uint8_t*>(mask.bytes());
+        const auto* x = reinterpret_cast<const T*>(a.bytes());
+        const auto* y = reinterpret_cast<const T*>(b.bytes());
+        for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
+            for (std::size_t i = 0; i < n; ++i)
+                out[o + i] =
+                    m[off[0] + i * inc[0]] ? x[off[1] + i * inc[1]] : y[off[2] + i * inc[2]];
+        });
+        return result;
+    });
+}
+
+array broadcast_to(const array& x, const shape_type& shape) {
+    if (x.shape() == shape) return x;
+    bool ok = x.ndim() <= shape.size();
+    for (std::size_t i = 0; ok && i < x.ndim(); ++i) {
+        const auto e = x.shape()[x.ndim() - 1 - i];
+        ok = e == 1 || e == shape[shape.size() - 1 - i];
+    }
+    if (!ok) detail::throw_shape("broadcast_to", describe(x.dtype(), shape), x.describe());
+    const auto plan = plan_broadcast(shape, {&x.shape()});
+    return detail::dispatch(x.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(x.dtype(), shape);
+        auto* out = static_cast<T*>(data);
+        const auto* in = reinterpret_cast<const T*>(x.bytes());
+        for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
+            if (inc[0] == 0)
+                std::fill_n(out + o, n, in[off[0]]);
+            else
+                for (std::size_t i = 0; i < n; ++i)
+                    out[o + i] = in[off[0] + i * inc[0]];
+        });
+        return result;
+    });
+}
+
+array sum_to(const array& g, const shape_type& shape) {
+    if (g.shape() == shape) return g;
+    const std::size_t lead = g.ndim() - shape.size();
+    std::vector<std::size_t> axes;
+    for (std::size_t d = 0; d < g.ndim(); ++d)
+        if (d < lead || (shape[d - lead] == 1 && g.shape()[d] != 1)) axes.push_back(d);
+    return view(sum(g, axes), shape);
+}
+
+} // namespace paramtree::kernels

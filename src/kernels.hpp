@@ -1,0 +1,207 @@
+// paramtree — internal to src/: the untraced numeric kernels the differentiable operations
+// (ops.cpp, ops_nn.cpp) and their backward functions are built from. Kernels read their
+// inputs' elements and ignore any trace, so a backward pass is never itself recorded.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <paramtree/array.hpp>
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+
+namespace paramtree::kernels {
+
+/// `f32[2,3] and f64[3]`, for messages.
+[[nodiscard]] std::string describe_all(std::initializer_list<const array*> xs);
+
+/// Calls `f(float{})` or `f(double{})`; throws shape_error naming `op` for other dtypes.
+template <class F>
+decltype(auto) float_dispatch(std::string_view op, const array& x, F&& f) {
+    if (x.dtype() == dtype::float32) return f(float{});
+    if (x.dtype() != dtype::float64)
+        detail::throw_shape(std::string(op), "a float32 or float64 array", x.describe());
+    return f(double{});
+}
+
+/// Like float_dispatch, also accepting int32 and int64.
+template <class F>
+decltype(auto) numeric_dispatch(std::string_view op, const array& x, F&& f) {
+    switch (x.dtype()) {
+    case dtype::float32:
+        return f(float{});
+    case dtype::float64:
+        return f(double{});
+    case dtype::int32:
+        return f(std::int32_t{});
+    case dtype::int64:
+        return f(std::int64_t{});
+    case dtype::boolean:
+        break;
+    }
+    detail::throw_shape(std::string(op), "a numeric array", x.describe());
+}
+
+/// Throws shape_error unless all operands have one dtype.
+void check_same_dtype(std::string_view op, std::initializer_list<const array*> xs);
+
+/// numpy broadcasting of shapes; throws shape_error naming `op` and the operands.
+[[nodiscard]] shape_type broadcast_shapes(std::string_view op,
+                                          std::initializer_list<const array*> xs);
+
+/// A broadcast iteration over `out_shape`, with dimensions merged where every operand is
+/// contiguous across them, so that inner loops run over long unit- or zero-stride rows.
+struct broadcast_plan {
+    std::vector<std::size_t> shape;                  // merged output dimensions
+    std::array<std::vector<std::size_t>, 3> strides; // per operand, 0 where broadcast
+    std::size_t operands = 0;
+};
+[[nodiscard]] broadcast_plan plan_broadcast(const shape_type& out_shape,
+                                            std::initializer_list<const shape_type*> in_shapes);
+
+/// Calls `run(out_offset, offsets, n, incs)` for every row of the plan: `n` output elements
+/// starting at `out_offset`, operand k starting at offsets[k] with step incs[k].
+template <class Run>
+void for_each_row(const broadcast_plan& p, Run&& run) {
+    const std::size_t rank = p.shape.size();
+    std::array<std::size_t, 3> inc{}, off{};
+    if (rank == 0) {
+        run(std::size_t{0}, off, std::size_t{1}, inc);
+        return;
+    }
+    const std::size_t n = p.shape[rank - 1];
+    for (std::size_t k = 0; k < p.operands; ++k)
+        inc[k] = p.strides[k][rank - 1];
+    std::size_t rows = 1;
+    for (std::size_t d = 0; d + 1 < rank; ++d)
+        rows *= p.shape[d];
+    if (n == 0) return;
+    std::vector<std::size_t> idx(rank, 0);
+    std::size_t out = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        run(out, off, n, inc);
+        out += n;
+        for (std::size_t d = rank - 1; d-- > 0;) {
+            for (std::size_t k = 0; k < p.operands; ++k)
+                off[k] += p.strides[k][d];
+            if (++idx[d] < p.shape[d]) break;
+            for (std::size_t k = 0; k < p.operands; ++k)
+                off[k] -= p.strides[k][d] * p.shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// out = f(a, b) elementwise with broadcasting, all of element type T.
+template <class T, class F>
+[[nodiscard]] array binary(const array& a, const array& b, const shape_type& out_shape, F f) {
+    auto [result, data] = detail::array_access::allocate(dtype_of<T>, out_shape);
+    auto* out = static_cast<T*>(data);
+    const auto* x = reinterpret_cast<const T*>(a.bytes());
+    const auto* y = reinterpret_cast<const T*>(b.bytes());
+    if (a.shape() == out_shape && b.shape() == out_shape) {
+        const std::size_t n = result.size();
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = f(x[i], y[i]);
+        return result;
+    }
+    const auto plan = plan_broadcast(out_shape, {&a.shape(), &b.shape()});
+    for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
+        T* dst = out + o;
+        const T* xs = x + off[0];
+        const T* ys = y + off[1];
+        // Specialised unit/zero strides so the common rows vectorise.
+        if (inc[0] == 1 && inc[1] == 1)
+            for (std::size_t i = 0; i < n; ++i)
+                dst[i] = f(xs[i], ys[i]);
+        else if (inc[0] == 1 && inc[1] == 0)
+            for (std::size_t i = 0; i < n; ++i)
+                dst[i] = f(xs[i], ys[0]);
+        else if (inc[0] == 0 && inc[1] == 1)
+            for (std::size_t i = 0; i < n; ++i)
+                dst[i] = f(xs[0], ys[i]);
+        else
+            for (std::size_t i = 0; i < n; ++i)
+                dst[i] = f(xs[i * inc[0]], ys[i * inc[1]]);
+    });
+    return result;
+}
+
+/// out = f(x) elementwise.
+template <class T, class F>
+[[nodiscard]] array unary(const array& x, F f) {
+    auto [result, data] = detail::array_access::allocate(dtype_of<T>, x.shape());
+    auto* out = static_cast<T*>(data);
+    const auto* in = reinterpret_cast<const T*>(x.bytes());
+    const std::size_t n = x.size();
+    for (std::size_t i = 0; i < n; ++i)
+        out[i] = f(in[i]);
+    return result;
+}
+
+/// out = f(x, y, z) elementwise over three arrays of one shape.
+template <class T, class F>
+[[nodiscard]] array zip3(const array& x, const array& y, const array& z, F f) {
+    auto [result, data] = detail::array_access::allocate(dtype_of<T>, x.shape());
+    auto* out = static_cast<T*>(data);
+    const auto* a = reinterpret_cast<const T*>(x.bytes());
+    const auto* b = reinterpret_cast<const T*>(y.bytes());
+    const auto* c = reinterpret_cast<const T*>(z.bytes());
+    const std::size_t n = x.size();
+    for (std::size_t i = 0; i < n; ++i)
+        out[i] = f(a[i], b[i], c[i]);
+    return result;
+}
+
+/// out = f(x, y) elementwise over two arrays of one shape.
+template <class T, class F>
+[[nodiscard]] array zip(const array& x, const array& y, F f) {
+    return binary<T>(x, y, x.shape(), f);
+}
+
+// Untraced arithmetic with broadcasting (same dtype; checked by the callers).
+[[nodiscard]] array add(const array& a, const array& b);
+[[nodiscard]] array sub(const array& a, const array& b);
+[[nodiscard]] array mul(const array& a, const array& b);
+[[nodiscard]] array div(const array& a, const array& b);
+[[nodiscard]] array neg(const array& a);
+/// a * s for a scalar s, in a's dtype.
+[[nodiscard]] array scale(const array& a, double s);
+
+/// Axes normalised: negative counted from the end, sorted, unique; empty means all.
+/// Throws shape_error naming `op` for an axis out of range or repeated.
+[[nodiscard]] std::vector<std::size_t> normalize_axes(std::string_view op, const array& x,
+                                                      const std::vector<int>& axes);
+/// The shape after reducing `axes` (normalised), with or without the kept 1s.
+[[nodiscard]] shape_type reduced_shape(const shape_type& in, const std::vector<std::size_t>& axes,
+                                       bool keepdims);
+/// Sum / max over normalised axes, keepdims shape.
+[[nodiscard]] array sum(const array& x, const std::vector<std::size_t>& axes);
+[[nodiscard]] array max(const array& x, const std::vector<std::size_t>& axes);
+/// `x` seen with another shape of the same size: zero-copy and untraced.
+[[nodiscard]] array view(const array& x, shape_type shape);
+/// `x` with its axes permuted (output axis i is input axis perm[i]); untraced.
+[[nodiscard]] array permute(const array& x, const std::vector<std::size_t>& perm);
+/// `a` where `mask` holds, else `b`, broadcast to `shape`; untraced.
+[[nodiscard]] array select(const array& mask, const array& a, const array& b,
+                           const shape_type& shape);
+/// `x` broadcast to `shape` (a copy; zero-copy if the shape already matches).
+[[nodiscard]] array broadcast_to(const array& x, const shape_type& shape);
+/// The transpose of broadcast_to: sums `g` over the axes that broadcasting `shape` added.
+[[nodiscard]] array sum_to(const array& g, const shape_type& shape);
+
+/// C = op(A) · op(B) (+ beta·C), row-major, through xtensor-blas and the system BLAS.
+/// op(A) is m×k, op(B) is k×n.
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
+          const float* b, float* c, float beta);
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const double* a,
+          const double* b, double* c, double beta);
+
+} // namespace paramtree::kernels

@@ -1,0 +1,367 @@
+// paramtree — differentiable arithmetic, elementwise functions, reductions and shape
+// operations. Each computes with an untraced kernel, then (only when an input is traced)
+// records a backward function that is itself built from kernels.
+#include <paramtree/ops.hpp>
+
+#include "kernels.hpp"
+
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/tape.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace paramtree {
+
+namespace k = kernels;
+using detail::cotangent_sink;
+using detail::traced;
+
+namespace {
+
+/// A 0-d array of `x`'s dtype holding `s`.
+array scalar_like(const array& x, double s) {
+    return array::full({}, s, x.dtype());
+}
+
+/// An elementwise float function with derivative `deriv(x, y)` (y = f(x)).
+template <class Fwd, class Deriv>
+array unary_op(std::string_view name, const array& x, Fwd fwd, Deriv deriv) {
+    array y = k::float_dispatch(name, x, [&](auto tag) {
+        using T = decltype(tag);
+        return k::unary<T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
+    });
+    return traced(y, {&x}, [&] {
+        return [x, y, deriv](const array& g, cotangent_sink& s) {
+            s.add(0, k::float_dispatch("", g, [&](auto tag) {
+                      using T = decltype(tag);
+                      return k::zip3<T>(g, x, y, [&](T gv, T xv, T yv) {
+                          return static_cast<T>(gv * deriv(xv, yv));
+                      });
+                  }));
+        };
+    });
+}
+
+} // namespace
+
+// ---- arithmetic ----------------------------------------------------------------------------
+
+array add(const array& a, const array& b) {
+    return traced(k::add(a, b), {&a, &b}, [&] {
+        return [sa = a.shape(), sb = b.shape()](const array& g, cotangent_sink& s) {
+            if (s.needs(0)) s.add(0, k::sum_to(g, sa));
+            if (s.needs(1)) s.add(1, k::sum_to(g, sb));
+        };
+    });
+}
+
+array subtract(const array& a, const array& b) {
+    return traced(k::sub(a, b), {&a, &b}, [&] {
+        return [sa = a.shape(), sb = b.shape()](const array& g, cotangent_sink& s) {
+            if (s.needs(0)) s.add(0, k::sum_to(g, sa));
+            if (s.needs(1)) s.add(1, k::neg(k::sum_to(g, sb)));
+        };
+    });
+}
+
+array multiply(const array& a, const array& b) {
+    return traced(k::mul(a, b), {&a, &b}, [&] {
+        return [a, b](const array& g, cotangent_sink& s) {
+            if (s.needs(0)) s.add(0, k::sum_to(k::mul(g, b), a.shape()));
+            if (s.needs(1)) s.add(1, k::sum_to(k::mul(g, a), b.shape()));
+        };
+    });
+}
+
+array divide(const array& a, const array& b) {
+    array out = k::div(a, b);
+    return traced(out, {&a, &b}, [&] {
+        return [a, b, out](const array& g, cotangent_sink& s) {
+            const array ga = k::div(g, b);
+            if (s.needs(0)) s.add(0, k::sum_to(ga, a.shape()));
+            // d(a/b)/db = -(a/b)/b
+            if (s.needs(1)) s.add(1, k::sum_to(k::neg(k::mul(ga, out)), b.shape()));
+        };
+    });
+}
+
+array negative(const array& x) {
+    return traced(k::neg(x), {&x},
+                  [] { return [](const array& g, cotangent_sink& s) { s.add(0, k::neg(g)); }; });
+}
+
+array pow(const array& a, const array& b) {
+    k::check_same_dtype("pow", {&a, &b});
+    const auto shape = k::broadcast_shapes("pow", {&a, &b});
+    array out = k::float_dispatch("pow", a, [&](auto tag) {
+        using T = decltype(tag);
+        return k::binary<T>(a, b, shape, [](T x, T y) { return std::pow(x, y); });
+    });
+    return traced(out, {&a, &b}, [&] {
+        return [a, b, out, shape](const array& g, cotangent_sink& s) {
+            k::float_dispatch("pow", g, [&](auto tag) {
+                using T = decltype(tag);
+                if (s.needs(0)) {
+                    // b * a^(b-1), written as b * out / a would fail at a = 0.
+                    const array d = k::binary<T>(a, b, shape, [](T x, T y) {
+                        return y == T{0} ? T{0} : y * std::pow(x, y - T{1});
+                    });
+                    s.add(0, k::sum_to(k::mul(g, d), a.shape()));
+                }
+                if (s.needs(1)) {
+                    const array la = k::unary<T>(a, [](T x) { return std::log(x); });
+                    s.add(1, k::sum_to(k::mul(k::mul(g, out), la), b.shape()));
+                }
+                return 0;
+            });
+        };
+    });
+}
+
+array pow(const array& a, double p) {
+    return unary_op(
+        "pow", a, [p](auto x) { return std::pow(x, static_cast<decltype(x)>(p)); },
+        [p](auto x, auto) {
+            using T = decltype(x);
+            return p == 0 ? T{0} : static_cast<T>(p) * std::pow(x, static_cast<T>(p - 1));
+        });
+}
+
+array operator+(const array& a, double s) {
+    return traced(k::add(a, scalar_like(a, s)), {&a},
+                  [] { return [](const array& g, cotangent_sink& sk) { sk.add(0, g); }; });
+}
+array operator-(const array& a, double s) {
+    return a + (-s);
+}
+array operator*(const array& a, double s) {
+    return traced(k::scale(a, s), {&a}, [s] {
+        return [s](const array& g, cotangent_sink& sk) { sk.add(0, k::scale(g, s)); };
+    });
+}
+array operator/(const array& a, double s) {
+    k::float_dispatch("divide", a, [](auto) { return 0; });
+    return a * (1.0 / s);
+}
+array operator+(double s, const array& a) {
+    return a + s;
+}
+array operator-(double s, const array& a) {
+    return -a + s;
+}
+array operator*(double s, const array& a) {
+    return a * s;
+}
+array operator/(double s, const array& a) {
+    return divide(scalar_like(a, s), a);
+}
+
+// ---- elementwise functions -----------------------------------------------------------------
+
+array exp(const array& x) {
+    return unary_op(
+        "exp", x, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+}
+array log(const array& x) {
+    return unary_op(
+        "log", x, [](auto v) { return std::log(v); },
+        [](auto v, auto) { return decltype(v){1} / v; });
+}
+array sqrt(const array& x) {
+    return unary_op(
+        "sqrt", x, [](auto v) { return std::sqrt(v); },
+        [](auto, auto y) { return decltype(y){0.5} / y; });
+}
+array tanh(const array& x) {
+    return unary_op(
+        "tanh", x, [](auto v) { return std::tanh(v); },
+        [](auto, auto y) { return decltype(y){1} - y * y; });
+}
+array sigmoid(const array& x) {
+    return unary_op(
+        "sigmoid", x,
+        [](auto v) {
+            using T = decltype(v);
+            if (v >= T{0}) return T{1} / (T{1} + std::exp(-v));
+            const T e = std::exp(v); // no overflow for very negative v
+            return e / (T{1} + e);
+        },
+        [](auto, auto y) { return y * (decltype(y){1} - y); });
+}
+array relu(const array& x) {
+    return unary_op(
+        "relu", x, [](auto v) { return v > decltype(v){0} ? v : decltype(v){0}; },
+        [](auto v, auto) { return v > decltype(v){0} ? decltype(v){1} : decltype(v){0}; });
+}
+namespace {
+constexpr double c = 0.7978845608028654; // sqrt(2/pi), for the tanh approximation of gelu
+} // namespace
+
+array gelu(const array& x, bool approximate) {
+    if (approximate) {
+        // 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi)
+        return unary_op(
+            "gelu", x,
+            [](auto v) {
+                using T = decltype(v);
+                return T(0.5) * v * (T{1} + std::tanh(T(c) * (v + T(0.044715) * v * v * v)));
+            },
+            [](auto v, auto) {
+                using T = decltype(v);
+                const T t = std::tanh(T(c) * (v + T(0.044715) * v * v * v));
+                return T(0.5) * (T{1} + t) +
+                       T(0.5) * v * (T{1} - t * t) * T(c) * (T{1} + T(3 * 0.044715) * v * v);
+            });
+    }
+    // x Phi(x); d/dx = Phi(x) + x phi(x)
+    return unary_op(
+        "gelu", x,
+        [](auto v) {
+            using T = decltype(v);
+            return T(0.5) * v * (T{1} + std::erf(v * T(std::numbers::sqrt2 / 2)));
+        },
+        [](auto v, auto) {
+            using T = decltype(v);
+            const T cdf = T(0.5) * (T{1} + std::erf(v * T(std::numbers::sqrt2 / 2)));
+            const T pdf =
+                std::exp(T(-0.5) * v * v) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+            return cdf + v * pdf;
+        });
+}
+
+// ---- reductions ----------------------------------------------------------------------------
+
+namespace {
+/// Finishes a keepdims reduction result: drops the kept axes unless asked to keep them, and
+/// records `backward(g_keepdims)` for the input.
+template <class Backward>
+array finish_reduction(const array& x, const array& kept, const std::vector<std::size_t>& axes,
+                       bool keepdims, Backward backward) {
+    array out = keepdims ? kept : k::view(kept, k::reduced_shape(x.shape(), axes, false));
+    return traced(out, {&x}, [&] {
+        return [kept_shape = kept.shape(), backward](const array& g, cotangent_sink& s) {
+            s.add(0, backward(k::view(g, kept_shape)));
+        };
+    });
+}
+std::size_t count_of(const array& x, const std::vector<std::size_t>& axes) {
+    std::size_t n = 1;
+    for (const auto a : axes)
+        n *= x.shape()[a];
+    return n;
+}
+} // namespace
+
+array sum(const array& x, const std::vector<int>& axes, bool keepdims) {
+    const auto ax = k::normalize_axes("sum", x, axes);
+    return finish_reduction(x, k::sum(x, ax), ax, keepdims, [shape = x.shape()](const array& g) {
+        return k::broadcast_to(g, shape);
+    });
+}
+
+array mean(const array& x, const std::vector<int>& axes, bool keepdims) {
+    const auto ax = k::normalize_axes("mean", x, axes);
+    k::float_dispatch("mean", x, [](auto) { return 0; });
+    const std::size_t n = count_of(x, ax);
+    const double inv = n == 0 ? std::nan("") : 1.0 / static_cast<double>(n);
+    return finish_reduction(x, k::scale(k::sum(x, ax), inv), ax, keepdims,
+                            [shape = x.shape(), inv](const array& g) {
+                                return k::broadcast_to(k::scale(g, inv), shape);
+                            });
+}
+
+array max(const array& x, const std::vector<int>& axes, bool keepdims) {
+    const auto ax = k::normalize_axes("max", x, axes);
+    const array kept = k::max(x, ax);
+    return finish_reduction(x, kept, ax, keepdims, [x, kept, ax](const array& g) {
+        // The gradient goes to the maxima, shared equally among ties.
+        return k::float_dispatch("max", x, [&](auto tag) {
+            using T = decltype(tag);
+            const array hit =
+                k::binary<T>(x, kept, x.shape(), [](T v, T m) { return v == m ? T{1} : T{0}; });
+            const array share = k::div(g, k::sum(hit, ax));
+            return k::mul(hit, share);
+        });
+    });
+}
+
+// ---- shapes --------------------------------------------------------------------------------
+
+namespace detail {
+array traced_reshape(const array& in, array out) {
+    return traced(std::move(out), {&in}, [&] {
+        return [shape = in.shape()](const array& g, cotangent_sink& s) {
+            s.add(0, k::view(g, shape));
+        };
+    });
+}
+array traced_astype(const array& in, array out) {
+    // Only float-to-float conversions carry a gradient (as in JAX).
+    if (!is_inexact(in.dtype()) || !is_inexact(out.dtype())) return out;
+    return traced(std::move(out), {&in}, [&] {
+        return [d = in.dtype()](const array& g, cotangent_sink& s) { s.add(0, g.astype(d)); };
+    });
+}
+} // namespace detail
+
+array reshape(const array& x, shape_type shape) {
+    return x.reshape(std::move(shape));
+}
+
+array transpose(const array& x) {
+    std::vector<int> axes(x.ndim());
+    std::iota(axes.rbegin(), axes.rend(), 0);
+    return transpose(x, axes);
+}
+
+array transpose(const array& x, const std::vector<int>& axes) {
+    const auto rank = static_cast<int>(x.ndim());
+    std::vector<std::size_t> perm;
+    for (const int a : axes) {
+        const int n = a < 0 ? a + rank : a;
+        perm.push_back(n < 0 ? x.ndim() : static_cast<std::size_t>(n));
+    }
+    auto sorted = perm;
+    std::sort(sorted.begin(), sorted.end());
+    bool ok = perm.size() == x.ndim();
+    for (std::size_t i = 0; ok && i < sorted.size(); ++i)
+        ok = sorted[i] == i;
+    if (!ok)
+        detail::throw_shape("transpose",
+                            fmt::format("a permutation of the {} axes of {}", rank, x.describe()),
+                            fmt::format("({})", fmt::join(axes, ",")));
+    return traced(k::permute(x, perm), {&x}, [&] {
+        std::vector<std::size_t> inverse(perm.size());
+        for (std::size_t i = 0; i < perm.size(); ++i)
+            inverse[perm[i]] = i;
+        return [inverse](const array& g, cotangent_sink& s) { s.add(0, k::permute(g, inverse)); };
+    });
+}
+
+array swapaxes(const array& x, int a, int b) {
+    const auto ax = k::normalize_axes("swapaxes", x, {a});
+    const auto bx = k::normalize_axes("swapaxes", x, {b});
+    std::vector<int> perm(x.ndim());
+    std::iota(perm.begin(), perm.end(), 0);
+    std::swap(perm[ax[0]], perm[bx[0]]);
+    return transpose(x, perm);
+}
+
+array broadcast_to(const array& x, const shape_type& shape) {
+    return traced(k::broadcast_to(x, shape), {&x}, [&] {
+        return [in = x.shape()](const array& g, cotangent_sink& s) { s.add(0, k::sum_to(g, in)); };
+    });
+}
+
+array stop_gradient(const array& x) {
+    return x.trace() ? x.with_trace(nullptr) : x;
+}
+
+} // namespace paramtree

@@ -1,0 +1,532 @@
+// paramtree — differentiable matmul, gathers, masks and the fused neural-network operations
+// (softmax family, cross-entropy, layer norm, dropout). Fused operations compute their
+// backward in one pass from values saved by the forward, instead of a chain of small ops.
+#include <paramtree/ops.hpp>
+
+#include "kernels.hpp"
+
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/tape.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace paramtree {
+
+namespace k = kernels;
+using detail::cotangent_sink;
+using detail::traced;
+
+namespace {
+std::size_t product(const shape_type& s, std::size_t from, std::size_t to) {
+    std::size_t n = 1;
+    for (std::size_t i = from; i < to; ++i)
+        n *= s[i];
+    return n;
+}
+} // namespace
+
+// ---- concatenate ---------------------------------------------------------------------------
+
+array concatenate(const std::vector<array>& xs, int axis) {
+    if (xs.empty()) detail::throw_shape("concatenate", "at least one array", "an empty list");
+    const array& first = xs.front();
+    const std::size_t ax = k::normalize_axes("concatenate", first, {axis})[0];
+    shape_type shape = first.shape();
+    shape[ax] = 0;
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        const array& x = xs[i];
+        bool ok = x.dtype() == first.dtype() && x.ndim() == first.ndim();
+        for (std::size_t d = 0; ok && d < x.ndim(); ++d)
+            ok = d == ax || x.shape()[d] == first.shape()[d];
+        if (!ok)
+            detail::throw_shape(
+                "concatenate",
+                fmt::format("arrays like {} except along axis {}", first.describe(), ax),
+                fmt::format("{} at position {}", x.describe(), i));
+        shape[ax] += x.shape()[ax];
+    }
+    const std::size_t outer = product(shape, 0, ax);
+    const std::size_t inner = product(shape, ax + 1, shape.size());
+    const std::size_t esize = dtype_size(first.dtype());
+    auto [out, data] = detail::array_access::allocate(first.dtype(), shape);
+    auto* dst = static_cast<std::byte*>(data);
+    const std::size_t row = shape[ax] * inner * esize;
+    std::size_t at = 0;
+    std::vector<std::size_t> widths;
+    for (const array& x : xs) {
+        const std::size_t w = x.shape()[ax] * inner * esize;
+        for (std::size_t o = 0; o < outer; ++o)
+            std::copy_n(x.bytes() + o * w, w, dst + o * row + at);
+        at += w;
+        widths.push_back(x.shape()[ax]);
+    }
+    std::vector<const array*> inputs;
+    for (const array& x : xs)
+        inputs.push_back(&x);
+    return traced(out, detail::input_list(inputs), [&] {
+        return [widths, shape, ax, outer, inner, esize](const array& g, cotangent_sink& s) {
+            const std::size_t grow = shape[ax] * inner * esize;
+            std::size_t from = 0;
+            for (std::size_t i = 0; i < widths.size(); ++i) {
+                const std::size_t w = widths[i] * inner * esize;
+                if (s.needs(i)) {
+                    shape_type part = shape;
+                    part[ax] = widths[i];
+                    auto [gi, gd] = detail::array_access::allocate(g.dtype(), part);
+                    auto* p = static_cast<std::byte*>(gd);
+                    for (std::size_t o = 0; o < outer; ++o)
+                        std::copy_n(g.bytes() + o * grow + from, w, p + o * w);
+                    s.add(i, gi);
+                }
+                from += w;
+            }
+        };
+    });
+}
+
+// ---- take (embedding lookup) ---------------------------------------------------------------
+
+namespace {
+/// The indices as int64, checked against [0, rows).
+std::vector<std::int64_t> checked_indices(const char* op, const array& indices, std::size_t rows) {
+    if (indices.dtype() != dtype::int32 && indices.dtype() != dtype::int64)
+        detail::throw_shape(op, "int32 or int64 indices", indices.describe());
+    std::vector<std::int64_t> idx(indices.size());
+    detail::dispatch(indices.dtype(), [&](auto tag) {
+        using I = decltype(tag);
+        const auto* p = reinterpret_cast<const I*>(indices.bytes());
+        for (std::size_t i = 0; i < idx.size(); ++i)
+            idx[i] = static_cast<std::int64_t>(p[i]);
+    });
+    for (std::size_t i = 0; i < idx.size(); ++i)
+        if (idx[i] < 0 || static_cast<std::size_t>(idx[i]) >= rows)
+            detail::throw_shape(op, fmt::format("indices in [0, {})", rows),
+                                fmt::format("{} at flat position {}", idx[i], i));
+    return idx;
+}
+} // namespace
+
+array take(const array& table, const array& indices) {
+    if (table.ndim() == 0) detail::throw_shape("take", "a table of rank >= 1", table.describe());
+    const std::size_t rows = table.shape()[0];
+    const auto idx = checked_indices("take", indices, rows);
+    shape_type shape = indices.shape();
+    shape.insert(shape.end(), table.shape().begin() + 1, table.shape().end());
+    const std::size_t width = product(table.shape(), 1, table.ndim());
+    const std::size_t row_bytes = width * dtype_size(table.dtype());
+    auto [out, data] = detail::array_access::allocate(table.dtype(), shape);
+    auto* dst = static_cast<std::byte*>(data);
+    for (std::size_t i = 0; i < idx.size(); ++i)
+        std::copy_n(table.bytes() + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes,
+                    dst + i * row_bytes);
+    return traced(out, {&table}, [&] {
+        return [idx, tshape = table.shape(), width](const array& g, cotangent_sink& s) {
+            // Scatter-add: a row used twice gets both contributions.
+            s.add(0, k::float_dispatch("take", g, [&](auto tag) {
+                      using T = decltype(tag);
+                      auto [gt, gd] = detail::array_access::allocate(g.dtype(), tshape);
+                      auto* acc = static_cast<T*>(gd);
+                      std::fill_n(acc, gt.size(), T{0});
+                      const auto* gv = reinterpret_cast<const T*>(g.bytes());
+                      for (std::size_t i = 0; i < idx.size(); ++i) {
+                          T* row = acc + static_cast<std::size_t>(idx[i]) * width;
+                          const T* from = gv + i * width;
+                          for (std::size_t j = 0; j < width; ++j)
+                              row[j] += from[j];
+                      }
+                      return gt;
+                  }));
+        };
+    });
+}
+
+// ---- where ---------------------------------------------------------------------------------
+
+array where(const array& mask, const array& a, const array& b) {
+    if (mask.dtype() != dtype::boolean)
+        detail::throw_shape("where", "a bool mask", mask.describe());
+    k::check_same_dtype("where", {&a, &b});
+    const auto shape = k::broadcast_shapes("where", {&mask, &a, &b});
+    return traced(k::select(mask, a, b, shape), {&a, &b}, [&] {
+        return [mask, sa = a.shape(), sb = b.shape(), shape](const array& g, cotangent_sink& s) {
+            const array zero = array::zeros({}, g.dtype());
+            if (s.needs(0)) s.add(0, k::sum_to(k::select(mask, g, zero, shape), sa));
+            if (s.needs(1)) s.add(1, k::sum_to(k::select(mask, zero, g, shape), sb));
+        };
+    });
+}
+
+// ---- matmul --------------------------------------------------------------------------------
+
+namespace {
+[[noreturn]] void throw_matmul(const array& a, const array& b) {
+    detail::throw_shape("matmul", "[..., m, k] and [..., k, n] float arrays of one dtype",
+                        k::describe_all({&a, &b}));
+}
+
+template <class T>
+const T* ptr(const array& x) {
+    return reinterpret_cast<const T*>(x.bytes());
+}
+
+/// Batched product of equal-batch operands: c[i] = op(a[i]) op(b[i]) over `batch` slices.
+template <class T>
+array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batch, std::size_t m,
+              std::size_t n, std::size_t kk, shape_type out_shape) {
+    auto [out, data] = detail::array_access::allocate(dtype_of<T>, std::move(out_shape));
+    auto* c = static_cast<T*>(data);
+    for (std::size_t i = 0; i < batch; ++i)
+        k::gemm(ta, tb, m, n, kk, ptr<T>(a) + i * m * kk, ptr<T>(b) + i * kk * n, c + i * m * n,
+                T{0});
+    return out;
+}
+} // namespace
+
+array matmul(const array& a, const array& b) {
+    if (a.ndim() == 0 || b.ndim() == 0 || a.dtype() != b.dtype() || !is_inexact(a.dtype()))
+        throw_matmul(a, b);
+    // Vectors: numpy's rule, through reshapes so the gradient follows.
+    if (a.ndim() == 1) {
+        array r = matmul(a.reshape({1, a.size()}), b);
+        shape_type s = r.shape();
+        s.erase(s.end() - 2);
+        return r.reshape(s);
+    }
+    if (b.ndim() == 1) {
+        array r = matmul(a, b.reshape({b.size(), 1}));
+        shape_type s = r.shape();
+        s.pop_back();
+        return r.reshape(s);
+    }
+    const std::size_t m = a.shape()[a.ndim() - 2];
+    const std::size_t kk = a.shape()[a.ndim() - 1];
+    const std::size_t n = b.shape()[b.ndim() - 1];
+    if (b.shape()[b.ndim() - 2] != kk) throw_matmul(a, b);
+
+    if (b.ndim() == 2) {
+        // [..., m, k] @ [k, n]: one product with the batch folded into the rows.
+        const std::size_t mm = product(a.shape(), 0, a.ndim() - 1);
+        shape_type out_shape = a.shape();
+        out_shape.back() = n;
+        array out = k::float_dispatch("matmul", a, [&](auto tag) {
+            using T = decltype(tag);
+            return batched<T>(a, b, false, false, 1, mm, n, kk, out_shape);
+        });
+        return traced(out, {&a, &b}, [&] {
+            return [a, b, mm, n, kk](const array& g, cotangent_sink& s) {
+                k::float_dispatch("matmul", g, [&](auto tag) {
+                    using T = decltype(tag);
+                    if (s.needs(0)) // dA = G B^T
+                        s.add(0, batched<T>(g, b, false, true, 1, mm, kk, n, a.shape()));
+                    if (s.needs(1)) // dB = A^T G, summed over the folded batch
+                        s.add(1, batched<T>(a, g, true, false, 1, kk, n, mm, b.shape()));
+                    return 0;
+                });
+            };
+        });
+    }
+
+    // General case: broadcast the batch axes, one product per batch slice.
+    const shape_type ba(a.shape().begin(), a.shape().end() - 2);
+    const shape_type bb(b.shape().begin(), b.shape().end() - 2);
+    const array pa = array::zeros(ba, a.dtype()), pb = array::zeros(bb, b.dtype());
+    shape_type batch_shape = k::broadcast_shapes("matmul", {&pa, &pb});
+    std::size_t batch = 1;
+    for (auto e : batch_shape)
+        batch *= e;
+    auto full = [&](shape_type tail) {
+        shape_type s = batch_shape;
+        s.insert(s.end(), tail.begin(), tail.end());
+        return s;
+    };
+    const array af = k::broadcast_to(a, full({m, kk}));
+    const array bf = k::broadcast_to(b, full({kk, n}));
+    array out = k::float_dispatch("matmul", a, [&](auto tag) {
+        using T = decltype(tag);
+        return batched<T>(af, bf, false, false, batch, m, n, kk, full({m, n}));
+    });
+    return traced(out, {&a, &b}, [&] {
+        return [af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
+                fb = full({kk, n})](const array& g, cotangent_sink& s) {
+            k::float_dispatch("matmul", g, [&](auto tag) {
+                using T = decltype(tag);
+                if (s.needs(0)) {
+                    auto [ga, gd] = detail::array_access::allocate(g.dtype(), fa);
+                    auto* p = static_cast<T*>(gd);
+                    for (std::size_t i = 0; i < batch; ++i)
+                        k::gemm(false, true, m, kk, n, ptr<T>(g) + i * m * n,
+                                ptr<T>(bf) + i * kk * n, p + i * m * kk, T{0});
+                    s.add(0, k::sum_to(ga, sa));
+                }
+                if (s.needs(1)) {
+                    auto [gb, gd] = detail::array_access::allocate(g.dtype(), fb);
+                    auto* p = static_cast<T*>(gd);
+                    for (std::size_t i = 0; i < batch; ++i)
+                        k::gemm(true, false, kk, n, m, ptr<T>(af) + i * m * kk,
+                                ptr<T>(g) + i * m * n, p + i * kk * n, T{0});
+                    s.add(1, k::sum_to(gb, sb));
+                }
+                return 0;
+            });
+        };
+    });
+}
+
+// ---- softmax family ------------------------------------------------------------------------
+
+namespace {
+/// Calls `f(outer, r, inner)` for `x` seen as [outer, r, inner] around `axis`.
+struct axis_layout {
+    std::size_t outer, r, inner;
+};
+axis_layout layout_around(const char* op, const array& x, int axis) {
+    const std::size_t ax = k::normalize_axes(op, x, {axis})[0];
+    return {product(x.shape(), 0, ax), x.shape()[ax], product(x.shape(), ax + 1, x.ndim())};
+}
+
+/// y = log_softmax(x) along the layout's middle axis.
+template <class T>
+void log_softmax_rows(const T* x, T* y, axis_layout L) {
+    for (std::size_t o = 0; o < L.outer; ++o)
+        for (std::size_t i = 0; i < L.inner; ++i) {
+            const T* xs = x + o * L.r * L.inner + i;
+            T* ys = y + o * L.r * L.inner + i;
+            T mx = -std::numeric_limits<T>::infinity();
+            for (std::size_t j = 0; j < L.r; ++j)
+                mx = std::max(mx, xs[j * L.inner]);
+            double total = 0;
+            for (std::size_t j = 0; j < L.r; ++j)
+                total += std::exp(static_cast<double>(xs[j * L.inner] - mx));
+            const T lse = mx + static_cast<T>(std::log(total));
+            for (std::size_t j = 0; j < L.r; ++j)
+                ys[j * L.inner] = xs[j * L.inner] - lse;
+        }
+}
+} // namespace
+
+array softmax(const array& x, int axis) {
+    const auto L = layout_around("softmax", x, axis);
+    array y = k::float_dispatch("softmax", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
+        auto* p = static_cast<T*>(data);
+        log_softmax_rows<T>(ptr<T>(x), p, L);
+        for (std::size_t i = 0; i < out.size(); ++i)
+            p[i] = std::exp(p[i]);
+        return out;
+    });
+    return traced(y, {&x}, [&] {
+        return [y, L](const array& g, cotangent_sink& s) {
+            // dx = y * (g - sum(g * y)) along the axis
+            s.add(0, k::float_dispatch("softmax", g, [&](auto tag) {
+                      using T = decltype(tag);
+                      auto [gx, data] = detail::array_access::allocate(g.dtype(), g.shape());
+                      auto* out = static_cast<T*>(data);
+                      const T* gy = ptr<T>(g);
+                      const T* yy = ptr<T>(y);
+                      for (std::size_t o = 0; o < L.outer; ++o)
+                          for (std::size_t i = 0; i < L.inner; ++i) {
+                              const std::size_t base = o * L.r * L.inner + i;
+                              T dot = 0;
+                              for (std::size_t j = 0; j < L.r; ++j)
+                                  dot += gy[base + j * L.inner] * yy[base + j * L.inner];
+                              for (std::size_t j = 0; j < L.r; ++j) {
+                                  const std::size_t q = base + j * L.inner;
+                                  out[q] = yy[q] * (gy[q] - dot);
+                              }
+                          }
+                      return gx;
+                  }));
+        };
+    });
+}
+
+array log_softmax(const array& x, int axis) {
+    const auto L = layout_around("log_softmax", x, axis);
+    array y = k::float_dispatch("log_softmax", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
+        log_softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L);
+        return out;
+    });
+    return traced(y, {&x}, [&] {
+        return [y, L](const array& g, cotangent_sink& s) {
+            // dx = g - softmax * sum(g) along the axis
+            s.add(0, k::float_dispatch("log_softmax", g, [&](auto tag) {
+                      using T = decltype(tag);
+                      auto [gx, data] = detail::array_access::allocate(g.dtype(), g.shape());
+                      auto* out = static_cast<T*>(data);
+                      const T* gy = ptr<T>(g);
+                      const T* yy = ptr<T>(y);
+                      for (std::size_t o = 0; o < L.outer; ++o)
+                          for (std::size_t i = 0; i < L.inner; ++i) {
+                              const std::size_t base = o * L.r * L.inner + i;
+                              T total = 0;
+                              for (std::size_t j = 0; j < L.r; ++j)
+                                  total += gy[base + j * L.inner];
+                              for (std::size_t j = 0; j < L.r; ++j) {
+                                  const std::size_t q = base + j * L.inner;
+                                  out[q] = gy[q] - std::exp(yy[q]) * total;
+                              }
+                          }
+                      return gx;
+                  }));
+        };
+    });
+}
+
+array cross_entropy(const array& logits, const array& targets) {
+    if (logits.ndim() == 0 || targets.ndim() + 1 != logits.ndim() ||
+        !std::equal(targets.shape().begin(), targets.shape().end(), logits.shape().begin()))
+        detail::throw_shape("cross_entropy", "logits [..., C] and integer targets [...]",
+                            k::describe_all({&logits, &targets}));
+    const std::size_t classes = logits.shape().back();
+    const auto idx = checked_indices("cross_entropy", targets, classes);
+    const std::size_t rows = idx.size();
+    return k::float_dispatch("cross_entropy", logits, [&](auto tag) {
+        using T = decltype(tag);
+        // Saved for the backward pass: log-probabilities of every class.
+        auto [logp, data] = detail::array_access::allocate(logits.dtype(), logits.shape());
+        auto* lp = static_cast<T*>(data);
+        log_softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1});
+        double total = 0;
+        for (std::size_t i = 0; i < rows; ++i)
+            total -= static_cast<double>(lp[i * classes + static_cast<std::size_t>(idx[i])]);
+        const double loss = rows == 0 ? std::nan("") : total / static_cast<double>(rows);
+        array out = array::full({}, loss, logits.dtype());
+        return traced(out, {&logits}, [&] {
+            return [logp, idx, classes](const array& g, cotangent_sink& s) {
+                const std::size_t n = idx.size();
+                const T scale = static_cast<T>(g.item() / static_cast<double>(n));
+                auto [gx, gd] = detail::array_access::allocate(logp.dtype(), logp.shape());
+                auto* out = static_cast<T*>(gd);
+                const T* l = ptr<T>(logp);
+                for (std::size_t i = 0; i < n * classes; ++i)
+                    out[i] = std::exp(l[i]) * scale;
+                for (std::size_t i = 0; i < n; ++i)
+                    out[i * classes + static_cast<std::size_t>(idx[i])] -= scale;
+                s.add(0, gx);
+            };
+        });
+    });
+}
+
+// ---- layer norm ----------------------------------------------------------------------------
+
+namespace {
+array layer_norm_impl(const array& x, const array* gamma, const array* beta, double eps) {
+    if (x.ndim() == 0) detail::throw_shape("layer_norm", "an array of rank >= 1", x.describe());
+    const std::size_t d = x.shape().back();
+    for (const array* p : {gamma, beta})
+        if (p && (p->dtype() != x.dtype() || p->shape() != shape_type{d}))
+            detail::throw_shape("layer_norm",
+                                fmt::format("gamma and beta of {}", describe(x.dtype(), {d})),
+                                k::describe_all({&x, p}));
+    const std::size_t rows = d == 0 ? 0 : x.size() / d;
+    return k::float_dispatch("layer_norm", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [y, yd] = detail::array_access::allocate(x.dtype(), x.shape());
+        // Saved per row for the backward pass: mean and 1/sqrt(var + eps).
+        auto [stats, sd] = detail::array_access::allocate(x.dtype(), {rows, 2});
+        auto* out = static_cast<T*>(yd);
+        auto* st = static_cast<T*>(sd);
+        const T* in = ptr<T>(x);
+        const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
+        const T* bt = beta ? ptr<T>(*beta) : nullptr;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T* row = in + r * d;
+            double mu = 0;
+            for (std::size_t j = 0; j < d; ++j)
+                mu += row[j];
+            mu /= static_cast<double>(d);
+            double var = 0;
+            for (std::size_t j = 0; j < d; ++j)
+                var += (row[j] - mu) * (row[j] - mu);
+            var /= static_cast<double>(d);
+            const T mean = static_cast<T>(mu);
+            const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
+            st[2 * r] = mean;
+            st[2 * r + 1] = rstd;
+            for (std::size_t j = 0; j < d; ++j) {
+                const T h = (row[j] - mean) * rstd;
+                out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+            }
+        }
+        std::vector<const array*> inputs{&x};
+        if (gamma) inputs.push_back(gamma);
+        if (beta) inputs.push_back(beta);
+        const array g_one = gamma ? *gamma : array::ones({d}, x.dtype());
+        return traced(y, detail::input_list(inputs), [&] {
+            const bool has_gamma = gamma != nullptr;
+            return [x, g_one, stats, rows, d, has_gamma](const array& g, cotangent_sink& s) {
+                const T* gy = ptr<T>(g);
+                const T* in = ptr<T>(x);
+                const T* st = ptr<T>(stats);
+                const T* gm = ptr<T>(g_one);
+                const std::size_t gi = 1, bi = has_gamma ? 2 : 1;
+                std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
+                auto [gx, gd] = detail::array_access::allocate(x.dtype(), x.shape());
+                auto* dx = static_cast<T*>(gd);
+                for (std::size_t r = 0; r < rows; ++r) {
+                    const T mean = st[2 * r], rstd = st[2 * r + 1];
+                    double sum_g = 0, sum_gh = 0;
+                    for (std::size_t j = 0; j < d; ++j) {
+                        const T h = (in[r * d + j] - mean) * rstd;
+                        const T gh = gy[r * d + j] * gm[j];
+                        sum_g += gh;
+                        sum_gh += gh * h;
+                        dgamma[j] += gy[r * d + j] * h;
+                        dbeta[j] += gy[r * d + j];
+                    }
+                    const T mg = static_cast<T>(sum_g / static_cast<double>(d));
+                    const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
+                    for (std::size_t j = 0; j < d; ++j) {
+                        const T h = (in[r * d + j] - mean) * rstd;
+                        dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
+                    }
+                }
+                s.add(0, gx);
+                auto vec = [&](const std::vector<double>& v) {
+                    return array::build<T>({d}, [&](std::span<T> o) {
+                        for (std::size_t j = 0; j < d; ++j)
+                            o[j] = static_cast<T>(v[j]);
+                    });
+                };
+                if (has_gamma && s.needs(gi)) s.add(gi, vec(dgamma));
+                if (s.needs(bi) && bi != gi) s.add(bi, vec(dbeta));
+            };
+        });
+    });
+}
+} // namespace
+
+array layer_norm(const array& x, const array& gamma, const array& beta, double eps) {
+    return layer_norm_impl(x, &gamma, &beta, eps);
+}
+array layer_norm(const array& x, double eps) {
+    return layer_norm_impl(x, nullptr, nullptr, eps);
+}
+
+// ---- dropout -------------------------------------------------------------------------------
+
+array dropout(const random::key& key, const array& x, double rate) {
+    if (!(rate >= 0 && rate < 1))
+        detail::throw_shape("dropout", "a rate in [0, 1)", fmt::format("{}", rate));
+    k::float_dispatch("dropout", x, [](auto) { return 0; });
+    if (rate == 0) return x;
+    const array keep = random::bernoulli(key, x.shape(), 1 - rate);
+    const array zero = array::zeros({}, x.dtype());
+    // The mask, scaled: y = x * m, dy/dx = m.
+    const array m = k::select(keep, array::full({}, 1 / (1 - rate), x.dtype()), zero, x.shape());
+    return traced(k::mul(x, m), {&x}, [&] {
+        return [m](const array& g, cotangent_sink& s) { s.add(0, k::mul(g, m)); };
+    });
+}
+
+} // namespace paramtree

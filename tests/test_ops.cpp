@@ -1,0 +1,335 @@
+// Tests for <paramtree/ops.hpp>: forward values, shape errors, and every operation's gradient
+// against central finite differences in float64.
+#include "gradcheck.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <paramtree/error.hpp>
+#include <paramtree/ops.hpp>
+#include <paramtree/random.hpp>
+
+#include <cmath>
+#include <numeric>
+
+namespace pt = paramtree;
+using gradcheck::check;
+using gradcheck::rand;
+using xs_t = std::vector<pt::array>;
+
+namespace {
+std::vector<double> vals(const pt::array& a) {
+    return a.to_doubles();
+}
+} // namespace
+
+TEST_CASE("ops: arithmetic broadcasts like numpy", "[ops]") {
+    const pt::array a{{1.f, 2.f, 3.f}, {4.f, 5.f, 6.f}};
+    const pt::array row{10.f, 20.f, 30.f};
+    const pt::array col{{1.f}, {2.f}};
+    CHECK(vals(a + row) == std::vector<double>{11, 22, 33, 14, 25, 36});
+    CHECK(vals(a * col) == std::vector<double>{1, 2, 3, 8, 10, 12});
+    CHECK(vals(a - 1.0) == std::vector<double>{0, 1, 2, 3, 4, 5});
+    CHECK(vals(2.0 * a / 2.0) == vals(a));
+    CHECK(vals(1.0 - a) == std::vector<double>{0, -1, -2, -3, -4, -5});
+    CHECK(vals(-a)[5] == -6);
+    CHECK((a + row).shape() == pt::shape_type{2, 3});
+    CHECK((col + row).shape() == pt::shape_type{2, 3}); // [2,1] + [3] -> [2,3]
+    CHECK(vals(pt::pow(pt::array{2.f, 3.f}, 2.0)) == std::vector<double>{4, 9});
+    CHECK(vals(pt::array{1, 2} + pt::array{3, 4}) == std::vector<double>{4, 6}); // int32
+}
+
+TEST_CASE("ops: incompatible shapes and dtypes are shape_errors naming both operands",
+          "[ops][errors]") {
+    const pt::array a = pt::array::zeros({3, 4});
+    const pt::array b = pt::array::zeros({5});
+    try {
+        (void)(a * b);
+        FAIL("expected shape_error");
+    } catch (const pt::shape_error& e) {
+        CHECK(std::string(e.what()).find("f32[3,4] and f32[5]") != std::string::npos);
+        CHECK(e.context() == "multiply");
+    }
+    CHECK_THROWS_AS(a + pt::array::zeros({4}, pt::dtype::float64), pt::shape_error);
+    CHECK_THROWS_AS(pt::exp(pt::array{1, 2}), pt::shape_error); // int
+    CHECK_THROWS_AS(pt::matmul(pt::array::zeros({2, 3}), pt::array::zeros({4, 2})),
+                    pt::shape_error);
+    CHECK_THROWS_AS(pt::sum(a, {2}), pt::shape_error);
+    CHECK_THROWS_AS(pt::sum(a, {1, -1}), pt::shape_error); // repeated axis
+    CHECK_THROWS_AS(pt::transpose(a, {0, 0}), pt::shape_error);
+    CHECK_THROWS_AS(pt::concatenate({a, pt::array::zeros({2, 5})}, 0), pt::shape_error);
+    CHECK_THROWS_AS(pt::take(a, pt::array{0, 3}), pt::shape_error); // row 3 of 3
+    CHECK_THROWS_AS(pt::take(a, pt::array{0.f}), pt::shape_error);  // float indices
+    CHECK_THROWS_AS(pt::where(a, a, a), pt::shape_error);           // mask not bool
+    CHECK_THROWS_AS(pt::cross_entropy(a, pt::array{0, 4, 1}), pt::shape_error);
+    CHECK_THROWS_AS(pt::cross_entropy(a, pt::array{0, 1}), pt::shape_error); // target 4 >= C
+    CHECK_THROWS_AS(pt::layer_norm(a, pt::array::ones({3}), pt::array::zeros({4})),
+                    pt::shape_error);
+    CHECK_THROWS_AS(pt::dropout(pt::random::make_key(0), a, 1.0), pt::shape_error);
+    CHECK_THROWS_AS(a.reshape({5}), pt::shape_error);
+}
+
+TEST_CASE("ops: reductions over axes, keepdims, negative axes", "[ops]") {
+    const pt::array a{{1.f, 5.f, 3.f}, {4.f, 2.f, 6.f}};
+    CHECK(pt::sum(a).item() == 21);
+    CHECK(pt::sum(a).shape().empty());
+    CHECK(vals(pt::sum(a, {0})) == std::vector<double>{5, 7, 9});
+    CHECK(vals(pt::sum(a, {-1}, true)) == std::vector<double>{9, 12});
+    CHECK(pt::sum(a, {-1}, true).shape() == pt::shape_type{2, 1});
+    CHECK(vals(pt::mean(a, {1})) == std::vector<double>{3, 4});
+    CHECK(vals(pt::max(a, {1})) == std::vector<double>{5, 6});
+    CHECK(vals(pt::max(a, {0})) == std::vector<double>{4, 5, 6});
+    const pt::array c = rand(1, {2, 3, 4, 5});
+    // Non-contiguous axes agree with reducing one at a time.
+    CHECK(pt::array_equal(pt::sum(c, {0, 2}), pt::sum(pt::sum(c, {2}), {0}), 1e-12, 1e-12));
+    CHECK(pt::array_equal(pt::max(c, {1, 3}), pt::max(pt::max(c, {3}), {1})));
+}
+
+TEST_CASE("ops: shape operations", "[ops]") {
+    const pt::array a{{1.f, 2.f, 3.f}, {4.f, 5.f, 6.f}};
+    CHECK(vals(pt::transpose(a)) == std::vector<double>{1, 4, 2, 5, 3, 6});
+    const pt::array b = rand(2, {2, 3, 4});
+    CHECK(pt::swapaxes(b, -1, -2).shape() == pt::shape_type{2, 4, 3});
+    CHECK(pt::swapaxes(b, -1, -2).item(1) == b.item(4));
+    CHECK(pt::transpose(b, {2, 0, 1}).shape() == pt::shape_type{4, 2, 3});
+    const pt::array r = pt::reshape(a, {3, 2});
+    CHECK(pt::same_storage(r, a)); // zero-copy
+    CHECK(vals(pt::concatenate({a, a * 10.0}, 1)) ==
+          std::vector<double>{1, 2, 3, 10, 20, 30, 4, 5, 6, 40, 50, 60});
+    CHECK(pt::concatenate({a, a, a}, 0).shape() == pt::shape_type{6, 3});
+    CHECK(vals(pt::broadcast_to(pt::array{1.f, 2.f}, {2, 2})) == std::vector<double>{1, 2, 1, 2});
+    const pt::array idx = pt::array::from_vector<std::int64_t>({2, 2}, {1, 0, 1, 1});
+    const pt::array e = pt::take(a, idx);
+    CHECK(e.shape() == pt::shape_type{2, 2, 3});
+    CHECK(vals(e) == std::vector<double>{4, 5, 6, 1, 2, 3, 4, 5, 6, 4, 5, 6});
+    const pt::array mask =
+        pt::array::from_vector<bool>({2, 3}, {true, false, true, false, true, false});
+    CHECK(vals(pt::where(mask, a, pt::array::full({}, -1.0))) ==
+          std::vector<double>{1, -1, 3, -1, 5, -1});
+}
+
+TEST_CASE("ops: matmul agrees with a naive product, batched and broadcast", "[ops]") {
+    const pt::array a = rand(3, {2, 3, 4});
+    const pt::array b = rand(4, {4, 5});
+    const pt::array c = pt::matmul(a, b);
+    REQUIRE(c.shape() == pt::shape_type{2, 3, 5});
+    const auto av = vals(a), bv = vals(b), cv = vals(c);
+    for (std::size_t s = 0; s < 2; ++s)
+        for (std::size_t i = 0; i < 3; ++i)
+            for (std::size_t j = 0; j < 5; ++j) {
+                double acc = 0;
+                for (std::size_t k = 0; k < 4; ++k)
+                    acc += av[(s * 3 + i) * 4 + k] * bv[k * 5 + j];
+                CHECK(cv[(s * 3 + i) * 5 + j] == Approx(acc).epsilon(1e-12));
+            }
+    // Batched with broadcasting batch axes agrees with slicing by hand.
+    const pt::array x = rand(5, {3, 1, 2, 4});
+    const pt::array y = rand(6, {2, 4, 3});
+    const pt::array z = pt::matmul(x, y);
+    REQUIRE(z.shape() == pt::shape_type{3, 2, 2, 3});
+    const pt::array x1 = pt::reshape(pt::take(pt::reshape(x, {3, 8}), pt::array{1}), {2, 4});
+    const pt::array y0 = pt::reshape(pt::take(pt::reshape(y, {2, 12}), pt::array{0}), {4, 3});
+    const pt::array z10 = pt::reshape(pt::take(pt::reshape(z, {6, 6}), pt::array{2}), {2, 3});
+    CHECK(pt::array_equal(pt::matmul(x1, y0), z10, 1e-12, 1e-12));
+    // Vectors, float32.
+    CHECK(pt::matmul(pt::array{1.f, 2.f}, pt::array{{1.f, 0.f}, {0.f, 1.f}}).shape() ==
+          pt::shape_type{2});
+    CHECK(pt::matmul(pt::array{{1.f, 2.f}}, pt::array{3.f, 4.f}).item() == 11);
+}
+
+TEST_CASE("ops: the neural-network functions compute the right values", "[ops]") {
+    const pt::array x{{1.0, 2.0, 3.0}, {1000.0, 0.0, -1000.0}};
+    const pt::array s = pt::softmax(x);
+    CHECK(pt::sum(s, {1}).item(0) == Approx(1.0));
+    CHECK(s.item(2) == Approx(std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0))));
+    CHECK(s.item(3) == Approx(1.0)); // no overflow
+    const pt::array ls = pt::log_softmax(x);
+    CHECK(ls.item(0) == Approx(std::log(s.item(0))));
+    CHECK(std::isfinite(ls.item(5)));
+    // Cross-entropy is the mean of -log_softmax at the targets.
+    const pt::array t = pt::array::from_vector<std::int64_t>({2}, {2, 0});
+    CHECK(pt::cross_entropy(x, t).item() == Approx(-(ls.item(2) + ls.item(3)) / 2));
+    // Layer norm: zero mean, unit (biased) variance per row, then the affine part.
+    const pt::array h = rand(7, {4, 16}, -3, 5);
+    const pt::array n = pt::layer_norm(h, 0.0);
+    CHECK(std::abs(pt::mean(n, {1}).item(2)) < 1e-12);
+    CHECK(pt::mean(n * n, {1}).item(3) == Approx(1.0));
+    const pt::array g = rand(8, {16}), b = rand(9, {16});
+    CHECK(pt::array_equal(pt::layer_norm(h, g, b, 0.0), n * g + b, 1e-12, 1e-12));
+    // gelu: exact and tanh forms (PyTorch's values).
+    const pt::array v{-1.0, 0.0, 1.0, 3.0};
+    CHECK(pt::gelu(v).item(2) == Approx(0.8413447460685429));
+    CHECK(pt::gelu(v).item(0) == Approx(-0.15865525393145707));
+    CHECK(pt::gelu(v, true).item(2) == Approx(0.8411919906082768));
+    CHECK(pt::sigmoid(pt::array{-1000.0, 0.0, 1000.0}).to_doubles() ==
+          std::vector<double>{0.0, 0.5, 1.0});
+    CHECK(vals(pt::relu(pt::array{-1.f, 0.f, 2.f})) == std::vector<double>{0, 0, 2});
+}
+
+TEST_CASE("ops: dropout keeps the expectation and is a pure function of its key", "[ops]") {
+    const auto key = pt::random::make_key(3);
+    const pt::array x = pt::array::ones({100000});
+    const pt::array y = pt::dropout(key, x, 0.25);
+    CHECK(pt::array_equal(y, pt::dropout(key, x, 0.25)));
+    CHECK(pt::mean(y).item() == Approx(1.0).epsilon(0.01));
+    const auto v = vals(y);
+    const auto zeros = std::count(v.begin(), v.end(), 0.0);
+    CHECK(static_cast<double>(zeros) / 1e5 == Approx(0.25).epsilon(0.03));
+    CHECK(std::all_of(v.begin(), v.end(), [](double e) { return e == 0 || e == Approx(4.0 / 3); }));
+    CHECK(pt::same_storage(pt::dropout(key, x, 0.0), x));
+}
+
+TEST_CASE("gradients: elementwise arithmetic, with broadcasting, match finite differences",
+          "[ops][grad]") {
+    // Shape pairs: equal, row and column broadcasting, scalar, both sides broadcasting.
+    const std::vector<std::pair<pt::shape_type, pt::shape_type>> pairs = {
+        {{3, 4}, {3, 4}}, {{3, 4}, {4}},       {{3, 1}, {1, 4}},
+        {{}, {2, 3}},     {{2, 1, 4}, {3, 1}}, {{5}, {1}}};
+    std::uint32_t seed = 10;
+    for (const auto& [sa, sb] : pairs) {
+        const pt::array a = rand(seed++, sa), b = rand(seed++, sb);
+        const pt::array bpos = rand(seed++, sb, 0.5, 2.0), apos = rand(seed++, sa, 0.5, 2.0);
+        check("add", [](const xs_t& x) { return x[0] + x[1]; }, {a, b});
+        check("subtract", [](const xs_t& x) { return x[0] - x[1]; }, {a, b});
+        check("multiply", [](const xs_t& x) { return x[0] * x[1]; }, {a, b});
+        check("divide", [](const xs_t& x) { return x[0] / x[1]; }, {a, bpos});
+        check("pow", [](const xs_t& x) { return pt::pow(x[0], x[1]); }, {apos, b});
+    }
+    // Random shapes: a random rank-0..3 shape against a random broadcastable version of it.
+    auto key = pt::random::make_key(77);
+    for (int trial = 0; trial < 12; ++trial) {
+        const auto bits =
+            pt::random::bits(pt::random::fold_in(key, static_cast<std::uint32_t>(trial)), 8);
+        const std::size_t rank = bits[0] % 4;
+        pt::shape_type sa, sb;
+        for (std::size_t d = 0; d < rank; ++d) {
+            sa.push_back(1 + bits[1 + d] % 3);
+            sb.push_back(bits[4 + d] % 2 ? sa.back() : 1);
+        }
+        if (rank > 0 && bits[7] % 2) sb.erase(sb.begin()); // fewer leading axes
+        const pt::array a = rand(seed++, sa), b = rand(seed++, sb);
+        check("multiply (random shapes)", [](const xs_t& x) { return x[0] * x[1] - x[1]; }, {a, b});
+        check("add (random shapes)", [](const xs_t& x) { return x[1] + x[0]; }, {a, b});
+    }
+    const pt::array a = rand(40, {3, 4});
+    check("scalar ops", [](const xs_t& x) { return (x[0] * 3.0 + 1.0) / 2.0 - 0.5; }, {a});
+    check("scalar left ops", [](const xs_t& x) { return 2.0 - 3.0 * x[0]; }, {a});
+    check("scalar divided by", [](const xs_t& x) { return 1.0 / x[0]; }, {rand(41, {3}, 0.5, 2)});
+    check("negative", [](const xs_t& x) { return -x[0]; }, {a});
+    check("pow scalar", [](const xs_t& x) { return pt::pow(x[0], 3.0); }, {a});
+}
+
+TEST_CASE("gradients: elementwise functions match finite differences", "[ops][grad]") {
+    const pt::array a = rand(50, {4, 5});
+    const pt::array pos = rand(51, {4, 5}, 0.3, 3.0);
+    check("exp", [](const xs_t& x) { return pt::exp(x[0]); }, {a});
+    check("log", [](const xs_t& x) { return pt::log(x[0]); }, {pos});
+    check("sqrt", [](const xs_t& x) { return pt::sqrt(x[0]); }, {pos});
+    check("tanh", [](const xs_t& x) { return pt::tanh(x[0]); }, {a});
+    check("sigmoid", [](const xs_t& x) { return pt::sigmoid(x[0]); }, {a * 4.0});
+    check("relu", [](const xs_t& x) { return pt::relu(x[0]); }, {a});
+    check("gelu", [](const xs_t& x) { return pt::gelu(x[0]); }, {a * 2.0});
+    check("gelu tanh", [](const xs_t& x) { return pt::gelu(x[0], true); }, {a * 2.0});
+}
+
+TEST_CASE("gradients: astype carries the gradient between float dtypes; stop_gradient cuts it",
+          "[ops][grad]") {
+    const pt::array x{0.5, 0.25};
+    const pt::array c{3.0, -2.0};
+    auto through_f32 = [&](const pt::array& v) {
+        return pt::sum(v.astype(pt::dtype::float32).astype(pt::dtype::float64) * c);
+    };
+    CHECK(pt::grad(through_f32)(x).as_array().to_doubles() == c.to_doubles());
+    // To an integer dtype there is no gradient (as in JAX).
+    auto through_int = [&](const pt::array& v) {
+        return pt::sum(v.astype(pt::dtype::int64).astype(pt::dtype::float64) * c + v);
+    };
+    CHECK(pt::grad(through_int)(x).as_array().to_doubles() == std::vector<double>{1, 1});
+    // d/dx [x * const(x)] = const(x) = x, not 2x.
+    auto cut = [](const pt::array& v) { return pt::sum(v * pt::stop_gradient(v)); };
+    CHECK(pt::grad(cut)(x).as_array().to_doubles() == x.to_doubles());
+}
+
+TEST_CASE("gradients: reductions match finite differences", "[ops][grad]") {
+    const pt::array a = rand(60, {3, 4, 5});
+    for (const auto& axes : std::vector<std::vector<int>>{{}, {0}, {1}, {-1}, {0, 2}, {1, 2}}) {
+        for (const bool keep : {false, true}) {
+            check("sum", [&](const xs_t& x) { return pt::sum(x[0], axes, keep); }, {a});
+            check("mean", [&](const xs_t& x) { return pt::mean(x[0], axes, keep); }, {a});
+            check("max", [&](const xs_t& x) { return pt::max(x[0], axes, keep); }, {a});
+        }
+    }
+}
+
+TEST_CASE("gradients: max shares the gradient equally among ties", "[ops][grad]") {
+    const pt::array x{3.0, 1.0, 3.0};
+    auto [v, g] = pt::value_and_grad([](const pt::array& a) { return pt::max(a); })(x);
+    CHECK(v.item() == 3);
+    CHECK(g.as_array().to_doubles() == std::vector<double>{0.5, 0, 0.5});
+}
+
+TEST_CASE("gradients: shape operations match finite differences", "[ops][grad]") {
+    const pt::array a = rand(70, {2, 3, 4});
+    check("reshape", [](const xs_t& x) { return pt::reshape(x[0], {4, 6}); }, {a});
+    check("member reshape", [](const xs_t& x) { return x[0].reshape({6, 4}) * 2.0; }, {a});
+    check("transpose", [](const xs_t& x) { return pt::transpose(x[0]); }, {a});
+    check("transpose axes", [](const xs_t& x) { return pt::transpose(x[0], {1, -1, 0}); }, {a});
+    check("swapaxes", [](const xs_t& x) { return pt::swapaxes(x[0], 0, 2); }, {a});
+    check("broadcast_to",
+          [](const xs_t& x) {
+              return pt::broadcast_to(x[0], {5, 3, 4});
+          },
+          {rand(71, {3, 1})});
+    check("concatenate",
+          [](const xs_t& x) {
+              return pt::concatenate({x[0], x[1], x[0], x[2]}, 1);
+          },
+          {a, rand(72, {2, 1, 4}), rand(73, {2, 5, 4})});
+    const pt::array idx = pt::array::from_vector<std::int32_t>({2, 3}, {0, 4, 2, 4, 4, 1});
+    check("take (rows used several times)", [&](const xs_t& x) { return pt::take(x[0], idx); },
+          {rand(74, {5, 3})});
+    const pt::array mask = pt::random::bernoulli(pt::random::make_key(5), {3, 4}, 0.5);
+    check("where", [&](const xs_t& x) { return pt::where(mask, x[0], x[1]); },
+          {rand(75, {3, 4}), rand(76, {4})});
+}
+
+TEST_CASE("gradients: matmul (2-d, folded batch, broadcast batch, vectors)", "[ops][grad]") {
+    check("matmul 2-d", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(80, {3, 4}), rand(81, {4, 5})});
+    check("matmul [..,m,k] @ [k,n]", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(82, {2, 3, 4}), rand(83, {4, 2})});
+    check("matmul batched", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(84, {2, 3, 4}), rand(85, {2, 4, 2})});
+    check("matmul broadcast batch", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(86, {3, 1, 2, 4}), rand(87, {2, 4, 3})});
+    check("matmul 2-d @ batched", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(88, {2, 4}), rand(89, {3, 4, 2})});
+    check("matmul vector @ matrix", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(90, {4}), rand(91, {4, 3})});
+    check("matmul matrix @ vector", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
+          {rand(92, {3, 4}), rand(93, {4})});
+}
+
+TEST_CASE("gradients: softmax family, cross-entropy, layer norm, dropout", "[ops][grad]") {
+    const pt::array a = rand(100, {3, 4, 5}, -3, 3);
+    for (const int axis : {-1, 0, 1}) {
+        check("softmax", [&](const xs_t& x) { return pt::softmax(x[0], axis); }, {a});
+        check("log_softmax", [&](const xs_t& x) { return pt::log_softmax(x[0], axis); }, {a});
+    }
+    const pt::array t =
+        pt::array::from_vector<std::int64_t>({3, 4}, {0, 4, 2, 1, 1, 1, 3, 0, 4, 2, 2, 3});
+    check("cross_entropy", [&](const xs_t& x) { return pt::cross_entropy(x[0], t); }, {a});
+    check("layer_norm affine", [](const xs_t& x) { return pt::layer_norm(x[0], x[1], x[2]); },
+          {a, rand(101, {5}), rand(102, {5})});
+    check("layer_norm", [](const xs_t& x) { return pt::layer_norm(x[0]); }, {a});
+    const auto key = pt::random::make_key(8);
+    check("dropout", [&](const xs_t& x) { return pt::dropout(key, x[0], 0.3); }, {a});
+}
+
+TEST_CASE("gradients: float32 operations produce float32 gradients", "[ops][grad]") {
+    const pt::array w = pt::array::ones({3, 2});
+    auto g = pt::grad([](const pt::array& x) {
+        return pt::sum(pt::tanh(pt::matmul(x, x.reshape({2, 3}))));
+    })(w);
+    CHECK(g.as_array().dtype() == pt::dtype::float32);
+    CHECK(g.as_array().shape() == pt::shape_type{3, 2});
+}
