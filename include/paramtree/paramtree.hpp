@@ -11,6 +11,7 @@
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/ops.hpp>
+#include <paramtree/optim.hpp>
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/print.hpp>

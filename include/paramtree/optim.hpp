@@ -1,0 +1,107 @@
+// paramtree — optimizers as pure functions over trees (optax style).
+// A `transformation` is a pair of pure functions: `init(params) -> state` and
+// `update(grads, state, params) -> {updates, state}`; `apply_updates(params, updates)` takes
+// the step. State trees follow the structure of `params` — the PRUNED structure for a tree
+// with ties — so a tied weight has one momentum and one pair of Adam moments, and the state
+// is an ordinary tree: print it, map it, save it. None in the gradients (leaves a grad filter
+// left out) means "no update" there; non-float leaves get None state.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <type_traits>
+#include <vector>
+
+#include <paramtree/partition.hpp>
+#include <paramtree/path.hpp>
+#include <paramtree/tree.hpp>
+
+namespace paramtree::optim {
+
+/// A learning rate (or other quantity) as a function of the step, counted from 0.
+using schedule = std::function<double(std::int64_t step)>;
+
+/// The same value at every step.
+[[nodiscard]] schedule constant_schedule(double value);
+/// Linear warm-up from `init_value` to `peak_value` over `warmup_steps`, then cosine decay
+/// to `end_value` at step `decay_steps` (counted from 0, warm-up included), then constant —
+/// optax's warmup_cosine_decay_schedule.
+///
+///     auto lr = pt::optim::warmup_cosine_decay_schedule(0.0, 3e-4, 100, 1000);
+///     assert(lr(0) == 0.0 && lr(100) == 3e-4);
+[[nodiscard]] schedule warmup_cosine_decay_schedule(double init_value, double peak_value,
+                                                    std::int64_t warmup_steps,
+                                                    std::int64_t decay_steps,
+                                                    double end_value = 0.0);
+
+/// A constant or a schedule, wherever a learning rate is asked for.
+struct learning_rate {
+    schedule fn;
+    learning_rate(double value) : fn(constant_schedule(value)) {}
+    learning_rate(schedule s) : fn(std::move(s)) {}
+};
+
+/// Which leaves a transformation touches: a predicate on (path, leaf), or a tree of bool
+/// leaves with the structure of the parameters (optax's mask).
+struct leaf_mask {
+    path_filter fn;
+    leaf_mask() : fn([](const path&, const tree&) { return true; }) {}
+    template <class F>
+    requires std::is_invocable_r_v<bool, F&, const path&, const tree&> leaf_mask(F f)
+        : fn(std::move(f)) {}
+    leaf_mask(tree bools);
+};
+
+struct update_result {
+    tree updates;
+    tree state;
+};
+
+/// A gradient transformation: two pure functions over trees.
+struct transformation {
+    std::function<tree(const tree& params)> init;
+    std::function<update_result(const tree& grads, const tree& state, const tree& params)> update;
+};
+
+/// Transformations applied in order; the state is a tuple of their states.
+///
+///     auto opt = pt::optim::chain({pt::optim::clip_by_global_norm(1.0), pt::optim::adam(1e-3)});
+[[nodiscard]] transformation chain(std::vector<transformation> parts);
+
+/// Scales by -lr(step) (the descent direction): the last link of most chains.
+[[nodiscard]] transformation scale_by_learning_rate(learning_rate lr);
+/// Adam's moment estimates with bias correction: updates become mu_hat / (sqrt(nu_hat) + eps).
+[[nodiscard]] transformation scale_by_adam(double b1 = 0.9, double b2 = 0.999, double eps = 1e-8);
+/// Momentum (optax's trace): t = g + decay * t; the update is t, or g + decay * t (Nesterov).
+[[nodiscard]] transformation trace(double decay, bool nesterov = false);
+/// Adds weight_decay * param to the update of the leaves `mask` selects (decoupled decay).
+[[nodiscard]] transformation add_decayed_weights(double weight_decay, leaf_mask mask = {});
+/// Scales all updates by max_norm / global_norm when the global norm exceeds max_norm.
+[[nodiscard]] transformation clip_by_global_norm(double max_norm);
+
+/// Stochastic gradient descent, with optional (Nesterov) momentum.
+///
+///     auto opt = pt::optim::sgd(0.1, 0.9);
+///     pt::tree state = opt.init(params);
+///     auto [updates, next] = opt.update(grads, state, params);
+///     params = pt::optim::apply_updates(params, updates);
+[[nodiscard]] transformation sgd(learning_rate lr, double momentum = 0.0, bool nesterov = false);
+/// Adam (Kingma & Ba), as in optax and torch.optim.Adam.
+[[nodiscard]] transformation adam(learning_rate lr, double b1 = 0.9, double b2 = 0.999,
+                                  double eps = 1e-8);
+/// AdamW: Adam with decoupled weight decay on the leaves `mask` selects (e.g. not biases and
+/// norms: `[](const pt::path& p, const pt::tree&) { return pt::keystr(p).ends_with("weight"); }`).
+[[nodiscard]] transformation adamw(learning_rate lr, double b1 = 0.9, double b2 = 0.999,
+                                   double eps = 1e-8, double weight_decay = 1e-4,
+                                   leaf_mask mask = {});
+
+/// params + updates leaf by leaf; a None update leaves the parameter as it is. Throws
+/// structure_error (naming the path) if the trees do not line up, shape_error if a leaf's
+/// dtype or shape differs.
+[[nodiscard]] tree apply_updates(const tree& params, const tree& updates);
+
+/// sqrt of the sum of squares of every float array leaf (None leaves skipped). For a tree with
+/// ties each tied value counts once.
+[[nodiscard]] double global_norm(const tree& t);
+
+} // namespace paramtree::optim

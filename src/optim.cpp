@@ -1,0 +1,350 @@
+// paramtree — optimizers: schedules, gradient transformations, apply_updates.
+// Every per-leaf rule is one fused loop over the leaf's elements (Adam reads g, mu, nu once
+// and writes mu, nu and the update once), in the leaf's own float dtype.
+#include <paramtree/optim.hpp>
+
+#include "kernels.hpp"
+
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+
+#include <cmath>
+#include <numbers>
+
+#include <fmt/format.h>
+
+namespace paramtree::optim {
+
+namespace k = kernels;
+
+schedule constant_schedule(double value) {
+    return [value](std::int64_t) { return value; };
+}
+
+schedule warmup_cosine_decay_schedule(double init_value, double peak_value,
+                                      std::int64_t warmup_steps, std::int64_t decay_steps,
+                                      double end_value) {
+    if (warmup_steps < 0 || decay_steps < warmup_steps)
+        detail::throw_shape(
+            "warmup_cosine_decay_schedule", "0 <= warmup_steps <= decay_steps",
+            fmt::format("warmup_steps {} and decay_steps {}", warmup_steps, decay_steps));
+    return [=](std::int64_t step) {
+        if (step < warmup_steps)
+            return init_value + (peak_value - init_value) * static_cast<double>(step) /
+                                    static_cast<double>(warmup_steps);
+        const auto span = decay_steps - warmup_steps;
+        if (span == 0 || step >= decay_steps) return end_value;
+        const double progress =
+            static_cast<double>(step - warmup_steps) / static_cast<double>(span);
+        return end_value +
+               (peak_value - end_value) * 0.5 * (1 + std::cos(std::numbers::pi * progress));
+    };
+}
+
+leaf_mask::leaf_mask(tree bools)
+    : fn([bools = std::move(bools)](const path& p, const tree&) {
+          const tree m = bools.at(p);
+          if (m.is_leaf() && std::holds_alternative<bool>(m.value())) return m.as<bool>();
+          detail::throw_leaf("leaf_mask", p, "a bool leaf in the mask tree", describe(m));
+      }) {}
+
+namespace {
+
+bool is_none_node(const tree& t) {
+    return t.is_none();
+}
+
+/// The trees flattened with None as a leaf, checked to have one structure: gradients that a
+/// filter left None line up with the parameters and the state.
+detail::flat_inputs align(const char* context, std::initializer_list<const tree*> trees,
+                          bool with_paths = false) {
+    return detail::flatten_all(context, std::span<const tree* const>(trees.begin(), trees.size()),
+                               is_none_node, with_paths);
+}
+
+/// A float array leaf's array, or null (None, non-float leaves).
+const array* float_leaf(const tree& t) {
+    return is_float_array(t) ? &t.as_array() : nullptr;
+}
+
+/// The state tree for `params`: `make(leaf)` at float array leaves, None elsewhere.
+template <class Make>
+tree per_leaf_state(const tree& params, Make make) {
+    return tree_map(
+        map_options{is_none_node},
+        [&](const tree& leaf) -> tree {
+            if (const array* a = float_leaf(leaf)) return make(*a);
+            return tree{};
+        },
+        params);
+}
+
+array zeros_like(const array& a) {
+    return array::zeros(a.shape(), a.dtype());
+}
+
+tree count_leaf(std::int64_t n) {
+    return array::scalar<std::int64_t>(n);
+}
+
+std::int64_t count_of(const tree& state, const char* context) {
+    const tree c = state["count"];
+    if (!c.is_array() || c.as_array().dtype() != dtype::int64 || c.as_array().size() != 1)
+        detail::throw_leaf(context, parse_path(".count"), "an int64 step count", describe(c));
+    return static_cast<std::int64_t>(c.as_array().item());
+}
+
+/// Checks that a gradient leaf can update a state leaf of the parameters' dtype and shape.
+void check_leaf(const char* context, const path& p, const array& g, const array& like) {
+    if (g.dtype() != like.dtype() || g.shape() != like.shape())
+        detail::throw_leaf(context, p, like.describe(), g.describe());
+}
+
+/// Calls `f(T)` with the float element type of `a`.
+template <class F>
+decltype(auto) with_float(const array& a, F&& f) {
+    return k::float_dispatch("optimizer", a, std::forward<F>(f));
+}
+
+template <class T>
+T* fresh(array& out, const array& like) {
+    auto [a, data] = detail::array_access::allocate(like.dtype(), like.shape());
+    out = a;
+    return static_cast<T*>(data);
+}
+
+template <class T>
+const T* data(const array& a) {
+    return reinterpret_cast<const T*>(a.bytes());
+}
+
+} // namespace
+
+transformation chain(std::vector<transformation> parts) {
+    transformation t;
+    t.init = [parts](const tree& params) {
+        std::vector<tree> states;
+        for (const auto& p : parts)
+            states.push_back(p.init(params));
+        return paramtree::tuple(std::move(states));
+    };
+    t.update = [parts](const tree& grads, const tree& state, const tree& params) {
+        if (state.kind() != node_kind::tuple || state.size() != parts.size())
+            detail::throw_structure("chain.update", {},
+                                    fmt::format("a tuple of {} states", parts.size()),
+                                    describe(state));
+        tree updates = grads;
+        std::vector<tree> states;
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            auto r = parts[i].update(updates, state[i], params);
+            updates = std::move(r.updates);
+            states.push_back(std::move(r.state));
+        }
+        return update_result{std::move(updates), paramtree::tuple(std::move(states))};
+    };
+    return t;
+}
+
+transformation scale_by_learning_rate(learning_rate lr) {
+    transformation t;
+    t.init = [](const tree&) { return record("ScaleByScheduleState", {{"count", count_leaf(0)}}); };
+    t.update = [fn = lr.fn](const tree& grads, const tree& state, const tree&) {
+        const std::int64_t step = count_of(state, "scale_by_learning_rate");
+        const double factor = -fn(step);
+        tree updates = tree_map(
+            map_options{is_none_node},
+            [&](const tree& g) -> tree {
+                if (g.is_none()) return g;
+                return k::scale(g.as_array(), factor);
+            },
+            grads);
+        return update_result{std::move(updates),
+                             record("ScaleByScheduleState", {{"count", count_leaf(step + 1)}})};
+    };
+    return t;
+}
+
+transformation scale_by_adam(double b1, double b2, double eps) {
+    transformation t;
+    t.init = [](const tree& params) {
+        auto zeros = [](const array& a) { return zeros_like(a); };
+        return record("ScaleByAdamState", {{"count", count_leaf(0)},
+                                           {"mu", per_leaf_state(params, zeros)},
+                                           {"nu", per_leaf_state(params, zeros)}});
+    };
+    t.update = [=](const tree& grads, const tree& state, const tree&) {
+        const std::int64_t step = count_of(state, "scale_by_adam") + 1;
+        const tree mu_tree = state["mu"], nu_tree = state["nu"];
+        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree}, true);
+        const double c1 = 1 - std::pow(b1, static_cast<double>(step));
+        const double c2 = 1 - std::pow(b2, static_cast<double>(step));
+        const std::size_t n = in.leaves[0].size();
+        std::vector<tree> updates(n), mus(n), nus(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const tree& g = in.leaves[0][i];
+            updates[i] = g;
+            mus[i] = in.leaves[1][i];
+            nus[i] = in.leaves[2][i];
+            if (g.is_none() || !float_leaf(mus[i])) continue;
+            const array& ga = g.as_array();
+            const array& m = mus[i].as_array();
+            check_leaf("scale_by_adam", in.paths[i], ga, m);
+            with_float(ga, [&](auto tag) {
+                using T = decltype(tag);
+                array u, m2, v2;
+                T* up = fresh<T>(u, ga);
+                T* mp = fresh<T>(m2, ga);
+                T* vp = fresh<T>(v2, ga);
+                const T* gp = data<T>(ga);
+                const T* m0 = data<T>(m);
+                const T* v0 = data<T>(nus[i].as_array());
+                const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2);
+                for (std::size_t j = 0; j < ga.size(); ++j) {
+                    mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
+                    vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
+                    up[j] = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
+                }
+                updates[i] = u;
+                mus[i] = m2;
+                nus[i] = v2;
+                return 0;
+            });
+        }
+        tree state_out = record("ScaleByAdamState", {{"count", count_leaf(step)},
+                                                     {"mu", unflatten(in.def, std::move(mus))},
+                                                     {"nu", unflatten(in.def, std::move(nus))}});
+        return update_result{unflatten(in.def, std::move(updates)), std::move(state_out)};
+    };
+    return t;
+}
+
+transformation trace(double decay, bool nesterov) {
+    transformation t;
+    t.init = [](const tree& params) {
+        return record(
+            "TraceState",
+            {{"trace", per_leaf_state(params, [](const array& a) { return zeros_like(a); })}});
+    };
+    t.update = [=](const tree& grads, const tree& state, const tree&) {
+        const tree tr = state["trace"];
+        auto in = align("trace", {&grads, &tr}, true);
+        const std::size_t n = in.leaves[0].size();
+        std::vector<tree> updates(n), traces(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const tree& g = in.leaves[0][i];
+            updates[i] = g;
+            traces[i] = in.leaves[1][i];
+            if (g.is_none() || !float_leaf(traces[i])) continue;
+            const array& ga = g.as_array();
+            check_leaf("trace", in.paths[i], ga, traces[i].as_array());
+            with_float(ga, [&](auto tag) {
+                using T = decltype(tag);
+                array u, t2;
+                T* up = fresh<T>(u, ga);
+                T* tp = fresh<T>(t2, ga);
+                const T* gp = data<T>(ga);
+                const T* t0 = data<T>(traces[i].as_array());
+                const T D = T(decay);
+                for (std::size_t j = 0; j < ga.size(); ++j) {
+                    tp[j] = gp[j] + D * t0[j];
+                    up[j] = nesterov ? gp[j] + D * tp[j] : tp[j];
+                }
+                updates[i] = u;
+                traces[i] = t2;
+                return 0;
+            });
+        }
+        return update_result{
+            unflatten(in.def, std::move(updates)),
+            record("TraceState", {{"trace", unflatten(in.def, std::move(traces))}})};
+    };
+    return t;
+}
+
+transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
+    transformation t;
+    t.init = [](const tree&) { return tree{}; };
+    t.update = [weight_decay, fn = mask.fn](const tree& grads, const tree& state,
+                                            const tree& params) {
+        auto in = align("add_decayed_weights", {&grads, &params}, true);
+        std::vector<tree> updates = in.leaves[0];
+        for (std::size_t i = 0; i < updates.size(); ++i) {
+            const tree& g = in.leaves[0][i];
+            const tree& p = in.leaves[1][i];
+            if (g.is_none() || !float_leaf(p) || !fn(in.paths[i], p)) continue;
+            check_leaf("add_decayed_weights", in.paths[i], g.as_array(), p.as_array());
+            updates[i] = k::add(g.as_array(), k::scale(p.as_array(), weight_decay));
+        }
+        return update_result{unflatten(in.def, std::move(updates)), state};
+    };
+    return t;
+}
+
+transformation clip_by_global_norm(double max_norm) {
+    transformation t;
+    t.init = [](const tree&) { return tree{}; };
+    t.update = [max_norm](const tree& grads, const tree& state, const tree&) {
+        const double norm = global_norm(grads);
+        if (!(norm > max_norm)) return update_result{grads, state};
+        const double factor = max_norm / norm;
+        tree clipped = tree_map(
+            map_options{is_none_node},
+            [&](const tree& g) -> tree {
+                if (const array* a = float_leaf(g)) return k::scale(*a, factor);
+                return g;
+            },
+            grads);
+        return update_result{std::move(clipped), state};
+    };
+    return t;
+}
+
+transformation sgd(learning_rate lr, double momentum, bool nesterov) {
+    if (momentum == 0) return chain({scale_by_learning_rate(std::move(lr))});
+    return chain({trace(momentum, nesterov), scale_by_learning_rate(std::move(lr))});
+}
+
+transformation adam(learning_rate lr, double b1, double b2, double eps) {
+    return chain({scale_by_adam(b1, b2, eps), scale_by_learning_rate(std::move(lr))});
+}
+
+transformation adamw(learning_rate lr, double b1, double b2, double eps, double weight_decay,
+                     leaf_mask mask) {
+    return chain({scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, std::move(mask)),
+                  scale_by_learning_rate(std::move(lr))});
+}
+
+tree apply_updates(const tree& params, const tree& updates) {
+    auto in = align("apply_updates", {&params, &updates}, true);
+    std::vector<tree> out = in.leaves[0];
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const tree& u = in.leaves[1][i];
+        if (u.is_none()) continue;
+        const tree& p = in.leaves[0][i];
+        if (!p.is_array() || !u.is_array())
+            detail::throw_leaf("apply_updates", in.paths[i], "array leaves in both trees",
+                               fmt::format("{} and {}", describe(p), describe(u)));
+        check_leaf("apply_updates", in.paths[i], u.as_array(), p.as_array());
+        out[i] = k::add(p.as_array(), u.as_array());
+    }
+    return unflatten(in.def, std::move(out));
+}
+
+double global_norm(const tree& t) {
+    double total = 0;
+    for (const auto& leaf : leaves(t)) {
+        const array* a = float_leaf(leaf);
+        if (!a) continue;
+        with_float(*a, [&](auto tag) {
+            using T = decltype(tag);
+            const T* p = data<T>(*a);
+            for (std::size_t j = 0; j < a->size(); ++j)
+                total += static_cast<double>(p[j]) * static_cast<double>(p[j]);
+            return 0;
+        });
+    }
+    return std::sqrt(total);
+}
+
+} // namespace paramtree::optim

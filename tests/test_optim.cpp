@@ -1,0 +1,206 @@
+// Tests for <paramtree/optim.hpp>: hand-computed steps, schedules, masks, clipping, None
+// gradients, ties (one state entry per tied weight), and training end to end.
+#include "gradcheck.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <paramtree/autodiff.hpp>
+#include <paramtree/error.hpp>
+#include <paramtree/ops.hpp>
+#include <paramtree/optim.hpp>
+#include <paramtree/shared.hpp>
+#include <paramtree/treedef.hpp>
+
+#include <cmath>
+
+namespace pt = paramtree;
+namespace opt = paramtree::optim;
+
+namespace {
+double leaf0(const pt::tree& t) {
+    return pt::leaves(t).at(0).as_array().item();
+}
+} // namespace
+
+TEST_CASE("optim: two Adam steps match a hand computation", "[optim]") {
+    const pt::tree params = pt::dict({{"w", pt::array{1.0}}});
+    const auto adam = opt::adam(0.1, 0.9, 0.999, 1e-8);
+    pt::tree state = adam.init(params);
+    pt::tree p = params;
+    double w = 1.0, m = 0, v = 0;
+    const double grads[] = {0.5, -2.0};
+    for (int step = 1; step <= 2; ++step) {
+        const double g = grads[step - 1];
+        auto [updates, next] = adam.update(pt::dict({{"w", pt::array{g}}}), state, p);
+        p = opt::apply_updates(p, updates);
+        state = next;
+        m = 0.9 * m + 0.1 * g;
+        v = 0.999 * v + 0.001 * g * g;
+        const double mh = m / (1 - std::pow(0.9, step)), vh = v / (1 - std::pow(0.999, step));
+        w -= 0.1 * mh / (std::sqrt(vh) + 1e-8);
+        CHECK(p["w"].as_array().item() == Approx(w).epsilon(1e-12));
+    }
+    // The state is an ordinary tree: a step count and the two moments of w.
+    CHECK(state[0]["count"].as_array().item() == 2);
+    CHECK(state[0]["mu"]["w"].as_array().item() == Approx(m));
+    CHECK(state[0]["nu"]["w"].as_array().item() == Approx(v));
+    CHECK(state[1]["count"].as_array().item() == 2);
+}
+
+TEST_CASE("optim: SGD, momentum and Nesterov momentum", "[optim]") {
+    const pt::tree p = pt::list({pt::array{1.0f}});
+    const pt::tree g = pt::list({pt::array{1.0f}});
+    auto run = [&](const opt::transformation& o, int steps) {
+        pt::tree s = o.init(p), q = p;
+        for (int i = 0; i < steps; ++i) {
+            auto [u, next] = o.update(g, s, q);
+            q = opt::apply_updates(q, u);
+            s = next;
+        }
+        return leaf0(q);
+    };
+    CHECK(run(opt::sgd(0.1), 3) == Approx(0.7));
+    // momentum 0.5, constant gradient 1: traces 1, 1.5, 1.75 -> 1 - 0.1 * 4.25
+    CHECK(run(opt::sgd(0.1, 0.5), 3) == Approx(1 - 0.425));
+    // Nesterov: updates g + 0.5 t = 1.5, 1.75, 1.875 -> 1 - 0.1 * 5.125
+    CHECK(run(opt::sgd(0.1, 0.5, true), 3) == Approx(1 - 0.5125));
+    CHECK(pt::leaves(opt::sgd(0.1).init(p)).size() == 1); // only a step count
+}
+
+TEST_CASE("optim: AdamW decays only the masked leaves", "[optim]") {
+    const pt::tree p = pt::record("Linear", {{"weight", pt::array{2.0}}, {"bias", pt::array{2.0}}});
+    const pt::tree zero_grads =
+        pt::record("Linear", {{"weight", pt::array{0.0}}, {"bias", pt::array{0.0}}});
+    const auto weights_only = [](const pt::path& path, const pt::tree&) {
+        return pt::keystr(path).ends_with("weight");
+    };
+    const auto o = opt::adamw(0.1, 0.9, 0.999, 1e-8, 0.5, weights_only);
+    auto [u, s] = o.update(zero_grads, o.init(p), p);
+    const pt::tree q = opt::apply_updates(p, u);
+    CHECK(q["weight"].as_array().item() == Approx(2.0 - 0.1 * 0.5 * 2.0)); // decayed
+    CHECK(q["bias"].as_array().item() == 2.0);                             // not decayed
+    // A tree of bools works as the mask too.
+    const auto o2 = opt::adamw(0.1, 0.9, 0.999, 1e-8, 0.5,
+                               pt::tree(pt::record("Linear", {{"weight", false}, {"bias", true}})));
+    auto [u2, s2] = o2.update(zero_grads, o2.init(p), p);
+    const pt::tree q2 = opt::apply_updates(p, u2);
+    CHECK(q2["weight"].as_array().item() == 2.0);
+    CHECK(q2["bias"].as_array().item() == Approx(1.9));
+}
+
+TEST_CASE("optim: clip_by_global_norm and global_norm", "[optim]") {
+    const pt::tree g = pt::list({pt::array{3.0}, pt::array{4.0}, pt::tree{}});
+    CHECK(opt::global_norm(g) == 5.0);
+    const auto clip = opt::clip_by_global_norm(1.0);
+    auto [u, s] = clip.update(g, clip.init(g), g);
+    CHECK(u[0].as_array().item() == Approx(0.6));
+    CHECK(u[1].as_array().item() == Approx(0.8));
+    CHECK(u[2].is_none());
+    auto [same, s2] = opt::clip_by_global_norm(10.0).update(g, pt::tree{}, g);
+    CHECK(pt::same_node(same, g)); // under the limit: untouched
+}
+
+TEST_CASE("optim: schedules", "[optim]") {
+    const auto lr = opt::warmup_cosine_decay_schedule(0.0, 1.0, 10, 110, 0.1);
+    CHECK(lr(0) == 0.0);
+    CHECK(lr(5) == Approx(0.5));
+    CHECK(lr(10) == Approx(1.0));
+    CHECK(lr(60) == Approx(0.1 + 0.9 * 0.5)); // half way through the cosine
+    CHECK(lr(110) == Approx(0.1));
+    CHECK(lr(1000) == Approx(0.1));
+    CHECK(opt::constant_schedule(0.3)(7) == 0.3);
+    CHECK_THROWS_AS(opt::warmup_cosine_decay_schedule(0, 1, 10, 5), pt::shape_error);
+    // A schedule drives the learning rate through the step count in the state.
+    const pt::tree p = pt::list({pt::array{0.0}});
+    const auto o = opt::sgd(opt::schedule([](std::int64_t step) { return double(step + 1); }));
+    pt::tree s = o.init(p), q = p;
+    for (int i = 0; i < 3; ++i) {
+        auto [u, next] = o.update(pt::list({pt::array{1.0}}), s, q);
+        q = opt::apply_updates(q, u);
+        s = next;
+    }
+    CHECK(leaf0(q) == Approx(-(1 + 2 + 3)));
+}
+
+TEST_CASE("optim: None gradients (filtered leaves) leave parameters and state unchanged",
+          "[optim]") {
+    const pt::tree p =
+        pt::dict({{"frozen", pt::array{1.0}}, {"w", pt::array{1.0}}, {"n", pt::array{3, 4}}});
+    const auto o = opt::adam(0.1);
+    const pt::tree state = o.init(p);
+    CHECK(state[0]["mu"]["n"].is_none()); // no state for an int leaf
+    const pt::tree g = pt::dict({{"frozen", pt::tree{}}, {"w", pt::array{1.0}}, {"n", pt::tree{}}});
+    auto [u, s] = o.update(g, state, p);
+    const pt::tree q = opt::apply_updates(p, u);
+    CHECK(q["frozen"].as_array().item() == 1.0);
+    CHECK(q["w"].as_array().item() == Approx(0.9));
+    CHECK(pt::same_node(q["n"], p["n"]));
+    CHECK(s[0]["mu"]["frozen"].as_array().item() == 0.0);
+}
+
+TEST_CASE("optim: a tied weight has one state entry and stays one parameter", "[optim][sharing]") {
+    const pt::tree untied =
+        pt::tuple({pt::record("Embedding", {{"weight", gradcheck::rand(1, {5, 3})}}),
+                   pt::record("Head", {{"weight", gradcheck::rand(2, {5, 3})}})});
+    const pt::tree tied =
+        pt::share(untied, pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
+    const auto o = opt::adam(0.01);
+    const pt::tree state = o.init(tied);
+    CHECK(pt::leaves(state[0]["mu"]).size() == 1);
+    CHECK(pt::structure(state[0]["mu"]) == pt::structure(tied));
+    const pt::array x = gradcheck::rand(3, {4, 3});
+    auto loss = [&](const pt::tree& m) {
+        const pt::array h = pt::matmul(x, pt::transpose(m[0]["weight"].as_array()));
+        return pt::sum(pt::matmul(h, m[1]["weight"].as_array()) * pt::tanh(x));
+    };
+    pt::tree params = tied, s = state;
+    for (int i = 0; i < 3; ++i) {
+        auto [v, g] = pt::value_and_grad(loss)(params);
+        auto [u, next] = o.update(g, s, params);
+        params = opt::apply_updates(params, u);
+        s = next;
+    }
+    CHECK(params.num_leaves() == 1);
+    const pt::tree full = pt::expand(params);
+    CHECK(pt::same_storage(full[0]["weight"].as_array(), full[1]["weight"].as_array()));
+    CHECK(!pt::array_equal(full[0]["weight"].as_array(), untied[0]["weight"].as_array()));
+}
+
+TEST_CASE("optim: training lowers a regression loss", "[optim]") {
+    const pt::array x = gradcheck::rand(10, {32, 3});
+    const pt::array true_w{{1.0}, {-2.0}, {0.5}};
+    const pt::array y = pt::matmul(x, true_w) + 0.3;
+    pt::tree params = pt::dict({{"w", pt::array::zeros({3, 1}, pt::dtype::float64)},
+                                {"b", pt::array::zeros({1}, pt::dtype::float64)}});
+    auto loss = [&](const pt::tree& p) {
+        const pt::array r = pt::matmul(x, p["w"].as_array()) + p["b"].as_array() - y;
+        return pt::mean(r * r);
+    };
+    const auto o = opt::chain({opt::clip_by_global_norm(10.0), opt::adam(0.05)});
+    pt::tree s = o.init(params);
+    const double first = loss(params).item();
+    for (int i = 0; i < 400; ++i) {
+        auto [v, g] = pt::value_and_grad(loss)(params);
+        auto [u, next] = o.update(g, s, params);
+        params = opt::apply_updates(params, u);
+        s = next;
+    }
+    CHECK(loss(params).item() < first * 1e-4);
+    CHECK(params["w"].as_array().item(1) == Approx(-2.0).epsilon(0.01));
+}
+
+TEST_CASE("optim: mismatched trees are clear errors naming the path", "[optim][errors]") {
+    const pt::tree p = pt::dict({{"w", pt::array{1.0, 2.0}}});
+    CHECK_THROWS_AS(opt::apply_updates(p, pt::dict({{"v", pt::array{1.0, 2.0}}})),
+                    pt::structure_error);
+    try {
+        (void)opt::apply_updates(p, pt::dict({{"w", pt::array{1.0}}}));
+        FAIL("expected leaf_error");
+    } catch (const pt::leaf_error& e) {
+        CHECK(e.path() == "['w']");
+    }
+    const auto o = opt::adam(0.1);
+    CHECK_THROWS_AS(o.update(p, pt::tree{}, p), pt::structure_error);
+    CHECK_THROWS_AS(o.update(pt::dict({{"w", pt::array{1.0f, 2.0f}}}), o.init(p), p),
+                    pt::leaf_error);
+}
