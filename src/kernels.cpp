@@ -258,12 +258,51 @@ array view(const array& x, shape_type shape) {
     return detail::array_access::view(x, std::move(shape));
 }
 
+namespace {
+/// True for (0, 1, ..., n-3, n-1, n-2): a batch of matrix transposes.
+bool swaps_last_two(const std::vector<std::size_t>& axes) {
+    const std::size_t n = axes.size();
+    if (n < 2 || axes[n - 1] != n - 2 || axes[n - 2] != n - 1) return false;
+    for (std::size_t i = 0; i + 2 < n; ++i)
+        if (axes[i] != i) return false;
+    return true;
+}
+
+/// A batch of [r, c] -> [c, r] transposes in 32x32 tiles, so that both the reads and the
+/// writes stay within a few cache lines (a column walk would miss on every element).
+array transpose_last_two(const array& a, const shape_type& out_shape) {
+    const std::size_t n = a.ndim();
+    const std::size_t r = a.shape()[n - 2], c = a.shape()[n - 1];
+    const std::size_t batch = r * c == 0 ? 0 : a.size() / (r * c);
+    return detail::dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(a.dtype(), out_shape);
+        auto* out = static_cast<T*>(data);
+        const auto* in = reinterpret_cast<const T*>(a.bytes());
+        constexpr std::size_t tile = 32;
+        for (std::size_t b = 0; b < batch; ++b) {
+            const T* src = in + b * r * c;
+            T* dst = out + b * r * c;
+            for (std::size_t i0 = 0; i0 < r; i0 += tile)
+                for (std::size_t j0 = 0; j0 < c; j0 += tile) {
+                    const std::size_t i1 = std::min(r, i0 + tile), j1 = std::min(c, j0 + tile);
+                    for (std::size_t j = j0; j < j1; ++j)
+                        for (std::size_t i = i0; i < i1; ++i)
+                            dst[j * r + i] = src[i * c + j];
+                }
+        }
+        return result;
+    });
+}
+} // namespace
+
 array permute(const array& a, const std::vector<std::size_t>& axes) {
     const std::size_t rank = a.ndim();
     shape_type out_shape(rank);
     for (std::size_t i = 0; i < rank; ++i)
         out_shape[i] = a.shape()[axes[i]];
     if (std::is_sorted(axes.begin(), axes.end())) return view(a, out_shape);
+    if (swaps_last_two(axes)) return transpose_last_two(a, out_shape);
     // Strides of the input, read in the output's axis order.
     std::vector<std::size_t> in_strides(rank, 1);
     for (std::size_t i = rank; i-- > 1;)

@@ -278,6 +278,57 @@ array matmul(const array& a, const array& b) {
     });
 }
 
+// ---- linear --------------------------------------------------------------------------------
+
+namespace {
+array linear_impl(const array& x, const array& w, const array* b) {
+    const bool ok = x.ndim() >= 1 && w.ndim() == 2 && x.dtype() == w.dtype() &&
+                    is_inexact(x.dtype()) && x.shape().back() == w.shape()[1] &&
+                    (!b || (b->dtype() == x.dtype() && b->shape() == shape_type{w.shape()[0]}));
+    if (!ok)
+        detail::throw_shape("linear",
+                            "x [..., in], weight [out, in] and bias [out] of one float dtype",
+                            b ? k::describe_all({&x, &w, b}) : k::describe_all({&x, &w}));
+    const std::size_t in = w.shape()[1], out_f = w.shape()[0];
+    const std::size_t rows = product(x.shape(), 0, x.ndim() - 1);
+    shape_type out_shape = x.shape();
+    out_shape.back() = out_f;
+    array y = k::float_dispatch("linear", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto [result, data] = detail::array_access::allocate(x.dtype(), out_shape);
+        auto* c = static_cast<T*>(data);
+        if (b) // the bias rows first, then C = x w^T + C
+            for (std::size_t r = 0; r < rows; ++r)
+                std::copy_n(ptr<T>(*b), out_f, c + r * out_f);
+        k::gemm(false, true, rows, out_f, in, ptr<T>(x), ptr<T>(w), c, b ? T{1} : T{0});
+        return result;
+    });
+    std::vector<const array*> inputs{&x, &w};
+    if (b) inputs.push_back(b);
+    return traced(y, detail::input_list(inputs), [&] {
+        return [x, w, rows, in, out_f](const array& g, cotangent_sink& s) {
+            k::float_dispatch("linear", g, [&](auto tag) {
+                using T = decltype(tag);
+                if (s.needs(0)) // dx = g w
+                    s.add(0, batched<T>(g, w, false, false, 1, rows, in, out_f, x.shape()));
+                if (s.needs(1)) // dw = g^T x
+                    s.add(1, batched<T>(g, x, true, false, 1, out_f, in, rows, w.shape()));
+                if (s.needs(2)) // db = column sums of g
+                    s.add(2, k::view(k::sum(k::view(g, {rows, out_f}), {0}), {out_f}));
+                return 0;
+            });
+        };
+    });
+}
+} // namespace
+
+array linear(const array& x, const array& w, const array& b) {
+    return linear_impl(x, w, &b);
+}
+array linear(const array& x, const array& w) {
+    return linear_impl(x, w, nullptr);
+}
+
 // ---- softmax family ------------------------------------------------------------------------
 
 namespace {

@@ -91,6 +91,17 @@ TEST_CASE("ops: shape operations", "[ops]") {
     CHECK(pt::swapaxes(b, -1, -2).shape() == pt::shape_type{2, 4, 3});
     CHECK(pt::swapaxes(b, -1, -2).item(1) == b.item(4));
     CHECK(pt::transpose(b, {2, 0, 1}).shape() == pt::shape_type{4, 2, 3});
+    // The tiled batch transpose agrees with the general permutation, on sizes that are not
+    // multiples of the tile.
+    const pt::array big = rand(3, {3, 37, 70});
+    const pt::array swapped = pt::swapaxes(big, 1, 2);
+    const auto bv = vals(big), sv = vals(swapped);
+    bool same = true;
+    for (std::size_t q = 0; q < 3; ++q)
+        for (std::size_t i = 0; i < 37; ++i)
+            for (std::size_t j = 0; j < 70; ++j)
+                same = same && sv[(q * 70 + j) * 37 + i] == bv[(q * 37 + i) * 70 + j];
+    CHECK(same);
     const pt::array r = pt::reshape(a, {3, 2});
     CHECK(pt::same_storage(r, a)); // zero-copy
     CHECK(vals(pt::concatenate({a, a * 10.0}, 1)) ==
@@ -307,6 +318,24 @@ TEST_CASE("gradients: matmul (2-d, folded batch, broadcast batch, vectors)", "[o
           {rand(90, {4}), rand(91, {4, 3})});
     check("matmul matrix @ vector", [](const xs_t& x) { return pt::matmul(x[0], x[1]); },
           {rand(92, {3, 4}), rand(93, {4})});
+}
+
+TEST_CASE("ops: linear is x @ w^T + b without copying w", "[ops]") {
+    const pt::array x = rand(110, {2, 3, 4}), w = rand(111, {5, 4}), b = rand(112, {5});
+    CHECK(pt::array_equal(pt::linear(x, w, b), pt::matmul(x, pt::transpose(w)) + b, 1e-12, 1e-12));
+    CHECK(pt::array_equal(pt::linear(x, w), pt::matmul(x, pt::transpose(w)), 1e-12, 1e-12));
+    CHECK(pt::linear(rand(113, {4}), w, b).shape() == pt::shape_type{5});
+    CHECK_THROWS_AS(pt::linear(x, rand(114, {4, 5}), b), pt::shape_error);
+    CHECK_THROWS_AS(pt::linear(x, w, rand(115, {4})), pt::shape_error);
+}
+
+TEST_CASE("gradients: linear matches finite differences", "[ops][grad]") {
+    check("linear", [](const xs_t& x) { return pt::linear(x[0], x[1], x[2]); },
+          {rand(116, {2, 3, 4}), rand(117, {5, 4}), rand(118, {5})});
+    check("linear no bias", [](const xs_t& x) { return pt::linear(x[0], x[1]); },
+          {rand(119, {3, 4}), rand(120, {2, 4})});
+    check("linear vector", [](const xs_t& x) { return pt::linear(x[0], x[1], x[2]); },
+          {rand(121, {4}), rand(122, {3, 4}), rand(123, {3})});
 }
 
 TEST_CASE("gradients: softmax family, cross-entropy, layer norm, dropout", "[ops][grad]") {

@@ -3,8 +3,8 @@
 // gradient call feeds its function (it also records how to send the gradient back; see
 // <paramtree/autodiff.hpp>). Elementwise operations broadcast as numpy does; operands must
 // share one dtype. Shape and dtype errors throw pt::shape_error naming the operation and the
-// operands (`multiply: expected shapes that broadcast together, found f32[3,4] and f32[5]`).
-// Axes may be negative (counted from the end); an empty axis list means every axis.
+// operands (`multiply: at <root>: expected shapes that broadcast together, found f32[3,4] and
+// f32[5]`). Axes may be negative (counted from the end); an empty axis list means every axis.
 #pragma once
 
 #include <cstdint>
@@ -114,6 +114,15 @@ namespace paramtree {
 ///
 ///     pt::array h = pt::matmul(x, pt::transpose(w));   // f32[64,784] x f32[784,512]
 [[nodiscard]] array matmul(const array& a, const array& b);
+
+/// x @ w^T + b for a weight `w` of shape [out, in] (PyTorch's and Equinox's layout) and a
+/// bias of shape [out]: `torch.nn.functional.linear`. One BLAS call with a transpose flag and
+/// the bias folded in; no copy of `w` is made, forward or backward.
+///
+///     pt::array h = pt::linear(x, layer["weight"].as_array(), layer["bias"].as_array());
+[[nodiscard]] array linear(const array& x, const array& w, const array& b);
+/// x @ w^T without a bias.
+[[nodiscard]] array linear(const array& x, const array& w);
 
 // ---- neural-network building blocks --------------------------------------------------------
 

@@ -1,0 +1,81 @@
+// paramtree benchmarks — reverse-mode gradients: the tape's overhead per operation on tiny
+// arrays, and forward + backward of an MLP and an attention block (compared with PyTorch by
+// scripts/bench, which runs bench/torch_compare.py on the same shapes in the same run).
+#include "models.hpp"
+
+#include <benchmark/benchmark.h>
+
+extern "C" char* openblas_get_corename(void);
+
+namespace {
+
+namespace pt = paramtree;
+namespace bm = bench_models;
+
+constexpr int chain_ops = 1000; // operations per chain (500 multiplies + 500 adds)
+
+pt::array chain(pt::array x) {
+    for (int i = 0; i < chain_ops / 2; ++i)
+        x = x * 1.0001 + 0.0001;
+    return x;
+}
+
+void per_op(benchmark::State& state, double ops) {
+    state.counters["ns_per_op"] =
+        benchmark::Counter(ops * static_cast<double>(state.iterations()),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+// An op chain on a one-element array without tracing: the kernels and allocation alone.
+void BM_tape_untraced(benchmark::State& state) {
+    const pt::array x{1.0f};
+    for (auto _ : state)
+        benchmark::DoNotOptimize(chain(x));
+    per_op(state, chain_ops);
+}
+BENCHMARK(BM_tape_untraced)->Name("tape/untraced");
+
+// The same chain traced and differentiated: forward recording plus the backward pass.
+void BM_tape_grad(benchmark::State& state) {
+    const pt::array x{1.0f};
+    auto f = [](const pt::array& v) { return pt::sum(chain(v)); };
+    const auto g = pt::grad(f);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(g(x));
+    per_op(state, chain_ops);
+}
+BENCHMARK(BM_tape_grad)->Name("tape/forward_backward");
+
+void BM_mlp(benchmark::State& state) {
+    const auto batch = static_cast<std::size_t>(state.range(0));
+    const auto width = static_cast<std::size_t>(state.range(1));
+    const pt::tree m = bm::mlp(width, 3);
+    const pt::array x = pt::random::normal(pt::random::make_key(2), {batch, width});
+    const pt::array y = pt::random::normal(pt::random::make_key(3), {batch, width});
+    const auto vg = pt::value_and_grad(bm::mlp_loss);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(vg(m, x, y));
+}
+BENCHMARK(BM_mlp)->Name("mlp/64x512")->Args({64, 512})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_mlp)->Name("mlp/8x32")->Args({8, 32})->Unit(benchmark::kMicrosecond);
+
+void BM_attention(benchmark::State& state) {
+    const std::size_t b = 4, t = 64, d = 256, heads = 4;
+    const pt::tree a = bm::attention(d);
+    const pt::array x = pt::random::normal(pt::random::make_key(4), {b, t, d});
+    const pt::array mask = bm::causal_mask(t);
+    const auto vg = pt::value_and_grad(bm::attention_loss);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(vg(a, x, heads, mask));
+}
+BENCHMARK(BM_attention)->Name("attention/4x64x256")->Unit(benchmark::kMicrosecond);
+
+} // namespace
+
+int main(int argc, char** argv) {
+    benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

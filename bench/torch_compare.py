@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""The models of bench/models.hpp in PyTorch eager, timed the same way (forward + backward,
+single thread). Run by scripts/bench with OPENBLAS_NUM_THREADS=1 so that both sides use the
+same BLAS on one core; writes a JSON file of median seconds per iteration.
+
+Usage: torch_compare.py OUT.json
+"""
+import ctypes
+import json
+import math
+import statistics
+import sys
+import time
+
+import torch
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+
+
+def timed(fn, min_time=0.3, repetitions=5):
+    """Median over `repetitions` runs of the mean time per call within ~min_time."""
+    for _ in range(3):
+        fn()
+    results = []
+    for _ in range(repetitions):
+        n, elapsed = 0, 0.0
+        start = time.perf_counter()
+        while elapsed < min_time:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+        results.append(elapsed / n)
+    return statistics.median(results)
+
+
+def mlp(batch, width, depth=3):
+    layers = [torch.nn.Linear(width, width) for _ in range(depth)]  # PyTorch's default init
+    x = torch.randn(batch, width)
+    y = torch.randn(batch, width)
+
+    def step():
+        for layer in layers:
+            layer.zero_grad(set_to_none=True)
+        h = x
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i + 1 < len(layers):
+                h = torch.relu(h)
+        loss = ((h - y) * (h - y)).mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+def attention(b=4, t=64, d=256, heads=4):
+    norm = torch.nn.LayerNorm(d)
+    q, k, v, o = (torch.nn.Linear(d, d) for _ in range(4))
+    mods = [norm, q, k, v, o]
+    x = torch.randn(b, t, d)
+    mask = torch.tril(torch.ones(t, t, dtype=torch.bool))
+    dh = d // heads
+    neg = torch.tensor(-1e9)
+
+    def split(z):
+        return z.reshape(b, t, heads, dh).permute(0, 2, 1, 3)
+
+    def step():
+        for m in mods:
+            m.zero_grad(set_to_none=True)
+        h = norm(x)
+        s = split(q(h)) @ split(k(h)).transpose(-1, -2) * (1.0 / math.sqrt(dh))
+        s = torch.where(mask, s, neg)
+        a = torch.softmax(s, dim=-1) @ split(v(h))
+        y = x + o(a.permute(0, 2, 1, 3).reshape(b, t, d))
+        loss = (y * y).mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+def tape_chain(ops=1000):
+    x = torch.ones(1, requires_grad=True)
+
+    def forward():
+        h = x
+        for _ in range(ops // 2):
+            h = h * 1.0001 + 0.0001
+        return h.sum()
+
+    def untraced():
+        with torch.no_grad():
+            forward()
+
+    def grad():
+        x.grad = None
+        forward().backward()
+
+    return untraced, grad
+
+
+def main():
+    out = sys.argv[1]
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+    except OSError:
+        core = "unknown"
+    untraced, grad = tape_chain()
+    results = {
+        "torch_version": torch.__version__,
+        "openblas_core": core,
+        "threads": torch.get_num_threads(),
+        "seconds": {
+            "tape/untraced": timed(untraced) / 1000,
+            "tape/forward_backward": timed(grad) / 1000,
+            "mlp/64x512": timed(mlp(64, 512)),
+            "mlp/8x32": timed(mlp(8, 32)),
+            "attention/4x64x256": timed(attention()),
+        },
+    }
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
