@@ -233,10 +233,15 @@ array matmul(const array& a, const array& b) {
     }
 
     // General case: broadcast the batch axes, one product per batch slice.
-    const shape_type ba(a.shape().begin(), a.shape().end() - 2);
-    const shape_type bb(b.shape().begin(), b.shape().end() - 2);
-    const array pa = array::zeros(ba, a.dtype()), pb = array::zeros(bb, b.dtype());
-    shape_type batch_shape = k::broadcast_shapes("matmul", {&pa, &pb});
+    const std::size_t rank = std::max(a.ndim(), b.ndim()) - 2;
+    shape_type batch_shape(rank, 1);
+    for (const array* x : {&a, &b})
+        for (std::size_t i = 0; i + 2 < x->ndim(); ++i) {
+            const std::size_t e = x->shape()[i];
+            auto& o = batch_shape[rank - (x->ndim() - 2) + i];
+            if (e != o && e != 1 && o != 1) throw_matmul(a, b);
+            if (e != 1) o = e;
+        }
     std::size_t batch = 1;
     for (auto e : batch_shape)
         batch *= e;
@@ -341,22 +346,61 @@ axis_layout layout_around(const char* op, const array& x, int axis) {
     return {product(x.shape(), 0, ax), x.shape()[ax], product(x.shape(), ax + 1, x.ndim())};
 }
 
-/// y = log_softmax(x) along the layout's middle axis.
+/// exp(d) for d = x - max <= 0, with 0 below the underflow limit: glibc's exp takes a slow
+/// path (errno, __math_uflow) on underflow, which masked scores (-1e9) would hit every time.
 template <class T>
-void log_softmax_rows(const T* x, T* y, axis_layout L) {
+T exp_nonpositive(T d) {
+    if constexpr (std::is_same_v<T, float>) return k::exp_f32(d); // 0 below -87.3
+    return d < T(-745.0) ? T{0} : std::exp(d);
+}
+
+/// Sum of n values `stride` apart, in double, with four independent partial sums so the
+/// additions pipeline instead of waiting on each other.
+template <class T>
+double strided_sum(const T* p, std::size_t n, std::size_t stride) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        a0 += p[j * stride];
+        a1 += p[(j + 1) * stride];
+        a2 += p[(j + 2) * stride];
+        a3 += p[(j + 3) * stride];
+    }
+    for (; j < n; ++j)
+        a0 += p[j * stride];
+    return (a0 + a1) + (a2 + a3);
+}
+
+/// softmax (or log_softmax when `log`) along the layout's middle axis: one exp per element.
+template <class T>
+void softmax_rows(const T* x, T* y, axis_layout L, bool log) {
     for (std::size_t o = 0; o < L.outer; ++o)
         for (std::size_t i = 0; i < L.inner; ++i) {
             const T* xs = x + o * L.r * L.inner + i;
             T* ys = y + o * L.r * L.inner + i;
-            T mx = -std::numeric_limits<T>::infinity();
+            // The maximum in four independent chains (a single chain waits on every compare).
+            T m4[4] = {-std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity(),
+                       -std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity()};
+            std::size_t j0 = 0;
+            for (; j0 + 4 <= L.r; j0 += 4)
+                for (std::size_t u = 0; u < 4; ++u)
+                    m4[u] = std::max(m4[u], xs[(j0 + u) * L.inner]);
+            for (; j0 < L.r; ++j0)
+                m4[0] = std::max(m4[0], xs[j0 * L.inner]);
+            const T mx = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+            // The exps into y first (independent), then their sum.
             for (std::size_t j = 0; j < L.r; ++j)
-                mx = std::max(mx, xs[j * L.inner]);
-            double total = 0;
-            for (std::size_t j = 0; j < L.r; ++j)
-                total += std::exp(static_cast<double>(xs[j * L.inner] - mx));
-            const T lse = mx + static_cast<T>(std::log(total));
-            for (std::size_t j = 0; j < L.r; ++j)
-                ys[j * L.inner] = xs[j * L.inner] - lse;
+                ys[j * L.inner] = exp_nonpositive<T>(xs[j * L.inner] - mx);
+            const double total = strided_sum(ys, L.r, L.inner);
+            if (log) {
+                const T lse = mx + static_cast<T>(std::log(total));
+                for (std::size_t j = 0; j < L.r; ++j)
+                    ys[j * L.inner] = xs[j * L.inner] - lse;
+            } else {
+                const T inv = static_cast<T>(1.0 / total);
+                for (std::size_t j = 0; j < L.r; ++j)
+                    ys[j * L.inner] *= inv;
+            }
         }
 }
 } // namespace
@@ -366,10 +410,7 @@ array softmax(const array& x, int axis) {
     array y = k::float_dispatch("softmax", x, [&](auto tag) {
         using T = decltype(tag);
         auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
-        auto* p = static_cast<T*>(data);
-        log_softmax_rows<T>(ptr<T>(x), p, L);
-        for (std::size_t i = 0; i < out.size(); ++i)
-            p[i] = std::exp(p[i]);
+        softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, false);
         return out;
     });
     return traced(y, {&x}, [&] {
@@ -403,7 +444,7 @@ array log_softmax(const array& x, int axis) {
     array y = k::float_dispatch("log_softmax", x, [&](auto tag) {
         using T = decltype(tag);
         auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
-        log_softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L);
+        softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, true);
         return out;
     });
     return traced(y, {&x}, [&] {
@@ -423,7 +464,7 @@ array log_softmax(const array& x, int axis) {
                                   total += gy[base + j * L.inner];
                               for (std::size_t j = 0; j < L.r; ++j) {
                                   const std::size_t q = base + j * L.inner;
-                                  out[q] = gy[q] - std::exp(yy[q]) * total;
+                                  out[q] = gy[q] - exp_nonpositive(yy[q]) * total;
                               }
                           }
                       return gx;
@@ -445,7 +486,7 @@ array cross_entropy(const array& logits, const array& targets) {
         // Saved for the backward pass: log-probabilities of every class.
         auto [logp, data] = detail::array_access::allocate(logits.dtype(), logits.shape());
         auto* lp = static_cast<T*>(data);
-        log_softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1});
+        softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
         double total = 0;
         for (std::size_t i = 0; i < rows; ++i)
             total -= static_cast<double>(lp[i * classes + static_cast<std::size_t>(idx[i])]);
@@ -459,7 +500,7 @@ array cross_entropy(const array& logits, const array& targets) {
                 auto* out = static_cast<T*>(gd);
                 const T* l = ptr<T>(logp);
                 for (std::size_t i = 0; i < n * classes; ++i)
-                    out[i] = std::exp(l[i]) * scale;
+                    out[i] = exp_nonpositive(l[i]) * scale;
                 for (std::size_t i = 0; i < n; ++i)
                     out[i * classes + static_cast<std::size_t>(idx[i])] -= scale;
                 s.add(0, gx);
@@ -492,14 +533,12 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
         for (std::size_t r = 0; r < rows; ++r) {
             const T* row = in + r * d;
-            double mu = 0;
+            const double mu = strided_sum(row, d, 1) / static_cast<double>(d);
+            // The centred values go through the output row, which is overwritten below.
+            T* centred = out + r * d;
             for (std::size_t j = 0; j < d; ++j)
-                mu += row[j];
-            mu /= static_cast<double>(d);
-            double var = 0;
-            for (std::size_t j = 0; j < d; ++j)
-                var += (row[j] - mu) * (row[j] - mu);
-            var /= static_cast<double>(d);
+                centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
+            const double var = strided_sum(centred, d, 1) / static_cast<double>(d);
             const T mean = static_cast<T>(mu);
             const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
             st[2 * r] = mean;
@@ -514,13 +553,12 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         if (beta) inputs.push_back(beta);
         const array g_one = gamma ? *gamma : array::ones({d}, x.dtype());
         return traced(y, detail::input_list(inputs), [&] {
-            const bool has_gamma = gamma != nullptr;
-            return [x, g_one, stats, rows, d, has_gamma](const array& g, cotangent_sink& s) {
+            const bool affine = gamma != nullptr; // inputs: x, or x, gamma, beta
+            return [x, g_one, stats, rows, d, affine](const array& g, cotangent_sink& s) {
                 const T* gy = ptr<T>(g);
                 const T* in = ptr<T>(x);
                 const T* st = ptr<T>(stats);
                 const T* gm = ptr<T>(g_one);
-                const std::size_t gi = 1, bi = has_gamma ? 2 : 1;
                 std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
                 auto [gx, gd] = detail::array_access::allocate(x.dtype(), x.shape());
                 auto* dx = static_cast<T*>(gd);
@@ -549,8 +587,8 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
                             o[j] = static_cast<T>(v[j]);
                     });
                 };
-                if (has_gamma && s.needs(gi)) s.add(gi, vec(dgamma));
-                if (s.needs(bi) && bi != gi) s.add(bi, vec(dbeta));
+                if (affine && s.needs(1)) s.add(1, vec(dgamma));
+                if (affine && s.needs(2)) s.add(2, vec(dbeta));
             };
         });
     });

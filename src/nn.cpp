@@ -1,0 +1,311 @@
+// paramtree — the built-in modules: constructors (PyTorch's initialisation) and `nn::apply`.
+#include <paramtree/error.hpp>
+#include <paramtree/nn/attention.hpp>
+#include <paramtree/nn/layers.hpp>
+#include <paramtree/nn/module.hpp>
+#include <paramtree/ops.hpp>
+#include <paramtree/shared.hpp>
+
+#include <paramtree/detail/errors.hpp>
+
+#include <cmath>
+#include <cstdint>
+
+#include <fmt/format.h>
+
+namespace paramtree::nn {
+
+// ---- context -------------------------------------------------------------------------------
+
+context context::child(path_entry e) const {
+    context c = *this;
+    c.where.push_back(std::move(e));
+    return c;
+}
+context context::child(std::string_view name) const {
+    return child(path_entry{field_key{std::string(name)}});
+}
+context context::child(std::size_t i) const {
+    return child(path_entry{index_key{i}});
+}
+
+random::key context::module_key() const {
+    if (!key)
+        detail::throw_leaf("nn::apply", where, "a context key (dropout while training)",
+                           "no key in the context");
+    // FNV-1a of the path text: the same module gets the same stream on every machine.
+    std::uint32_t h = 2166136261u;
+    for (const char c : keystr(where)) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 16777619u;
+    }
+    return random::fold_in(*key, h);
+}
+
+// ---- constructors --------------------------------------------------------------------------
+
+namespace {
+std::int64_t as_int(std::size_t n) {
+    return static_cast<std::int64_t>(n);
+}
+
+bool known_activation(const std::string& fn) {
+    return fn == "relu" || fn == "gelu" || fn == "gelu_tanh" || fn == "tanh" || fn == "sigmoid" ||
+           fn == "identity";
+}
+
+void check_activation(const std::string& fn) {
+    if (!known_activation(fn))
+        detail::throw_leaf("nn::activation", {}, "relu, gelu, gelu_tanh, tanh, sigmoid or identity",
+                           "'" + fn + "'");
+}
+} // namespace
+
+tree linear(const random::key& key, std::size_t in, std::size_t out, bool bias, dtype d) {
+    // PyTorch: kaiming_uniform(a = sqrt(5)) for the weight and U(±1/sqrt(in)) for the bias,
+    // both bounded by 1/sqrt(in).
+    const double bound = in == 0 ? 0.0 : 1.0 / std::sqrt(static_cast<double>(in));
+    const auto ks = random::split(key, 2);
+    const tree w = bound == 0 ? tree(array::zeros({out, in}, d))
+                              : tree(random::uniform(ks[0], {out, in}, -bound, bound, d));
+    const tree b = !bias        ? tree{}
+                   : bound == 0 ? tree(array::zeros({out}, d))
+                                : tree(random::uniform(ks[1], {out}, -bound, bound, d));
+    return record("Linear", {{"weight", w}, {"bias", b}},
+                  {{"in_features", as_int(in)}, {"out_features", as_int(out)}});
+}
+
+tree embedding(const random::key& key, std::size_t num, std::size_t dim, dtype d) {
+    return record("Embedding", {{"weight", random::normal(key, {num, dim}, d)}},
+                  {{"num_embeddings", as_int(num)}, {"embedding_dim", as_int(dim)}});
+}
+
+tree layer_norm(std::size_t dim, double eps, dtype d) {
+    return record("LayerNorm",
+                  {{"weight", array::ones({dim}, d)}, {"bias", array::zeros({dim}, d)}},
+                  {{"dim", as_int(dim)}, {"eps", eps}});
+}
+
+tree dropout(double rate) {
+    if (!(rate >= 0 && rate < 1))
+        detail::throw_shape("nn::dropout", "a rate in [0, 1)", fmt::format("{}", rate));
+    return record("Dropout", {}, {{"rate", rate}});
+}
+
+tree activation(std::string fn) {
+    check_activation(fn);
+    return record("Activation", {}, {{"fn", std::move(fn)}});
+}
+
+tree mlp(const random::key& key, std::size_t in, std::size_t out, std::size_t width,
+         std::size_t depth, std::string act, dtype d) {
+    check_activation(act);
+    const auto ks = random::split(key, depth + 1);
+    std::vector<tree> layers;
+    for (std::size_t i = 0; i <= depth; ++i)
+        layers.push_back(linear(ks[i], i == 0 ? in : width, i == depth ? out : width, true, d));
+    return record("MLP", {{"layers", list(std::move(layers))}},
+                  {{"in_size", as_int(in)},
+                   {"out_size", as_int(out)},
+                   {"width_size", as_int(width)},
+                   {"depth", as_int(depth)},
+                   {"activation", std::move(act)}});
+}
+
+tree sequential(std::vector<tree> layers) {
+    return record("Sequential", {{"layers", list(std::move(layers))}});
+}
+
+tree multi_head_attention(const random::key& key, std::size_t dim, std::size_t heads, bool causal,
+                          double dropout_rate, dtype d) {
+    if (heads == 0 || dim % heads != 0)
+        detail::throw_shape("nn::multi_head_attention", "a number of heads that divides dim",
+                            fmt::format("{} heads for dim {}", heads, dim));
+    (void)dropout(dropout_rate); // validates the rate
+    const auto ks = random::split(key, 4);
+    return record("MultiHeadAttention",
+                  {{"q", linear(ks[0], dim, dim, true, d)},
+                   {"k", linear(ks[1], dim, dim, true, d)},
+                   {"v", linear(ks[2], dim, dim, true, d)},
+                   {"o", linear(ks[3], dim, dim, true, d)}},
+                  {{"dim", as_int(dim)},
+                   {"heads", as_int(heads)},
+                   {"causal", causal},
+                   {"dropout", dropout_rate}});
+}
+
+tree transformer_block(const random::key& key, std::size_t dim, std::size_t heads,
+                       std::size_t hidden, double dropout_rate, dtype d) {
+    if (hidden == 0) hidden = 4 * dim;
+    const auto ks = random::split(key, 3);
+    return record("TransformerBlock",
+                  {{"norm1", layer_norm(dim, 1e-5, d)},
+                   {"attn", multi_head_attention(ks[0], dim, heads, true, dropout_rate, d)},
+                   {"norm2", layer_norm(dim, 1e-5, d)},
+                   {"mlp", sequential({linear(ks[1], dim, hidden, true, d), activation("gelu"),
+                                       linear(ks[2], hidden, dim, true, d)})},
+                   {"dropout", dropout(dropout_rate)}},
+                  {{"dim", as_int(dim)}});
+}
+
+array causal_mask(std::size_t t) {
+    return array::build<bool>({t, t}, [t](std::span<bool> m) {
+        for (std::size_t i = 0; i < t; ++i)
+            for (std::size_t j = 0; j < t; ++j)
+                m[i * t + j] = j <= i;
+    });
+}
+
+// ---- apply ---------------------------------------------------------------------------------
+
+namespace {
+
+/// A static field of a module, of type T; a malformed module is a leaf_error, not a crash.
+template <class T>
+const T& static_as(const tree& m, std::string_view name) {
+    const auto& v = m.static_field(name).get();
+    if (const T* p = std::get_if<T>(&v)) return *p;
+    detail::throw_leaf("nn::apply", path{field_key{std::string(name)}},
+                       "a static field of the module's type", m.static_field(name).to_string());
+}
+std::size_t size_field(const tree& m, std::string_view name) {
+    return static_cast<std::size_t>(static_as<std::int64_t>(m, name));
+}
+double double_field(const tree& m, std::string_view name) {
+    return static_as<double>(m, name);
+}
+
+[[noreturn]] void bad_input(const context& ctx, std::string_view module, std::string expected,
+                            const array& x) {
+    throw shape_error(fmt::format("nn::apply {}", module), keystr(ctx.where), std::move(expected),
+                      x.describe());
+}
+
+/// Checks that the last axis of `x` is `n`.
+void check_last(const context& ctx, std::string_view module, const array& x, std::size_t n,
+                std::size_t min_rank = 1) {
+    if (x.ndim() < min_rank || x.shape().back() != n)
+        bad_input(ctx, module,
+                  fmt::format("an input of rank >= {} whose last axis is {}", min_rank, n), x);
+}
+
+array apply_activation(const std::string& fn, const array& x) {
+    if (fn == "relu") return relu(x);
+    if (fn == "gelu") return gelu(x);
+    if (fn == "gelu_tanh") return gelu(x, true);
+    if (fn == "tanh") return paramtree::tanh(x);
+    if (fn == "sigmoid") return sigmoid(x);
+    return x;
+}
+
+array apply_linear(const tree& m, const array& x, const context& ctx) {
+    check_last(ctx, "Linear", x, size_field(m, "in_features"));
+    const tree b = m["bias"];
+    return b.is_none() ? paramtree::linear(x, m["weight"].as_array())
+                       : paramtree::linear(x, m["weight"].as_array(), b.as_array());
+}
+
+array apply_dropout(double rate, const array& x, const context& ctx) {
+    if (!ctx.training || rate == 0) return x;
+    return paramtree::dropout(ctx.module_key(), x, rate);
+}
+
+array apply_attention(const tree& m, const array& x, const context& ctx) {
+    const std::size_t dim = size_field(m, "dim"), heads = size_field(m, "heads");
+    check_last(ctx, "MultiHeadAttention", x, dim, 2);
+    if (x.ndim() > 3)
+        bad_input(ctx, "MultiHeadAttention",
+                  fmt::format("[batch, time, {}] or [time, {}]", dim, dim), x);
+    const bool batched = x.ndim() == 3;
+    const std::size_t b = batched ? x.shape()[0] : 1, t = x.shape()[x.ndim() - 2];
+    const std::size_t dh = dim / heads;
+    auto split_heads = [&](const array& z) { // [b, t, dim] -> [b, heads, t, dh]
+        return transpose(z.reshape({b, t, heads, dh}), {0, 2, 1, 3});
+    };
+    const array q = split_heads(apply_linear(m["q"], x, ctx.child("q")));
+    const array k = split_heads(apply_linear(m["k"], x, ctx.child("k")));
+    const array v = split_heads(apply_linear(m["v"], x, ctx.child("v")));
+    array scores = matmul(q, swapaxes(k, -1, -2)) * (1.0 / std::sqrt(static_cast<double>(dh)));
+    if (static_as<bool>(m, "causal"))
+        scores = where(causal_mask(t), scores, array::full({}, -1e9, x.dtype()));
+    array weights = apply_dropout(double_field(m, "dropout"), softmax(scores), ctx);
+    const array merged = transpose(matmul(weights, v), {0, 2, 1, 3}).reshape(x.shape());
+    return apply_linear(m["o"], merged, ctx.child("o"));
+}
+
+array apply_block(const tree& m, const array& x, const context& ctx) {
+    check_last(ctx, "TransformerBlock", x, size_field(m, "dim"), 2);
+    const tree drop = m["dropout"];
+    const double rate = double_field(drop, "rate");
+    const context dctx = ctx.child("dropout");
+    auto sub = [&](const char* name, const array& h) { return apply(m[name], h, ctx.child(name)); };
+    array h = x + apply_dropout(rate, sub("attn", sub("norm1", x)), dctx.child(0));
+    return h + apply_dropout(rate, sub("mlp", sub("norm2", h)), dctx.child(1));
+}
+
+array apply_module(const tree& m, const array& x, const context& ctx) {
+    const std::string_view name = m.record_name();
+    if (name == "Linear") return apply_linear(m, x, ctx);
+    if (name == "Embedding") {
+        if (x.dtype() != dtype::int32 && x.dtype() != dtype::int64)
+            bad_input(ctx, "Embedding", "int32 or int64 indices", x);
+        return take(m["weight"].as_array(), x);
+    }
+    if (name == "LayerNorm") {
+        check_last(ctx, "LayerNorm", x, size_field(m, "dim"));
+        return paramtree::layer_norm(x, m["weight"].as_array(), m["bias"].as_array(),
+                                     double_field(m, "eps"));
+    }
+    if (name == "Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
+    if (name == "Activation") return apply_activation(static_as<std::string>(m, "fn"), x);
+    if (name == "MLP") {
+        const tree layers = m["layers"];
+        const auto& act = static_as<std::string>(m, "activation");
+        array h = x;
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            h = apply_linear(layers[i], h, ctx.child("layers").child(i));
+            if (i + 1 < layers.size()) h = apply_activation(act, h);
+        }
+        return h;
+    }
+    if (name == "Sequential") {
+        const tree layers = m["layers"];
+        array h = x;
+        for (std::size_t i = 0; i < layers.size(); ++i)
+            h = apply(layers[i], h, ctx.child("layers").child(i));
+        return h;
+    }
+    if (name == "MultiHeadAttention") return apply_attention(m, x, ctx);
+    if (name == "TransformerBlock") return apply_block(m, x, ctx);
+    detail::throw_structure("nn::apply", ctx.where, "a built-in module record", describe(m));
+}
+
+/// An error raised below a module without a path of its own gets the module's path.
+template <class E>
+[[noreturn]] void relabel(const E& e, const context& ctx, std::string_view module) {
+    throw E(fmt::format("nn::apply {}: {}", module, e.context()), keystr(ctx.where), e.expected(),
+            e.found());
+}
+
+} // namespace
+
+array apply(const tree& module, const array& x, const context& ctx) {
+    // A model with ties is applied as what it stands for.
+    if (module.kind() == node_kind::shared) return apply(expand(module), x, ctx);
+    if (module.kind() != node_kind::record)
+        detail::throw_structure("nn::apply", ctx.where, "a module record", describe(module));
+    try {
+        return apply_module(module, x, ctx);
+    } catch (const shape_error& e) {
+        if (!e.path().empty()) throw;
+        relabel(e, ctx, module.record_name());
+    } catch (const leaf_error& e) {
+        if (!e.path().empty()) throw;
+        relabel(e, ctx, module.record_name());
+    } catch (const path_error& e) {
+        if (!e.path().empty()) throw;
+        relabel(e, ctx, module.record_name());
+    }
+}
+
+} // namespace paramtree::nn

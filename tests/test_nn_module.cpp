@@ -1,0 +1,47 @@
+// Tests for <paramtree/nn/module.hpp>: contexts, module keys, Shared models, traced apply.
+#include "gradcheck.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <paramtree/autodiff.hpp>
+#include <paramtree/error.hpp>
+#include <paramtree/nn/layers.hpp>
+#include <paramtree/nn/module.hpp>
+#include <paramtree/shared.hpp>
+
+namespace pt = paramtree;
+namespace nn = paramtree::nn;
+namespace rnd = paramtree::random;
+
+TEST_CASE("nn: contexts give every module its own key", "[nn]") {
+    const auto ctx = nn::context::train(rnd::make_key(1));
+    const auto a = ctx.child("layers").child(0).module_key();
+    const auto b = ctx.child("layers").child(1).module_key();
+    CHECK(!(a == b));
+    CHECK(a == ctx.child("layers").child(0).module_key());
+    CHECK(pt::keystr(ctx.child("layers").child(2).where) == ".layers[2]");
+    CHECK_THROWS_AS(nn::context{}.module_key(), pt::leaf_error);
+    // Two dropout layers in one Sequential drop different elements.
+    const pt::tree seq = nn::sequential({nn::dropout(0.5), nn::dropout(0.5)});
+    const pt::array once =
+        nn::apply(nn::sequential({nn::dropout(0.5)}), pt::array::ones({64}), ctx);
+    const pt::array twice = nn::apply(seq, pt::array::ones({64}), ctx);
+    CHECK(!pt::array_equal(pt::array::full({64}, 4.0) * once / 2.0, twice));
+}
+
+TEST_CASE("nn: a tied model is applied through its ties, and differentiated once per tie",
+          "[nn][sharing]") {
+    // A weight-tied pair of layers: the second uses the first's weight.
+    const auto ks = rnd::split(rnd::make_key(2), 2);
+    const pt::tree untied =
+        nn::sequential({nn::linear(ks[0], 3, 3, true, pt::dtype::float64), nn::activation("tanh"),
+                        nn::linear(ks[1], 3, 3, true, pt::dtype::float64)});
+    const pt::tree tied =
+        pt::tie(untied, pt::parse_path(".layers[2].weight"), pt::parse_path(".layers[0].weight"));
+    const pt::array x = gradcheck::rand(3, {2, 3});
+    CHECK(pt::array_equal(nn::apply(tied, x), nn::apply(pt::expand(tied), x)));
+    auto loss = [&](const pt::tree& m) { return pt::sum(nn::apply(m, x)); };
+    const auto g = pt::grad(loss)(tied);
+    CHECK(g.num_leaves() == 3);
+    CHECK(gradcheck::max_relative_error(loss, tied) < 1e-6);
+}
