@@ -142,7 +142,7 @@ tree transformer_block(const random::key& key, std::size_t dim, std::size_t head
                   {{"norm1", layer_norm(dim, 1e-5, d)},
                    {"attn", multi_head_attention(ks[0], dim, heads, true, dropout_rate, d)},
                    {"norm2", layer_norm(dim, 1e-5, d)},
-                   {"mlp", sequential({linear(ks[1], dim, hidden, true, d), activation("gelu"),
+                   {"mlp", sequential({linear(ks[1], dim, hidden, true, d), activation("gelu_tanh"),
                                        linear(ks[2], hidden, dim, true, d)})},
                    {"dropout", dropout(dropout_rate)}},
                   {{"dim", as_int(dim)}});

@@ -181,7 +181,7 @@ array sqrt(const array& x) {
 }
 array tanh(const array& x) {
     return unary_op(
-        "tanh", x, [](auto v) { return std::tanh(v); },
+        "tanh", x, [](auto v) { return k::fast_tanh(v); },
         [](auto, auto y) { return decltype(y){1} - y * y; });
 }
 array sigmoid(const array& x) {
@@ -189,8 +189,8 @@ array sigmoid(const array& x) {
         "sigmoid", x,
         [](auto v) {
             using T = decltype(v);
-            if (v >= T{0}) return T{1} / (T{1} + std::exp(-v));
-            const T e = std::exp(v); // no overflow for very negative v
+            if (v >= T{0}) return T{1} / (T{1} + k::fast_exp(-v));
+            const T e = k::fast_exp(v); // no overflow for very negative v
             return e / (T{1} + e);
         },
         [](auto, auto y) { return y * (decltype(y){1} - y); });
@@ -211,11 +211,11 @@ array gelu(const array& x, bool approximate) {
             "gelu", x,
             [](auto v) {
                 using T = decltype(v);
-                return T(0.5) * v * (T{1} + std::tanh(T(c) * (v + T(0.044715) * v * v * v)));
+                return T(0.5) * v * (T{1} + k::fast_tanh(T(c) * (v + T(0.044715) * v * v * v)));
             },
             [](auto v, auto) {
                 using T = decltype(v);
-                const T t = std::tanh(T(c) * (v + T(0.044715) * v * v * v));
+                const T t = k::fast_tanh(T(c) * (v + T(0.044715) * v * v * v));
                 return T(0.5) * (T{1} + t) +
                        T(0.5) * v * (T{1} - t * t) * T(c) * (T{1} + T(3 * 0.044715) * v * v);
             });

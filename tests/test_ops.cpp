@@ -204,6 +204,26 @@ TEST_CASE("ops: float32 exp is within 2 ulp of the C library's, with 0 and inf a
     CHECK(s.item(0) + s.item(2) == Approx(1.0));
 }
 
+TEST_CASE("ops: float32 tanh and sigmoid stay within a few ulp of the C library's", "[ops]") {
+    std::vector<float> xs;
+    for (int i = -2000; i <= 2000; ++i)
+        xs.push_back(static_cast<float>(i) / 100.0f + 0.00037f);
+    xs.push_back(1e-6f);
+    xs.push_back(-3e-8f);
+    const pt::array x = pt::array::from_vector<float>({xs.size()}, xs);
+    const pt::array t = pt::tanh(x), s = pt::sigmoid(x);
+    double worst_t = 0, worst_s = 0;
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        const double v = xs[i];
+        worst_t = std::max(worst_t, std::abs(t.item(i) - std::tanh(v)) / std::abs(std::tanh(v)));
+        const double sg = 1 / (1 + std::exp(-v));
+        worst_s = std::max(worst_s, std::abs(s.item(i) - sg) / sg);
+    }
+    CHECK(worst_t < 4e-7);
+    CHECK(worst_s < 4e-7);
+    CHECK(pt::tanh(pt::array{-100.f, 100.f}).to_doubles() == std::vector<double>{-1, 1});
+}
+
 TEST_CASE("ops: dropout keeps the expectation and is a pure function of its key", "[ops]") {
     const auto key = pt::random::make_key(3);
     const pt::array x = pt::array::ones({100000});

@@ -10,6 +10,9 @@
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
+#include <paramtree/nn/attention.hpp>
+#include <paramtree/nn/layers.hpp>
+#include <paramtree/nn/module.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/optim.hpp>
 #include <paramtree/partition.hpp>

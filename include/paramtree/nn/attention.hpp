@@ -19,8 +19,8 @@ namespace paramtree::nn {
                                         bool causal = true, double dropout = 0.0,
                                         dtype d = dtype::float32);
 
-/// `TransformerBlock(norm1, attn, norm2, mlp: Sequential(Linear(dim, hidden), gelu,
-/// Linear(hidden, dim)), dropout)`, pre-norm (GPT-2 style):
+/// `TransformerBlock(norm1, attn, norm2, mlp: Sequential(Linear(dim, hidden), gelu_tanh,
+/// Linear(hidden, dim)), dropout)`, pre-norm with GPT-2's tanh-approximated GELU:
 /// x + drop(attn(norm1(x))), then + drop(mlp(norm2(x))). `hidden` defaults to 4 * dim.
 [[nodiscard]] tree transformer_block(const random::key& key, std::size_t dim, std::size_t heads,
                                      std::size_t hidden = 0, double dropout = 0.0,
