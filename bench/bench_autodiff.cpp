@@ -3,6 +3,8 @@
 // scripts/bench, which runs bench/torch_compare.py on the same shapes in the same run).
 #include "models.hpp"
 
+#include "gpt.hpp"
+
 #include <benchmark/benchmark.h>
 
 extern "C" char* openblas_get_corename(void);
@@ -65,6 +67,38 @@ void BM_attention(benchmark::State& state) {
         benchmark::DoNotOptimize(vg(a, x, heads, mask));
 }
 BENCHMARK(BM_attention)->Name("attention/4x64x256")->Unit(benchmark::kMicrosecond);
+
+// One training step of the flagship demo's model (docs/examples/gpt.hpp, the default sizes of
+// scripts/demo): forward, backward, global-norm clipping, AdamW update.
+void BM_lm_step(benchmark::State& state) {
+    const gpt::config cfg{76, 64, 128, 2, 4, true};
+    const std::size_t batch = 16;
+    pt::tree model = gpt::make(pt::random::make_key(0), cfg);
+    const auto opt = pt::optim::chain({pt::optim::clip_by_global_norm(1.0),
+                                       pt::optim::adamw(3e-4, 0.9, 0.99, 1e-8, 0.01)});
+    pt::tree opt_state = opt.init(model);
+    const auto tokens = pt::random::bits(pt::random::make_key(1), batch * (cfg.context + 1));
+    std::vector<std::int64_t> xs, ys;
+    for (std::size_t b = 0; b < batch; ++b)
+        for (std::size_t t = 0; t < cfg.context; ++t) {
+            xs.push_back(tokens[b * (cfg.context + 1) + t] % cfg.vocab);
+            ys.push_back(tokens[b * (cfg.context + 1) + t + 1] % cfg.vocab);
+        }
+    const pt::array x = pt::array::from_vector<std::int64_t>({batch, cfg.context}, xs);
+    const pt::array y = pt::array::from_vector<std::int64_t>({batch, cfg.context}, ys);
+    const auto vg = pt::value_and_grad(
+        [](const pt::tree& m, const pt::array& a, const pt::array& b) { return gpt::loss(m, a, b); });
+    for (auto _ : state) {
+        auto [loss, grads] = vg(model, x, y);
+        auto [updates, next] = opt.update(grads, opt_state, model);
+        model = pt::optim::apply_updates(model, updates);
+        opt_state = std::move(next);
+    }
+    state.counters["tokens_per_s"] = benchmark::Counter(
+        static_cast<double>(batch * cfg.context) * static_cast<double>(state.iterations()),
+        benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_lm_step)->Name("lm_step/16x64")->Unit(benchmark::kMillisecond);
 
 } // namespace
 

@@ -81,6 +81,65 @@ def attention(b=4, t=64, d=256, heads=4):
     return step
 
 
+def lm_step(vocab=76, context=64, dim=128, layers=2, heads=4, batch=16):
+    """The flagship demo's model (docs/examples/gpt.hpp): embedding tied to the output
+    projection, pre-norm blocks with GELU (tanh), AdamW with clipping; one training step."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm1, self.norm2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
+            self.q, self.k, self.v, self.o = (torch.nn.Linear(dim, dim) for _ in range(4))
+            self.fc1, self.fc2 = torch.nn.Linear(dim, 4 * dim), torch.nn.Linear(4 * dim, dim)
+            self.mask = torch.tril(torch.ones(context, context, dtype=torch.bool))
+
+        def forward(self, x):
+            b, t, d = x.shape
+            dh = d // heads
+
+            def split(z):
+                return z.reshape(b, t, heads, dh).permute(0, 2, 1, 3)
+
+            h = self.norm1(x)
+            s = split(self.q(h)) @ split(self.k(h)).transpose(-1, -2) * (1.0 / math.sqrt(dh))
+            s = torch.where(self.mask[:t, :t], s, torch.tensor(-1e9))
+            a = (torch.softmax(s, dim=-1) @ split(self.v(h))).permute(0, 2, 1, 3).reshape(b, t, d)
+            x = x + self.o(a)
+            return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
+
+    class GPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.pos = torch.nn.Embedding(vocab, dim), torch.nn.Embedding(context, dim)
+            torch.nn.init.normal_(self.embed.weight, std=0.02)
+            torch.nn.init.normal_(self.pos.weight, std=0.02)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(layers))
+            self.norm = torch.nn.LayerNorm(dim)
+            self.head = torch.nn.Linear(dim, vocab)
+            self.head.weight = self.embed.weight  # the tie
+
+        def forward(self, x):
+            h = self.embed(x) + self.pos(torch.arange(x.shape[1]))
+            for blk in self.blocks:
+                h = blk(h)
+            return self.head(self.norm(h))
+
+    model = GPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.99), eps=1e-8,
+                            weight_decay=0.01)
+    x = torch.randint(0, vocab, (batch, context))
+    y = torch.randint(0, vocab, (batch, context))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
 def tape_chain(ops=1000):
     x = torch.ones(1, requires_grad=True)
 
@@ -120,6 +179,7 @@ def main():
             "mlp/64x512": timed(mlp(64, 512)),
             "mlp/8x32": timed(mlp(8, 32)),
             "attention/4x64x256": timed(attention()),
+            "lm_step/16x64": timed(lm_step(), min_time=1.0),
         },
     }
     with open(out, "w") as f:

@@ -66,6 +66,11 @@ class format_error : public error {
     using error::error;
 };
 
+/// Reading or writing a file failed (the operating system's reason is in `found()`).
+class io_error : public error {
+    using error::error;
+};
+
 /// Text of a path for messages: `<root>` for the empty path.
 [[nodiscard]] std::string display_path(const std::string& keystr);
 

@@ -5,6 +5,7 @@
 #include <paramtree/array.hpp>
 #include <paramtree/at.hpp>
 #include <paramtree/autodiff.hpp>
+#include <paramtree/checkpoint.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/dot.hpp>
 #include <paramtree/error.hpp>

@@ -145,7 +145,8 @@ def autodiff_section(bench, torch):
             ("tape/forward_backward", "the same chain, forward + backward: per op"),
             ("mlp/64x512", "MLP, batch 64, widths 512 (3 Linear, relu): forward + backward"),
             ("mlp/8x32", "MLP, batch 8, widths 32 (3 Linear, relu): forward + backward"),
-            ("attention/4x64x256", "pre-norm causal self-attention block, [4, 64, 256], 4 heads: forward + backward")]
+            ("attention/4x64x256", "pre-norm causal self-attention block, [4, 64, 256], 4 heads: forward + backward"),
+            ("lm_step/16x64", "the demo's GPT (tied embedding, dim 128, 2 blocks, batch 16 x 64 tokens): one AdamW training step")]
     lines = ["## Gradients against PyTorch", ""]
     if torch is None:
         lines += ["PyTorch (Debian's python3-torch) was not available in this run: paramtree's times only.", "",
@@ -166,6 +167,12 @@ def autodiff_section(bench, torch):
     for key, label in rows:
         ours, theirs = seconds(key), torch["seconds"][key]
         lines.append(f"| {label} | {fmt(ours)} | {fmt(theirs)} | {theirs / ours:.2f}x |")
+    if "lm_step/16x64" in torch["seconds"]:
+        tokens = 16 * 64
+        ours, theirs = seconds("lm_step/16x64"), torch["seconds"]["lm_step/16x64"]
+        lines += ["",
+                  f"Training throughput of the demo model: **{tokens / ours:,.0f} tokens/s** for paramtree "
+                  f"against {tokens / theirs:,.0f} tokens/s for PyTorch eager ({theirs / ours:.2f}x), one thread each."]
     lines += ["",
               "The tape costs the difference between the first two rows per recorded operation. "
               "Large shapes are bound by the matrix products (the same BLAS on both sides): `pt::linear` "

@@ -2,8 +2,12 @@
 # Sourced, not run. Every package comes from Debian; nothing is downloaded at build time.
 
 PT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Per user, not per clone: a fresh clone (CI on this machine) reuses what earlier builds
+# compiled; a new machine starts cold.
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/paramtree-ccache}"
 PT_BUILD_PACKAGES=(g++ meson ninja-build pkg-config ccache python3 libfmt-dev libxtensor-dev
-                   xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev catch2)
+                   xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev nlohmann-json3-dev
+                   python3-numpy catch2)
 
 # Installs the named Debian packages that are not installed yet (apt-get update first, once).
 pt_ensure_packages() {
@@ -22,12 +26,23 @@ pt_ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Configures (once) and builds a meson build directory: pt_build DIR [meson options...]
+# Configures (once) and builds a meson build directory:
+#   pt_build DIR [meson options...] [-- ninja targets...]   (no targets: everything)
 pt_build() {
     local dir="$1"
     shift
+    local options=() targets=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = "--" ]; then
+            shift
+            targets=("$@")
+            break
+        fi
+        options+=("$1")
+        shift
+    done
     if [ ! -f "$PT_ROOT/$dir/build.ninja" ]; then
-        meson setup "$PT_ROOT/$dir" "$PT_ROOT" "$@" >/dev/null
+        meson setup "$PT_ROOT/$dir" "$PT_ROOT" "${options[@]}" >/dev/null
     fi
-    ninja -C "$PT_ROOT/$dir" >/dev/null
+    ninja -C "$PT_ROOT/$dir" "${targets[@]}" >/dev/null
 }

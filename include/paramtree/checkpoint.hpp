@@ -1,0 +1,69 @@
+// paramtree — checkpoints: safetensors files that store each tied value ONCE and restore the
+// tie on load, atomic saves, loads that validate every byte, and .npy for single arrays.
+//
+// A file written by `save` is an ordinary safetensors file: tensor names are the dotted key
+// paths of the pruned tree (`blocks.0.attn.q.weight`), and the header's `__metadata__`
+// records the ties (`paramtree.ties`: tied name -> source name and transforms), the treedef
+// text, and the whole structure (`paramtree.structure`), so `load_tree` rebuilds the tree
+// and its ties without model code, and other tools can re-expand the ties.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+
+#include <paramtree/array.hpp>
+#include <paramtree/tree.hpp>
+
+namespace paramtree {
+
+/// Saves `t` as safetensors at `file`, atomically: the bytes go to a temporary file next to
+/// it, which is flushed, fsync'ed and renamed over `file`, so a crash or an error mid-save
+/// leaves the old file intact. Array leaves become tensors (each tied value once); other
+/// leaves, static fields and ties go into the header. Throws io_error if the file cannot be
+/// written, sharing_error for a tie through a callable get (it has no name to save),
+/// format_error if two leaves would get one tensor name.
+///
+///     pt::save("model.safetensors", lm);                 // tied embedding stored once
+///     pt::tree back = pt::load("model.safetensors", lm); // same structure, tie restored
+void save(const std::filesystem::path& file, const tree& t);
+
+/// What `load` accepts besides an exact match.
+struct load_options {
+    /// A tensor in the file that `like` has no place for is an error (strict) or ignored.
+    bool strict = true;
+};
+
+/// A tree with the structure of `like` (which also supplies non-array leaves and static
+/// fields) whose arrays are read from `file`. Checks every tensor's presence, dtype and shape
+/// against `like`, and the file's ties against `like`'s. A tie of `like` may be stored once
+/// (the other name dropped, as safetensors' save_model does) or under both names (then both
+/// copies must be equal). All mismatches are reported together, each by path, in one
+/// format_error.
+///
+///     pt::tree model = pt::load("model.safetensors", make_model(key));
+[[nodiscard]] tree load(const std::filesystem::path& file, const tree& like,
+                        const load_options& options = {});
+
+/// The tree a file written by `save` holds, ties included, rebuilt from the header alone (no
+/// model code). Throws format_error for a file without paramtree's structure metadata.
+[[nodiscard]] tree load_tree(const std::filesystem::path& file);
+
+/// Every tensor of any safetensors file, by name (files from other tools).
+[[nodiscard]] std::map<std::string, array> load_arrays(const std::filesystem::path& file);
+
+/// The same three from bytes in memory (the arrays get their own copy of the data).
+[[nodiscard]] tree load(std::span<const std::byte> bytes, const tree& like,
+                        const load_options& options = {});
+[[nodiscard]] tree load_tree(std::span<const std::byte> bytes);
+[[nodiscard]] std::map<std::string, array> load_arrays(std::span<const std::byte> bytes);
+
+/// One array as a numpy `.npy` file (format 1.0, little-endian), written atomically.
+void save_npy(const std::filesystem::path& file, const array& a);
+/// Reads a `.npy` file: float32/64, int32/64 and bool, either byte order, C or Fortran
+/// order (returned row-major). Throws format_error for anything else, naming what it found.
+[[nodiscard]] array load_npy(const std::filesystem::path& file);
+
+} // namespace paramtree

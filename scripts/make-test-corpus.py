@@ -1,0 +1,100 @@
+#!/usr/bin/python3
+"""Writes the checked-in test corpus: malformed safetensors files (each must be rejected with a
+clear paramtree error), valid ones, and .npy files in every byte and memory order paramtree
+reads. Standard library only (numpy is not needed to write the .npy files).
+
+Usage: scripts/make-test-corpus.py   (rewrites tests/data/)
+"""
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data")
+
+
+def st(header, data=b"", pad=True, length=None):
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * ((8 - len(text) % 8) % 8)
+    n = len(text) if length is None else length
+    return struct.pack("<Q", n) + text + data
+
+
+F32x2 = struct.pack("<2f", 1.5, -2.0)
+
+BAD = {
+    # name: bytes  (each is rejected by the loader)
+    "empty": b"",
+    "short_length": b"\x05\x00\x00",
+    "header_longer_than_file": struct.pack("<Q", 1000) + b"{}",
+    "header_length_huge": struct.pack("<Q", 2**63) + b"{}",
+    "invalid_json": struct.pack("<Q", 7) + b"{\"a\":[}",
+    "not_an_object": st([1, 2, 3]),
+    "invalid_utf8": struct.pack("<Q", 8) + b"{\"\xff\":1}",
+    "unknown_dtype": st({"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "unsupported_dtype": st({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4),
+    "negative_offset": st({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, F32x2),
+    "offsets_reversed": st({"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, F32x2),
+    "offset_out_of_range": st({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, F32x2),
+    "size_disagrees_with_shape": st({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, F32x2),
+    "overlapping": st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                       "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, F32x2),
+    "hole": st({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, F32x2),
+    "trailing_bytes": st({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, F32x2),
+    "shape_overflows": st({"w": {"dtype": "F64", "shape": [2**32, 2**32, 2**4], "data_offsets": [0, 0]}}),
+    "float_extent": st({"w": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, F32x2),
+    "missing_offsets": st({"w": {"dtype": "F32", "shape": [2]}}, F32x2),
+    "metadata_not_strings": st({"__metadata__": {"a": 1}}),
+    "bool_byte_not_0_or_1": st({"m": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}}, b"\x01\x07"),
+    "deeply_nested": struct.pack("<Q", 20001) + b"[" * 10000 + b"]" * 10000 + b" ",
+    "structure_names_missing_tensor": st({"__metadata__": {
+        "paramtree.structure": json.dumps({"k": "array", "name": "nowhere"})}}),
+    "structure_invalid": st({"__metadata__": {"paramtree.structure": "{\"k\":\"record\"}"}}),
+    "structure_tie_outside_shared": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"k": "tied", "source": ".a", "transforms": []})}}),
+}
+# The duplicate name is written by hand: a JSON library would keep only one.
+dup_header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' \
+             b'"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'
+BAD["duplicate_names"] = struct.pack("<Q", len(dup_header)) + dup_header + F32x2
+
+GOOD = {
+    "two_tensors": st({"__metadata__": {"format": "pt"},
+                       "b": {"dtype": "I64", "shape": [], "data_offsets": [8, 16]},
+                       "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+                      F32x2 + struct.pack("<q", -7)),
+    "unpadded_unaligned": st({"x": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}},
+                             struct.pack("<d", 0.25), pad=False),
+    "empty_tensor_list": st({}),
+}
+
+
+def npy(descr, shape, payload, fortran=False, version=1):
+    header = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (
+        descr, "True" if fortran else "False", "(" + "".join(f"{s}, " for s in shape).rstrip(", ") +
+        ("," if len(shape) == 1 else "") + ")")
+    head_len = 10 if version == 1 else 12
+    header += " " * ((64 - (head_len + len(header) + 1) % 64) % 64) + "\n"
+    length = struct.pack("<H", len(header)) if version == 1 else struct.pack("<I", len(header))
+    return b"\x93NUMPY" + bytes([version, 0]) + length + header.encode() + payload
+
+
+NPY = {
+    # values 0..5 as a [2, 3] array in each form
+    "f4_c.npy": npy("<f4", (2, 3), struct.pack("<6f", *range(6))),
+    "f8_big_endian.npy": npy(">f8", (2, 3), struct.pack(">6d", *range(6))),
+    "i4_fortran.npy": npy("<i4", (2, 3), struct.pack("<6i", 0, 3, 1, 4, 2, 5), fortran=True),
+    "i8_v2.npy": npy("<i8", (2, 3), struct.pack("<6q", *range(6)), version=2),
+    "b1.npy": npy("|b1", (3,), b"\x01\x00\x01"),
+    "bad_magic.npy": b"NOTNUMPY" + b"\0" * 32,
+    "bad_descr.npy": npy("<c8", (1,), b"\0" * 8),
+    "truncated_data.npy": npy("<f4", (2, 3), struct.pack("<3f", 0, 1, 2)),
+}
+
+for name, data in BAD.items():
+    open(os.path.join(ROOT, "safetensors", f"bad_{name}.safetensors"), "wb").write(data)
+for name, data in GOOD.items():
+    open(os.path.join(ROOT, "safetensors", f"good_{name}.safetensors"), "wb").write(data)
+for name, data in NPY.items():
+    open(os.path.join(ROOT, "npy", name), "wb").write(data)
+print(f"wrote {len(BAD)} bad and {len(GOOD)} good safetensors files, {len(NPY)} npy files")
