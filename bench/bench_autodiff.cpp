@@ -74,8 +74,8 @@ void BM_lm_step(benchmark::State& state) {
     const gpt::config cfg{76, 64, 128, 2, 4, true};
     const std::size_t batch = 16;
     pt::tree model = gpt::make(pt::random::make_key(0), cfg);
-    const auto opt = pt::optim::chain({pt::optim::clip_by_global_norm(1.0),
-                                       pt::optim::adamw(3e-4, 0.9, 0.99, 1e-8, 0.01)});
+    const auto opt = pt::optim::chain(
+        {pt::optim::clip_by_global_norm(1.0), pt::optim::adamw(3e-4, 0.9, 0.99, 1e-8, 0.01)});
     pt::tree opt_state = opt.init(model);
     const auto tokens = pt::random::bits(pt::random::make_key(1), batch * (cfg.context + 1));
     std::vector<std::int64_t> xs, ys;
@@ -86,17 +86,17 @@ void BM_lm_step(benchmark::State& state) {
         }
     const pt::array x = pt::array::from_vector<std::int64_t>({batch, cfg.context}, xs);
     const pt::array y = pt::array::from_vector<std::int64_t>({batch, cfg.context}, ys);
-    const auto vg = pt::value_and_grad(
-        [](const pt::tree& m, const pt::array& a, const pt::array& b) { return gpt::loss(m, a, b); });
+    const auto vg = pt::value_and_grad([](const pt::tree& m, const pt::array& a,
+                                          const pt::array& b) { return gpt::loss(m, a, b); });
     for (auto _ : state) {
         auto [loss, grads] = vg(model, x, y);
         auto [updates, next] = opt.update(grads, opt_state, model);
         model = pt::optim::apply_updates(model, updates);
         opt_state = std::move(next);
     }
-    state.counters["tokens_per_s"] = benchmark::Counter(
-        static_cast<double>(batch * cfg.context) * static_cast<double>(state.iterations()),
-        benchmark::Counter::kIsRate);
+    state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(batch * cfg.context) *
+                                                            static_cast<double>(state.iterations()),
+                                                        benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_lm_step)->Name("lm_step/16x64")->Unit(benchmark::kMillisecond);
 

@@ -130,7 +130,9 @@ array array::from_owner(paramtree::dtype d, shape_type shape, std::size_t size, 
 }
 
 array array::full(shape_type shape, double value, paramtree::dtype d) {
-    auto [result, data] = allocate(d, std::move(shape));
+    auto result_data = allocate(d, std::move(shape));
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     const std::size_t n = result.size();
     detail::dispatch(d, [&](auto tag) {
         using T = decltype(tag);
@@ -146,7 +148,9 @@ array array::ones(shape_type shape, paramtree::dtype d) {
 }
 
 array array::arange(std::size_t n, paramtree::dtype d) {
-    auto [result, data] = allocate(d, {n});
+    auto result_data = allocate(d, {n});
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     detail::dispatch(d, [&](auto tag) {
         using T = decltype(tag);
         auto* out = static_cast<T*>(data);
@@ -226,7 +230,9 @@ std::vector<double> array::to_doubles() const {
 array array::astype(paramtree::dtype d) const {
     if (d == dtype()) return *this;
     if (impl_->trace) return detail::traced_astype(*this, with_trace(nullptr).astype(d));
-    auto [result, data] = allocate(d, shape());
+    auto result_data = allocate(d, shape());
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     detail::dispatch(dtype(), [&](auto src_tag) {
         using S = decltype(src_tag);
         const auto* src = reinterpret_cast<const S*>(bytes());

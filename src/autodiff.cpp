@@ -89,7 +89,9 @@ void accumulate(cotangent& slot, array g) {
             const auto* add = reinterpret_cast<const T*>(g.bytes());
             const std::size_t n = g.size();
             if (!slot.writable) {
-                auto [sum, data] = array_access::allocate(have.dtype(), have.shape());
+                auto sum_data = array_access::allocate(have.dtype(), have.shape());
+                array sum = std::move(sum_data.first);
+                void* data = sum_data.second; // named: clang 14 cannot capture bindings
                 const auto* a = reinterpret_cast<const T*>(have.bytes());
                 auto* out = static_cast<T*>(data);
                 for (std::size_t i = 0; i < n; ++i)

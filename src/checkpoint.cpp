@@ -233,7 +233,9 @@ array tensor_array(const st_file& f, const st_tensor& t) {
         count *= e;
     if (f.owner && reinterpret_cast<std::uintptr_t>(p) % dtype_size(t.dt) == 0)
         return array::from_owner(t.dt, t.shape, count, p, f.owner);
-    auto [a, buf] = detail::array_access::allocate(t.dt, t.shape);
+    auto a_buf = detail::array_access::allocate(t.dt, t.shape);
+    array a = std::move(a_buf.first);
+    void* buf = a_buf.second; // named: clang 14 cannot capture bindings
     if (nbytes != 0) std::memcpy(buf, p, nbytes);
     return a;
 }
@@ -924,7 +926,9 @@ array load_npy(const std::filesystem::path& file) {
     if (b.size() - data_start != count * esize)
         bad_npy(file, fmt::format("{} data bytes for {}", count * esize, describe(*dt, shape)),
                 fmt::format("{} bytes", b.size() - data_start));
-    auto [out, buf] = detail::array_access::allocate(*dt, shape);
+    auto out_buf = detail::array_access::allocate(*dt, shape);
+    array out = std::move(out_buf.first);
+    void* buf = out_buf.second; // named: clang 14 cannot capture bindings
     auto* dst = static_cast<std::byte*>(buf);
     if (count != 0) std::memcpy(dst, b.data() + data_start, count * esize);
     if (*dt == dtype::boolean)

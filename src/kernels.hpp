@@ -105,7 +105,9 @@ void for_each_row(const broadcast_plan& p, Run&& run) {
 /// out = f(a, b) elementwise with broadcasting, all of element type T.
 template <class T, class F>
 [[nodiscard]] array binary(const array& a, const array& b, const shape_type& out_shape, F f) {
-    auto [result, data] = detail::array_access::allocate(dtype_of<T>, out_shape);
+    auto result_data = detail::array_access::allocate(dtype_of<T>, out_shape);
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     auto* out = static_cast<T*>(data);
     const auto* x = reinterpret_cast<const T*>(a.bytes());
     const auto* y = reinterpret_cast<const T*>(b.bytes());
@@ -169,8 +171,13 @@ template <class T, class F>
 [[gnu::always_inline]] inline float tanh_f32(float x) {
     const float a = x < 0 ? -x : x;
     const float z = x * x;
-    const float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                          1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    const float small =
+        ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+          1.33314422036e-1f) *
+             z -
+         3.33332819422e-1f) *
+            z * x +
+        x;
     const float large = 1.0f - 2.0f / (exp_f32(2.0f * a) + 1.0f);
     return a < 0.625f ? small : (x < 0 ? -large : large);
 }
@@ -194,7 +201,9 @@ T fast_exp(T x) {
 /// out = f(x) elementwise.
 template <class T, class F>
 [[nodiscard]] array unary(const array& x, F f) {
-    auto [result, data] = detail::array_access::allocate(dtype_of<T>, x.shape());
+    auto result_data = detail::array_access::allocate(dtype_of<T>, x.shape());
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     auto* out = static_cast<T*>(data);
     const auto* in = reinterpret_cast<const T*>(x.bytes());
     const std::size_t n = x.size();
@@ -206,7 +215,9 @@ template <class T, class F>
 /// out = f(x, y, z) elementwise over three arrays of one shape.
 template <class T, class F>
 [[nodiscard]] array zip3(const array& x, const array& y, const array& z, F f) {
-    auto [result, data] = detail::array_access::allocate(dtype_of<T>, x.shape());
+    auto result_data = detail::array_access::allocate(dtype_of<T>, x.shape());
+    array result = std::move(result_data.first);
+    void* data = result_data.second; // named: clang 14 cannot capture bindings
     auto* out = static_cast<T*>(data);
     const auto* a = reinterpret_cast<const T*>(x.bytes());
     const auto* b = reinterpret_cast<const T*>(y.bytes());

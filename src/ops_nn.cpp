@@ -54,7 +54,9 @@ array concatenate(const std::vector<array>& xs, int axis) {
     const std::size_t outer = product(shape, 0, ax);
     const std::size_t inner = product(shape, ax + 1, shape.size());
     const std::size_t esize = dtype_size(first.dtype());
-    auto [out, data] = detail::array_access::allocate(first.dtype(), shape);
+    auto out_data = detail::array_access::allocate(first.dtype(), shape);
+    array out = std::move(out_data.first);
+    void* data = out_data.second; // named: clang 14 cannot capture bindings
     auto* dst = static_cast<std::byte*>(data);
     const std::size_t row = shape[ax] * inner * esize;
     std::size_t at = 0;
@@ -78,7 +80,9 @@ array concatenate(const std::vector<array>& xs, int axis) {
                 if (s.needs(i)) {
                     shape_type part = shape;
                     part[ax] = widths[i];
-                    auto [gi, gd] = detail::array_access::allocate(g.dtype(), part);
+                    auto gi_gd = detail::array_access::allocate(g.dtype(), part);
+                    array gi = std::move(gi_gd.first);
+                    void* gd = gi_gd.second; // named: clang 14 cannot capture bindings
                     auto* p = static_cast<std::byte*>(gd);
                     for (std::size_t o = 0; o < outer; ++o)
                         std::copy_n(g.bytes() + o * grow + from, w, p + o * w);
@@ -120,7 +124,9 @@ array take(const array& table, const array& indices) {
     shape.insert(shape.end(), table.shape().begin() + 1, table.shape().end());
     const std::size_t width = product(table.shape(), 1, table.ndim());
     const std::size_t row_bytes = width * dtype_size(table.dtype());
-    auto [out, data] = detail::array_access::allocate(table.dtype(), shape);
+    auto out_data = detail::array_access::allocate(table.dtype(), shape);
+    array out = std::move(out_data.first);
+    void* data = out_data.second; // named: clang 14 cannot capture bindings
     auto* dst = static_cast<std::byte*>(data);
     for (std::size_t i = 0; i < idx.size(); ++i)
         std::copy_n(table.bytes() + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes,
@@ -130,7 +136,9 @@ array take(const array& table, const array& indices) {
             // Scatter-add: a row used twice gets both contributions.
             s.add(0, k::float_dispatch("take", g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto [gt, gd] = detail::array_access::allocate(g.dtype(), tshape);
+                      auto gt_gd = detail::array_access::allocate(g.dtype(), tshape);
+                      array gt = std::move(gt_gd.first);
+                      void* gd = gt_gd.second; // named: clang 14 cannot capture bindings
                       auto* acc = static_cast<T*>(gd);
                       std::fill_n(acc, gt.size(), T{0});
                       const auto* gv = reinterpret_cast<const T*>(g.bytes());
@@ -179,7 +187,9 @@ const T* ptr(const array& x) {
 template <class T>
 array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batch, std::size_t m,
               std::size_t n, std::size_t kk, shape_type out_shape) {
-    auto [out, data] = detail::array_access::allocate(dtype_of<T>, std::move(out_shape));
+    auto out_data = detail::array_access::allocate(dtype_of<T>, std::move(out_shape));
+    array out = std::move(out_data.first);
+    void* data = out_data.second; // named: clang 14 cannot capture bindings
     auto* c = static_cast<T*>(data);
     for (std::size_t i = 0; i < batch; ++i)
         k::gemm(ta, tb, m, n, kk, ptr<T>(a) + i * m * kk, ptr<T>(b) + i * kk * n, c + i * m * n,
@@ -262,7 +272,9 @@ array matmul(const array& a, const array& b) {
             k::float_dispatch("matmul", g, [&](auto tag) {
                 using T = decltype(tag);
                 if (s.needs(0)) {
-                    auto [ga, gd] = detail::array_access::allocate(g.dtype(), fa);
+                    auto ga_gd = detail::array_access::allocate(g.dtype(), fa);
+                    array ga = std::move(ga_gd.first);
+                    void* gd = ga_gd.second; // named: clang 14 cannot capture bindings
                     auto* p = static_cast<T*>(gd);
                     for (std::size_t i = 0; i < batch; ++i)
                         k::gemm(false, true, m, kk, n, ptr<T>(g) + i * m * n,
@@ -270,7 +282,9 @@ array matmul(const array& a, const array& b) {
                     s.add(0, k::sum_to(ga, sa));
                 }
                 if (s.needs(1)) {
-                    auto [gb, gd] = detail::array_access::allocate(g.dtype(), fb);
+                    auto gb_gd = detail::array_access::allocate(g.dtype(), fb);
+                    array gb = std::move(gb_gd.first);
+                    void* gd = gb_gd.second; // named: clang 14 cannot capture bindings
                     auto* p = static_cast<T*>(gd);
                     for (std::size_t i = 0; i < batch; ++i)
                         k::gemm(true, false, kk, n, m, ptr<T>(af) + i * m * kk,
@@ -300,7 +314,9 @@ array linear_impl(const array& x, const array& w, const array* b) {
     out_shape.back() = out_f;
     array y = k::float_dispatch("linear", x, [&](auto tag) {
         using T = decltype(tag);
-        auto [result, data] = detail::array_access::allocate(x.dtype(), out_shape);
+        auto result_data = detail::array_access::allocate(x.dtype(), out_shape);
+        array result = std::move(result_data.first);
+        void* data = result_data.second; // named: clang 14 cannot capture bindings
         auto* c = static_cast<T*>(data);
         if (b) // the bias rows first, then C = x w^T + C
             for (std::size_t r = 0; r < rows; ++r)
@@ -409,7 +425,9 @@ array softmax(const array& x, int axis) {
     const auto L = layout_around("softmax", x, axis);
     array y = k::float_dispatch("softmax", x, [&](auto tag) {
         using T = decltype(tag);
-        auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
+        auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
+        array out = std::move(out_data.first);
+        void* data = out_data.second; // named: clang 14 cannot capture bindings
         softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, false);
         return out;
     });
@@ -418,7 +436,9 @@ array softmax(const array& x, int axis) {
             // dx = y * (g - sum(g * y)) along the axis
             s.add(0, k::float_dispatch("softmax", g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto [gx, data] = detail::array_access::allocate(g.dtype(), g.shape());
+                      auto gx_data = detail::array_access::allocate(g.dtype(), g.shape());
+                      array gx = std::move(gx_data.first);
+                      void* data = gx_data.second; // named: clang 14 cannot capture bindings
                       auto* out = static_cast<T*>(data);
                       const T* gy = ptr<T>(g);
                       const T* yy = ptr<T>(y);
@@ -443,7 +463,9 @@ array log_softmax(const array& x, int axis) {
     const auto L = layout_around("log_softmax", x, axis);
     array y = k::float_dispatch("log_softmax", x, [&](auto tag) {
         using T = decltype(tag);
-        auto [out, data] = detail::array_access::allocate(x.dtype(), x.shape());
+        auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
+        array out = std::move(out_data.first);
+        void* data = out_data.second; // named: clang 14 cannot capture bindings
         softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, true);
         return out;
     });
@@ -452,7 +474,9 @@ array log_softmax(const array& x, int axis) {
             // dx = g - softmax * sum(g) along the axis
             s.add(0, k::float_dispatch("log_softmax", g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto [gx, data] = detail::array_access::allocate(g.dtype(), g.shape());
+                      auto gx_data = detail::array_access::allocate(g.dtype(), g.shape());
+                      array gx = std::move(gx_data.first);
+                      void* data = gx_data.second; // named: clang 14 cannot capture bindings
                       auto* out = static_cast<T*>(data);
                       const T* gy = ptr<T>(g);
                       const T* yy = ptr<T>(y);
@@ -484,7 +508,9 @@ array cross_entropy(const array& logits, const array& targets) {
     return k::float_dispatch("cross_entropy", logits, [&](auto tag) {
         using T = decltype(tag);
         // Saved for the backward pass: log-probabilities of every class.
-        auto [logp, data] = detail::array_access::allocate(logits.dtype(), logits.shape());
+        auto logp_data = detail::array_access::allocate(logits.dtype(), logits.shape());
+        array logp = std::move(logp_data.first);
+        void* data = logp_data.second; // named: clang 14 cannot capture bindings
         auto* lp = static_cast<T*>(data);
         softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
         double total = 0;
@@ -496,7 +522,9 @@ array cross_entropy(const array& logits, const array& targets) {
             return [logp, idx, classes](const array& g, cotangent_sink& s) {
                 const std::size_t n = idx.size();
                 const T scale = static_cast<T>(g.item() / static_cast<double>(n));
-                auto [gx, gd] = detail::array_access::allocate(logp.dtype(), logp.shape());
+                auto gx_gd = detail::array_access::allocate(logp.dtype(), logp.shape());
+                array gx = std::move(gx_gd.first);
+                void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
                 auto* out = static_cast<T*>(gd);
                 const T* l = ptr<T>(logp);
                 for (std::size_t i = 0; i < n * classes; ++i)
@@ -523,9 +551,13 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
     const std::size_t rows = d == 0 ? 0 : x.size() / d;
     return k::float_dispatch("layer_norm", x, [&](auto tag) {
         using T = decltype(tag);
-        auto [y, yd] = detail::array_access::allocate(x.dtype(), x.shape());
+        auto y_yd = detail::array_access::allocate(x.dtype(), x.shape());
+        array y = std::move(y_yd.first);
+        void* yd = y_yd.second; // named: clang 14 cannot capture bindings
         // Saved per row for the backward pass: mean and 1/sqrt(var + eps).
-        auto [stats, sd] = detail::array_access::allocate(x.dtype(), {rows, 2});
+        auto stats_sd = detail::array_access::allocate(x.dtype(), {rows, 2});
+        array stats = std::move(stats_sd.first);
+        void* sd = stats_sd.second; // named: clang 14 cannot capture bindings
         auto* out = static_cast<T*>(yd);
         auto* st = static_cast<T*>(sd);
         const T* in = ptr<T>(x);
@@ -560,7 +592,9 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
                 const T* st = ptr<T>(stats);
                 const T* gm = ptr<T>(g_one);
                 std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
-                auto [gx, gd] = detail::array_access::allocate(x.dtype(), x.shape());
+                auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
+                array gx = std::move(gx_gd.first);
+                void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
                 auto* dx = static_cast<T*>(gd);
                 for (std::size_t r = 0; r < rows; ++r) {
                     const T mean = st[2 * r], rstd = st[2 * r + 1];

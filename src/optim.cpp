@@ -109,7 +109,9 @@ decltype(auto) with_float(const array& a, F&& f) {
 
 template <class T>
 T* fresh(array& out, const array& like) {
-    auto [a, data] = detail::array_access::allocate(like.dtype(), like.shape());
+    auto a_data = detail::array_access::allocate(like.dtype(), like.shape());
+    array a = std::move(a_data.first);
+    void* data = a_data.second; // named: clang 14 cannot capture bindings
     out = a;
     return static_cast<T*>(data);
 }

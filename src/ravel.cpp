@@ -29,7 +29,9 @@ unravel_fn::unravel_fn(treedef def, std::vector<tree> leaves, std::vector<std::s
       total_(total) {}
 
 raveled ravel(const tree& t) {
-    auto [leaves, def] = flatten(t);
+    flat_tree flattened = flatten(t); // named, not bound: clang 14 cannot capture bindings
+    auto& leaves = flattened.leaves;
+    auto& def = flattened.def;
     std::vector<std::size_t> slots;
     std::size_t total = 0;
     bool any_f64 = false;

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -44,6 +45,8 @@ struct options {
     double lr = 3e-3;
     std::size_t sample = 300;
     bool check = false; // exit non-zero unless the loss fell and the tie held (tests)
+    std::string save;   // checkpoint file written at the end
+    std::string resume; // checkpoint file to continue from
 };
 
 const char* const usage = R"(usage: char_lm [options]
@@ -60,6 +63,8 @@ Trains a character-level GPT whose output projection is tied to its input embedd
   --heads N      attention heads (default 4)
   --lr X         peak Adam learning rate (default 0.003)
   --sample N     characters to sample after training (default 300)
+  --save PATH    save model, optimizer state and step to PATH (safetensors) at the end
+  --resume PATH  continue from a checkpoint written by --save (same model options)
   --check        exit 1 unless the loss fell and the tie held
   --help         this text
 )";
@@ -84,19 +89,36 @@ options parse(int argc, char** argv) {
         if (a == "--help" || a == "-h") {
             std::cout << usage;
             std::exit(0);
-        } else if (a == "--steps") o.steps = parse_size(a, value());
-        else if (a == "--text") o.text = value();
-        else if (a == "--seed") o.seed = parse_size(a, value());
-        else if (a == "--untied") o.untied = true;
-        else if (a == "--batch") o.batch = parse_size(a, value());
-        else if (a == "--context") o.context = parse_size(a, value());
-        else if (a == "--dim") o.dim = parse_size(a, value());
-        else if (a == "--layers") o.layers = parse_size(a, value());
-        else if (a == "--heads") o.heads = parse_size(a, value());
-        else if (a == "--lr") o.lr = std::stod(std::string(value()));
-        else if (a == "--sample") o.sample = parse_size(a, value());
-        else if (a == "--check") o.check = true;
-        else throw std::invalid_argument("unknown option '" + std::string(a) + "' (see --help)");
+        } else if (a == "--steps")
+            o.steps = parse_size(a, value());
+        else if (a == "--text")
+            o.text = value();
+        else if (a == "--seed")
+            o.seed = parse_size(a, value());
+        else if (a == "--untied")
+            o.untied = true;
+        else if (a == "--batch")
+            o.batch = parse_size(a, value());
+        else if (a == "--context")
+            o.context = parse_size(a, value());
+        else if (a == "--dim")
+            o.dim = parse_size(a, value());
+        else if (a == "--layers")
+            o.layers = parse_size(a, value());
+        else if (a == "--heads")
+            o.heads = parse_size(a, value());
+        else if (a == "--lr")
+            o.lr = std::stod(std::string(value()));
+        else if (a == "--sample")
+            o.sample = parse_size(a, value());
+        else if (a == "--check")
+            o.check = true;
+        else if (a == "--save")
+            o.save = value();
+        else if (a == "--resume")
+            o.resume = value();
+        else
+            throw std::invalid_argument("unknown option '" + std::string(a) + "' (see --help)");
     }
     if (o.batch == 0 || o.context < 2 || o.dim == 0 || o.heads == 0 || o.dim % o.heads != 0)
         throw std::invalid_argument("need --batch >= 1, --context >= 2 and --heads dividing --dim");
@@ -172,14 +194,15 @@ std::string sample(const pt::tree& model, const corpus& text, std::size_t contex
         const std::vector<double> logits = gpt::logits(m, x).to_doubles();
         // Softmax at temperature 0.8 over the last position's logits, then one draw.
         const std::size_t v = text.alphabet.size(), last = (t - 1) * v;
-        const double top = *std::max_element(logits.begin() + static_cast<std::ptrdiff_t>(last),
-                                             logits.end());
+        const double top =
+            *std::max_element(logits.begin() + static_cast<std::ptrdiff_t>(last), logits.end());
         std::vector<double> p(v);
         double total = 0;
         for (std::size_t c = 0; c < v; ++c)
             total += p[c] = std::exp((logits[last + c] - top) / 0.8);
         const double u = total * rnd::uniform(rnd::fold_in(key, static_cast<std::uint32_t>(step)),
-                                              {}, 0, 1, pt::dtype::float64).item();
+                                              {}, 0, 1, pt::dtype::float64)
+                                     .item();
         double acc = 0;
         std::size_t pick = v - 1;
         for (std::size_t c = 0; c < v; ++c)
@@ -205,9 +228,8 @@ int run(const options& o) {
               << " characters, " << text.alphabet.size() << " distinct)\n\n"
               << pt::pformat(model) << "\n\n";
     const auto count = pt::count_parameters(model);
-    std::cout << "parameters: " << count.elements << " trained"
-              << (o.untied ? " (untied)" : "") << "; " << count.expanded_elements
-              << " if every use held its own copy";
+    std::cout << "parameters: " << count.elements << " trained" << (o.untied ? " (untied)" : "")
+              << "; " << count.expanded_elements << " if every use held its own copy";
     if (!o.untied)
         std::cout << " (the tie saves " << count.expanded_elements - count.elements << ")";
     std::cout << "\n\n";
@@ -216,20 +238,39 @@ int run(const options& o) {
     namespace opt = pt::optim;
     const auto decay = [](const pt::path& p, const pt::tree&) {
         const std::string k = pt::keystr(p);
-        return k.ends_with(".weight") && k.find("norm") == std::string::npos && !k.starts_with(".pos");
+        return k.ends_with(".weight") && k.find("norm") == std::string::npos &&
+               !k.starts_with(".pos");
     };
     const auto lr = opt::warmup_cosine_decay_schedule(
         0.0, o.lr, static_cast<std::int64_t>(std::min<std::size_t>(50, o.steps / 10)),
         static_cast<std::int64_t>(std::max<std::size_t>(o.steps, 1)), o.lr * 0.1);
-    const opt::transformation optimizer = opt::chain(
-        {opt::clip_by_global_norm(1.0), opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
+    const opt::transformation optimizer =
+        opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
     pt::tree state = optimizer.init(model);
+    std::size_t first_step = 0;
+
+    // A checkpoint is one tree: the model (its tie stored once), the optimizer state (one
+    // Adam moment per tied weight) and the step.
+    auto checkpoint = [](const pt::tree& m, const pt::tree& s, std::size_t step) {
+        return pt::record("Checkpoint",
+                          {{"model", m},
+                           {"optimizer", s},
+                           {"step", pt::array::scalar(static_cast<std::int64_t>(step))}});
+    };
+    if (!o.resume.empty()) {
+        const pt::tree loaded = pt::load(o.resume, checkpoint(model, state, 0));
+        model = loaded["model"];
+        state = loaded["optimizer"];
+        first_step = static_cast<std::size_t>(loaded["step"].as_array().item());
+        std::cout << "resumed from " << o.resume << " at step " << first_step << "\n";
+    }
 
     // A fixed held-out batch measures the loss before and after.
     const auto [eval_x, eval_y] = text.batch(rnd::fold_in(root, 1), 32, o.context);
     const double initial = gpt::loss(model, eval_x, eval_y).item();
-    std::cout << "loss before training: " << initial << " (uniform guessing: "
-              << std::log(static_cast<double>(text.alphabet.size())) << ")\n";
+    std::cout << "loss before training: " << initial
+              << " (uniform guessing: " << std::log(static_cast<double>(text.alphabet.size()))
+              << ")\n";
 
     const bool tty = isatty(STDOUT_FILENO) != 0;
     const auto step_fn = pt::value_and_grad(
@@ -239,7 +280,7 @@ int run(const options& o) {
     const auto start = std::chrono::steady_clock::now();
     double smoothed = initial;
     for (std::size_t step = 0; step < o.steps; ++step) {
-        const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(step + 2));
+        const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(first_step + step + 2));
         const auto [x, y] = text.batch(k, o.batch, o.context);
         auto [loss, grads] = step_fn(model, x, y, rnd::fold_in(k, 1));
         auto [updates, next] = optimizer.update(grads, state, model);
@@ -250,15 +291,17 @@ int run(const options& o) {
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const double tokens_per_s = static_cast<double>((step + 1) * o.batch * o.context) / elapsed;
-        const double eta = elapsed / static_cast<double>(step + 1) *
-                           static_cast<double>(o.steps - step - 1);
+        const double eta =
+            elapsed / static_cast<double>(step + 1) * static_cast<double>(o.steps - step - 1);
         char line[160];
-        std::snprintf(line, sizeof line, "step %zu/%zu  loss %.3f  %.0f tokens/s  elapsed %s  ETA %s",
-                      step + 1, o.steps, smoothed, tokens_per_s, human(elapsed).c_str(),
-                      human(eta).c_str());
+        std::snprintf(line, sizeof line,
+                      "step %zu/%zu  loss %.3f  %.0f tokens/s  elapsed %s  ETA %s",
+                      first_step + step + 1, first_step + o.steps, smoothed, tokens_per_s,
+                      human(elapsed).c_str(), human(eta).c_str());
         if (tty) {
             std::cout << "\r" << line << "\033[K" << std::flush; // one updating line
-        } else if ((step + 1) % std::max<std::size_t>(1, o.steps / 10) == 0 || step + 1 == o.steps) {
+        } else if ((step + 1) % std::max<std::size_t>(1, o.steps / 10) == 0 ||
+                   step + 1 == o.steps) {
             std::cout << line << "\n";
         }
     }
@@ -276,6 +319,11 @@ int run(const options& o) {
                    pt::count_parameters(model).elements == count.elements;
         std::cout << "tie held: " << (tie_held ? "yes" : "NO")
                   << " (head.weight is embed.weight, one buffer, one Adam moment)\n";
+    }
+    if (!o.save.empty()) {
+        pt::save(o.save, checkpoint(model, state, first_step + o.steps));
+        std::cout << "saved " << o.save << " (" << std::filesystem::file_size(o.save)
+                  << " bytes; the tied weight is stored once)\n";
     }
     if (o.sample > 0)
         std::cout << "\nsample:\n"

@@ -27,17 +27,17 @@ int main(int argc, char** argv) {
     train::checker check;
     const pt::tree params = seed_models::shared_dense_params(hidden);
     std::cout << pt::pformat(params) << "\n";
-    const pt::tree unshared = pt::dict(
-        {{"params", pt::dict({{"Dense_0", params["params"]["shared"]},
-                              {"Dense_1", params["params"]["shared"]}})}});
+    const pt::tree unshared =
+        pt::dict({{"params", pt::dict({{"Dense_0", params["params"]["shared"]},
+                                       {"Dense_1", params["params"]["shared"]}})}});
     check(params.num_leaves() == 2 && unshared.num_leaves() == 4,
           "2 parameter leaves when shared, 4 for two Dense layers");
     const pt::array x = pt::random::normal(pt::random::make_key(1), {n, hidden});
     check(shared_dense(params, x).shape() == pt::shape_type{n * hidden}, "output is N*hidden");
 
     // Regression onto a random teacher of the same architecture.
-    const pt::tree teacher = pt::tree_map(
-        [](const pt::tree& w) { return pt::tree(w.as_array() * -3.0 + 0.1); }, params);
+    const pt::tree teacher =
+        pt::tree_map([](const pt::tree& w) { return pt::tree(w.as_array() * -3.0 + 0.1); }, params);
     const pt::array y = shared_dense(teacher, x);
     auto loss = [&](const pt::tree& p) {
         const pt::array d = shared_dense(p, x) - y;

@@ -39,14 +39,13 @@ inline pt::tree make(const pt::random::key& key, const config& c) {
     std::vector<pt::tree> blocks;
     for (std::size_t i = 0; i < c.layers; ++i)
         blocks.push_back(nn::transformer_block(ks[3 + i], c.dim, c.heads));
-    pt::tree model = pt::record(
-        "GPT",
-        {{"embed", small_embedding(ks[0], c.vocab, c.dim)},
-         {"pos", small_embedding(ks[1], c.context, c.dim)},
-         {"blocks", pt::list(std::move(blocks))},
-         {"norm", nn::layer_norm(c.dim)},
-         {"head", nn::linear(ks[2], c.dim, c.vocab)}},
-        {{"context", static_cast<std::int64_t>(c.context)}});
+    pt::tree model = pt::record("GPT",
+                                {{"embed", small_embedding(ks[0], c.vocab, c.dim)},
+                                 {"pos", small_embedding(ks[1], c.context, c.dim)},
+                                 {"blocks", pt::list(std::move(blocks))},
+                                 {"norm", nn::layer_norm(c.dim)},
+                                 {"head", nn::linear(ks[2], c.dim, c.vocab)}},
+                                {{"context", static_cast<std::int64_t>(c.context)}});
     if (!c.tied) return model;
     return pt::share(model, pt::parse_path(".head.weight"), pt::parse_path(".embed.weight"));
 }

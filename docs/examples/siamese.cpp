@@ -25,12 +25,13 @@ int main(int argc, char** argv) {
     const pt::array noise = rnd::normal(rnd::make_key(2), {n, 8}) * 0.1;
     const pt::array other = rnd::normal(rnd::make_key(3), {n, 8});
     const pt::array same = pt::array::build<float>({n, 1}, [](std::span<float> s) {
-        for (std::size_t i = 0; i < s.size(); ++i) s[i] = i % 2 == 0 ? 1.f : 0.f;
+        for (std::size_t i = 0; i < s.size(); ++i)
+            s[i] = i % 2 == 0 ? 1.f : 0.f;
     });
     const pt::array b = same * (a + noise) + (1.0 - same) * other;
     auto loss = [&](const pt::tree& m) {
-        const pt::array d2 = pt::sum(pt::pow(nn::apply(m["left"], a) - nn::apply(m["right"], b), 2.0),
-                                     {1}, true);
+        const pt::array d2 =
+            pt::sum(pt::pow(nn::apply(m["left"], a) - nn::apply(m["right"], b), 2.0), {1}, true);
         const pt::array d = pt::sqrt(d2 + 1e-6);
         const pt::array far = pt::relu(1.0 - d); // margin 1
         return pt::mean(same * d2 + (1.0 - same) * far * far);

@@ -16,14 +16,14 @@ int main(int argc, char** argv) {
     const auto ks = rnd::split(rnd::make_key(0), 2);
     const pt::tree untied = pt::record("AutoEncoder", {{"encoder", nn::linear(ks[0], 16, 4)},
                                                        {"decoder", nn::linear(ks[1], 4, 16)}});
-    const pt::tree model = pt::share(
-        untied, pt::parse_path(".decoder.weight"),
-        pt::source(pt::parse_path(".encoder.weight"), {pt::transform::transpose()}));
+    const pt::tree model =
+        pt::share(untied, pt::parse_path(".decoder.weight"),
+                  pt::source(pt::parse_path(".encoder.weight"), {pt::transform::transpose()}));
     std::cout << pt::pformat(model) << "\n";
     check(pt::count_parameters(model).elements == 16 * 4 + 4 + 16,
-          "the decoder stores only its bias: " + std::to_string(pt::count_parameters(model).elements) +
-              " parameters, " + std::to_string(pt::count_parameters(model).expanded_elements) +
-              " untied");
+          "the decoder stores only its bias: " +
+              std::to_string(pt::count_parameters(model).elements) + " parameters, " +
+              std::to_string(pt::count_parameters(model).expanded_elements) + " untied");
 
     // Data on a 3-dimensional subspace of R^16: a 4-wide bottleneck can learn it.
     const pt::array codes = rnd::normal(rnd::make_key(1), {128, 3});

@@ -21,20 +21,20 @@ pt::tree universal(std::size_t n) {
     std::vector<pt::path> repeats;
     for (std::size_t i = 1; i < n; ++i)
         repeats.push_back(pt::parse_path(".blocks[" + std::to_string(i) + "]"));
-    const pt::tree model = pt::record("UniversalTransformer",
-                                      {{"embed", nn::embedding(ks[1], vocab, dim)},
-                                       {"pos", nn::embedding(ks[2], context, dim)},
-                                       {"blocks", pt::list(blocks)},
-                                       {"norm", nn::layer_norm(dim)},
-                                       {"head", nn::linear(ks[3], dim, vocab)}});
+    const pt::tree model =
+        pt::record("UniversalTransformer", {{"embed", nn::embedding(ks[1], vocab, dim)},
+                                            {"pos", nn::embedding(ks[2], context, dim)},
+                                            {"blocks", pt::list(blocks)},
+                                            {"norm", nn::layer_norm(dim)},
+                                            {"head", nn::linear(ks[3], dim, vocab)}});
     if (n == 1) return model;
     return pt::share(model, repeats, pt::parse_path(".blocks[0]"));
 }
 
 pt::array logits(const pt::tree& m, const pt::array& tokens) {
     const std::size_t t = tokens.shape()[1];
-    pt::array h = nn::apply(m["embed"], tokens) +
-                  nn::apply(m["pos"], pt::array::arange(t, pt::dtype::int64));
+    pt::array h =
+        nn::apply(m["embed"], tokens) + nn::apply(m["pos"], pt::array::arange(t, pt::dtype::int64));
     for (std::size_t i = 0; i < m["blocks"].size(); ++i)
         h = nn::apply(m["blocks"][i], h);
     return nn::apply(m["head"], nn::apply(m["norm"], h));
@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < batch; ++i)
         for (std::size_t t = 0; t < context; ++t) {
             xs.push_back(static_cast<std::int64_t>((ab[2 * i] + ab[2 * i + 1] % 4 * t) % vocab));
-            ys.push_back(static_cast<std::int64_t>((ab[2 * i] + ab[2 * i + 1] % 4 * (t + 1)) % vocab));
+            ys.push_back(
+                static_cast<std::int64_t>((ab[2 * i] + ab[2 * i + 1] % 4 * (t + 1)) % vocab));
         }
     const pt::array x = pt::array::from_vector<std::int64_t>({batch, context}, xs);
     const pt::array y = pt::array::from_vector<std::int64_t>({batch, context}, ys);

@@ -15,7 +15,10 @@ PRELUDE = """// Generated from {src} by scripts/lib/docs_extract.py: do not edit
 #include <cassert>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>

@@ -1,0 +1,111 @@
+// paramtree benchmarks — checkpoint save and load of a 256 MiB tree against a plain copy of
+// the same bytes (read the file, write a new one, fsync: what `cp` + sync does), in one run.
+#include <paramtree/paramtree.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace {
+
+namespace pt = paramtree;
+namespace fs = std::filesystem;
+
+constexpr std::size_t arrays = 64, per_array = 1 << 20; // 64 x 4 MiB float32 = 256 MiB
+
+const fs::path& dir() {
+    static const fs::path d = [] {
+        fs::path p = fs::current_path() / "bench-checkpoints";
+        fs::create_directories(p);
+        return p;
+    }();
+    return d;
+}
+
+const pt::tree& model() {
+    static const pt::tree t = [] {
+        std::vector<pt::tree> layers;
+        for (std::size_t i = 0; i < arrays; ++i)
+            layers.push_back(pt::record(
+                "Layer", {{"weight", pt::random::normal(pt::random::make_key(i), {per_array})}}));
+        return pt::record("Model", {{"layers", pt::list(layers)}});
+    }();
+    return t;
+}
+
+std::size_t total_bytes() {
+    return arrays * per_array * sizeof(float);
+}
+
+/// Reads every byte (8 at a time), as using the loaded arrays would.
+std::uint64_t checksum(const std::byte* p, std::size_t n) {
+    std::uint64_t s = 0;
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        s += w;
+    }
+    return s;
+}
+
+void BM_copy(benchmark::State& state) {
+    const fs::path src = dir() / "source.safetensors";
+    pt::save(src, model());
+    const auto size = fs::file_size(src);
+    std::vector<char> buffer(size);
+    for (auto _ : state) {
+        const int in = ::open(src.c_str(), O_RDONLY);
+        std::size_t got = 0;
+        while (got < size) {
+            const auto r = ::read(in, buffer.data() + got, size - got);
+            if (r <= 0) break;
+            got += static_cast<std::size_t>(r);
+        }
+        ::close(in);
+        const int out = ::open((dir() / "copy.bin").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        std::size_t put = 0;
+        while (put < size) {
+            const auto w = ::write(out, buffer.data() + put, size - put);
+            if (w <= 0) break;
+            put += static_cast<std::size_t>(w);
+        }
+        ::fsync(out);
+        ::close(out);
+        benchmark::DoNotOptimize(got + put);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
+}
+BENCHMARK(BM_copy)
+    ->Name("checkpoint/cp_read_write_fsync")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_save(benchmark::State& state) {
+    for (auto _ : state)
+        pt::save(dir() / "saved.safetensors", model());
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total_bytes()));
+}
+BENCHMARK(BM_save)->Name("checkpoint/save")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_load(benchmark::State& state) {
+    const fs::path file = dir() / "load.safetensors";
+    pt::save(file, model());
+    for (auto _ : state) {
+        const pt::tree t = pt::load(file, model());
+        std::uint64_t sum = 0;
+        for (const auto& leaf : pt::leaves(t))
+            sum += checksum(leaf.as_array().bytes(), leaf.as_array().nbytes());
+        benchmark::DoNotOptimize(sum);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total_bytes()));
+}
+BENCHMARK(BM_load)->Name("checkpoint/load_and_read")->Unit(benchmark::kMillisecond)->UseRealTime();
+
+} // namespace
+
+BENCHMARK_MAIN();
