@@ -198,28 +198,32 @@ array sum(const array& x, const std::vector<std::size_t>& axes) {
         array result = std::move(result_data.first);
         void* data = result_data.second; // named: clang 14 cannot capture bindings
         auto* out = static_cast<T*>(data);
-        as_outer_r_inner<T>(
-            x, axes, [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
-                for (std::size_t o = 0; o < outer; ++o) {
-                    T* dst = out + o * inner;
-                    if (inner == 1) {
-                        // A row sum: accumulate in double for float32 (one rounding at the end).
-                        using A = std::conditional_t<std::is_same_v<T, float>, double, T>;
-                        A acc = 0;
-                        const T* row = in + o * r;
-                        for (std::size_t k = 0; k < r; ++k)
-                            acc += row[k];
-                        dst[0] = static_cast<T>(acc);
-                        continue;
-                    }
-                    std::fill_n(dst, inner, T{0});
-                    for (std::size_t k = 0; k < r; ++k) {
-                        const T* row = in + (o * r + k) * inner;
-                        for (std::size_t i = 0; i < inner; ++i)
-                            dst[i] += row[i];
-                    }
-                }
-            });
+        as_outer_r_inner<T>(x, axes,
+                            [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
+                                for (std::size_t o = 0; o < outer; ++o) {
+                                    T* dst = out + o * inner;
+                                    if (inner == 1) {
+                                        // A float row sum: in double (one rounding at the end for
+                                        // float32), in independent partial sums so the additions
+                                        // pipeline. Integers: exact.
+                                        if constexpr (std::is_floating_point_v<T>) {
+                                            dst[0] = static_cast<T>(strided_sum(in + o * r, r, 1));
+                                        } else {
+                                            T acc = 0;
+                                            for (std::size_t k = 0; k < r; ++k)
+                                                acc = static_cast<T>(acc + in[o * r + k]);
+                                            dst[0] = acc;
+                                        }
+                                        continue;
+                                    }
+                                    std::fill_n(dst, inner, T{0});
+                                    for (std::size_t k = 0; k < r; ++k) {
+                                        const T* row = in + (o * r + k) * inner;
+                                        for (std::size_t i = 0; i < inner; ++i)
+                                            dst[i] += row[i];
+                                    }
+                                }
+                            });
         return result;
     });
 }

@@ -139,6 +139,23 @@ template <class T, class F>
     return result;
 }
 
+/// Sum of n values `stride` apart, in double, with four independent partial sums so the
+/// additions pipeline instead of waiting on each other.
+template <class T>
+double strided_sum(const T* p, std::size_t n, std::size_t stride) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        a0 += p[j * stride];
+        a1 += p[(j + 1) * stride];
+        a2 += p[(j + 2) * stride];
+        a3 += p[(j + 3) * stride];
+    }
+    for (; j < n; ++j)
+        a0 += p[j * stride];
+    return (a0 + a1) + (a2 + a3);
+}
+
 /// e^x for float32 without a library call, so that loops over it vectorise: Cody-Waite range
 /// reduction x = n ln2 + r, Cephes' degree-6 polynomial for e^r on [-ln2/2, ln2/2], and 2^n
 /// applied as two factors 2^(n/2) 2^(n - n/2), each a normal float, so the result is right

@@ -370,23 +370,6 @@ T exp_nonpositive(T d) {
     return d < T(-745.0) ? T{0} : std::exp(d);
 }
 
-/// Sum of n values `stride` apart, in double, with four independent partial sums so the
-/// additions pipeline instead of waiting on each other.
-template <class T>
-double strided_sum(const T* p, std::size_t n, std::size_t stride) {
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    std::size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        a0 += p[j * stride];
-        a1 += p[(j + 1) * stride];
-        a2 += p[(j + 2) * stride];
-        a3 += p[(j + 3) * stride];
-    }
-    for (; j < n; ++j)
-        a0 += p[j * stride];
-    return (a0 + a1) + (a2 + a3);
-}
-
 /// softmax (or log_softmax when `log`) along the layout's middle axis: one exp per element.
 template <class T>
 void softmax_rows(const T* x, T* y, axis_layout L, bool log) {
@@ -407,7 +390,7 @@ void softmax_rows(const T* x, T* y, axis_layout L, bool log) {
             // The exps into y first (independent), then their sum.
             for (std::size_t j = 0; j < L.r; ++j)
                 ys[j * L.inner] = exp_nonpositive<T>(xs[j * L.inner] - mx);
-            const double total = strided_sum(ys, L.r, L.inner);
+            const double total = k::strided_sum(ys, L.r, L.inner);
             if (log) {
                 const T lse = mx + static_cast<T>(std::log(total));
                 for (std::size_t j = 0; j < L.r; ++j)
@@ -421,80 +404,52 @@ void softmax_rows(const T* x, T* y, axis_layout L, bool log) {
 }
 } // namespace
 
-array softmax(const array& x, int axis) {
-    const auto L = layout_around("softmax", x, axis);
-    array y = k::float_dispatch("softmax", x, [&](auto tag) {
+namespace {
+/// softmax or log_softmax along `axis`, and its backward pass:
+/// softmax:     dx = y (g - sum(g y)),  log_softmax: dx = g - softmax(x) sum(g).
+array softmax_op(const char* name, const array& x, int axis, bool log) {
+    const auto L = layout_around(name, x, axis);
+    array y = k::float_dispatch(name, x, [&](auto tag) {
         using T = decltype(tag);
         auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
-        array out = std::move(out_data.first);
-        void* data = out_data.second; // named: clang 14 cannot capture bindings
-        softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, false);
-        return out;
+        softmax_rows<T>(ptr<T>(x), static_cast<T*>(out_data.second), L, log);
+        return std::move(out_data.first);
     });
     return traced(y, {&x}, [&] {
-        return [y, L](const array& g, cotangent_sink& s) {
-            // dx = y * (g - sum(g * y)) along the axis
-            s.add(0, k::float_dispatch("softmax", g, [&](auto tag) {
+        return [name, y, L, log](const array& g, cotangent_sink& s) {
+            s.add(0, k::float_dispatch(name, g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto gx_data = detail::array_access::allocate(g.dtype(), g.shape());
-                      array gx = std::move(gx_data.first);
-                      void* data = gx_data.second; // named: clang 14 cannot capture bindings
-                      auto* out = static_cast<T*>(data);
+                      auto gx = detail::array_access::allocate(g.dtype(), g.shape());
+                      auto* out = static_cast<T*>(gx.second);
                       const T* gy = ptr<T>(g);
                       const T* yy = ptr<T>(y);
                       for (std::size_t o = 0; o < L.outer; ++o)
                           for (std::size_t i = 0; i < L.inner; ++i) {
                               const std::size_t base = o * L.r * L.inner + i;
-                              T dot = 0;
-                              for (std::size_t j = 0; j < L.r; ++j)
-                                  dot += gy[base + j * L.inner] * yy[base + j * L.inner];
+                              T acc = 0;
                               for (std::size_t j = 0; j < L.r; ++j) {
                                   const std::size_t q = base + j * L.inner;
-                                  out[q] = yy[q] * (gy[q] - dot);
+                                  acc += log ? gy[q] : gy[q] * yy[q];
+                              }
+                              for (std::size_t j = 0; j < L.r; ++j) {
+                                  const std::size_t q = base + j * L.inner;
+                                  out[q] = log ? gy[q] - exp_nonpositive(yy[q]) * acc
+                                               : yy[q] * (gy[q] - acc);
                               }
                           }
-                      return gx;
+                      return std::move(gx.first);
                   }));
         };
     });
 }
+} // namespace
+
+array softmax(const array& x, int axis) {
+    return softmax_op("softmax", x, axis, false);
+}
 
 array log_softmax(const array& x, int axis) {
-    const auto L = layout_around("log_softmax", x, axis);
-    array y = k::float_dispatch("log_softmax", x, [&](auto tag) {
-        using T = decltype(tag);
-        auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
-        array out = std::move(out_data.first);
-        void* data = out_data.second; // named: clang 14 cannot capture bindings
-        softmax_rows<T>(ptr<T>(x), static_cast<T*>(data), L, true);
-        return out;
-    });
-    return traced(y, {&x}, [&] {
-        return [y, L](const array& g, cotangent_sink& s) {
-            // dx = g - softmax * sum(g) along the axis
-            s.add(0, k::float_dispatch("log_softmax", g, [&](auto tag) {
-                      using T = decltype(tag);
-                      auto gx_data = detail::array_access::allocate(g.dtype(), g.shape());
-                      array gx = std::move(gx_data.first);
-                      void* data = gx_data.second; // named: clang 14 cannot capture bindings
-                      auto* out = static_cast<T*>(data);
-                      const T* gy = ptr<T>(g);
-                      const T* yy = ptr<T>(y);
-                      for (std::size_t o = 0; o < L.outer; ++o)
-                          for (std::size_t i = 0; i < L.inner; ++i) {
-                              const std::size_t base = o * L.r * L.inner + i;
-                              T total = 0;
-                              for (std::size_t j = 0; j < L.r; ++j)
-                                  total += gy[base + j * L.inner];
-                              for (std::size_t j = 0; j < L.r; ++j) {
-                                  const std::size_t q = base + j * L.inner;
-                                  out[q] = gy[q] - exp_nonpositive(yy[q]) * total;
-                              }
-                          }
-                      return gx;
-                  }));
-        };
-    });
+    return softmax_op("log_softmax", x, axis, true);
 }
 
 array cross_entropy(const array& logits, const array& targets) {
@@ -565,12 +520,12 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
         for (std::size_t r = 0; r < rows; ++r) {
             const T* row = in + r * d;
-            const double mu = strided_sum(row, d, 1) / static_cast<double>(d);
+            const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
             // The centred values go through the output row, which is overwritten below.
             T* centred = out + r * d;
             for (std::size_t j = 0; j < d; ++j)
                 centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-            const double var = strided_sum(centred, d, 1) / static_cast<double>(d);
+            const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
             const T mean = static_cast<T>(mu);
             const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
             st[2 * r] = mean;

@@ -54,4 +54,10 @@ TEST_CASE("error: every kind is caught by the one base, with a path", "[error]")
               (void)pt::share(t, pt::parse_path("['a'][0]"), pt::parse_path("['a']"));
           }).find("a cycle") != std::string::npos);
     CHECK(raises([] { (void)pt::transform::parse("bogus"); }).starts_with("transform::parse"));
+    CHECK(raises([] {
+              (void)pt::load_arrays("/nonexistent/dir/x.safetensors");
+          }).starts_with("open for reading: at /nonexistent/dir/x.safetensors"));
+    CHECK(raises([] {
+              (void)(pt::array::zeros({2}) * pt::array::zeros({3}));
+          }).starts_with("multiply: at <root>: expected shapes that broadcast together"));
 }

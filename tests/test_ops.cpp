@@ -73,6 +73,11 @@ TEST_CASE("ops: reductions over axes, keepdims, negative axes", "[ops]") {
     const pt::array a{{1.f, 5.f, 3.f}, {4.f, 2.f, 6.f}};
     CHECK(pt::sum(a).item() == 21);
     CHECK(pt::sum(a).shape().empty());
+    // Integer sums are exact beyond 2^53.
+    const pt::array big =
+        pt::array::from_vector<std::int64_t>({2}, {(std::int64_t{1} << 60) + 1, 2});
+    const pt::array big_sum = pt::sum(big);
+    CHECK(big_sum.values<std::int64_t>()[0] == (std::int64_t{1} << 60) + 3);
     CHECK(vals(pt::sum(a, {0})) == std::vector<double>{5, 7, 9});
     CHECK(vals(pt::sum(a, {-1}, true)) == std::vector<double>{9, 12});
     CHECK(pt::sum(a, {-1}, true).shape() == pt::shape_type{2, 1});
