@@ -199,7 +199,7 @@ double strided_sum(const T* p, std::size_t n, std::size_t stride) {
     return a < 0.625f ? small : (x < 0 ? -large : large);
 }
 template <class T>
-T fast_tanh(T x) {
+[[gnu::always_inline]] inline T fast_tanh(T x) {
     if constexpr (std::is_same_v<T, float>)
         return tanh_f32(x);
     else
@@ -208,7 +208,7 @@ T fast_tanh(T x) {
 
 /// std::exp for float64 (the gradient checks' precision), exp_f32 for float32.
 template <class T>
-T fast_exp(T x) {
+[[gnu::always_inline]] inline T fast_exp(T x) {
     if constexpr (std::is_same_v<T, float>)
         return exp_f32(x);
     else

@@ -365,7 +365,7 @@ axis_layout layout_around(const char* op, const array& x, int axis) {
 /// exp(d) for d = x - max <= 0, with 0 below the underflow limit: glibc's exp takes a slow
 /// path (errno, __math_uflow) on underflow, which masked scores (-1e9) would hit every time.
 template <class T>
-T exp_nonpositive(T d) {
+[[gnu::always_inline]] inline T exp_nonpositive(T d) {
     if constexpr (std::is_same_v<T, float>) return k::exp_f32(d); // 0 below -87.3
     return d < T(-745.0) ? T{0} : std::exp(d);
 }

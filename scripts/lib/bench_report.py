@@ -15,7 +15,7 @@ def medians(path):
         if b.get("aggregate_name") not in (None, "median"):
             continue
         name = b.get("run_name", b["name"])
-        out[name] = b
+        out[name.removesuffix("/real_time")] = b
     return data["context"], out
 
 

@@ -44,5 +44,10 @@ pt_build() {
     if [ ! -f "$PT_ROOT/$dir/build.ninja" ]; then
         meson setup "$PT_ROOT/$dir" "$PT_ROOT" "${options[@]}" >/dev/null
     fi
-    ninja -C "$PT_ROOT/$dir" "${targets[@]}" >/dev/null
+    local log
+    if ! log="$(ninja -C "$PT_ROOT/$dir" "${targets[@]}" 2>&1)"; then
+        printf '%s\n' "$log" | grep -E -A8 'error|FAILED' | head -n 60 >&2
+        echo "build failed in $dir" >&2
+        return 1
+    fi
 }
