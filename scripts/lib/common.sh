@@ -5,6 +5,9 @@ PT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Per user, not per clone: a fresh clone (CI on this machine) reuses what earlier builds
 # compiled; a new machine starts cold.
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/paramtree-ccache}"
+# Sources are named relative to the build directory, so a clone elsewhere compiles the same
+# commands: do not key the cache on the directory (only debug info's paths would differ).
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 PT_BUILD_PACKAGES=(g++ meson ninja-build pkg-config ccache python3 libfmt-dev libxtensor-dev
                    xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev nlohmann-json3-dev
                    python3-numpy catch2)
