@@ -80,9 +80,6 @@ private:
 [[noreturn]] void throw_bad_argnum(std::size_t argnum, std::size_t count);
 [[noreturn]] void throw_not_differentiable(std::size_t argnum);
 
-template <class T>
-concept differentiable_argument = std::same_as<T, tree> || std::same_as<T, array>;
-
 template <class R>
 struct is_aux_result : std::false_type {};
 template <>
