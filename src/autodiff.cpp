@@ -161,14 +161,17 @@ grad_session::~grad_session() {
 }
 
 tree grad_session::trace(const tree& params, const leaf_filter& filter) {
-    auto [leaves, def] = flatten_with_path(params);
+    auto [leaves, def] = flatten(params);
     def_ = std::move(def);
     std::vector<tree> traced;
     traced.reserve(leaves.size());
-    for (auto& [p, leaf] : leaves) {
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+        tree& leaf = leaves[i];
         const bool selected = filter(leaf);
+        // Key paths are built only to name a rejected leaf, not on every call.
         if (selected && !is_float_array(leaf))
-            throw_leaf("value_and_grad", p, "a float array leaf to differentiate", describe(leaf));
+            throw_leaf("value_and_grad", def_.leaf_paths()[i],
+                       "a float array leaf to differentiate", describe(leaf));
         if (selected) {
             array v = make_variable(tape_, leaf.as_array());
             vars_.push_back(v.trace()->id);

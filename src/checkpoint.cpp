@@ -58,26 +58,32 @@ constexpr const char* ties_key = "paramtree.ties";
 
 // ---- dtypes ---------------------------------------------------------------------------------
 
+/// Each dtype's name in safetensors headers and its numpy kind (`f4`): one table for both
+/// formats, both directions.
+struct dtype_names {
+    dtype dt;
+    std::string_view safetensors;
+    std::string_view npy_kind;
+};
+constexpr dtype_names dtype_table[] = {{dtype::float32, "F32", "f4"},
+                                       {dtype::float64, "F64", "f8"},
+                                       {dtype::int32, "I32", "i4"},
+                                       {dtype::int64, "I64", "i8"},
+                                       {dtype::boolean, "BOOL", "b1"}};
+
+const dtype_names& names_of(dtype d) {
+    for (const auto& n : dtype_table)
+        if (n.dt == d) return n;
+    return dtype_table[0]; // unreachable: the table lists every dtype
+}
+
 std::string_view st_dtype(dtype d) {
-    switch (d) {
-    case dtype::float32:
-        return "F32";
-    case dtype::float64:
-        return "F64";
-    case dtype::int32:
-        return "I32";
-    case dtype::int64:
-        return "I64";
-    case dtype::boolean:
-        return "BOOL";
-    }
-    return "?";
+    return names_of(d).safetensors;
 }
 
 dtype parse_st_dtype(const std::string& source, const std::string& name, const std::string& s) {
-    for (const dtype d :
-         {dtype::float32, dtype::float64, dtype::int32, dtype::int64, dtype::boolean})
-        if (s == st_dtype(d)) return d;
+    for (const auto& n : dtype_table)
+        if (s == n.safetensors) return n.dt;
     static constexpr std::string_view other[] = {"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "U8",
                                                  "I16", "U16",  "U32",     "U64",     "C64"};
     const bool known = std::find(std::begin(other), std::end(other), s) != std::end(other);
@@ -793,19 +799,8 @@ std::map<std::string, array> load_arrays(std::span<const std::byte> bytes) {
 
 namespace {
 std::string npy_descr(dtype d) {
-    switch (d) {
-    case dtype::float32:
-        return "<f4";
-    case dtype::float64:
-        return "<f8";
-    case dtype::int32:
-        return "<i4";
-    case dtype::int64:
-        return "<i8";
-    case dtype::boolean:
-        return "|b1";
-    }
-    return "?";
+    // Little-endian, except bool, whose single byte has no byte order.
+    return std::string(d == dtype::boolean ? "|" : "<") + std::string(names_of(d).npy_kind);
 }
 
 [[noreturn]] void bad_npy(const std::filesystem::path& file, std::string expected,
@@ -886,18 +881,13 @@ array load_npy(const std::filesystem::path& file) {
     const std::string fortran = npy_field(file, header, "fortran_order");
     const std::string shape_text = npy_field(file, header, "shape");
 
-    static const std::pair<const char*, dtype> kinds[] = {{"f4", dtype::float32},
-                                                          {"f8", dtype::float64},
-                                                          {"i4", dtype::int32},
-                                                          {"i8", dtype::int64},
-                                                          {"b1", dtype::boolean}};
     if (descr.size() != 5 || descr.front() != '\'' || descr.back() != '\'')
         bad_npy(file, "a descr like '<f4'", descr);
     const char order = descr[1];
     const std::string kind = descr.substr(2, 2);
     std::optional<dtype> dt;
-    for (const auto& [k, d] : kinds)
-        if (kind == k) dt = d;
+    for (const auto& n : dtype_table)
+        if (kind == n.npy_kind) dt = n.dt;
     if (!dt || !(order == '<' || order == '>' || order == '|' || order == '='))
         bad_npy(file, "descr <f4, <f8, <i4, <i8 or |b1 (either byte order)", descr);
     if (fortran != "False" && fortran != "True")

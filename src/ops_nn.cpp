@@ -271,26 +271,10 @@ array matmul(const array& a, const array& b) {
                 fb = full({kk, n})](const array& g, cotangent_sink& s) {
             k::float_dispatch("matmul", g, [&](auto tag) {
                 using T = decltype(tag);
-                if (s.needs(0)) {
-                    auto ga_gd = detail::array_access::allocate(g.dtype(), fa);
-                    array ga = std::move(ga_gd.first);
-                    void* gd = ga_gd.second; // named: clang 14 cannot capture bindings
-                    auto* p = static_cast<T*>(gd);
-                    for (std::size_t i = 0; i < batch; ++i)
-                        k::gemm(false, true, m, kk, n, ptr<T>(g) + i * m * n,
-                                ptr<T>(bf) + i * kk * n, p + i * m * kk, T{0});
-                    s.add(0, k::sum_to(ga, sa));
-                }
-                if (s.needs(1)) {
-                    auto gb_gd = detail::array_access::allocate(g.dtype(), fb);
-                    array gb = std::move(gb_gd.first);
-                    void* gd = gb_gd.second; // named: clang 14 cannot capture bindings
-                    auto* p = static_cast<T*>(gd);
-                    for (std::size_t i = 0; i < batch; ++i)
-                        k::gemm(true, false, kk, n, m, ptr<T>(af) + i * m * kk,
-                                ptr<T>(g) + i * m * n, p + i * kk * n, T{0});
-                    s.add(1, k::sum_to(gb, sb));
-                }
+                if (s.needs(0)) // dA = G B^T per batch slice, summed over broadcast axes
+                    s.add(0, k::sum_to(batched<T>(g, bf, false, true, batch, m, kk, n, fa), sa));
+                if (s.needs(1)) // dB = A^T G per batch slice
+                    s.add(1, k::sum_to(batched<T>(af, g, true, false, batch, kk, n, m, fb), sb));
                 return 0;
             });
         };

@@ -95,10 +95,17 @@ std::int64_t count_of(const tree& state, const char* context) {
     return static_cast<std::int64_t>(c.as_array().item());
 }
 
+/// The path of leaf `i`: from the flattening if it kept paths, else derived from the treedef
+/// (only errors need it, so steps do not build paths).
+path leaf_path(const detail::flat_inputs& in, std::size_t i) {
+    return in.paths.empty() ? in.def.leaf_paths()[i] : in.paths[i];
+}
+
 /// Checks that a gradient leaf can update a state leaf of the parameters' dtype and shape.
-void check_leaf(const char* context, const path& p, const array& g, const array& like) {
+void check_leaf(const char* context, const detail::flat_inputs& in, std::size_t i, const array& g,
+                const array& like) {
     if (g.dtype() != like.dtype() || g.shape() != like.shape())
-        detail::throw_leaf(context, p, like.describe(), g.describe());
+        detail::throw_leaf(context, leaf_path(in, i), like.describe(), g.describe());
 }
 
 /// Calls `f(T)` with the float element type of `a`.
@@ -178,7 +185,7 @@ transformation scale_by_adam(double b1, double b2, double eps) {
     t.update = [=](const tree& grads, const tree& state, const tree&) {
         const std::int64_t step = count_of(state, "scale_by_adam") + 1;
         const tree mu_tree = state["mu"], nu_tree = state["nu"];
-        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree}, true);
+        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree});
         const double c1 = 1 - std::pow(b1, static_cast<double>(step));
         const double c2 = 1 - std::pow(b2, static_cast<double>(step));
         const std::size_t n = in.leaves[0].size();
@@ -191,7 +198,7 @@ transformation scale_by_adam(double b1, double b2, double eps) {
             if (g.is_none() || !float_leaf(mus[i])) continue;
             const array& ga = g.as_array();
             const array& m = mus[i].as_array();
-            check_leaf("scale_by_adam", in.paths[i], ga, m);
+            check_leaf("scale_by_adam", in, i, ga, m);
             with_float(ga, [&](auto tag) {
                 using T = decltype(tag);
                 array u, m2, v2;
@@ -230,7 +237,7 @@ transformation trace(double decay, bool nesterov) {
     };
     t.update = [=](const tree& grads, const tree& state, const tree&) {
         const tree tr = state["trace"];
-        auto in = align("trace", {&grads, &tr}, true);
+        auto in = align("trace", {&grads, &tr});
         const std::size_t n = in.leaves[0].size();
         std::vector<tree> updates(n), traces(n);
         for (std::size_t i = 0; i < n; ++i) {
@@ -239,7 +246,7 @@ transformation trace(double decay, bool nesterov) {
             traces[i] = in.leaves[1][i];
             if (g.is_none() || !float_leaf(traces[i])) continue;
             const array& ga = g.as_array();
-            check_leaf("trace", in.paths[i], ga, traces[i].as_array());
+            check_leaf("trace", in, i, ga, traces[i].as_array());
             with_float(ga, [&](auto tag) {
                 using T = decltype(tag);
                 array u, t2;
@@ -275,7 +282,7 @@ transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
             const tree& g = in.leaves[0][i];
             const tree& p = in.leaves[1][i];
             if (g.is_none() || !float_leaf(p) || !fn(in.paths[i], p)) continue;
-            check_leaf("add_decayed_weights", in.paths[i], g.as_array(), p.as_array());
+            check_leaf("add_decayed_weights", in, i, g.as_array(), p.as_array());
             updates[i] = k::add(g.as_array(), k::scale(p.as_array(), weight_decay));
         }
         return update_result{unflatten(in.def, std::move(updates)), state};
@@ -318,16 +325,16 @@ transformation adamw(learning_rate lr, double b1, double b2, double eps, double 
 }
 
 tree apply_updates(const tree& params, const tree& updates) {
-    auto in = align("apply_updates", {&params, &updates}, true);
+    auto in = align("apply_updates", {&params, &updates});
     std::vector<tree> out = in.leaves[0];
     for (std::size_t i = 0; i < out.size(); ++i) {
         const tree& u = in.leaves[1][i];
         if (u.is_none()) continue;
         const tree& p = in.leaves[0][i];
         if (!p.is_array() || !u.is_array())
-            detail::throw_leaf("apply_updates", in.paths[i], "array leaves in both trees",
+            detail::throw_leaf("apply_updates", leaf_path(in, i), "array leaves in both trees",
                                fmt::format("{} and {}", describe(p), describe(u)));
-        check_leaf("apply_updates", in.paths[i], u.as_array(), p.as_array());
+        check_leaf("apply_updates", in, i, u.as_array(), p.as_array());
         out[i] = k::add(p.as_array(), u.as_array());
     }
     return unflatten(in.def, std::move(out));

@@ -199,8 +199,23 @@ TEST_CASE("optim: mismatched trees are clear errors naming the path", "[optim][e
     } catch (const pt::leaf_error& e) {
         CHECK(e.path() == "['w']");
     }
+    // With a None update before it, the bad leaf is still named by its own path.
+    try {
+        (void)opt::apply_updates(pt::dict({{"a", pt::array{1.0}}, {"b", pt::array{1.0, 2.0}}}),
+                                 pt::dict({{"a", pt::tree{}}, {"b", pt::array{1.0}}}));
+        FAIL("expected leaf_error");
+    } catch (const pt::leaf_error& e) {
+        CHECK(e.path() == "['b']");
+    }
     const auto o = opt::adam(0.1);
     CHECK_THROWS_AS(o.update(p, pt::tree{}, p), pt::structure_error);
+    try {
+        const pt::tree q = pt::dict({{"a", pt::array{1.0}}, {"w", pt::array{1.0, 2.0}}});
+        (void)o.update(pt::dict({{"a", pt::tree{}}, {"w", pt::array{1.0}}}), o.init(q), q);
+        FAIL("expected leaf_error");
+    } catch (const pt::leaf_error& e) {
+        CHECK(e.path() == "['w']");
+    }
     CHECK_THROWS_AS(o.update(pt::dict({{"w", pt::array{1.0f, 2.0f}}}), o.init(p), p),
                     pt::leaf_error);
 }
