@@ -52,6 +52,50 @@ BAD = {
     "structure_invalid": st({"__metadata__": {"paramtree.structure": "{\"k\":\"record\"}"}}),
     "structure_tie_outside_shared": st({"__metadata__": {"paramtree.structure": json.dumps(
         {"k": "tied", "source": ".a", "transforms": []})}}),
+    # --- hostile metadata (issue 12): each must be a format_error, never a crash ---
+    # 100,000-deep brackets inside the metadata strings, which are parsed a second time.
+    "deep_structure_metadata": st({"__metadata__": {"paramtree.structure": "[" * 100000 + "]" * 100000}}),
+    "deep_ties_metadata": st({"__metadata__": {"paramtree.ties": "{\"a\":" * 100000 + "1" + "}" * 100000}}),
+    # The header must start with '{': no leading space, newline or byte order mark.
+    "header_leading_space": struct.pack("<Q", 8) + b" {}     ",
+    "header_leading_newline": struct.pack("<Q", 8) + b"\n{}     ",
+    "header_bom": struct.pack("<Q", 8) + b"\xef\xbb\xbf{}   ",
+    # A NUL inside a tensor name: a C-string consumer would see "w".
+    "nul_in_name": st({"w\u0000hidden": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "control_in_tie_name": st({"__metadata__": {"paramtree.ties": json.dumps(
+        {"w\u0001": {"source": "a", "transforms": []}})}}),
+    # A static integer of 2^64-1 would read back as -1.
+    "static_int_overflows": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "int", "v": 2**64 - 1}]})}}),
+    # A record field that is not an identifier would re-read as another path.
+    "field_not_identifier": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "record", "name": "R", "fields": ["x[0]"], "statics": []},
+                                 {"k": "none"}]})}}),
+    "structure_child_count_too_large": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "list", "n": 1000000}, {"k": "none"}]})}}),
+    "structure_trailing_nodes": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "none"}, {"k": "none"}]})}}),
+    "structure_unknown_version": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 7, "nodes": []})}}),
+    "structure_duplicate_dict_keys": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "dict", "keys": ["a", "a"]}, {"k": "none"}, {"k": "none"}]})}}),
+    "structure_tie_to_nowhere": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "int", "v": 1},
+                                 {"k": "tied", "source": "[7]", "transforms": []}]})}}),
+    "structure_tie_bad_transform": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "w"},
+                                 {"k": "tied", "source": "[0]", "transforms": [".reshape(5)"]}]})},
+        "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "structure_tie_scale_not_a_number": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "w"},
+                                 {"k": "tied", "source": "[0]", "transforms": ["*0,5"]}]})},
+        "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "structure_reserved_record_bad_fields": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "record", "name": "pt.nn.Linear", "fields": ["weight", "weight"],
+                                  "statics": []}, {"k": "none"}, {"k": "none"}]})}}),
 }
 # The duplicate name is written by hand: a JSON library would keep only one.
 dup_header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' \
@@ -66,6 +110,13 @@ GOOD = {
     "unpadded_unaligned": st({"x": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}},
                              struct.pack("<d", 0.25), pad=False),
     "empty_tensor_list": st({}),
+    # Format 2 of the structure with a transformed tie (scale 0.5: read under any locale).
+    "paramtree_v2_scaled_tie": st({"__metadata__": {"format": "paramtree", "paramtree.structure": json.dumps(
+        {"version": 2, "nodes": [{"k": "shared", "tags": []}, {"k": "dict", "keys": ["a", "b"]},
+                                 {"k": "array", "name": "a"},
+                                 {"k": "tied", "source": "['a']", "transforms": ["*0.5"]}]}),
+        "paramtree.ties": json.dumps({"b": {"source": "a", "transforms": ["*0.5"]}})},
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
 }
 
 

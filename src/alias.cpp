@@ -3,6 +3,7 @@
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/shared.hpp>
 
+#include <optional>
 #include <unordered_map>
 
 namespace paramtree {
@@ -21,45 +22,74 @@ struct buffer_hash {
 } // namespace
 
 std::vector<alias_group> find_aliases(const tree& t) {
-    std::vector<alias_group> groups;
+    // Positions are recorded as (parent, entry) links and turned into paths only for groups
+    // that turn out to have aliases: memory stays linear in the number of nodes, where keeping
+    // every node's full path would grow with depth squared (9 GiB for a 20,000-deep chain).
+    struct position {
+        std::size_t parent;
+        std::optional<path_entry> entry;
+    };
+    constexpr std::size_t no_parent = ~std::size_t{0};
+    std::vector<position> positions;
+    auto path_of = [&](std::size_t pos) {
+        std::vector<const path_entry*> entries;
+        for (; pos != no_parent; pos = positions[pos].parent)
+            if (positions[pos].entry) entries.push_back(&*positions[pos].entry);
+        path p;
+        for (auto it = entries.rbegin(); it != entries.rend(); ++it)
+            p.push_back(**it);
+        return p;
+    };
+
+    struct group {
+        std::size_t first;
+        std::vector<std::size_t> others;
+    };
+    std::vector<group> groups;
     std::unordered_map<buffer_key, std::size_t, buffer_hash> buffers;
     std::unordered_map<const detail::node*, std::size_t> nodes;
+    auto note = [&](auto& index, const auto& key, std::size_t pos) {
+        const auto [it, fresh] = index.try_emplace(key, groups.size());
+        if (fresh)
+            groups.push_back({pos, {}});
+        else
+            groups[it->second].others.push_back(pos);
+        return fresh;
+    };
     struct item {
         detail::node_ptr n;
-        path at;
+        std::size_t parent;
+        std::optional<path_entry> entry;
     };
-    std::vector<item> stack{{t.node(), {}}};
+    std::vector<item> stack{{t.node(), no_parent, std::nullopt}};
     while (!stack.empty()) {
         item it = std::move(stack.back());
         stack.pop_back();
+        const std::size_t pos = positions.size();
+        positions.push_back({it.parent, std::move(it.entry)});
         const auto& n = *it.n;
         if (n.kind == node_kind::leaf) {
             const auto* a = std::get_if<array>(&n.value);
-            if (a == nullptr) continue;
-            const auto [pos, fresh] =
-                buffers.try_emplace(buffer_key{a->storage_id(), a->nbytes()}, groups.size());
-            if (fresh)
-                groups.push_back({std::move(it.at), {}});
-            else
-                groups[pos->second].others.push_back(std::move(it.at));
+            // An empty array holds no buffer, so two of them never alias (after a load, empty
+            // tensors may all point at the same offset of the file).
+            if (a != nullptr && a->nbytes() != 0)
+                note(buffers, buffer_key{a->storage_id(), a->nbytes()}, pos);
             continue;
         }
         if (n.kind == node_kind::tied || n.num_leaves == 0) continue;
-        if (n.kind != node_kind::shared) {
-            const auto [pos, fresh] = nodes.try_emplace(&n, groups.size());
-            if (!fresh) {
-                groups[pos->second].others.push_back(std::move(it.at));
-                continue;
-            }
-            groups.push_back({it.at, {}});
-        }
-        for (std::size_t k = n.children.size(); k-- > 0;) {
-            const auto e = detail::child_entry(n.meta, n.kind, k);
-            stack.push_back({n.children[k], e ? it.at / *e : it.at});
-        }
+        if (n.kind != node_kind::shared && !note(nodes, &n, pos)) continue;
+        for (std::size_t k = n.children.size(); k-- > 0;)
+            stack.push_back({n.children[k], pos, detail::child_entry(n.meta, n.kind, k)});
     }
-    std::erase_if(groups, [](const alias_group& g) { return g.others.empty(); });
-    return groups;
+    std::vector<alias_group> out;
+    for (const auto& g : groups) {
+        if (g.others.empty()) continue;
+        alias_group a{path_of(g.first), {}};
+        for (const auto o : g.others)
+            a.others.push_back(path_of(o));
+        out.push_back(std::move(a));
+    }
+    return out;
 }
 
 tree share_aliases(const tree& t) {

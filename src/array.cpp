@@ -97,7 +97,23 @@ struct aligned_deleter {
 
 } // namespace
 
-array::array() : array(array::zeros({})) {}
+namespace {
+/// The default array's metadata and buffer, shared by every default and moved-from handle.
+const std::shared_ptr<const detail::array_impl>& default_impl() noexcept {
+    static const std::shared_ptr<const detail::array_impl> impl = [] {
+        const auto a = array::from_vector<float>({}, {0.0f});
+        return detail::array_access::impl(a);
+    }();
+    return impl;
+}
+} // namespace
+
+array::array() noexcept : impl_(default_impl()) {}
+array::array(array&& o) noexcept : impl_(std::exchange(o.impl_, default_impl())) {}
+array& array::operator=(array&& o) noexcept {
+    if (this != &o) impl_ = std::exchange(o.impl_, default_impl());
+    return *this;
+}
 
 std::pair<array, void*> array::allocate(paramtree::dtype d, shape_type shape) {
     const std::size_t n = detail::checked_size(shape);
@@ -277,23 +293,37 @@ array add(const array& a, const array& b) {
 }
 } // namespace detail
 
-bool array_equal(const array& a, const array& b, double rtol, double atol) {
+bool array_equal(const array& a, const array& b, double rtol, double atol, bool equal_nan) {
     if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-    if (same_storage(a, b)) return true;
-    if (rtol == 0 && atol == 0) {
-        // Bitwise equality would call -0.0 != 0.0 and NaN == NaN: compare as numbers.
-        return detail::dispatch(a.dtype(), [&](auto tag) {
-            using T = decltype(tag);
-            const auto* x = reinterpret_cast<const T*>(a.bytes());
-            const auto* y = reinterpret_cast<const T*>(b.bytes());
-            return std::equal(x, x + a.size(), y);
-        });
-    }
-    const auto x = a.to_doubles();
-    const auto y = b.to_doubles();
-    for (std::size_t i = 0; i < x.size(); ++i)
-        if (!(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]))) return false;
-    return true;
+    // One buffer equals itself, except that a NaN is unequal even to itself unless equal_nan:
+    // so tree_equal(t, t) and tree_equal(t, load(save(t))) agree.
+    if (same_storage(a, b) && (equal_nan || !is_inexact(a.dtype()))) return true;
+    return detail::dispatch(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const auto* x = reinterpret_cast<const T*>(a.bytes());
+        const auto* y = reinterpret_cast<const T*>(b.bytes());
+        const std::size_t n = a.size();
+        if constexpr (std::is_floating_point_v<T>) {
+            for (std::size_t i = 0; i < n; ++i) {
+                const double xi = x[i], yi = y[i];
+                if (std::isnan(xi) || std::isnan(yi)) {
+                    if (equal_nan && std::isnan(xi) && std::isnan(yi)) continue;
+                    return false;
+                }
+                // Numbers, not bits: -0.0 == 0.0; inf equals only inf of its sign.
+                if (xi == yi) continue;
+                if (!(std::abs(xi - yi) <= atol + rtol * std::abs(yi))) return false;
+            }
+            return true;
+        } else {
+            if (rtol == 0 && atol == 0) return std::equal(x, x + n, y);
+            for (std::size_t i = 0; i < n; ++i) {
+                const auto xi = static_cast<double>(x[i]), yi = static_cast<double>(y[i]);
+                if (!(std::abs(xi - yi) <= atol + rtol * std::abs(yi))) return false;
+            }
+            return true;
+        }
+    });
 }
 
 } // namespace paramtree

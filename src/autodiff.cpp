@@ -148,6 +148,16 @@ std::vector<std::optional<array>> backward(tape& t, const array& output,
 
 // ---- gradient calls over trees --------------------------------------------------------------
 
+namespace {
+/// Re-tracing an array that an outer gradient call traced would cut it off from the outer
+/// tape: the outer gradient would silently be zero. Until nested tapes exist, refuse.
+[[noreturn]] void throw_nested(const path& p) {
+    throw_sharing("value_and_grad", p, "an argument not traced by an enclosing gradient call",
+                  "an array traced by an outer value_and_grad: grad of grad (nested "
+                  "gradients) is not supported; differentiate the outer function only");
+}
+} // namespace
+
 grad_session::grad_session() : tape_(std::make_shared<tape>()) {}
 
 grad_session::~grad_session() {
@@ -173,6 +183,7 @@ tree grad_session::trace(const tree& params, const leaf_filter& filter) {
             throw_leaf("value_and_grad", def_.leaf_paths()[i],
                        "a float array leaf to differentiate", describe(leaf));
         if (selected) {
+            if (leaf.as_array().trace()) throw_nested(def_.leaf_paths()[i]);
             array v = make_variable(tape_, leaf.as_array());
             vars_.push_back(v.trace()->id);
             traced.emplace_back(std::move(v));
@@ -190,6 +201,7 @@ tree grad_session::trace(const tree& params, const leaf_filter& filter) {
 array grad_session::trace(const array& x) {
     if (!is_inexact(x.dtype()))
         throw_leaf("value_and_grad", {}, "a float array to differentiate", x.describe());
+    if (x.trace()) throw_nested({});
     is_array_ = true;
     array v = make_variable(tape_, x);
     vars_.push_back(v.trace()->id);

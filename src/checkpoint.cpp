@@ -4,18 +4,15 @@
 #include <paramtree/checkpoint.hpp>
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/file_io.hpp>
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/structure_codec.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/shared.hpp>
 #include <paramtree/transform.hpp>
 #include <paramtree/treedef.hpp>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -41,7 +38,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr std::size_t max_header = 100'000'000; // as the reference implementation
-constexpr int max_depth = 4096;                 // of the saved tree structure
 constexpr const char* structure_key = "paramtree.structure";
 constexpr const char* ties_key = "paramtree.ties";
 
@@ -52,9 +48,10 @@ constexpr const char* ties_key = "paramtree.ties";
     throw format_error("safetensors " + source, where, std::move(expected), std::move(found));
 }
 
-[[noreturn]] void io_fail(const std::filesystem::path& file, const std::string& what, int err) {
-    throw io_error(what, file.string(), "success", std::strerror(err));
-}
+using detail::atomic_write;
+using detail::describe_json;
+using detail::tensor_name;
+using detail::write_all;
 
 // ---- dtypes ---------------------------------------------------------------------------------
 
@@ -137,6 +134,12 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
         bad_file(f.source, "", "a header length within the file",
                  fmt::format("{} header bytes in a file of {} bytes", n, bytes.size()));
     const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
+    // The header starts with '{' (as the reference implementation requires): no BOM, no
+    // leading white space, so one file cannot be read two ways.
+    if (n == 0 || text[0] != '{')
+        bad_file(f.source, "", "a header starting with '{'",
+                 n == 0 ? std::string("an empty header")
+                        : fmt::format("the byte 0x{:02x}", static_cast<unsigned char>(text[0])));
     // Duplicate names are invalid, but a JSON object keeps only one of them: catch them while
     // parsing. Nothing in a valid header is nested more than three levels deep.
     std::string duplicate;
@@ -162,12 +165,16 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
     f.data_size = bytes.size() - 8 - n;
 
     for (const auto& [name, v] : header.items()) {
+        if (name != "__metadata__" && !detail::valid_tensor_name(name))
+            bad_file(f.source, detail::escaped(name), "a tensor name without control characters",
+                     fmt::format("'{}'", detail::escaped(name)));
         if (name == "__metadata__") {
             if (!v.is_object())
                 bad_file(f.source, name, "an object of strings", std::string(v.type_name()));
             for (const auto& [k, s] : v.items()) {
                 if (!s.is_string())
-                    bad_file(f.source, "__metadata__." + k, "a string", std::string(s.type_name()));
+                    bad_file(f.source, "__metadata__." + detail::escaped(k), "a string",
+                             describe_json(s));
                 f.metadata[k] = s.get<std::string>();
             }
             f.has_metadata = true;
@@ -178,7 +185,7 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
             !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
             bad_file(f.source, name,
                      "{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}",
-                     v.dump(-1, ' ', true).substr(0, 200));
+                     describe_json(v));
         st_tensor t;
         t.name = name;
         t.dt = parse_st_dtype(f.source, name, v["dtype"].get<std::string>());
@@ -188,7 +195,7 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
             t.shape.push_back(d);
             if (d != 0 && bytes_needed > std::numeric_limits<std::size_t>::max() / d)
                 bad_file(f.source, name, "a shape whose byte size fits in 64 bits",
-                         v["shape"].dump());
+                         fmt::format("an extent of {} after {} bytes", d, bytes_needed));
             bytes_needed *= d;
         }
         t.begin = as_size(f.source, name, v["data_offsets"][0], "offset");
@@ -237,7 +244,9 @@ array tensor_array(const st_file& f, const st_tensor& t) {
     std::size_t count = 1;
     for (const auto e : t.shape)
         count *= e;
-    if (f.owner && reinterpret_cast<std::uintptr_t>(p) % dtype_size(t.dt) == 0)
+    // An empty tensor gets a buffer of its own: two of them at one offset would otherwise look
+    // like one buffer (same_storage), and share_aliases would tie them.
+    if (f.owner && nbytes != 0 && reinterpret_cast<std::uintptr_t>(p) % dtype_size(t.dt) == 0)
         return array::from_owner(t.dt, t.shape, count, p, f.owner);
     auto a_buf = detail::array_access::allocate(t.dt, t.shape);
     array a = std::move(a_buf.first);
@@ -246,41 +255,8 @@ array tensor_array(const st_file& f, const st_tensor& t) {
     return a;
 }
 
-struct mapping {
-    std::span<const std::byte> bytes;
-    std::shared_ptr<const void> owner;
-};
-
-/// The file mapped read-only (its pages are shared with the page cache, not copied).
-mapping map_file(const std::filesystem::path& file) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) io_fail(file, "open for reading", errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        const int err = errno;
-        ::close(fd);
-        io_fail(file, "stat", err);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw io_error("open for reading", file.string(), "a regular file", "something else");
-    }
-    const auto size = static_cast<std::size_t>(st.st_size);
-    if (size == 0) {
-        ::close(fd);
-        return {};
-    }
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) io_fail(file, "mmap", err);
-    std::shared_ptr<const void> owner(
-        p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
-    return {{static_cast<const std::byte*>(p), size}, std::move(owner)};
-}
-
-st_file open_file(const std::filesystem::path& file) {
-    auto m = map_file(file);
+st_file open_file(const std::filesystem::path& file, load_memory memory) {
+    auto m = memory == load_memory::map ? detail::map_file(file) : detail::read_file(file);
     return parse(m.bytes, std::move(m.owner), file.string());
 }
 
@@ -291,321 +267,6 @@ st_file open_bytes(std::span<const std::byte> bytes) {
     if (!bytes.empty()) std::memcpy(buffer->data(), bytes.data(), bytes.size());
     const auto* p = reinterpret_cast<const std::byte*>(buffer->data());
     return parse({p, bytes.size()}, std::move(buffer), "<bytes>");
-}
-
-// ---- names ----------------------------------------------------------------------------------
-
-/// The tensor name of a leaf: its dotted key path (`blocks.0.attn.q.weight`).
-std::string tensor_name(const path& p) {
-    return p.empty() ? std::string("__root__") : dotted(p);
-}
-
-// ---- the structure codec --------------------------------------------------------------------
-
-json encode_static(const static_value& v) {
-    return std::visit(
-        [](const auto& x) -> json {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, bool>)
-                return {{"k", "bool"}, {"v", x}};
-            else if constexpr (std::is_same_v<T, std::int64_t>)
-                return {{"k", "int"}, {"v", x}};
-            else if constexpr (std::is_same_v<T, double>)
-                return {{"k", "double"}, {"v", fmt::format("{}", x)}}; // exact, NaN and inf too
-            else
-                return {{"k", "str"}, {"v", x}};
-        },
-        v.get());
-}
-
-struct encoder {
-    std::string source;
-    std::map<std::string, path> names; // tensor name -> the leaf it came from
-    std::vector<std::pair<std::string, array>> tensors;
-
-    json encode(const tree& t, const path& p, int depth) {
-        if (depth > max_depth)
-            throw format_error("save " + source, keystr(p),
-                               fmt::format("a tree at most {} levels deep", max_depth), "deeper");
-        switch (t.kind()) {
-        case node_kind::leaf:
-            return std::visit(
-                [&](const auto& v) -> json {
-                    using T = std::decay_t<decltype(v)>;
-                    if constexpr (std::is_same_v<T, array>) {
-                        const std::string name = tensor_name(p);
-                        if (name == "__metadata__")
-                            throw format_error("save " + source, keystr(p),
-                                               "a tensor name other than __metadata__", name);
-                        const auto [at, fresh] = names.emplace(name, p);
-                        if (!fresh)
-                            throw format_error("save " + source, keystr(p),
-                                               "a tensor name of its own",
-                                               fmt::format("'{}', also the name of {}", name,
-                                                           display_path(keystr(at->second))));
-                        tensors.emplace_back(name, v);
-                        return {{"k", "array"}, {"name", name}};
-                    } else if constexpr (std::is_same_v<T, std::monostate>) {
-                        return {{"k", "none"}};
-                    } else {
-                        return encode_static(static_value(v));
-                    }
-                },
-                t.value());
-        case node_kind::none:
-            return {{"k", "none"}};
-        case node_kind::list:
-        case node_kind::tuple: {
-            json c = json::array();
-            for (std::size_t i = 0; i < t.size(); ++i)
-                c.push_back(encode(t[i], p / i, depth + 1));
-            return {{"k", t.kind() == node_kind::list ? "list" : "tuple"}, {"c", std::move(c)}};
-        }
-        case node_kind::dict: {
-            json c = json::object();
-            const auto keys = t.keys(); // insertion order
-            for (const auto& k : keys)
-                c[k] = encode(t[k], p / path_entry{dict_key{k}}, depth + 1);
-            return {{"k", "dict"}, {"keys", keys}, {"c", std::move(c)}};
-        }
-        case node_kind::record: {
-            json c = json::array();
-            const auto fields = t.keys();
-            for (const auto& f : fields)
-                c.push_back(encode(t[f], p / path_entry{field_key{f}}, depth + 1));
-            json statics = json::array();
-            for (const auto& [name, v] : t.static_fields())
-                statics.push_back({name, encode_static(v)});
-            return {{"k", "record"},
-                    {"name", std::string(t.record_name())},
-                    {"fields", fields},
-                    {"c", std::move(c)},
-                    {"statics", std::move(statics)}};
-        }
-        case node_kind::shared: {
-            const auto& m = *std::get<std::shared_ptr<const detail::shared_meta>>(t.node()->meta);
-            json tags = json::array();
-            for (const auto& [tag, at] : m.tags)
-                tags.push_back({tag, keystr(at)});
-            // Paths pass through a Shared node without an entry of their own.
-            return {{"k", "shared"},
-                    {"tags", std::move(tags)},
-                    {"c", encode(t.child(0), p, depth + 1)}};
-        }
-        case node_kind::tied: {
-            const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(t.node()->meta);
-            if (m.fn)
-                throw sharing_error("save " + source, keystr(p), "a tie to a path (savable)",
-                                    fmt::format("a tie through the callable get '{}'", m.fn_name));
-            json transforms = json::array();
-            for (const auto& tr : m.transforms)
-                if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
-            return {
-                {"k", "tied"}, {"source", keystr(m.source)}, {"transforms", std::move(transforms)}};
-        }
-        }
-        return {};
-    }
-};
-
-/// The ties of `t` as saved in the header: tied name -> {source, transforms}.
-json encode_ties(const tree& t) {
-    json out = json::object();
-    for (const auto& tie : ties(t)) {
-        json transforms = json::array();
-        for (const auto& tr : tie.transforms)
-            if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
-        out[tensor_name(tie.tied)] = {{"source", tensor_name(tie.source)},
-                                      {"transforms", std::move(transforms)}};
-    }
-    return out;
-}
-
-struct decoder {
-    const st_file& file;
-    std::map<std::string, const st_tensor*> by_name;
-
-    struct pending_tie {
-        path where; // relative to the Shared node's child
-        path source;
-        std::vector<transform> transforms;
-    };
-
-    [[noreturn]] void bad(const path& p, std::string expected, const json& found) const {
-        bad_file(file.source, display_path(keystr(p)), "structure: " + std::move(expected),
-                 found.dump(-1, ' ', true).substr(0, 120));
-    }
-
-    const json& field(const json& j, const char* name, const path& p) const {
-        if (!j.is_object() || !j.contains(name)) bad(p, fmt::format("a node with '{}'", name), j);
-        return j[name];
-    }
-    std::string text(const json& j, const char* name, const path& p) const {
-        const json& v = field(j, name, p);
-        if (!v.is_string()) bad(p, fmt::format("a string '{}'", name), j);
-        return v.get<std::string>();
-    }
-    const json& list_of(const json& j, const char* name, const path& p) const {
-        const json& v = field(j, name, p);
-        if (!v.is_array()) bad(p, fmt::format("a list '{}'", name), j);
-        return v;
-    }
-
-    static_value decode_static(const json& j, const path& p) const {
-        const std::string k = text(j, "k", p);
-        const json& v = field(j, "v", p);
-        if (k == "bool" && v.is_boolean()) return v.get<bool>();
-        if (k == "int" && v.is_number_integer()) return v.get<std::int64_t>();
-        if (k == "str" && v.is_string()) return v.get<std::string>();
-        if (k == "double" && v.is_string()) {
-            const std::string s = v.get<std::string>();
-            double d = 0;
-            const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-            if (ec == std::errc{} && end == s.data() + s.size()) return d;
-            if (s == "nan" || s == "-nan") return std::numeric_limits<double>::quiet_NaN();
-            if (s == "inf") return std::numeric_limits<double>::infinity();
-            if (s == "-inf") return -std::numeric_limits<double>::infinity();
-        }
-        bad(p, "a bool, int, double or string value", j);
-    }
-
-    tree decode(const json& j, const path& p, const path& rel, std::vector<pending_tie>* scope,
-                int depth) {
-        if (depth > max_depth) bad(p, fmt::format("at most {} levels", max_depth), j);
-        const std::string k = text(j, "k", p);
-        if (k == "array") {
-            const std::string name = text(j, "name", p);
-            const auto it = by_name.find(name);
-            if (it == by_name.end())
-                bad_file(file.source, name, "the tensor the structure names", "no such tensor");
-            return tensor_array(file, *it->second);
-        }
-        if (k == "none") return tree{};
-        if (k == "bool" || k == "int" || k == "double" || k == "str")
-            return std::visit([](const auto& v) { return tree(v); }, decode_static(j, p).get());
-        if (k == "list" || k == "tuple") {
-            std::vector<tree> items;
-            const json& c = list_of(j, "c", p);
-            for (std::size_t i = 0; i < c.size(); ++i)
-                items.push_back(decode(c[i], p / i, rel / i, scope, depth + 1));
-            return k == "list" ? list(std::move(items)) : paramtree::tuple(std::move(items));
-        }
-        if (k == "dict") {
-            const json& keys = list_of(j, "keys", p);
-            const json& c = field(j, "c", p);
-            std::vector<std::pair<std::string, tree>> items;
-            for (const auto& key : keys) {
-                if (!key.is_string() || !c.is_object() || !c.contains(key.get<std::string>()))
-                    bad(p, "dict keys with a child each", j);
-                const std::string name = key.get<std::string>();
-                const path_entry e = dict_key{name};
-                items.emplace_back(name, decode(c[name], p / e, rel / e, scope, depth + 1));
-            }
-            return dict(std::move(items));
-        }
-        if (k == "record") {
-            const json& fields = list_of(j, "fields", p);
-            const json& c = list_of(j, "c", p);
-            if (fields.size() != c.size()) bad(p, "one child per field", j);
-            std::vector<std::pair<std::string, tree>> items;
-            for (std::size_t i = 0; i < fields.size(); ++i) {
-                if (!fields[i].is_string()) bad(p, "field names", j);
-                const std::string name = fields[i].get<std::string>();
-                const path_entry e = field_key{name};
-                items.emplace_back(name, decode(c[i], p / e, rel / e, scope, depth + 1));
-            }
-            std::vector<std::pair<std::string, static_value>> statics;
-            for (const auto& s : list_of(j, "statics", p)) {
-                if (!s.is_array() || s.size() != 2 || !s[0].is_string())
-                    bad(p, "[name, value] statics", j);
-                statics.emplace_back(s[0].get<std::string>(), decode_static(s[1], p));
-            }
-            return record(text(j, "name", p), std::move(items), std::move(statics));
-        }
-        if (k == "tied") {
-            if (!scope) bad(p, "a tie inside a Shared node", j);
-            pending_tie tie{rel, parse_path(text(j, "source", p)), {}};
-            for (const auto& tr : list_of(j, "transforms", p)) {
-                if (!tr.is_string()) bad(p, "transform texts", j);
-                tie.transforms.push_back(transform::parse(tr.get<std::string>()));
-            }
-            scope->push_back(std::move(tie));
-            return tree{}; // filled in by the Shared node below, then pruned again by share
-        }
-        if (k == "shared") {
-            std::vector<pending_tie> ties;
-            tree child = decode(field(j, "c", p), p, path{}, &ties, depth + 1);
-            std::vector<std::pair<std::string, path>> tags;
-            for (const auto& t : list_of(j, "tags", p)) {
-                if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_string())
-                    bad(p, "[tag, path] tags", j);
-                tags.emplace_back(t[0].get<std::string>(), parse_path(t[1].get<std::string>()));
-            }
-            if (ties.empty()) return child;
-            // Put each source's (transformed) value where the tie was, then tie them again:
-            // the same validation as any share.
-            std::vector<path> where;
-            std::vector<tree> values;
-            std::vector<detail::get_entry> gets;
-            for (auto& t : ties) {
-                values.push_back(detail::apply_chain(child.at(t.source), t.transforms));
-                where.push_back(t.where);
-                gets.push_back(detail::get_entry{t.source, t.transforms, nullptr, {}});
-            }
-            child = tree_at(where, child, values);
-            return detail::share_impl(child, std::move(where), std::move(gets), std::move(tags));
-        }
-        bad(p, "a known node kind", j);
-    }
-};
-
-// ---- writing --------------------------------------------------------------------------------
-
-/// Writes a file atomically: `write(fd)` fills a temporary file next to `file`, which is then
-/// fsync'ed and renamed over it (and the directory fsync'ed). On any failure the temporary
-/// file is removed and `file` is untouched.
-void atomic_write(const std::filesystem::path& file, const std::function<void(int)>& write) {
-    const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : ".";
-    std::string tmpl = (dir / ("." + file.filename().string() + ".tmp-XXXXXX")).string();
-    const int fd = ::mkstemp(tmpl.data());
-    if (fd < 0) io_fail(file, "create a temporary file", errno);
-    try {
-        write(fd);
-        if (::fsync(fd) != 0) io_fail(tmpl, "fsync", errno);
-        if (::close(fd) != 0) {
-            const int err = errno;
-            ::unlink(tmpl.c_str());
-            io_fail(tmpl, "close", err);
-        }
-    } catch (...) {
-        ::close(fd);
-        ::unlink(tmpl.c_str());
-        throw;
-    }
-    if (::rename(tmpl.c_str(), file.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmpl.c_str());
-        io_fail(file, "rename", err);
-    }
-    // The rename itself is durable only once the directory is.
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
-    }
-}
-
-void write_all(int fd, const void* data, std::size_t n, const std::filesystem::path& file) {
-    const auto* p = static_cast<const char*>(data);
-    while (n > 0) {
-        const ssize_t w = ::write(fd, p, std::min<std::size_t>(n, std::size_t{1} << 30));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            io_fail(file, "write", errno);
-        }
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
 }
 
 // ---- loading against a target ---------------------------------------------------------------
@@ -656,14 +317,20 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
     std::map<std::string, std::string> file_ties;
     const auto meta = f.metadata.find(ties_key);
     if (meta != f.metadata.end()) {
-        const json j = json::parse(meta->second, nullptr, false);
+        // {"tied name": {"source": "name", "transforms": [".T"]}}: three levels.
+        bool too_deep = false;
+        const json j = detail::parse_bounded(meta->second, 3, &too_deep);
         if (j.is_discarded() || !j.is_object())
             bad_file(f.source, std::string("__metadata__.") + ties_key, "a JSON object",
-                     "invalid JSON");
+                     too_deep ? "JSON nested deeper than 3 levels" : "invalid JSON");
         for (const auto& [tied, v] : j.items()) {
+            if (!detail::valid_tensor_name(tied))
+                bad_file(f.source, std::string("__metadata__.") + ties_key,
+                         "tie names without control characters",
+                         fmt::format("'{}'", detail::escaped(tied)));
             if (!v.is_object() || !v.contains("source") || !v["source"].is_string())
                 bad_file(f.source, std::string("__metadata__.") + ties_key, "{source, transforms}",
-                         v.dump(-1, ' ', true).substr(0, 120));
+                         describe_json(v));
             std::string text = v["source"].get<std::string>();
             if (v.contains("transforms") && v["transforms"].is_array())
                 for (const auto& tr : v["transforms"])
@@ -697,7 +364,7 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
             expected = tr.apply(expected);
         const st_tensor& t = *copy->second;
         if (t.dt != expected.dtype() || t.shape != expected.shape() ||
-            !array_equal(tensor_array(f, t), expected))
+            !array_equal(tensor_array(f, t), expected, 0, 0, /*equal_nan=*/true))
             problem(name, fmt::format("holds a copy of the tied {} that differs from it", text));
     }
     for (const auto& [tied, source] : file_ties)
@@ -723,14 +390,19 @@ tree tree_of(const st_file& f) {
     if (it == f.metadata.end())
         bad_file(f.source, "__metadata__", "paramtree's structure (a file written by pt::save)",
                  "no paramtree.structure entry (use load(file, like) or load_arrays)");
-    std::string duplicate_guard;
-    const json j = json::parse(it->second, nullptr, false);
-    if (j.is_discarded())
-        bad_file(f.source, std::string("__metadata__.") + structure_key, "JSON", "invalid JSON");
-    decoder d{f, {}};
+    std::map<std::string, const st_tensor*> by_name;
     for (const auto& t : f.tensors)
-        d.by_name[t.name] = &t;
-    return d.decode(j, path{}, path{}, nullptr, 0);
+        by_name[t.name] = &t;
+    return detail::decode_structure(
+        it->second,
+        [&](const std::string& name) {
+            const auto t = by_name.find(name);
+            if (t == by_name.end())
+                bad_file(f.source, detail::escaped(name), "the tensor the structure names",
+                         "no such tensor");
+            return tensor_array(f, *t->second);
+        },
+        f.source);
 }
 
 std::map<std::string, array> arrays_of(const st_file& f) {
@@ -742,31 +414,66 @@ std::map<std::string, array> arrays_of(const st_file& f) {
 
 } // namespace
 
-void save(const std::filesystem::path& file, const tree& t) {
-    encoder enc{file.string(), {}, {}};
-    const json structure = enc.encode(t, path{}, 0);
-    json header = json::object();
-    std::size_t offset = 0;
-    for (const auto& [name, a] : enc.tensors) {
-        header[name] = {{"dtype", st_dtype(a.dtype())},
-                        {"shape", a.shape()},
-                        {"data_offsets", {offset, offset + a.nbytes()}}};
-        offset += a.nbytes();
+namespace {
+/// The ties of `t` as saved in the header: tied name -> {source, transforms}. A tie's name
+/// must not be a tensor's or another tie's: the loader finds ties by name.
+json encode_ties(const tree& t, const detail::encoded_structure& enc, const std::string& context) {
+    std::map<std::string, std::string> taken; // name -> what has it, for the message
+    for (const auto& [name, a] : enc.tensors)
+        taken.emplace(name, "a tensor");
+    json out = json::object();
+    for (const auto& tie : ties(t)) {
+        std::string name = tensor_name(tie.tied);
+        if (!detail::valid_tensor_name(name))
+            throw format_error("save " + context, keystr(tie.tied),
+                               "a tie name without control characters, not __metadata__",
+                               fmt::format("'{}'", detail::escaped(name)));
+        const auto [at, fresh] =
+            taken.emplace(name, "the tie at " + display_path(keystr(tie.tied)));
+        if (!fresh)
+            throw format_error(
+                "save " + context, keystr(tie.tied), "a tie name of its own",
+                fmt::format("'{}', also the name of {}", detail::escaped(name), at->second));
+        json transforms = json::array();
+        for (const auto& tr : tie.transforms)
+            if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
+        out[name] = {{"source", tensor_name(tie.source)}, {"transforms", std::move(transforms)}};
     }
-    header["__metadata__"] = {{"format", "paramtree"},
-                              {structure_key, structure.dump()},
-                              {ties_key, encode_ties(t).dump()},
-                              {"paramtree.treedef", paramtree::structure(t).to_string()}};
+    return out;
+}
+} // namespace
+
+void save(const std::filesystem::path& file, const tree& t) {
+    const std::string context = file.string();
+    const auto enc = detail::encode_structure(t, context);
     std::string text;
     try {
+        json header = json::object();
+        std::size_t offset = 0;
+        for (const auto& [name, a] : enc.tensors) {
+            header[name] = {{"dtype", st_dtype(a.dtype())},
+                            {"shape", a.shape()},
+                            {"data_offsets", {offset, offset + a.nbytes()}}};
+            offset += a.nbytes();
+        }
+        header["__metadata__"] = {{"format", "paramtree"},
+                                  {structure_key, enc.text},
+                                  {ties_key, encode_ties(t, enc, context).dump()},
+                                  {"paramtree.treedef", paramtree::structure(t).to_string()}};
         text = header.dump();
     } catch (const json::exception&) {
-        throw format_error("save " + file.string(), "", "UTF-8 keys and strings",
+        throw format_error("save " + context, "", "UTF-8 keys and strings",
                            "a string that is not valid UTF-8");
     }
     // Spaces pad the header so the data starts 8-byte aligned (the format allows it, and it
     // lets a reader map float64 tensors in place).
     text.append((8 - text.size() % 8) % 8, ' ');
+    // What the loader refuses must not be written.
+    if (text.size() > max_header)
+        throw format_error(
+            "save " + context, "",
+            fmt::format("a header of at most {} bytes (what loaders accept)", max_header),
+            fmt::format("{} bytes for {} tensors", text.size(), enc.tensors.size()));
     const std::uint64_t n = text.size();
     atomic_write(file, [&](int fd) {
         write_all(fd, &n, 8, file);
@@ -777,13 +484,14 @@ void save(const std::filesystem::path& file, const tree& t) {
 }
 
 tree load(const std::filesystem::path& file, const tree& like, const load_options& options) {
-    return load_like(open_file(file), like, options);
+    return load_like(open_file(file, options.memory), like, options);
 }
-tree load_tree(const std::filesystem::path& file) {
-    return tree_of(open_file(file));
+tree load_tree(const std::filesystem::path& file, const load_options& options) {
+    return tree_of(open_file(file, options.memory));
 }
-std::map<std::string, array> load_arrays(const std::filesystem::path& file) {
-    return arrays_of(open_file(file));
+std::map<std::string, array> load_arrays(const std::filesystem::path& file,
+                                         const load_options& options) {
+    return arrays_of(open_file(file, options.memory));
 }
 tree load(std::span<const std::byte> bytes, const tree& like, const load_options& options) {
     return load_like(open_bytes(bytes), like, options);
@@ -854,7 +562,7 @@ void save_npy(const std::filesystem::path& file, const array& a) {
 }
 
 array load_npy(const std::filesystem::path& file) {
-    const auto m = map_file(file);
+    const auto m = detail::read_file(file);
     const auto& b = m.bytes;
     if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0)
         bad_npy(file, "the .npy magic \\x93NUMPY", fmt::format("{} bytes without it", b.size()));

@@ -22,7 +22,10 @@ void diff_walk(const tree& a, const tree& b, tolerance tol, std::vector<tree_dif
         item it = std::move(stack.back());
         stack.pop_back();
         detail::move_to(cur, it.depth, it.entry);
-        if (it.x.get() == it.y.get()) continue; // the same immutable node
+        // The same immutable node is equal to itself, unless it holds a NaN and NaN is not
+        // equal to NaN: then its float leaves are still looked at (and nothing else is).
+        if (it.x.get() == it.y.get() && (tol.equal_nan || (it.x->flags & detail::has_float) == 0))
+            continue;
         const auto& x = *it.x;
         const auto& y = *it.y;
         auto report = [&](diff_kind k, std::string l, std::string r) {
@@ -37,11 +40,13 @@ void diff_walk(const tree& a, const tree& b, tolerance tol, std::vector<tree_dif
                     report(diff_kind::dtype, xa->describe(), ya.describe());
                 else if (xa->shape() != ya.shape())
                     report(diff_kind::shape, xa->describe(), ya.describe());
-                else if (!array_equal(*xa, ya, tol.rtol, tol.atol))
+                else if (!array_equal(*xa, ya, tol.rtol, tol.atol, tol.equal_nan))
                     report(diff_kind::value, xa->describe(), ya.describe());
             } else if (const auto* xd = std::get_if<double>(&x.value)) {
                 const double yd = std::get<double>(y.value);
-                if (!(*xd == yd || std::abs(*xd - yd) <= tol.atol + tol.rtol * std::abs(yd)))
+                const bool both_nan = std::isnan(*xd) && std::isnan(yd);
+                if (!(*xd == yd || (both_nan && tol.equal_nan) ||
+                      std::abs(*xd - yd) <= tol.atol + tol.rtol * std::abs(yd)))
                     report(diff_kind::value, detail::describe(x), detail::describe(y));
             } else {
                 const bool equal = std::visit(

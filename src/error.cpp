@@ -46,6 +46,9 @@ void throw_shape(std::string context, std::string expected, std::string found) {
 void throw_sharing(std::string context, const path& p, std::string expected, std::string found) {
     throw sharing_error(std::move(context), keystr(p), std::move(expected), std::move(found));
 }
+void throw_value(std::string context, const path& p, std::string expected, std::string found) {
+    throw value_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
 
 } // namespace detail
 } // namespace paramtree

@@ -71,30 +71,31 @@ tree linear(const random::key& key, std::size_t in, std::size_t out, bool bias, 
     const tree b = !bias        ? tree{}
                    : bound == 0 ? tree(array::zeros({out}, d))
                                 : tree(random::uniform(ks[1], {out}, -bound, bound, d));
-    return record("Linear", {{"weight", w}, {"bias", b}},
-                  {{"in_features", as_int(in)}, {"out_features", as_int(out)}});
+    return detail::reserved_record("pt.nn.Linear", {{"weight", w}, {"bias", b}},
+                                   {{"in_features", as_int(in)}, {"out_features", as_int(out)}});
 }
 
 tree embedding(const random::key& key, std::size_t num, std::size_t dim, dtype d) {
-    return record("Embedding", {{"weight", random::normal(key, {num, dim}, d)}},
-                  {{"num_embeddings", as_int(num)}, {"embedding_dim", as_int(dim)}});
+    return detail::reserved_record(
+        "pt.nn.Embedding", {{"weight", random::normal(key, {num, dim}, d)}},
+        {{"num_embeddings", as_int(num)}, {"embedding_dim", as_int(dim)}});
 }
 
 tree layer_norm(std::size_t dim, double eps, dtype d) {
-    return record("LayerNorm",
-                  {{"weight", array::ones({dim}, d)}, {"bias", array::zeros({dim}, d)}},
-                  {{"dim", as_int(dim)}, {"eps", eps}});
+    return detail::reserved_record(
+        "pt.nn.LayerNorm", {{"weight", array::ones({dim}, d)}, {"bias", array::zeros({dim}, d)}},
+        {{"dim", as_int(dim)}, {"eps", eps}});
 }
 
 tree dropout(double rate) {
     if (!(rate >= 0 && rate < 1))
         detail::throw_shape("nn::dropout", "a rate in [0, 1)", fmt::format("{}", rate));
-    return record("Dropout", {}, {{"rate", rate}});
+    return detail::reserved_record("pt.nn.Dropout", {}, {{"rate", rate}});
 }
 
 tree activation(std::string fn) {
     check_activation(fn);
-    return record("Activation", {}, {{"fn", std::move(fn)}});
+    return detail::reserved_record("pt.nn.Activation", {}, {{"fn", std::move(fn)}});
 }
 
 tree mlp(const random::key& key, std::size_t in, std::size_t out, std::size_t width,
@@ -104,16 +105,16 @@ tree mlp(const random::key& key, std::size_t in, std::size_t out, std::size_t wi
     std::vector<tree> layers;
     for (std::size_t i = 0; i <= depth; ++i)
         layers.push_back(linear(ks[i], i == 0 ? in : width, i == depth ? out : width, true, d));
-    return record("MLP", {{"layers", list(std::move(layers))}},
-                  {{"in_size", as_int(in)},
-                   {"out_size", as_int(out)},
-                   {"width_size", as_int(width)},
-                   {"depth", as_int(depth)},
-                   {"activation", std::move(act)}});
+    return detail::reserved_record("pt.nn.MLP", {{"layers", list(std::move(layers))}},
+                                   {{"in_size", as_int(in)},
+                                    {"out_size", as_int(out)},
+                                    {"width_size", as_int(width)},
+                                    {"depth", as_int(depth)},
+                                    {"activation", std::move(act)}});
 }
 
 tree sequential(std::vector<tree> layers) {
-    return record("Sequential", {{"layers", list(std::move(layers))}});
+    return detail::reserved_record("pt.nn.Sequential", {{"layers", list(std::move(layers))}});
 }
 
 tree multi_head_attention(const random::key& key, std::size_t dim, std::size_t heads, bool causal,
@@ -123,29 +124,30 @@ tree multi_head_attention(const random::key& key, std::size_t dim, std::size_t h
                             fmt::format("{} heads for dim {}", heads, dim));
     (void)dropout(dropout_rate); // validates the rate
     const auto ks = random::split(key, 4);
-    return record("MultiHeadAttention",
-                  {{"q", linear(ks[0], dim, dim, true, d)},
-                   {"k", linear(ks[1], dim, dim, true, d)},
-                   {"v", linear(ks[2], dim, dim, true, d)},
-                   {"o", linear(ks[3], dim, dim, true, d)}},
-                  {{"dim", as_int(dim)},
-                   {"heads", as_int(heads)},
-                   {"causal", causal},
-                   {"dropout", dropout_rate}});
+    return detail::reserved_record("pt.nn.MultiHeadAttention",
+                                   {{"q", linear(ks[0], dim, dim, true, d)},
+                                    {"k", linear(ks[1], dim, dim, true, d)},
+                                    {"v", linear(ks[2], dim, dim, true, d)},
+                                    {"o", linear(ks[3], dim, dim, true, d)}},
+                                   {{"dim", as_int(dim)},
+                                    {"heads", as_int(heads)},
+                                    {"causal", causal},
+                                    {"dropout", dropout_rate}});
 }
 
 tree transformer_block(const random::key& key, std::size_t dim, std::size_t heads,
                        std::size_t hidden, double dropout_rate, dtype d) {
     if (hidden == 0) hidden = 4 * dim;
     const auto ks = random::split(key, 3);
-    return record("TransformerBlock",
-                  {{"norm1", layer_norm(dim, 1e-5, d)},
-                   {"attn", multi_head_attention(ks[0], dim, heads, true, dropout_rate, d)},
-                   {"norm2", layer_norm(dim, 1e-5, d)},
-                   {"mlp", sequential({linear(ks[1], dim, hidden, true, d), activation("gelu_tanh"),
-                                       linear(ks[2], hidden, dim, true, d)})},
-                   {"dropout", dropout(dropout_rate)}},
-                  {{"dim", as_int(dim)}});
+    return detail::reserved_record(
+        "pt.nn.TransformerBlock",
+        {{"norm1", layer_norm(dim, 1e-5, d)},
+         {"attn", multi_head_attention(ks[0], dim, heads, true, dropout_rate, d)},
+         {"norm2", layer_norm(dim, 1e-5, d)},
+         {"mlp", sequential({linear(ks[1], dim, hidden, true, d), activation("gelu_tanh"),
+                             linear(ks[2], hidden, dim, true, d)})},
+         {"dropout", dropout(dropout_rate)}},
+        {{"dim", as_int(dim)}});
 }
 
 array causal_mask(std::size_t t) {
@@ -245,20 +247,20 @@ array apply_block(const tree& m, const array& x, const context& ctx) {
 
 array apply_module(const tree& m, const array& x, const context& ctx) {
     const std::string_view name = m.record_name();
-    if (name == "Linear") return apply_linear(m, x, ctx);
-    if (name == "Embedding") {
+    if (name == "pt.nn.Linear") return apply_linear(m, x, ctx);
+    if (name == "pt.nn.Embedding") {
         if (x.dtype() != dtype::int32 && x.dtype() != dtype::int64)
             bad_input(ctx, "Embedding", "int32 or int64 indices", x);
         return take(m["weight"].as_array(), x);
     }
-    if (name == "LayerNorm") {
+    if (name == "pt.nn.LayerNorm") {
         check_last(ctx, "LayerNorm", x, size_field(m, "dim"));
         return paramtree::layer_norm(x, m["weight"].as_array(), m["bias"].as_array(),
                                      double_field(m, "eps"));
     }
-    if (name == "Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
-    if (name == "Activation") return apply_activation(static_as<std::string>(m, "fn"), x);
-    if (name == "MLP") {
+    if (name == "pt.nn.Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
+    if (name == "pt.nn.Activation") return apply_activation(static_as<std::string>(m, "fn"), x);
+    if (name == "pt.nn.MLP") {
         const tree layers = m["layers"];
         const auto& act = static_as<std::string>(m, "activation");
         array h = x;
@@ -268,16 +270,22 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
         }
         return h;
     }
-    if (name == "Sequential") {
+    if (name == "pt.nn.Sequential") {
         const tree layers = m["layers"];
         array h = x;
         for (std::size_t i = 0; i < layers.size(); ++i)
             h = apply(layers[i], h, ctx.child("layers").child(i));
         return h;
     }
-    if (name == "MultiHeadAttention") return apply_attention(m, x, ctx);
-    if (name == "TransformerBlock") return apply_block(m, x, ctx);
-    detail::throw_structure("nn::apply", ctx.where, "a built-in module record", describe(m));
+    if (name == "pt.nn.MultiHeadAttention") return apply_attention(m, x, ctx);
+    if (name == "pt.nn.TransformerBlock") return apply_block(m, x, ctx);
+    // Dispatch is on the reserved `pt.nn.` record names, which `pt::record` refuses: a user
+    // record called "Linear" (Flax and Inox store Linear weights as [in, out]) is never
+    // silently applied as x·Wᵀ + b.
+    detail::throw_structure(
+        "nn::apply", ctx.where,
+        "a module built by pt::nn (record names pt.nn.Linear, pt.nn.Embedding, ...)",
+        fmt::format("{}: a record of your own; apply it with your own function", describe(m)));
 }
 
 /// An error raised below a module without a path of its own gets the module's path.

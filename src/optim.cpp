@@ -9,7 +9,9 @@
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include <fmt/format.h>
@@ -290,13 +292,38 @@ transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
     return t;
 }
 
-transformation clip_by_global_norm(double max_norm) {
+namespace {
+/// The first float leaf holding a NaN or an infinity (slow path: only after the norm said so).
+[[noreturn]] void throw_nonfinite(const tree& grads, double norm) {
+    auto [leaves, def] = flatten(grads);
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+        const array* a = float_leaf(leaves[i]);
+        if (!a) continue;
+        const auto values = a->to_doubles();
+        const auto bad =
+            std::find_if(values.begin(), values.end(), [](double v) { return !std::isfinite(v); });
+        if (bad != values.end())
+            detail::throw_value("clip_by_global_norm", def.leaf_paths()[i], "finite gradients",
+                                fmt::format("{} at element {} of {} (global norm {})", *bad,
+                                            bad - values.begin(), a->describe(), norm));
+    }
+    // The squares overflowed although every element is finite.
+    detail::throw_value("clip_by_global_norm", {}, "a finite global norm",
+                        fmt::format("{} (the sum of squares overflowed)", norm));
+}
+} // namespace
+
+transformation clip_by_global_norm(double max_norm, nonfinite_policy policy) {
     transformation t;
     t.init = [](const tree&) { return tree{}; };
-    t.update = [max_norm](const tree& grads, const tree& state, const tree&) {
+    t.update = [max_norm, policy](const tree& grads, const tree& state, const tree&) {
         const double norm = global_norm(grads);
-        if (!(norm > max_norm)) return update_result{grads, state};
-        const double factor = max_norm / norm;
+        if (!std::isfinite(norm) && policy == nonfinite_policy::error) throw_nonfinite(grads, norm);
+        // NaN fails `norm > max_norm`: test for it explicitly, so a NaN norm scales every
+        // update by NaN instead of passing the gradients through unclipped.
+        if (std::isfinite(norm) && !(norm > max_norm)) return update_result{grads, state};
+        const double factor =
+            std::isfinite(norm) ? max_norm / norm : std::numeric_limits<double>::quiet_NaN();
         tree clipped = tree_map(
             map_options{is_none_node},
             [&](const tree& g) -> tree {

@@ -8,17 +8,31 @@
 
 namespace paramtree {
 
+namespace detail {
+std::string escaped(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u == 0x7f) {
+            // Control characters (NUL included) are printed, never emitted raw: a name with a
+            // NUL must not look like a shorter one to a C-string consumer.
+            out += fmt::format("\\x{:02x}", u);
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+} // namespace detail
+
 namespace {
 struct entry_printer {
     std::string operator()(const index_key& k) const { return fmt::format("[{}]", k.index); }
-    std::string operator()(const dict_key& k) const {
-        std::string out = "['";
-        for (const char c : k.key) {
-            if (c == '\'' || c == '\\') out += '\\';
-            out += c;
-        }
-        return out + "']";
-    }
+    std::string operator()(const dict_key& k) const { return "['" + detail::escaped(k.key) + "']"; }
     std::string operator()(const field_key& k) const { return "." + k.name; }
 };
 } // namespace
@@ -97,7 +111,18 @@ path parse_path(std::string_view text) {
                 ++i;
                 std::string key;
                 while (i < text.size() && text[i] != '\'') {
-                    if (text[i] == '\\' && i + 1 < text.size()) ++i;
+                    if (text[i] == '\\' && i + 1 < text.size()) {
+                        ++i;
+                        // `\xHH`: a control character as `keystr` prints it.
+                        unsigned code = 0;
+                        if (text[i] == 'x' && i + 2 < text.size() &&
+                            std::from_chars(text.data() + i + 1, text.data() + i + 3, code, 16)
+                                    .ptr == text.data() + i + 3) {
+                            key += static_cast<char>(code);
+                            i += 3;
+                            continue;
+                        }
+                    }
                     key += text[i++];
                 }
                 if (i >= text.size()) fail("a closing quote");

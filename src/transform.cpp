@@ -206,14 +206,12 @@ transform transform::parse(const std::string& text) {
     if (t.starts_with(".reshape(") && t.ends_with(")"))
         return reshape(numbers(t.substr(9, t.size() - 10)));
     if (t.starts_with("*")) {
-        try {
-            std::size_t used = 0;
-            const double f = std::stod(text.substr(1), &used);
-            if (used + 1 != text.size()) fail();
-            return scale(f);
-        } catch (const std::logic_error&) {
-            fail();
-        }
+        // from_chars, not stod: the C locale's decimal point whatever the process locale
+        // (under de_DE, stod reads "0.5" as 0 and stops at the '.').
+        double f = 0;
+        const auto [end, ec] = std::from_chars(t.data() + 1, t.data() + t.size(), f);
+        if (ec != std::errc{} || end != t.data() + t.size()) fail();
+        return scale(f);
     }
     fail();
     return {};

@@ -161,6 +161,9 @@ node_ptr make_leaf(leaf_value value) {
     n->kind = node_kind::leaf;
     n->num_leaves = 1;
     n->value = std::move(value);
+    const auto* a = std::get_if<array>(&n->value);
+    if ((a != nullptr && is_inexact(a->dtype())) || std::holds_alternative<double>(n->value))
+        n->flags = has_float;
     return node_ptr(n);
 }
 
@@ -566,15 +569,44 @@ tree dict(std::vector<std::pair<std::string, tree>> items) {
                                   std::shared_ptr<const detail::dict_meta>(std::move(meta))));
 }
 
+namespace {
+/// Field names are identifiers, so `.name` in a key path and in a dotted checkpoint name
+/// always means exactly this field: a name like `x[0]` or `a.b` would read back as another
+/// path and re-tie a saved tie to another leaf.
+bool is_identifier(std::string_view s) noexcept {
+    auto alpha = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    };
+    if (s.empty() || !alpha(s.front())) return false;
+    return std::all_of(s.begin(), s.end(),
+                       [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
+}
+} // namespace
+
 tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
             std::vector<std::pair<std::string, static_value>> statics) {
+    if (name.starts_with(detail::reserved_record_prefix))
+        detail::throw_structure("record " + name, {},
+                                fmt::format("a record name outside the reserved '{}' namespace",
+                                            detail::reserved_record_prefix),
+                                fmt::format("'{}' (names of paramtree's own modules: build them "
+                                            "with pt::nn::linear, ...)",
+                                            name));
+    return detail::reserved_record(std::move(name), std::move(fields), std::move(statics));
+}
+
+namespace detail {
+tree reserved_record(std::string name, std::vector<std::pair<std::string, tree>> fields,
+                     std::vector<std::pair<std::string, static_value>> statics) {
     auto meta = std::make_shared<detail::record_meta>();
     std::vector<detail::node_ptr> children;
     children.reserve(fields.size());
     std::size_t h = detail::mix(0x7265636f7264, std::hash<std::string>{}(name));
     auto check_name = [&](const std::string& f) {
-        if (f.empty())
-            detail::throw_structure("record " + name, {}, "non-empty field names", "an empty name");
+        if (!is_identifier(f))
+            detail::throw_structure("record " + name, {},
+                                    "field names that are identifiers ([A-Za-z_][A-Za-z0-9_]*)",
+                                    fmt::format("'{}'", escaped(f)));
         const bool dup =
             std::find(meta->fields.begin(), meta->fields.end(), f) != meta->fields.end() ||
             std::any_of(meta->statics.begin(), meta->statics.end(),
@@ -600,6 +632,7 @@ tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
     return tree(detail::make_node(node_kind::record, std::move(children),
                                   std::shared_ptr<const detail::record_meta>(std::move(meta))));
 }
+} // namespace detail
 
 std::string describe(const tree& t) {
     return detail::describe(*t.node());

@@ -67,9 +67,20 @@ std::optional<difference> first_difference(const treedef& a, const treedef& b) {
 
 } // namespace detail
 
-treedef::treedef() {
-    static const auto leaf = detail::make_treedef({detail::treedef_node{}}).impl();
-    impl_ = leaf;
+namespace {
+const std::shared_ptr<const detail::treedef_impl>& leaf_impl() noexcept {
+    // One leaf: `*` (num_leaves 1, as flatten gives a leaf tree).
+    static const auto leaf =
+        detail::make_treedef({detail::treedef_node{.num_leaves = 1, .meta = {}}}).impl();
+    return leaf;
+}
+} // namespace
+
+treedef::treedef() noexcept : impl_(leaf_impl()) {}
+treedef::treedef(treedef&& o) noexcept : impl_(std::exchange(o.impl_, leaf_impl())) {}
+treedef& treedef::operator=(treedef&& o) noexcept {
+    if (this != &o) impl_ = std::exchange(o.impl_, leaf_impl());
+    return *this;
 }
 
 bool operator==(const treedef& a, const treedef& b) {

@@ -1,6 +1,7 @@
 // paramtree — libFuzzer target for the checkpoint loader (scripts/fuzz builds and runs it).
-// Whatever the bytes, loading must either succeed or throw a paramtree error: any other
-// exception, a crash, an over-read (ASan) or undefined behaviour (UBSan) is a finding.
+// Whatever the bytes, loading must either succeed or throw pt::format_error (the one type for
+// "this file is malformed"): any other exception, a crash, a stack overflow, an over-read
+// (ASan) or undefined behaviour (UBSan) is a finding.
 #include <paramtree/checkpoint.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/shared.hpp>
@@ -21,15 +22,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                   pt::parse_path("['b']"), pt::parse_path("['a']"));
     try {
         (void)pt::load_arrays(bytes);
-    } catch (const pt::error&) {
+    } catch (const pt::format_error&) {
     }
     try {
         (void)pt::load_tree(bytes);
-    } catch (const pt::error&) {
+    } catch (const pt::format_error&) {
     }
     try {
         (void)pt::load(bytes, like, {.strict = false});
-    } catch (const pt::error&) {
+    } catch (const pt::format_error&) {
     }
     return 0;
 }

@@ -3,6 +3,8 @@
 
 #include <paramtree/paramtree.hpp>
 
+#include <sys/resource.h>
+
 namespace pt = paramtree;
 
 TEST_CASE("alias: buffers and nodes used twice are found", "[alias]") {
@@ -41,4 +43,22 @@ TEST_CASE("alias: share_aliases keeps the tie through an update", "[alias]") {
     CHECK(stepped["b"][1].as_array().item(15) == 2.0);
     const auto plain = pt::list({1, 2});
     CHECK(pt::same_node(pt::share_aliases(plain), plain));
+}
+
+TEST_CASE("alias: find_aliases is linear in depth (a 20,000-deep chain)", "[alias]") {
+    // The old walk kept every node's full path: memory grew with depth squared (9.4 GiB here).
+    const pt::array w = pt::array::ones({2});
+    pt::tree t = pt::list({w, w});
+    for (int i = 0; i < 20000; ++i)
+        t = pt::list({t});
+    struct rusage before {};
+    ::getrusage(RUSAGE_SELF, &before);
+    const auto groups = pt::find_aliases(t);
+    struct rusage after {};
+    ::getrusage(RUSAGE_SELF, &after);
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].source.size() == 20001);
+    CHECK(groups[0].others.size() == 1);
+    // Peak resident memory grows by far less than the quadratic walk's gigabytes.
+    CHECK(after.ru_maxrss - before.ru_maxrss < 256 * 1024); // KiB
 }

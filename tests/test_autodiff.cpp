@@ -278,3 +278,33 @@ TEST_CASE("autodiff: bad use is a clear paramtree error", "[autodiff][errors]") 
                     })(pt::array{1.0}),
                     pt::sharing_error);
 }
+
+TEST_CASE("autodiff: grad of grad raises the documented error instead of returning zeros",
+          "[autodiff][errors]") {
+    // d/dx sum(x^2) = 2x; the second derivative (of sum(2x)) would be 2 everywhere. Until
+    // nested tapes exist, the inner call must refuse the outer call's traced argument rather
+    // than cut it off the outer tape (which made the outer gradient [0, 0, 0]).
+    const pt::array x{1.0, 2.0, 3.0};
+    auto inner = [](const pt::array& y) { return pt::sum(y * y); };
+    auto outer = [&](const pt::array& y) { return pt::sum(pt::grad(inner)(y).as_array()); };
+    try {
+        (void)pt::grad(outer)(x);
+        FAIL("grad of grad returned");
+    } catch (const pt::sharing_error& e) {
+        CHECK(std::string(e.what()).find("grad of grad") != std::string::npos);
+    }
+    // Over trees too, naming the leaf.
+    const pt::tree params = pt::dict({{"w", x}});
+    auto inner_tree = [](const pt::tree& p) {
+        return pt::sum(p["w"].as_array() * p["w"].as_array());
+    };
+    auto outer_tree = [&](const pt::tree& p) {
+        return pt::sum(pt::grad(inner_tree)(p)["w"].as_array());
+    };
+    try {
+        (void)pt::grad(outer_tree)(params);
+        FAIL("grad of grad returned");
+    } catch (const pt::sharing_error& e) {
+        CHECK(e.path() == "['w']");
+    }
+}

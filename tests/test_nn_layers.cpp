@@ -16,7 +16,7 @@ namespace rnd = paramtree::random;
 
 TEST_CASE("nn: Linear follows PyTorch's layout and initialisation", "[nn]") {
     const pt::tree l = nn::linear(rnd::make_key(0), 64, 32);
-    CHECK(l.record_name() == "Linear");
+    CHECK(l.record_name() == "pt.nn.Linear");
     CHECK(l["weight"].as_array().shape() == pt::shape_type{32, 64});
     CHECK(l["bias"].as_array().shape() == pt::shape_type{32});
     CHECK(l.static_field("in_features") == pt::static_value(64));
@@ -77,7 +77,7 @@ TEST_CASE("nn: MLP and Sequential compose Linear layers", "[nn]") {
     const pt::tree seq = nn::sequential({nn::linear(ks[0], 3, 8), nn::activation("gelu"),
                                          nn::dropout(0.1), nn::linear(ks[1], 8, 1)});
     CHECK(nn::apply(seq, x).shape() == pt::shape_type{5, 1});
-    CHECK(pt::to_string(seq).starts_with("Sequential(layers=[Linear("));
+    CHECK(pt::to_string(seq).starts_with("pt.nn.Sequential(layers=[pt.nn.Linear("));
 }
 
 TEST_CASE("nn: module gradients match finite differences (float64)", "[nn][grad]") {

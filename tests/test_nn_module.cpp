@@ -45,3 +45,24 @@ TEST_CASE("nn: a tied model is applied through its ties, and differentiated once
     CHECK(g.num_leaves() == 3);
     CHECK(gradcheck::max_relative_error(loss, tied) < 1e-6);
 }
+
+TEST_CASE("nn: a user record named like a module is never applied as one", "[nn][errors]") {
+    // Flax and Inox store Linear weights as [in, out]: a square one applied as x·Wᵀ would be
+    // silently transposed. Built-in modules have reserved `pt.nn.` names that pt::record
+    // refuses, so a user's "Linear" is a clear error instead.
+    const pt::array w{{1.f, 2.f}, {3.f, 4.f}};
+    const pt::tree mine = pt::record("Linear", {{"weight", w}, {"bias", pt::array{0.f, 0.f}}},
+                                     {{"in_features", 2}, {"out_features", 2}});
+    try {
+        (void)pt::nn::apply(mine, pt::array{{1.f, 0.f}});
+        FAIL("a user record was applied as a built-in module");
+    } catch (const pt::structure_error& e) {
+        CHECK(std::string(e.what()).find("a record of your own") != std::string::npos);
+    }
+    CHECK_THROWS_AS(pt::record("pt.nn.Linear", {{"weight", w}}), pt::structure_error);
+    // The built-in module is applied, and keeps its reserved name through a checkpoint-free
+    // round trip of its structure.
+    const pt::tree lin = pt::nn::linear(pt::random::make_key(0), 2, 2);
+    CHECK(lin.record_name() == "pt.nn.Linear");
+    CHECK(pt::nn::apply(lin, pt::array{{1.f, 0.f}}).shape() == pt::shape_type{1, 2});
+}

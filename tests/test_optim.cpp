@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/autodiff.hpp>
+#include <paramtree/diff.hpp>
+#include <paramtree/flatten.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/optim.hpp>
@@ -218,4 +220,36 @@ TEST_CASE("optim: mismatched trees are clear errors naming the path", "[optim][e
     }
     CHECK_THROWS_AS(o.update(pt::dict({{"w", pt::array{1.0f, 2.0f}}}), o.init(p), p),
                     pt::leaf_error);
+}
+
+TEST_CASE("optim: a non-finite global norm poisons every update or raises, by policy",
+          "[optim][errors]") {
+    namespace opt = pt::optim;
+    const pt::tree params = pt::dict({{"a", pt::array{1.f, 2.f}}, {"b", pt::array{3.f}}});
+    const pt::tree grads =
+        pt::dict({{"a", pt::array{0.5f, std::nanf("")}}, {"b", pt::array{0.25f}}});
+    // propagate (the default, as optax): every float update becomes NaN, not only the leaf
+    // that overflowed, and nothing passes through unclipped.
+    const auto clip = opt::clip_by_global_norm(1.0);
+    const auto [clipped, st] = clip.update(grads, clip.init(params), params);
+    for (const auto& leaf : pt::leaves(clipped))
+        for (const double v : leaf.as_array().to_doubles())
+            CHECK(std::isnan(v));
+    // Infinity too.
+    const pt::tree inf = pt::dict({{"a", pt::array{0.5f, INFINITY}}, {"b", pt::array{0.25f}}});
+    const auto [inf_clipped, st2] = clip.update(inf, clip.init(params), params);
+    CHECK(std::isnan(inf_clipped["b"].as_array().item()));
+    // error: a value_error naming the first non-finite leaf and element.
+    const auto strict = opt::clip_by_global_norm(1.0, opt::nonfinite_policy::error);
+    try {
+        (void)strict.update(grads, strict.init(params), params);
+        FAIL("no error for a NaN gradient");
+    } catch (const pt::value_error& e) {
+        CHECK(e.path() == "['a']");
+        CHECK(e.found().find("at element 1") != std::string::npos);
+    }
+    // Finite gradients are untouched by the policy.
+    const pt::tree fine = pt::dict({{"a", pt::array{0.1f, 0.1f}}, {"b", pt::array{0.1f}}});
+    const auto [same, st3] = strict.update(fine, strict.init(params), params);
+    CHECK(pt::tree_equal(same, fine));
 }

@@ -182,3 +182,36 @@ TEST_CASE("tree: concurrent first flattens race on the treedef cache safely", "[
             CHECK(v == -1);
     }
 }
+
+TEST_CASE("tree, array, treedef: a moved-from object is in its default state, never null",
+          "[tree][move]") {
+    pt::tree t = pt::dict({{"w", pt::array::ones({2})}});
+    const pt::tree moved = std::move(t);
+    CHECK(moved.num_leaves() == 1);
+    CHECK(t.is_none()); // NOLINT(bugprone-use-after-move): the point of the test
+    CHECK(pt::describe(t) == "None");
+    CHECK(pt::leaves(t).empty());
+    t = moved; // assignable again
+    CHECK(t.num_leaves() == 1);
+    pt::tree u = pt::list({moved});
+    pt::tree v;
+    v = std::move(u);
+    CHECK(u.is_none()); // NOLINT(bugprone-use-after-move)
+
+    pt::array a = pt::array::ones({3});
+    const pt::array b = std::move(a);
+    CHECK(b.size() == 3);
+    CHECK(a.shape().empty()); // NOLINT(bugprone-use-after-move): 0-d float32 0, like array()
+    CHECK(a.item() == 0.0);
+    CHECK(a.describe() == "f32[]");
+    pt::array c;
+    c = std::move(a);
+    CHECK(a.size() == 1); // NOLINT(bugprone-use-after-move)
+
+    auto [leaves, def] = pt::flatten(moved);
+    const pt::treedef def2 = std::move(def);
+    CHECK(def2.num_leaves() == 1);
+    CHECK(def.num_leaves() == 1); // NOLINT(bugprone-use-after-move): the leaf structure `*`
+    CHECK(def == pt::treedef());
+    CHECK(pt::treedef() == pt::structure(pt::tree(pt::array::ones({1}))));
+}

@@ -245,7 +245,8 @@ int run(const options& o) {
         0.0, o.lr, static_cast<std::int64_t>(std::min<std::size_t>(50, o.steps / 10)),
         static_cast<std::int64_t>(std::max<std::size_t>(o.steps, 1)), o.lr * 0.1);
     const opt::transformation optimizer =
-        opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
+        opt::chain({opt::clip_by_global_norm(1.0, opt::nonfinite_policy::error),
+                    opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
     pt::tree state = optimizer.init(model);
     std::size_t first_step = 0;
 
@@ -283,9 +284,26 @@ int run(const options& o) {
         const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(first_step + step + 2));
         const auto [x, y] = text.batch(k, o.batch, o.context);
         auto [loss, grads] = step_fn(model, x, y, rnd::fold_in(k, 1));
-        auto [updates, next] = optimizer.update(grads, state, model);
-        model = opt::apply_updates(model, updates);
-        state = std::move(next);
+        // A diverged run stops with the step that diverged, before its update reaches the
+        // parameters (the optimizer's clipping raises on non-finite gradients as well).
+        if (!std::isfinite(loss.item())) {
+            if (tty) std::cout << "\n";
+            std::cerr << "char_lm: stopped at step " << first_step + step + 1 << ": the loss is "
+                      << loss.item() << " (diverged; try a smaller --lr). The parameters of step "
+                      << first_step + step << " are kept.\n";
+            return 2;
+        }
+        pt::optim::update_result result;
+        try {
+            result = optimizer.update(grads, state, model);
+        } catch (const pt::value_error& e) {
+            if (tty) std::cout << "\n";
+            std::cerr << "char_lm: stopped at step " << first_step + step + 1
+                      << ": a gradient is not finite (" << e.what() << ")\n";
+            return 2;
+        }
+        model = opt::apply_updates(model, result.updates);
+        state = std::move(result.state);
 
         smoothed = step == 0 ? loss.item() : 0.95 * smoothed + 0.05 * loss.item();
         const double elapsed =

@@ -68,8 +68,15 @@ struct array_access; // internal: kernels and the autodiff tape (src/)
 ///     assert(pt::same_storage(v, w));
 class array {
 public:
-    /// A 0-d float32 array holding 0.
-    array();
+    /// A 0-d float32 array holding 0 (one shared buffer: no allocation).
+    array() noexcept;
+    array(const array&) noexcept = default;
+    array& operator=(const array&) noexcept = default;
+    /// Moving leaves the source in the default state (0-d float32 holding 0), so a
+    /// moved-from array is still a valid array, never a null handle.
+    array(array&& o) noexcept;
+    array& operator=(array&& o) noexcept;
+    ~array() = default;
 
     /// 1-d, 2-d and 3-d arrays from nested braces: `pt::array{{1.f, 2.f}, {3.f, 4.f}}`.
     template <element T>
@@ -228,7 +235,12 @@ array array::from_nested(
 }
 
 /// Elementwise equality of dtype, shape and values; with `atol`/`rtol` > 0 values may differ
-/// by `atol + rtol * |b|` (numpy's allclose).
-[[nodiscard]] bool array_equal(const array& a, const array& b, double rtol = 0, double atol = 0);
+/// by `atol + rtol * |b|` (numpy's allclose). A NaN equals a NaN only with `equal_nan` (as
+/// numpy's `equal_nan`), whether or not both handles share a buffer; -0.0 equals 0.0.
+///
+///     const auto x = pt::array{std::nanf(""), 1.f};
+///     assert(!pt::array_equal(x, x) && pt::array_equal(x, x, 0, 0, /*equal_nan=*/true));
+[[nodiscard]] bool array_equal(const array& a, const array& b, double rtol = 0, double atol = 0,
+                               bool equal_nan = false);
 
 } // namespace paramtree

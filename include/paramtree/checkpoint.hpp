@@ -21,19 +21,38 @@ namespace paramtree {
 
 /// Saves `t` as safetensors at `file`, atomically: the bytes go to a temporary file next to
 /// it, which is flushed, fsync'ed and renamed over `file`, so a crash or an error mid-save
-/// leaves the old file intact. Array leaves become tensors (each tied value once); other
-/// leaves, static fields and ties go into the header. Throws io_error if the file cannot be
-/// written, sharing_error for a tie through a callable get (it has no name to save),
-/// format_error if two leaves would get one tensor name.
+/// leaves the old file intact (and the next save removes a dead writer's temporary). The
+/// file keeps the permission bits of the file it replaces (a new one gets 0666 & ~umask); a
+/// symbolic link at `file` is written through. Array leaves become tensors (each tied value
+/// once); other leaves, static fields and ties go into the header. Throws io_error if the
+/// file cannot be written, sharing_error for a tie through a callable get (it has no name to
+/// save), format_error if two leaves or ties would get one tensor name, a name holds a
+/// control character, or the header would exceed the 100 MB loaders accept.
 ///
 ///     pt::save("model.safetensors", lm);                 // tied embedding stored once
 ///     pt::tree back = pt::load("model.safetensors", lm); // same structure, tie restored
 void save(const std::filesystem::path& file, const tree& t);
 
-/// What `load` accepts besides an exact match.
+/// How a loaded file's bytes back the arrays.
+enum class load_memory {
+    /// Read the file into memory once (the default): the arrays own their bytes, and nothing
+    /// that later happens to the file (truncation, an in-place rewrite, deletion) reaches them.
+    copy,
+    /// Map the file read-only and use its pages in place (zero-copy, shared with the page
+    /// cache: fastest for large files). Only for files that nobody rewrites in place while
+    /// the arrays live: truncating the file makes the next read of a page raise SIGBUS (the
+    /// process dies), and an in-place write shows through the "immutable" arrays. `pt::save`
+    /// never rewrites in place (it renames a new file over the old one), so files written by
+    /// paramtree are safe to map; `cp` over a mapped file is not.
+    map,
+};
+
+/// What `load`, `load_tree` and `load_arrays` accept besides an exact match.
 struct load_options {
     /// A tensor in the file that `like` has no place for is an error (strict) or ignored.
     bool strict = true;
+    /// Copy the file into memory (default) or map it (see `load_memory`).
+    load_memory memory = load_memory::copy;
 };
 
 /// A tree with the structure of `like` (which also supplies non-array leaves and static
@@ -49,10 +68,12 @@ struct load_options {
 
 /// The tree a file written by `save` holds, ties included, rebuilt from the header alone (no
 /// model code). Throws format_error for a file without paramtree's structure metadata.
-[[nodiscard]] tree load_tree(const std::filesystem::path& file);
+/// (`options.strict` does not apply.)
+[[nodiscard]] tree load_tree(const std::filesystem::path& file, const load_options& options = {});
 
 /// Every tensor of any safetensors file, by name (files from other tools).
-[[nodiscard]] std::map<std::string, array> load_arrays(const std::filesystem::path& file);
+[[nodiscard]] std::map<std::string, array> load_arrays(const std::filesystem::path& file,
+                                                       const load_options& options = {});
 
 /// The same three from bytes in memory (the arrays get their own copy of the data).
 [[nodiscard]] tree load(std::span<const std::byte> bytes, const tree& like,

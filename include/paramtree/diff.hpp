@@ -24,11 +24,15 @@ struct tree_difference {
 struct tolerance {
     double rtol = 0;
     double atol = 0;
+    /// NaN equals NaN (numpy's `equal_nan`). Off by default, as in numpy: a leaf holding a
+    /// NaN is then unequal to every tree, itself included, so `tree_equal(t, t)` and
+    /// `tree_equal(t, load(save(t)))` give the same answer.
+    bool equal_nan = false;
 };
 
 /// Every difference between `a` and `b`, in pre-order. Identical subtrees (the same node,
-/// as after a tree_at) are skipped in O(1). A structural difference is reported once and
-/// not descended into.
+/// as after a tree_at) are skipped in O(1) with `equal_nan`; without it they are scanned for
+/// NaN only. A structural difference is reported once and not descended into.
 ///
 ///     for (const auto& d : pt::tree_diff(before, after))
 ///         std::cout << pt::keystr(d.where) << ": " << d.left << " vs " << d.right << "\n";

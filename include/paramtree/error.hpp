@@ -71,6 +71,12 @@ class io_error : public error {
     using error::error;
 };
 
+/// A value outside what an operation accepts: a NaN or infinite gradient norm under
+/// `nonfinite_policy::error`, a non-finite loss where the caller asked for a check.
+class value_error : public error {
+    using error::error;
+};
+
 /// Text of a path for messages: `<root>` for the empty path.
 [[nodiscard]] std::string display_path(const std::string& keystr);
 

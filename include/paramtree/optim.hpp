@@ -76,8 +76,25 @@ struct transformation {
 [[nodiscard]] transformation trace(double decay, bool nesterov = false);
 /// Adds weight_decay * param to the update of the leaves `mask` selects (decoupled decay).
 [[nodiscard]] transformation add_decayed_weights(double weight_decay, leaf_mask mask = {});
-/// Scales all updates by max_norm / global_norm when the global norm exceeds max_norm.
-[[nodiscard]] transformation clip_by_global_norm(double max_norm);
+/// What `clip_by_global_norm` does when the global norm is NaN or infinite (a gradient
+/// overflowed or a loss became NaN).
+enum class nonfinite_policy {
+    /// Every float update becomes NaN (optax's behaviour): the step visibly poisons the
+    /// parameters instead of letting the finite leaves move by unclipped amounts while the
+    /// non-finite ones corrupt theirs. Detect it with `std::isfinite` on the loss or the norm.
+    propagate,
+    /// Throw `pt::value_error` naming the first leaf whose gradient is not finite (PyTorch's
+    /// `clip_grad_norm_(error_if_nonfinite=True)`), so a training loop can stop or skip.
+    error,
+};
+
+/// Scales all updates by max_norm / global_norm when the global norm exceeds max_norm. A
+/// non-finite norm is handled by `policy` (see `nonfinite_policy`).
+///
+///     auto clip = pt::optim::clip_by_global_norm(1.0, pt::optim::nonfinite_policy::error);
+///     // clip.update(grads, clip.init(params), params) throws pt::value_error on a NaN gradient
+[[nodiscard]] transformation
+clip_by_global_norm(double max_norm, nonfinite_policy policy = nonfinite_policy::propagate);
 
 /// Stochastic gradient descent, with optional (Nesterov) momentum.
 ///

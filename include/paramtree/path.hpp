@@ -81,6 +81,11 @@ private:
 
 /// JAX-style text: `['layers'][3].weight`; the empty path prints as an empty string.
 [[nodiscard]] std::string keystr(const path& p);
+namespace detail {
+/// `s` with quotes and backslashes escaped and control characters as `\xHH`, as `keystr`
+/// prints dict keys (parse_path reads it back).
+[[nodiscard]] std::string escaped(std::string_view s);
+} // namespace detail
 /// Dotted text used for tensor names in checkpoints: `layers.3.weight`.
 [[nodiscard]] std::string dotted(const path& p);
 /// Reads `keystr` text back. Throws path_error naming the position of a syntax error.

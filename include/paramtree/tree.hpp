@@ -34,6 +34,16 @@ class tree {
 public:
     /// None: a node with no leaves.
     tree() noexcept;
+    tree(const tree&) noexcept = default;
+    tree& operator=(const tree&) noexcept = default;
+    /// Moving leaves the source None (its default state), so a moved-from tree is still a
+    /// valid tree: `t2 = std::move(t); t.is_none()` holds.
+    tree(tree&& o) noexcept : node_(std::exchange(o.node_, detail::none_node())) {}
+    tree& operator=(tree&& o) noexcept {
+        if (this != &o) node_ = std::exchange(o.node_, detail::none_node());
+        return *this;
+    }
+    ~tree() = default;
     tree(array a);
     tree(bool b);
     template <std::integral T>
@@ -106,9 +116,10 @@ public:
     /// Internal access for the algorithms in src/.
     explicit tree(detail::node_ptr n) noexcept : node_(std::move(n)) {}
     [[nodiscard]] const detail::node_ptr& node() const noexcept { return node_; }
-    /// Moves the node out; like any moved-from object, the tree may then only be assigned
-    /// to or destroyed.
-    [[nodiscard]] detail::node_ptr take_node() && noexcept { return std::move(node_); }
+    /// Moves the node out; the tree is left None, like any moved-from tree.
+    [[nodiscard]] detail::node_ptr take_node() && noexcept {
+        return std::exchange(node_, detail::none_node());
+    }
 
 private:
     template <class T>
@@ -142,11 +153,25 @@ private:
 /// for printing, `keys()` and unflatten. Throws structure_error on a duplicate key.
 [[nodiscard]] tree dict(std::vector<std::pair<std::string, tree>> items);
 /// A record node `name(field=..., ...)` with static metadata that belongs to the treedef.
-/// Throws structure_error on duplicate or empty field names.
+/// Field and static names are identifiers (`[A-Za-z_][A-Za-z0-9_]*`), so key paths and
+/// checkpoint names read back exactly; record names starting with `pt.` are reserved for
+/// paramtree's own modules (`pt.nn.Linear`). Throws structure_error on a duplicate or
+/// non-identifier field name and on a reserved record name.
 ///
 ///     auto lin = pt::record("Linear", {{"weight", w}, {"bias", b}}, {{"in_features", 64}});
 [[nodiscard]] tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
                           std::vector<std::pair<std::string, static_value>> statics = {});
+namespace detail {
+/// Record names of paramtree's own modules start with this; `record` refuses it, so a user
+/// record can never be mistaken for a built-in module.
+inline constexpr std::string_view reserved_record_prefix = "pt.";
+/// `record` without the reserved-name check: for paramtree's modules and the checkpoint
+/// decoder (which restores them).
+[[nodiscard]] tree reserved_record(std::string name,
+                                   std::vector<std::pair<std::string, tree>> fields,
+                                   std::vector<std::pair<std::string, static_value>> statics = {});
+} // namespace detail
+
 /// None.
 [[nodiscard]] inline tree none() {
     return tree{};

@@ -39,7 +39,13 @@ struct treedef_impl {
 class treedef {
 public:
     /// The structure of a single leaf: `*`.
-    treedef();
+    treedef() noexcept;
+    treedef(const treedef&) noexcept = default;
+    treedef& operator=(const treedef&) noexcept = default;
+    /// Moving leaves the source the leaf structure `*` (its default state).
+    treedef(treedef&& o) noexcept;
+    treedef& operator=(treedef&& o) noexcept;
+    ~treedef() = default;
     explicit treedef(std::shared_ptr<const detail::treedef_impl> impl) : impl_(std::move(impl)) {}
 
     [[nodiscard]] std::size_t num_leaves() const noexcept { return root().num_leaves; }

@@ -28,6 +28,10 @@ struct array_access {
     /// `a` with `slot` attached; in place when `a` is the only handle to its metadata (a
     /// freshly computed result), else on a copy of the metadata. Never copies elements.
     [[nodiscard]] static array with_trace(array a, std::shared_ptr<const trace_slot> slot);
+    /// The shared metadata behind a handle.
+    [[nodiscard]] static const std::shared_ptr<const array_impl>& impl(const array& a) noexcept {
+        return a.impl_;
+    }
     /// `a`'s buffer seen with `shape` (same size; unchecked) and no trace.
     [[nodiscard]] static array view(const array& a, shape_type shape);
 };

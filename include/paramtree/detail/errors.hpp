@@ -18,5 +18,7 @@ namespace paramtree::detail {
 [[noreturn]] void throw_shape(std::string context, std::string expected, std::string found);
 [[noreturn]] void throw_sharing(std::string context, const path& p, std::string expected,
                                 std::string found);
+[[noreturn]] void throw_value(std::string context, const path& p, std::string expected,
+                              std::string found);
 
 } // namespace paramtree::detail

@@ -105,6 +105,7 @@ private:
 /// Cached facts about a subtree, so that sharing code only walks paths that lead to ties.
 inline constexpr std::uint8_t has_shared = 1; // a Shared node in this subtree
 inline constexpr std::uint8_t has_tied = 2;   // a tied placeholder in this subtree
+inline constexpr std::uint8_t has_float = 4;  // a float array or double leaf (may hold NaN)
 
 /// Wide nodes keep their children in immutable chunks of `chunk_size`, each a hidden node
 /// of its own: replacing one child of a 1,000-wide list then copies the chunk table and one
@@ -194,7 +195,7 @@ private:
 struct node {
     mutable std::atomic<std::size_t> refs{1};
     node_kind kind = node_kind::none;
-    std::uint8_t flags = 0;     // has_shared | has_tied, for this subtree (cached)
+    std::uint8_t flags = 0;     // has_shared | has_tied | has_float, for this subtree (cached)
     slab* home = nullptr;       // the slab this node lives in, or null if allocated alone
     std::size_t num_leaves = 0; // leaves in this subtree
     std::size_t num_nodes = 1;  // nodes in this subtree, itself included

@@ -1,0 +1,541 @@
+// paramtree — the structure codec of checkpoint headers (see
+// <paramtree/detail/structure_codec.hpp>): iterative in both directions.
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/sharing.hpp>
+#include <paramtree/detail/structure_codec.hpp>
+#include <paramtree/detail/walk.hpp>
+#include <paramtree/at.hpp>
+#include <paramtree/error.hpp>
+#include <paramtree/shared.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+namespace paramtree::detail {
+
+using json = nlohmann::json;
+
+std::string tensor_name(const path& p) {
+    return p.empty() ? std::string("__root__") : dotted(p);
+}
+
+bool valid_tensor_name(std::string_view name) noexcept {
+    if (name == "__metadata__") return false;
+    return std::none_of(name.begin(), name.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u < 0x20 || u == 0x7f;
+    });
+}
+
+json parse_bounded(std::string_view text, int max_depth, bool* too_deep) {
+    bool deep = false;
+    // nlohmann's parser keeps its own state on the heap, so depth costs no stack; the
+    // callback only stops building values past the bound.
+    const json::parser_callback_t watch = [&](int depth, json::parse_event_t, json&) {
+        if (depth > max_depth) deep = true;
+        return !deep;
+    };
+    json j = json::parse(text.begin(), text.end(), watch, false);
+    if (too_deep) *too_deep = deep;
+    if (deep) return json(json::value_t::discarded);
+    return j;
+}
+
+std::string describe_json(const json& j) {
+    switch (j.type()) {
+    case json::value_t::object: {
+        std::string keys;
+        std::size_t n = 0;
+        for (const auto& [k, v] : j.items()) {
+            if (n == 4) {
+                keys += ", ...";
+                break;
+            }
+            keys += (n++ ? ", \"" : "\"") + escaped(k.substr(0, 40)) + "\"";
+        }
+        return j.empty() ? "an empty object" : "an object with keys " + keys;
+    }
+    case json::value_t::array:
+        return fmt::format("an array of {}", j.size());
+    case json::value_t::string: {
+        const auto& s = j.get_ref<const std::string&>();
+        return fmt::format("the string \"{}{}\"", escaped(s.substr(0, 60)),
+                           s.size() > 60 ? "..." : "");
+    }
+    case json::value_t::number_unsigned:
+        return fmt::format("the number {}", j.get<std::uint64_t>());
+    case json::value_t::number_integer:
+        return fmt::format("the number {}", j.get<std::int64_t>());
+    case json::value_t::number_float:
+        return fmt::format("the number {}", j.get<double>());
+    case json::value_t::boolean:
+        return j.get<bool>() ? "true" : "false";
+    case json::value_t::null:
+        return "null";
+    default:
+        return std::string(j.type_name());
+    }
+}
+
+// ---- encoding -------------------------------------------------------------------------------
+
+namespace {
+
+json encode_static(const static_value& v) {
+    return std::visit(
+        [](const auto& x) -> json {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, bool>)
+                return {{"k", "bool"}, {"v", x}};
+            else if constexpr (std::is_same_v<T, std::int64_t>)
+                return {{"k", "int"}, {"v", x}};
+            else if constexpr (std::is_same_v<T, double>)
+                return {{"k", "double"}, {"v", fmt::format("{}", x)}}; // exact, NaN and inf too
+            else
+                return {{"k", "str"}, {"v", x}};
+        },
+        v.get());
+}
+
+template <class Meta>
+const Meta& meta_of(const node& n) {
+    const auto* m = std::get_if<std::shared_ptr<const Meta>>(&n.meta);
+    if (m == nullptr || !*m)
+        throw std::logic_error("paramtree internal error: node metadata of the wrong kind");
+    return **m;
+}
+
+} // namespace
+
+encoded_structure encode_structure(const tree& t, const std::string& context) {
+    encoded_structure out;
+    json nodes = json::array();
+    std::map<std::string, path> names; // tensor name -> the leaf it came from
+    auto fail = [&](const path& p, std::string expected, std::string found) {
+        throw format_error("save " + context, keystr(p), std::move(expected), std::move(found));
+    };
+    struct item {
+        node_ptr n;
+        std::size_t depth;      // nodes above it
+        std::size_t path_depth; // entries of its parent's path
+        std::optional<path_entry> entry;
+    };
+    std::vector<item> stack{{t.node(), 0, 0, std::nullopt}};
+    path cur;
+    // Children are pushed in reverse so they come off the stack in order: pre-order output.
+    auto push_children = [&](const item& it, const std::vector<node_ptr>& children,
+                             const std::vector<std::optional<path_entry>>& entries) {
+        for (std::size_t k = children.size(); k-- > 0;)
+            stack.push_back({children[k], it.depth + 1, cur.size(), entries[k]});
+    };
+    while (!stack.empty()) {
+        item it = std::move(stack.back());
+        stack.pop_back();
+        move_to(cur, it.path_depth, it.entry);
+        if (it.depth >= max_structure_depth)
+            fail(cur, fmt::format("a tree at most {} levels deep", max_structure_depth), "deeper");
+        const tree node_tree(it.n);
+        const node& n = *it.n;
+        switch (n.kind) {
+        case node_kind::leaf:
+            if (const auto* a = std::get_if<array>(&n.value)) {
+                std::string name = tensor_name(cur);
+                if (!valid_tensor_name(name))
+                    fail(cur, "a tensor name without control characters, not __metadata__",
+                         fmt::format("'{}'", escaped(name)));
+                const auto [at, fresh] = names.emplace(name, cur);
+                if (!fresh)
+                    fail(cur, "a tensor name of its own",
+                         fmt::format("'{}', also the name of {}", escaped(name),
+                                     display_path(keystr(at->second))));
+                nodes.push_back({{"k", "array"}, {"name", name}});
+                out.tensors.emplace_back(std::move(name), *a);
+            } else if (std::holds_alternative<std::monostate>(n.value)) {
+                nodes.push_back({{"k", "none"}});
+            } else {
+                nodes.push_back(encode_static(std::visit(
+                    [](const auto& v) -> static_value {
+                        using T = std::decay_t<decltype(v)>;
+                        if constexpr (std::is_same_v<T, array> || std::is_same_v<T, std::monostate>)
+                            return static_value(false); // handled above
+                        else
+                            return static_value(v);
+                    },
+                    n.value)));
+            }
+            break;
+        case node_kind::none:
+            nodes.push_back({{"k", "none"}});
+            break;
+        case node_kind::list:
+        case node_kind::tuple: {
+            nodes.push_back(
+                {{"k", n.kind == node_kind::list ? "list" : "tuple"}, {"n", n.children.size()}});
+            std::vector<node_ptr> children(n.children.begin(), n.children.end());
+            std::vector<std::optional<path_entry>> entries;
+            for (std::size_t k = 0; k < children.size(); ++k)
+                entries.emplace_back(index_key{k});
+            push_children(it, children, entries);
+            break;
+        }
+        case node_kind::dict:
+        case node_kind::record: {
+            // Children in insertion (dicts) or declaration (records) order, as keys() lists them.
+            const auto keys = node_tree.keys();
+            std::vector<node_ptr> children;
+            std::vector<std::optional<path_entry>> entries;
+            for (const auto& k : keys) {
+                const path_entry e =
+                    n.kind == node_kind::dict ? path_entry{dict_key{k}} : path_entry{field_key{k}};
+                const auto index = find_child(n, e);
+                if (!index) throw std::logic_error("paramtree internal error: a key without child");
+                children.push_back(n.children[*index]);
+                entries.emplace_back(e);
+            }
+            if (n.kind == node_kind::dict) {
+                nodes.push_back({{"k", "dict"}, {"keys", keys}});
+            } else {
+                json statics = json::array();
+                for (const auto& [name, v] : node_tree.static_fields())
+                    statics.push_back({name, encode_static(v)});
+                nodes.push_back({{"k", "record"},
+                                 {"name", std::string(node_tree.record_name())},
+                                 {"fields", keys},
+                                 {"statics", std::move(statics)}});
+            }
+            push_children(it, children, entries);
+            break;
+        }
+        case node_kind::shared: {
+            const auto& m = meta_of<shared_meta>(n);
+            json tags = json::array();
+            for (const auto& [tag, at] : m.tags)
+                tags.push_back({tag, keystr(at)});
+            nodes.push_back({{"k", "shared"}, {"tags", std::move(tags)}});
+            // Paths pass through a Shared node without an entry of their own.
+            stack.push_back({n.children[0], it.depth + 1, cur.size(), std::nullopt});
+            break;
+        }
+        case node_kind::tied: {
+            const auto& m = meta_of<tie_meta>(n);
+            if (m.fn)
+                throw sharing_error("save " + context, keystr(cur), "a tie to a path (savable)",
+                                    fmt::format("a tie through the callable get '{}'", m.fn_name));
+            json transforms = json::array();
+            for (const auto& tr : m.transforms)
+                if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
+            nodes.push_back({{"k", "tied"},
+                             {"source", keystr(m.source)},
+                             {"transforms", std::move(transforms)}});
+            break;
+        }
+        }
+    }
+    try {
+        out.text = json{{"version", 2}, {"nodes", std::move(nodes)}}.dump();
+    } catch (const json::exception&) {
+        throw format_error("save " + context, "", "UTF-8 keys, names and strings",
+                           "a string that is not valid UTF-8");
+    }
+    return out;
+}
+
+// ---- decoding -------------------------------------------------------------------------------
+
+namespace {
+
+class decoder {
+public:
+    decoder(const std::function<array(const std::string&)>& tensor, const std::string& context)
+        : tensor_(tensor), context_(context) {}
+
+    tree decode(const json& nodes);
+
+    [[noreturn]] void bad(std::string expected, const json& found) const {
+        throw format_error("safetensors " + context_, keystr(cur_),
+                           "structure: " + std::move(expected), describe_json(found));
+    }
+    [[noreturn]] void bad_text(std::string expected, std::string found) const {
+        throw format_error("safetensors " + context_, keystr(cur_),
+                           "structure: " + std::move(expected), std::move(found));
+    }
+    const json& field(const json& j, const char* name) const {
+        if (!j.is_object() || !j.contains(name)) bad(fmt::format("a node with '{}'", name), j);
+        return j[name];
+    }
+    std::string text(const json& j, const char* name) const {
+        const json& v = field(j, name);
+        if (!v.is_string()) bad(fmt::format("a string '{}'", name), v);
+        return v.get<std::string>();
+    }
+    const json& list_of(const json& j, const char* name) const {
+        const json& v = field(j, name);
+        if (!v.is_array()) bad(fmt::format("a list '{}'", name), v);
+        return v;
+    }
+    std::vector<std::string> strings(const json& j, const char* name) const {
+        std::vector<std::string> out;
+        for (const auto& s : list_of(j, name)) {
+            if (!s.is_string()) bad(fmt::format("strings in '{}'", name), s);
+            out.push_back(s.get<std::string>());
+        }
+        return out;
+    }
+
+    static_value decode_static(const json& j) const {
+        const std::string k = text(j, "k");
+        const json& v = field(j, "v");
+        if (k == "bool" && v.is_boolean()) return v.get<bool>();
+        if (k == "int" && v.is_number_integer()) {
+            // 2^64-1 is a JSON integer too, but not an int64: refuse it rather than wrap to -1.
+            if (v.is_number_unsigned() &&
+                v.get<std::uint64_t>() >
+                    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                bad("an integer that fits in 64 signed bits", v);
+            return v.get<std::int64_t>();
+        }
+        if (k == "str" && v.is_string()) return v.get<std::string>();
+        if (k == "double" && v.is_string()) {
+            const std::string s = v.get<std::string>();
+            double d = 0;
+            // from_chars: the C locale's decimal point whatever the process locale.
+            const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+            if (ec == std::errc{} && end == s.data() + s.size()) return d;
+            if (s == "nan" || s == "-nan") return std::numeric_limits<double>::quiet_NaN();
+            if (s == "inf") return std::numeric_limits<double>::infinity();
+            if (s == "-inf") return -std::numeric_limits<double>::infinity();
+        }
+        bad("a bool, int, double or string value", j);
+    }
+
+private:
+    struct pending_tie {
+        path where; // relative to the Shared node's child
+        path source;
+        std::vector<transform> transforms;
+    };
+    struct scope {
+        std::size_t base; // path length at the Shared node's child
+        std::vector<pending_tie> ties;
+        std::vector<std::pair<std::string, path>> tags;
+    };
+    struct frame {
+        std::string kind;
+        std::size_t expected = 0;
+        std::vector<std::string> names; // dict keys or record fields
+        std::string record_name;
+        std::vector<std::pair<std::string, static_value>> statics;
+        std::vector<tree> children;
+        std::size_t path_depth = 0; // its own path length
+    };
+
+    tree finish(frame& f);
+
+    const std::function<array(const std::string&)>& tensor_;
+    const std::string& context_;
+    path cur_;
+    std::vector<scope> scopes_;
+};
+
+tree decoder::finish(frame& f) {
+    if (f.kind == "list") return list(std::move(f.children));
+    if (f.kind == "tuple") return paramtree::tuple(std::move(f.children));
+    if (f.kind == "dict" || f.kind == "record") {
+        std::vector<std::pair<std::string, tree>> items;
+        for (std::size_t i = 0; i < f.children.size(); ++i)
+            items.emplace_back(std::move(f.names[i]), std::move(f.children[i]));
+        if (f.kind == "dict") return dict(std::move(items));
+        // The file may restore paramtree's own modules (reserved `pt.` names).
+        return reserved_record(std::move(f.record_name), std::move(items), std::move(f.statics));
+    }
+    // shared: put each source's (transformed) value where the tie was, then tie them again,
+    // with the same validation as any share.
+    scope s = std::move(scopes_.back());
+    scopes_.pop_back();
+    tree child = std::move(f.children.front());
+    if (s.ties.empty()) return child;
+    std::vector<path> where;
+    std::vector<tree> values;
+    std::vector<get_entry> gets;
+    for (auto& t : s.ties) {
+        values.push_back(apply_chain(child.at(t.source), t.transforms));
+        where.push_back(t.where);
+        gets.push_back(get_entry{t.source, t.transforms, nullptr, {}});
+    }
+    child = tree_at(where, child, values);
+    return share_impl(child, std::move(where), std::move(gets), std::move(s.tags));
+}
+
+tree decoder::decode(const json& nodes) {
+    std::vector<frame> frames;
+    std::optional<tree> result;
+    std::size_t i = 0;
+    auto deliver = [&](tree t) {
+        if (frames.empty())
+            result = std::move(t);
+        else
+            frames.back().children.push_back(std::move(t));
+    };
+    while (true) {
+        while (!frames.empty() && frames.back().children.size() == frames.back().expected) {
+            move_to(cur_, frames.back().path_depth, std::nullopt);
+            tree t = finish(frames.back());
+            frames.pop_back();
+            deliver(std::move(t));
+        }
+        if (result) break;
+        if (i >= nodes.size()) bad("more nodes (the list ends inside a container)", nodes);
+        if (!frames.empty()) {
+            const frame& f = frames.back();
+            const std::size_t k = f.children.size();
+            std::optional<path_entry> entry;
+            if (f.kind == "list" || f.kind == "tuple") entry = index_key{k};
+            if (f.kind == "dict") entry = dict_key{f.names[k]};
+            if (f.kind == "record") entry = field_key{f.names[k]};
+            move_to(cur_, f.path_depth, entry);
+        }
+        if (frames.size() >= max_structure_depth)
+            bad(fmt::format("at most {} levels", max_structure_depth), nodes[i]);
+        const json& j = nodes[i++];
+        const std::string k = text(j, "k");
+        if (k == "array") {
+            deliver(tensor_(text(j, "name")));
+        } else if (k == "none") {
+            deliver(tree{});
+        } else if (k == "bool" || k == "int" || k == "double" || k == "str") {
+            deliver(std::visit([](const auto& v) { return tree(v); }, decode_static(j).get()));
+        } else if (k == "tied") {
+            if (scopes_.empty()) bad("a tie inside a Shared node", j);
+            const scope& s = scopes_.back();
+            pending_tie tie{path(std::vector<path_entry>(
+                                cur_.begin() + static_cast<std::ptrdiff_t>(s.base), cur_.end())),
+                            {},
+                            {}};
+            const std::string source = text(j, "source");
+            const json& transforms = list_of(j, "transforms");
+            for (const auto& tr : transforms)
+                if (!tr.is_string()) bad("transform texts", tr);
+            try {
+                tie.source = parse_path(source);
+                for (const auto& tr : transforms)
+                    tie.transforms.push_back(transform::parse(tr.get<std::string>()));
+            } catch (const error& e) {
+                bad_text("a tie source path and transforms: " + e.expected(), e.found());
+            }
+            scopes_.back().ties.push_back(std::move(tie));
+            deliver(tree{}); // filled in and tied again when the Shared node finishes
+        } else if (k == "list" || k == "tuple") {
+            const json& n = field(j, "n");
+            if (!n.is_number_unsigned() || n.get<std::uint64_t>() > nodes.size() - i)
+                bad("a child count no larger than the nodes that follow", n);
+            frames.push_back({k, n.get<std::size_t>(), {}, {}, {}, {}, cur_.size()});
+        } else if (k == "dict") {
+            auto keys = strings(j, "keys");
+            if (keys.size() > nodes.size() - i) bad("a child per key", j);
+            const std::size_t count = keys.size();
+            frames.push_back({k, count, std::move(keys), {}, {}, {}, cur_.size()});
+        } else if (k == "record") {
+            frame f{k, 0, strings(j, "fields"), text(j, "name"), {}, {}, cur_.size()};
+            if (f.names.size() > nodes.size() - i) bad("a child per field", j);
+            f.expected = f.names.size();
+            for (const auto& s : list_of(j, "statics")) {
+                if (!s.is_array() || s.size() != 2 || !s[0].is_string())
+                    bad("[name, value] statics", s);
+                f.statics.emplace_back(s[0].get<std::string>(), decode_static(s[1]));
+            }
+            frames.push_back(std::move(f));
+        } else if (k == "shared") {
+            scope s{cur_.size(), {}, {}};
+            for (const auto& t : list_of(j, "tags")) {
+                if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_string())
+                    bad("[tag, path] tags", t);
+                try {
+                    s.tags.emplace_back(t[0].get<std::string>(),
+                                        parse_path(t[1].get<std::string>()));
+                } catch (const path_error&) {
+                    bad("a tag path", t[1]);
+                }
+            }
+            scopes_.push_back(std::move(s));
+            frames.push_back({k, 1, {}, {}, {}, {}, cur_.size()});
+        } else {
+            bad("a known node kind", j["k"]);
+        }
+    }
+    if (i != nodes.size())
+        bad_text(fmt::format("{} nodes (the root ends there)", i),
+                 fmt::format("{} nodes", nodes.size()));
+    return std::move(*result);
+}
+
+/// Format 1 (nested `{"k": ..., "c": children}`) as the flat node list of format 2, with an
+/// explicit stack: a deep file costs heap, not stack.
+json flatten_v1(const json& root, const decoder& d) {
+    json out = json::array();
+    std::vector<const json*> stack{&root};
+    while (!stack.empty()) {
+        const json& j = *stack.back();
+        stack.pop_back();
+        const std::string k = d.text(j, "k");
+        json flat = json::object();
+        for (const auto& [key, v] : j.items())
+            if (key != "c") flat[key] = v;
+        std::vector<const json*> children;
+        if (k == "list" || k == "tuple" || k == "record") {
+            for (const auto& c : d.list_of(j, "c"))
+                children.push_back(&c);
+            if (k != "record") flat["n"] = children.size();
+        } else if (k == "dict") {
+            const json& c = d.field(j, "c");
+            for (const auto& key : d.list_of(j, "keys")) {
+                if (!key.is_string() || !c.is_object() || !c.contains(key.get<std::string>()))
+                    d.bad("dict keys with a child each", key);
+                children.push_back(&c[key.get<std::string>()]);
+            }
+        } else if (k == "shared") {
+            children.push_back(&d.field(j, "c"));
+        }
+        out.push_back(std::move(flat));
+        for (auto it = children.rbegin(); it != children.rend(); ++it)
+            stack.push_back(*it);
+    }
+    return out;
+}
+
+} // namespace
+
+tree decode_structure(const std::string& text,
+                      const std::function<array(const std::string&)>& tensor,
+                      const std::string& context) {
+    decoder d(tensor, context);
+    // Format 2 is at most six levels deep; format 1 nests two levels per tree level.
+    bool too_deep = false;
+    const json j = parse_bounded(text, 2 * static_cast<int>(max_structure_depth) + 8, &too_deep);
+    if (too_deep)
+        d.bad_text(fmt::format("JSON nested at most {} levels", 2 * max_structure_depth + 8),
+                   "deeper nesting");
+    if (j.is_discarded()) d.bad_text("valid JSON", "invalid JSON");
+    try {
+        if (j.is_object() && j.contains("version")) {
+            const json& v = j["version"];
+            if (!v.is_number_unsigned() || v.get<std::uint64_t>() != 2)
+                d.bad("structure format version 2 (or the unversioned format 1)", v);
+            return d.decode(d.list_of(j, "nodes"));
+        }
+        return d.decode(flatten_v1(j, d));
+    } catch (const format_error&) {
+        throw;
+    } catch (const error& e) {
+        // Whatever the tree constructors object to (a duplicate key, a tie to nowhere, a
+        // field name that is not an identifier) is a malformed file here.
+        throw format_error("safetensors " + context, e.path(), "structure: " + e.expected(),
+                           e.found() + " (" + e.context() + ")");
+    }
+}
+
+} // namespace paramtree::detail
