@@ -66,7 +66,40 @@ void BM_attention(benchmark::State& state) {
     for (auto _ : state)
         benchmark::DoNotOptimize(vg(a, x, heads, mask));
 }
-BENCHMARK(BM_attention)->Name("attention/4x64x256")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_attention)->Name("attention_composed/4x64x256")->Unit(benchmark::kMicrosecond);
+
+// The same block with the fused scaled_dot_product_attention (what nn::multi_head_attention
+// runs): the heads read in place, the mask applied inside the softmax.
+void BM_attention_fused(benchmark::State& state) {
+    const std::size_t b = 4, t = 64, d = 256, heads = 4;
+    const pt::tree a = bm::attention(d);
+    const pt::array x = pt::random::normal(pt::random::make_key(4), {b, t, d});
+    const auto vg = pt::value_and_grad(bm::attention_fused_loss);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(vg(a, x, heads));
+}
+BENCHMARK(BM_attention_fused)->Name("attention/4x64x256")->Unit(benchmark::kMicrosecond);
+
+// float32 products at the demo step's main shapes, forward only: the matmul library's
+// throughput, the denominator of the step's roofline.
+void BM_sgemm(benchmark::State& state) {
+    const auto m = static_cast<std::size_t>(state.range(0));
+    const auto n = static_cast<std::size_t>(state.range(1));
+    const auto k = static_cast<std::size_t>(state.range(2));
+    const pt::array x = pt::random::normal(pt::random::make_key(5), {m, k});
+    const pt::array w = pt::random::normal(pt::random::make_key(6), {n, k});
+    for (auto _ : state)
+        benchmark::DoNotOptimize(pt::linear(x, w));
+    state.counters["gflops"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k) *
+                                                      static_cast<double>(state.iterations()) / 1e9,
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_sgemm)
+    ->Name("sgemm")
+    ->Args({1024, 128, 128})
+    ->Args({1024, 512, 128})
+    ->Args({1024, 128, 512})
+    ->Unit(benchmark::kMicrosecond);
 
 // One training step of the flagship demo's model (docs/examples/gpt.hpp, the default sizes of
 // scripts/demo): forward, backward, global-norm clipping, AdamW update.
@@ -104,6 +137,7 @@ BENCHMARK(BM_lm_step)->Name("lm_step/16x64")->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+    benchmark::AddCustomContext("paramtree_backend", pt::to_string(pt::backend_info()));
     // Registered by name: the names are the keys bench/torch_compare.py reports under.
     benchmark::RegisterBenchmark("mlp/64x512", [](benchmark::State& s) {
         run_mlp(s, 64, 512);

@@ -79,4 +79,15 @@ inline pt::array attention_loss(const pt::tree& a, const pt::array& x, std::size
     return pt::mean(y * y);
 }
 
+/// attention_loss with the fused operation: no head split, no mask array.
+inline pt::array attention_fused_loss(const pt::tree& a, const pt::array& x, std::size_t heads) {
+    const pt::array h =
+        pt::layer_norm(x, a["norm"]["weight"].as_array(), a["norm"]["bias"].as_array());
+    const pt::array o =
+        pt::scaled_dot_product_attention(apply_linear(a["q"], h), apply_linear(a["k"], h),
+                                         apply_linear(a["v"], h), heads, {.causal = true});
+    const pt::array y = x + apply_linear(a["o"], o);
+    return pt::mean(y * y);
+}
+
 } // namespace bench_models

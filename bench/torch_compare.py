@@ -3,7 +3,7 @@
 single thread). Run by scripts/bench with OPENBLAS_NUM_THREADS=1 so that both sides use the
 same BLAS on one core; writes a JSON file of median seconds per iteration.
 
-Usage: torch_compare.py OUT.json
+Usage: torch_compare.py OUT.json [NAME...]   (only the named benchmarks, e.g. lm_step/16x64)
 """
 import ctypes
 import json
@@ -168,19 +168,20 @@ def main():
         core = lib.openblas_get_corename().decode()
     except OSError:
         core = "unknown"
-    untraced, grad = tape_chain()
+    wanted = set(sys.argv[2:])
+    cases = {
+        "tape/untraced": lambda: timed(tape_chain()[0]) / 1000,
+        "tape/forward_backward": lambda: timed(tape_chain()[1]) / 1000,
+        "mlp/64x512": lambda: timed(mlp(64, 512)),
+        "mlp/8x32": lambda: timed(mlp(8, 32)),
+        "attention/4x64x256": lambda: timed(attention()),
+        "lm_step/16x64": lambda: timed(lm_step(), min_time=1.0),
+    }
     results = {
         "torch_version": torch.__version__,
         "openblas_core": core,
         "threads": torch.get_num_threads(),
-        "seconds": {
-            "tape/untraced": timed(untraced) / 1000,
-            "tape/forward_backward": timed(grad) / 1000,
-            "mlp/64x512": timed(mlp(64, 512)),
-            "mlp/8x32": timed(mlp(8, 32)),
-            "attention/4x64x256": timed(attention()),
-            "lm_step/16x64": timed(lm_step(), min_time=1.0),
-        },
+        "seconds": {name: run() for name, run in cases.items() if not wanted or name in wanted},
     }
     with open(out, "w") as f:
         json.dump(results, f, indent=1)

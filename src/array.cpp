@@ -109,10 +109,8 @@ const std::shared_ptr<const detail::array_impl>& default_impl() noexcept {
 } // namespace
 
 array::array() noexcept : impl_(default_impl()) {}
-array::array(array&& o) noexcept : impl_(std::exchange(o.impl_, default_impl())) {}
-array& array::operator=(array&& o) noexcept {
-    if (this != &o) impl_ = std::exchange(o.impl_, default_impl());
-    return *this;
+const detail::array_impl& array::default_meta() noexcept {
+    return *default_impl();
 }
 
 std::pair<array, void*> array::allocate(paramtree::dtype d, shape_type shape) {
@@ -177,37 +175,37 @@ array array::arange(std::size_t n, paramtree::dtype d) {
 }
 
 paramtree::dtype array::dtype() const noexcept {
-    return impl_->dt;
+    return meta().dt;
 }
 const shape_type& array::shape() const noexcept {
-    return impl_->shape;
+    return meta().shape;
 }
 std::size_t array::size() const noexcept {
-    return impl_->size;
+    return meta().size;
 }
 const std::byte* array::bytes() const noexcept {
-    return impl_->data;
+    return meta().data;
 }
 
 const std::shared_ptr<const detail::trace_slot>& array::trace() const noexcept {
-    return impl_->trace;
+    return meta().trace;
 }
 
 array array::with_trace(std::shared_ptr<const detail::trace_slot> slot) const {
-    auto impl = std::make_shared<detail::array_impl>(*impl_);
+    auto impl = std::make_shared<detail::array_impl>(meta());
     impl->trace = std::move(slot);
     return array(std::move(impl));
 }
 
 namespace detail {
 array array_access::with_trace(array a, std::shared_ptr<const trace_slot> slot) {
-    if (a.impl_.use_count() != 1) return a.with_trace(std::move(slot));
+    if (!a.impl_ || a.impl_.use_count() != 1) return a.with_trace(std::move(slot));
     // Sole owner of metadata that was created non-const: writing it is safe and saves a copy.
     const_cast<array_impl&>(*a.impl_).trace = std::move(slot);
     return a;
 }
 array array_access::view(const array& a, shape_type shape) {
-    auto impl = std::make_shared<array_impl>(*a.impl_);
+    auto impl = std::make_shared<array_impl>(a.meta());
     impl->shape = std::move(shape);
     impl->trace = nullptr;
     return array(std::move(impl));
@@ -245,7 +243,7 @@ std::vector<double> array::to_doubles() const {
 
 array array::astype(paramtree::dtype d) const {
     if (d == dtype()) return *this;
-    if (impl_->trace) return detail::traced_astype(*this, with_trace(nullptr).astype(d));
+    if (trace()) return detail::traced_astype(*this, with_trace(nullptr).astype(d));
     auto result_data = allocate(d, shape());
     array result = std::move(result_data.first);
     void* data = result_data.second; // named: clang 14 cannot capture bindings
@@ -269,7 +267,7 @@ array array::reshape(shape_type new_shape) const {
                             fmt::format("[{}] ({} elements)", fmt::join(new_shape, ","), n));
     array out = detail::array_access::view(*this, std::move(new_shape));
     // Traced (inside a gradient call): record the reshape so the gradient flows back.
-    return impl_->trace ? detail::traced_reshape(*this, std::move(out)) : out;
+    return trace() ? detail::traced_reshape(*this, std::move(out)) : out;
 }
 
 namespace detail {

@@ -7,6 +7,8 @@
 #include <paramtree/map.hpp>
 #include <paramtree/shared.hpp>
 
+#include "kernels.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -94,15 +96,19 @@ void accumulate(cotangent& slot, array g) {
                 void* data = sum_data.second; // named: clang 14 cannot capture bindings
                 const auto* a = reinterpret_cast<const T*>(have.bytes());
                 auto* out = static_cast<T*>(data);
-                for (std::size_t i = 0; i < n; ++i)
-                    out[i] = static_cast<T>(a[i] + add[i]);
+                kernels::vectorized(n, [&]() PT_INLINE {
+                    for (std::size_t i = 0; i < n; ++i)
+                        out[i] = static_cast<T>(a[i] + add[i]);
+                });
                 slot.value = std::move(sum);
                 slot.writable = data;
                 return;
             }
             auto* out = static_cast<T*>(slot.writable);
-            for (std::size_t i = 0; i < n; ++i)
-                out[i] = static_cast<T>(out[i] + add[i]);
+            kernels::vectorized(n, [&]() PT_INLINE {
+                for (std::size_t i = 0; i < n; ++i)
+                    out[i] = static_cast<T>(out[i] + add[i]);
+            });
         }
     });
 }

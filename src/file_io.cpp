@@ -224,8 +224,9 @@ file_bytes read_file(const std::filesystem::path& file) {
 }
 
 file_bytes map_file(const std::filesystem::path& file) {
-    const auto [raw, size] = open_regular(file);
-    const unique_fd fd(raw);
+    const auto opened = open_regular(file);
+    const unique_fd fd(opened.first);
+    const std::size_t size = opened.second; // named: clang 14 cannot capture bindings
     if (size == 0) return {};
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) io_fail(file, "mmap", errno);

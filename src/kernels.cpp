@@ -1,7 +1,11 @@
 // paramtree — untraced kernels: broadcasting, arithmetic, reductions (see kernels.hpp).
 #include "kernels.hpp"
 
+#include <paramtree/error.hpp>
+
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <limits>
 #include <numeric>
 
@@ -11,6 +15,51 @@
 #include <cstring>
 
 namespace paramtree::kernels {
+
+isa_level cpu_isa() noexcept {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("bmi2"))
+        return isa_level::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("bmi2"))
+        return isa_level::avx2;
+    return isa_level::sse2;
+}
+
+const char* isa_name(isa_level l) noexcept {
+    switch (l) {
+    case isa_level::avx512:
+        return "avx512";
+    case isa_level::avx2:
+        return "avx2";
+    case isa_level::sse2:
+        break;
+    }
+    return "sse2";
+}
+
+isa_level active_isa() {
+    static const isa_level level = [] {
+        const isa_level cpu = cpu_isa();
+        const char* forced = std::getenv("PARAMTREE_ISA");
+        if (forced == nullptr || *forced == '\0') return cpu;
+        const std::string_view f = forced;
+        for (const auto l : {isa_level::sse2, isa_level::avx2, isa_level::avx512}) {
+            if (f != isa_name(l)) continue;
+            if (l > cpu)
+                throw value_error(
+                    "PARAMTREE_ISA", "",
+                    fmt::format("a level this CPU supports (up to {})", isa_name(cpu)),
+                    std::string(f));
+            return l;
+        }
+        throw value_error("PARAMTREE_ISA", "", "sse2, avx2 or avx512", fmt::format("'{}'", f));
+    }();
+    return level;
+}
 
 std::string describe_all(std::initializer_list<const array*> xs) {
     std::string out;

@@ -22,6 +22,57 @@
 
 namespace paramtree::kernels {
 
+// ---- runtime ISA dispatch ------------------------------------------------------------------
+//
+// The library is compiled for baseline x86-64 (SSE2), so it runs on every x86-64 CPU. Hot
+// loops are compiled again for AVX2+FMA and AVX-512 through GCC's `target` attribute and the
+// widest level the CPU has is chosen once, at the first call: `vectorized(loop)` runs `loop`
+// (a lambda marked PT_INLINE, so that its body — and the small element functions it calls —
+// is compiled into each clone) at that level. PARAMTREE_ISA=sse2|avx2|avx512 forces a level
+// (tests compare the levels; a level the CPU lacks is a value_error, not a SIGILL).
+
+/// The vector ISA levels of paramtree's own kernels.
+enum class isa_level : std::uint8_t { sse2, avx2, avx512 };
+/// The widest level this CPU supports.
+[[nodiscard]] isa_level cpu_isa() noexcept;
+/// The level the kernels run at (the CPU's, or PARAMTREE_ISA); decided once per process.
+[[nodiscard]] isa_level active_isa();
+/// `sse2`, `avx2`, `avx512`.
+[[nodiscard]] const char* isa_name(isa_level l) noexcept;
+
+#define PT_INLINE __attribute__((always_inline))
+
+template <class F>
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c"))) void
+on_avx512(F& loop) {
+    loop();
+}
+template <class F>
+__attribute__((target("avx2,fma,bmi,bmi2,f16c"))) void on_avx2(F& loop) {
+    loop();
+}
+/// Runs `loop` over `n` elements compiled for the active ISA level. Short loops run the
+/// baseline code: below a few vectors the wide versions' set-up costs more than it saves.
+template <class F>
+void vectorized(std::size_t n, F&& loop) {
+    static const isa_level level = active_isa();
+    if (n < 64) {
+        loop();
+        return;
+    }
+    switch (level) {
+    case isa_level::avx512:
+        on_avx512(loop);
+        return;
+    case isa_level::avx2:
+        on_avx2(loop);
+        return;
+    case isa_level::sse2:
+        break;
+    }
+    loop();
+}
+
 /// `f32[2,3] and f64[3]`, for messages.
 [[nodiscard]] std::string describe_all(std::initializer_list<const array*> xs);
 
@@ -113,8 +164,10 @@ template <class T, class F>
     const auto* y = reinterpret_cast<const T*>(b.bytes());
     if (a.shape() == out_shape && b.shape() == out_shape) {
         const std::size_t n = result.size();
-        for (std::size_t i = 0; i < n; ++i)
-            out[i] = f(x[i], y[i]);
+        vectorized(n, [&]() PT_INLINE {
+            for (std::size_t i = 0; i < n; ++i)
+                out[i] = f(x[i], y[i]);
+        });
         return result;
     }
     const auto plan = plan_broadcast(out_shape, {&a.shape(), &b.shape()});
@@ -123,18 +176,20 @@ template <class T, class F>
         const T* xs = x + off[0];
         const T* ys = y + off[1];
         // Specialised unit/zero strides so the common rows vectorise.
-        if (inc[0] == 1 && inc[1] == 1)
-            for (std::size_t i = 0; i < n; ++i)
-                dst[i] = f(xs[i], ys[i]);
-        else if (inc[0] == 1 && inc[1] == 0)
-            for (std::size_t i = 0; i < n; ++i)
-                dst[i] = f(xs[i], ys[0]);
-        else if (inc[0] == 0 && inc[1] == 1)
-            for (std::size_t i = 0; i < n; ++i)
-                dst[i] = f(xs[0], ys[i]);
-        else
-            for (std::size_t i = 0; i < n; ++i)
-                dst[i] = f(xs[i * inc[0]], ys[i * inc[1]]);
+        vectorized(n, [&]() PT_INLINE {
+            if (inc[0] == 1 && inc[1] == 1)
+                for (std::size_t i = 0; i < n; ++i)
+                    dst[i] = f(xs[i], ys[i]);
+            else if (inc[0] == 1 && inc[1] == 0)
+                for (std::size_t i = 0; i < n; ++i)
+                    dst[i] = f(xs[i], ys[0]);
+            else if (inc[0] == 0 && inc[1] == 1)
+                for (std::size_t i = 0; i < n; ++i)
+                    dst[i] = f(xs[0], ys[i]);
+            else
+                for (std::size_t i = 0; i < n; ++i)
+                    dst[i] = f(xs[i * inc[0]], ys[i * inc[1]]);
+        });
     });
     return result;
 }
@@ -142,7 +197,7 @@ template <class T, class F>
 /// Sum of n values `stride` apart, in double, with four independent partial sums so the
 /// additions pipeline instead of waiting on each other.
 template <class T>
-double strided_sum(const T* p, std::size_t n, std::size_t stride) {
+[[gnu::always_inline]] inline double strided_sum(const T* p, std::size_t n, std::size_t stride) {
     double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     std::size_t j = 0;
     for (; j + 4 <= n; j += 4) {
@@ -154,6 +209,22 @@ double strided_sum(const T* p, std::size_t n, std::size_t stride) {
     for (; j < n; ++j)
         a0 += p[j * stride];
     return (a0 + a1) + (a2 + a3);
+}
+
+/// Σ p[i]² in double, in eight independent partial sums (so the loop vectorises without
+/// reassociating one chain), at the active ISA level.
+template <class T>
+double sum_of_squares(const T* p, std::size_t n) {
+    double acc[8] = {};
+    vectorized(n, [&]() PT_INLINE {
+        std::size_t j = 0;
+        for (; j + 8 <= n; j += 8)
+            for (std::size_t u = 0; u < 8; ++u)
+                acc[u] += static_cast<double>(p[j + u]) * static_cast<double>(p[j + u]);
+        for (; j < n; ++j)
+            acc[0] += static_cast<double>(p[j]) * static_cast<double>(p[j]);
+    });
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /// e^x for float32 without a library call, so that loops over it vectorise: Cody-Waite range
@@ -224,8 +295,10 @@ template <class T, class F>
     auto* out = static_cast<T*>(data);
     const auto* in = reinterpret_cast<const T*>(x.bytes());
     const std::size_t n = x.size();
-    for (std::size_t i = 0; i < n; ++i)
-        out[i] = f(in[i]);
+    vectorized(n, [&]() PT_INLINE {
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = f(in[i]);
+    });
     return result;
 }
 
@@ -240,8 +313,10 @@ template <class T, class F>
     const auto* b = reinterpret_cast<const T*>(y.bytes());
     const auto* c = reinterpret_cast<const T*>(z.bytes());
     const std::size_t n = x.size();
-    for (std::size_t i = 0; i < n; ++i)
-        out[i] = f(a[i], b[i], c[i]);
+    vectorized(n, [&]() PT_INLINE {
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = f(a[i], b[i], c[i]);
+    });
     return result;
 }
 
@@ -282,8 +357,15 @@ template <class T, class F>
 /// The transpose of broadcast_to: sums `g` over the axes that broadcasting `shape` added.
 [[nodiscard]] array sum_to(const array& g, const shape_type& shape);
 
-/// C = op(A) · op(B) (+ beta·C), row-major, through xtensor-blas and the system BLAS.
-/// op(A) is m×k, op(B) is k×n.
+/// C = op(A) · op(B) (+ beta·C), row-major, through the process's matmul library (see
+/// <paramtree/backend.hpp>). op(A) is m×k, op(B) is k×n; lda/ldb/ldc are the row strides of
+/// the stored A, B and C (so strided sub-matrices need no copy).
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float* c, std::size_t ldc, float beta);
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const double* a,
+          std::size_t lda, const double* b, std::size_t ldb, double* c, std::size_t ldc,
+          double beta);
+/// The same for dense operands (lda = k or m, ldb = n or k, ldc = n).
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
           const float* b, float* c, float beta);
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const double* a,

@@ -1,5 +1,6 @@
 // paramtree — the built-in modules: constructors (PyTorch's initialisation) and `nn::apply`.
 #include <paramtree/error.hpp>
+#include <paramtree/attention.hpp>
 #include <paramtree/nn/attention.hpp>
 #include <paramtree/nn/layers.hpp>
 #include <paramtree/nn/module.hpp>
@@ -220,6 +221,17 @@ array apply_attention(const tree& m, const array& x, const context& ctx) {
                   fmt::format("[batch, time, {}] or [time, {}]", dim, dim), x);
     const bool batched = x.ndim() == 3;
     const std::size_t b = batched ? x.shape()[0] : 1, t = x.shape()[x.ndim() - 2];
+    const double rate = double_field(m, "dropout");
+    if (!ctx.training || rate == 0) {
+        // The fused path: heads read in place, mask applied inside the softmax.
+        const array q = apply_linear(m["q"], x, ctx.child("q"));
+        const array k = apply_linear(m["k"], x, ctx.child("k"));
+        const array v = apply_linear(m["v"], x, ctx.child("v"));
+        const array y =
+            scaled_dot_product_attention(q, k, v, heads, {.causal = static_as<bool>(m, "causal")});
+        return apply_linear(m["o"], y, ctx.child("o"));
+    }
+    // Dropout on the attention weights needs them as an array: the composed path.
     const std::size_t dh = dim / heads;
     auto split_heads = [&](const array& z) { // [b, t, dim] -> [b, heads, t, dh]
         return transpose(z.reshape({b, t, heads, dh}), {0, 2, 1, 3});
@@ -230,7 +242,7 @@ array apply_attention(const tree& m, const array& x, const context& ctx) {
     array scores = matmul(q, swapaxes(k, -1, -2)) * (1.0 / std::sqrt(static_cast<double>(dh)));
     if (static_as<bool>(m, "causal"))
         scores = where(causal_mask(t), scores, array::full({}, -1e9, x.dtype()));
-    array weights = apply_dropout(double_field(m, "dropout"), softmax(scores), ctx);
+    array weights = apply_dropout(rate, softmax(scores), ctx);
     const array merged = transpose(matmul(weights, v), {0, 2, 1, 3}).reshape(x.shape());
     return apply_linear(m["o"], merged, ctx.child("o"));
 }

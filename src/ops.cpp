@@ -210,9 +210,23 @@ array gelu(const array& x, bool approximate) {
         // keeps t instead of computing the tanh again (half of its cost).
         return k::float_dispatch("gelu", x, [&](auto tag) {
             using T = decltype(tag);
-            const array t = k::unary<T>(
-                x, [](T v) { return k::fast_tanh(T(c) * (v + T(0.044715) * v * v * v)); });
-            array y = k::zip<T>(x, t, [](T v, T tv) { return T(0.5) * v * (T{1} + tv); });
+            // One pass writes both y and the t the backward pass keeps.
+            auto t_data = detail::array_access::allocate(x.dtype(), x.shape());
+            auto y_data = detail::array_access::allocate(x.dtype(), x.shape());
+            const array t = std::move(t_data.first);
+            array y = std::move(y_data.first);
+            T* tp = static_cast<T*>(t_data.second);
+            T* yp = static_cast<T*>(y_data.second);
+            const T* xp = reinterpret_cast<const T*>(x.bytes());
+            const std::size_t n = x.size();
+            k::vectorized(n, [&]() PT_INLINE {
+                for (std::size_t i = 0; i < n; ++i) {
+                    const T v = xp[i];
+                    const T tv = k::fast_tanh(T(c) * (v + T(0.044715) * v * v * v));
+                    tp[i] = tv;
+                    yp[i] = T(0.5) * v * (T{1} + tv);
+                }
+            });
             return traced(y, {&x}, [&] {
                 return [x, t](const array& g, cotangent_sink& s) {
                     s.add(0, k::zip3<T>(g, x, t, [](T gv, T v, T tv) {

@@ -396,7 +396,9 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
     array y = k::float_dispatch(name, x, [&](auto tag) {
         using T = decltype(tag);
         auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
-        softmax_rows<T>(ptr<T>(x), static_cast<T*>(out_data.second), L, log);
+        k::vectorized(x.size(), [&]() PT_INLINE {
+            softmax_rows<T>(ptr<T>(x), static_cast<T*>(out_data.second), L, log);
+        });
         return std::move(out_data.first);
     });
     return traced(y, {&x}, [&] {
@@ -407,20 +409,22 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
                       auto* out = static_cast<T*>(gx.second);
                       const T* gy = ptr<T>(g);
                       const T* yy = ptr<T>(y);
-                      for (std::size_t o = 0; o < L.outer; ++o)
-                          for (std::size_t i = 0; i < L.inner; ++i) {
-                              const std::size_t base = o * L.r * L.inner + i;
-                              T acc = 0;
-                              for (std::size_t j = 0; j < L.r; ++j) {
-                                  const std::size_t q = base + j * L.inner;
-                                  acc += log ? gy[q] : gy[q] * yy[q];
+                      k::vectorized(g.size(), [&]() PT_INLINE {
+                          for (std::size_t o = 0; o < L.outer; ++o)
+                              for (std::size_t i = 0; i < L.inner; ++i) {
+                                  const std::size_t base = o * L.r * L.inner + i;
+                                  T acc = 0;
+                                  for (std::size_t j = 0; j < L.r; ++j) {
+                                      const std::size_t q = base + j * L.inner;
+                                      acc += log ? gy[q] : gy[q] * yy[q];
+                                  }
+                                  for (std::size_t j = 0; j < L.r; ++j) {
+                                      const std::size_t q = base + j * L.inner;
+                                      out[q] = log ? gy[q] - exp_nonpositive(yy[q]) * acc
+                                                   : yy[q] * (gy[q] - acc);
+                                  }
                               }
-                              for (std::size_t j = 0; j < L.r; ++j) {
-                                  const std::size_t q = base + j * L.inner;
-                                  out[q] = log ? gy[q] - exp_nonpositive(yy[q]) * acc
-                                               : yy[q] * (gy[q] - acc);
-                              }
-                          }
+                      });
                       return std::move(gx.first);
                   }));
         };
@@ -451,7 +455,9 @@ array cross_entropy(const array& logits, const array& targets) {
         array logp = std::move(logp_data.first);
         void* data = logp_data.second; // named: clang 14 cannot capture bindings
         auto* lp = static_cast<T*>(data);
-        softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
+        k::vectorized(rows * classes, [&]() PT_INLINE {
+            softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
+        });
         double total = 0;
         for (std::size_t i = 0; i < rows; ++i)
             total -= static_cast<double>(lp[i * classes + static_cast<std::size_t>(idx[i])]);
@@ -466,8 +472,10 @@ array cross_entropy(const array& logits, const array& targets) {
                 void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
                 auto* out = static_cast<T*>(gd);
                 const T* l = ptr<T>(logp);
-                for (std::size_t i = 0; i < n * classes; ++i)
-                    out[i] = exp_nonpositive(l[i]) * scale;
+                k::vectorized(n * classes, [&]() PT_INLINE {
+                    for (std::size_t i = 0; i < n * classes; ++i)
+                        out[i] = exp_nonpositive(l[i]) * scale;
+                });
                 for (std::size_t i = 0; i < n; ++i)
                     out[i * classes + static_cast<std::size_t>(idx[i])] -= scale;
                 s.add(0, gx);
@@ -502,23 +510,25 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* in = ptr<T>(x);
         const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T* row = in + r * d;
-            const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
-            // The centred values go through the output row, which is overwritten below.
-            T* centred = out + r * d;
-            for (std::size_t j = 0; j < d; ++j)
-                centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-            const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
-            const T mean = static_cast<T>(mu);
-            const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
-            st[2 * r] = mean;
-            st[2 * r + 1] = rstd;
-            for (std::size_t j = 0; j < d; ++j) {
-                const T h = (row[j] - mean) * rstd;
-                out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+        k::vectorized(rows * d, [&]() PT_INLINE {
+            for (std::size_t r = 0; r < rows; ++r) {
+                const T* row = in + r * d;
+                const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
+                // The centred values go through the output row, which is overwritten below.
+                T* centred = out + r * d;
+                for (std::size_t j = 0; j < d; ++j)
+                    centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
+                const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
+                const T mean = static_cast<T>(mu);
+                const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
+                st[2 * r] = mean;
+                st[2 * r + 1] = rstd;
+                for (std::size_t j = 0; j < d; ++j) {
+                    const T h = (row[j] - mean) * rstd;
+                    out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+                }
             }
-        }
+        });
         std::vector<const array*> inputs{&x};
         if (gamma) inputs.push_back(gamma);
         if (beta) inputs.push_back(beta);
@@ -535,24 +545,26 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
                 array gx = std::move(gx_gd.first);
                 void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
                 auto* dx = static_cast<T*>(gd);
-                for (std::size_t r = 0; r < rows; ++r) {
-                    const T mean = st[2 * r], rstd = st[2 * r + 1];
-                    double sum_g = 0, sum_gh = 0;
-                    for (std::size_t j = 0; j < d; ++j) {
-                        const T h = (in[r * d + j] - mean) * rstd;
-                        const T gh = gy[r * d + j] * gm[j];
-                        sum_g += gh;
-                        sum_gh += gh * h;
-                        dgamma[j] += gy[r * d + j] * h;
-                        dbeta[j] += gy[r * d + j];
+                k::vectorized(rows * d, [&]() PT_INLINE {
+                    for (std::size_t r = 0; r < rows; ++r) {
+                        const T mean = st[2 * r], rstd = st[2 * r + 1];
+                        double sum_g = 0, sum_gh = 0;
+                        for (std::size_t j = 0; j < d; ++j) {
+                            const T h = (in[r * d + j] - mean) * rstd;
+                            const T gh = gy[r * d + j] * gm[j];
+                            sum_g += gh;
+                            sum_gh += gh * h;
+                            dgamma[j] += gy[r * d + j] * h;
+                            dbeta[j] += gy[r * d + j];
+                        }
+                        const T mg = static_cast<T>(sum_g / static_cast<double>(d));
+                        const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
+                        for (std::size_t j = 0; j < d; ++j) {
+                            const T h = (in[r * d + j] - mean) * rstd;
+                            dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
+                        }
                     }
-                    const T mg = static_cast<T>(sum_g / static_cast<double>(d));
-                    const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
-                    for (std::size_t j = 0; j < d; ++j) {
-                        const T h = (in[r * d + j] - mean) * rstd;
-                        dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
-                    }
-                }
+                });
                 s.add(0, gx);
                 auto vec = [&](const std::vector<double>& v) {
                     return array::build<T>({d}, [&](std::span<T> o) {

@@ -211,11 +211,14 @@ transformation scale_by_adam(double b1, double b2, double eps) {
                 const T* m0 = data<T>(m);
                 const T* v0 = data<T>(nus[i].as_array());
                 const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2);
-                for (std::size_t j = 0; j < ga.size(); ++j) {
-                    mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
-                    vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
-                    up[j] = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
-                }
+                const std::size_t len = ga.size();
+                k::vectorized(len, [&]() PT_INLINE {
+                    for (std::size_t j = 0; j < len; ++j) {
+                        mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
+                        vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
+                        up[j] = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
+                    }
+                });
                 updates[i] = u;
                 mus[i] = m2;
                 nus[i] = v2;
@@ -375,8 +378,7 @@ double global_norm(const tree& t) {
         with_float(*a, [&](auto tag) {
             using T = decltype(tag);
             const T* p = data<T>(*a);
-            for (std::size_t j = 0; j < a->size(); ++j)
-                total += static_cast<double>(p[j]) * static_cast<double>(p[j]);
+            total += k::sum_of_squares(p, a->size());
             return 0;
         });
     }

@@ -224,6 +224,11 @@ int run(const options& o) {
     const rnd::key root = rnd::make_key(o.seed);
     pt::tree model = gpt::make(rnd::fold_in(root, 0), cfg);
 
+    // What multiplies the matrices on this machine, and a one-line warning when the BLAS
+    // silently runs generic kernels on a CPU that supports more.
+    const pt::compute_backend& backend = pt::backend_info();
+    std::cout << pt::to_string(backend) << "\n";
+    if (!backend.warning.empty()) std::cerr << backend.warning << "\n";
     std::cout << "paramtree char-level GPT on " << o.text << " (" << text.ids.size()
               << " characters, " << text.alphabet.size() << " distinct)\n\n"
               << pt::pformat(model) << "\n\n";

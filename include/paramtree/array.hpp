@@ -73,9 +73,10 @@ public:
     array(const array&) noexcept = default;
     array& operator=(const array&) noexcept = default;
     /// Moving leaves the source in the default state (0-d float32 holding 0), so a
-    /// moved-from array is still a valid array, never a null handle.
-    array(array&& o) noexcept;
-    array& operator=(array&& o) noexcept;
+    /// moved-from array is still a valid array: every call works on it. (The handle keeps a
+    /// null pointer that reads as the default array, so a move touches no reference count.)
+    array(array&& o) noexcept = default;
+    array& operator=(array&& o) noexcept = default;
     ~array() = default;
 
     /// 1-d, 2-d and 3-d arrays from nested braces: `pt::array{{1.f, 2.f}, {3.f, 4.f}}`.
@@ -179,6 +180,13 @@ private:
     explicit array(std::shared_ptr<const detail::array_impl> impl) : impl_(std::move(impl)) {}
     [[nodiscard]] static std::pair<array, void*> allocate(paramtree::dtype d, shape_type shape);
     void check_dtype(paramtree::dtype d) const;
+    /// The metadata, or the default array's for a moved-from handle.
+    [[nodiscard]] const detail::array_impl& meta() const noexcept {
+        if (impl_) [[likely]]
+            return *impl_;
+        return default_meta();
+    }
+    [[nodiscard]] static const detail::array_impl& default_meta() noexcept;
 
     template <class T>
     static array from_nested(std::initializer_list<T> values) {

@@ -4,7 +4,9 @@
 #include <paramtree/alias.hpp>
 #include <paramtree/array.hpp>
 #include <paramtree/at.hpp>
+#include <paramtree/attention.hpp>
 #include <paramtree/autodiff.hpp>
+#include <paramtree/backend.hpp>
 #include <paramtree/checkpoint.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/dot.hpp>

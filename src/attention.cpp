@@ -1,0 +1,178 @@
+// paramtree — fused scaled dot-product attention (see <paramtree/attention.hpp>).
+#include <paramtree/attention.hpp>
+#include <paramtree/detail/tape.hpp>
+
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace paramtree {
+
+namespace k = kernels;
+
+namespace {
+
+/// Where the heads are in memory: row r of head h of batch b starts at
+/// base + b·T·D + r·D + h·dh, and rows are D apart (the `ld` of every product).
+struct attention_shape {
+    std::size_t batch, t, s, d, heads, dh;
+    bool causal;
+    double scale;
+};
+
+template <class T>
+[[gnu::always_inline]] inline T exp_of(T x) {
+    if constexpr (std::is_same_v<T, float>) return k::exp_f32(x);
+    return std::exp(x);
+}
+
+/// Forward: out (q's shape) and the softmax probabilities p [B, H, T, S] kept for backward.
+template <class T>
+void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* out, T* p) {
+    const std::size_t qd = a.t * a.d, kd = a.s * a.d;
+    for (std::size_t b = 0; b < a.batch; ++b)
+        for (std::size_t h = 0; h < a.heads; ++h) {
+            T* ph = p + (b * a.heads + h) * a.t * a.s;
+            const std::size_t off = h * a.dh;
+            // Scores: q_h k_hᵀ, both read in place with row stride D.
+            k::gemm(false, true, a.t, a.s, a.dh, q + b * qd + off, a.d, kk + b * kd + off, a.d, ph,
+                    a.s, T{0});
+            const T scale = static_cast<T>(a.scale);
+            k::vectorized(a.t * a.s, [&]() PT_INLINE {
+                for (std::size_t i = 0; i < a.t; ++i) {
+                    T* row = ph + i * a.s;
+                    // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
+                    const std::size_t visible = a.causal ? std::min(a.s, i + 1) : a.s;
+                    if (visible == 0) {
+                        std::fill(row, row + a.s, T{0});
+                        continue;
+                    }
+                    T mx = -std::numeric_limits<T>::infinity();
+                    for (std::size_t j = 0; j < visible; ++j)
+                        mx = std::max(mx, row[j] * scale);
+                    for (std::size_t j = 0; j < visible; ++j)
+                        row[j] = exp_of<T>(row[j] * scale - mx);
+                    const T inv = static_cast<T>(1.0 / k::strided_sum(row, visible, 1));
+                    for (std::size_t j = 0; j < visible; ++j)
+                        row[j] *= inv;
+                    std::fill(row + visible, row + a.s, T{0});
+                }
+            });
+            // out_h = p v_h, written in place into the merged [T, D] rows.
+            k::gemm(false, false, a.t, a.dh, a.s, ph, a.s, v + b * kd + off, a.d,
+                    out + b * qd + off, a.d, T{0});
+        }
+}
+
+/// Backward: dq, dk, dv (each with its input's shape) from the cotangent g of the output.
+template <class T>
+void backward(const attention_shape& a, const T* q, const T* kk, const T* v, const T* p, const T* g,
+              T* dq, T* dk, T* dv) {
+    const std::size_t qd = a.t * a.d, kd = a.s * a.d;
+    std::vector<T> ds(a.t * a.s);
+    const T scale = static_cast<T>(a.scale);
+    for (std::size_t b = 0; b < a.batch; ++b)
+        for (std::size_t h = 0; h < a.heads; ++h) {
+            const T* ph = p + (b * a.heads + h) * a.t * a.s;
+            const std::size_t off = h * a.dh;
+            const T* gh = g + b * qd + off;
+            // dv_h = pᵀ g_h
+            if (dv)
+                k::gemm(true, false, a.s, a.dh, a.t, ph, a.s, gh, a.d, dv + b * kd + off, a.d,
+                        T{0});
+            if (!dq && !dk) continue;
+            // dp = g_h v_hᵀ, then the softmax gradient ds = p (dp - rowsum(dp p)), scaled.
+            k::gemm(false, true, a.t, a.s, a.dh, gh, a.d, v + b * kd + off, a.d, ds.data(), a.s,
+                    T{0});
+            k::vectorized(a.t * a.s, [&]() PT_INLINE {
+                for (std::size_t i = 0; i < a.t; ++i) {
+                    T* row = ds.data() + i * a.s;
+                    const T* pr = ph + i * a.s;
+                    double dot[8] = {};
+                    std::size_t j = 0;
+                    for (; j + 8 <= a.s; j += 8)
+                        for (std::size_t u = 0; u < 8; ++u)
+                            dot[u] +=
+                                static_cast<double>(row[j + u]) * static_cast<double>(pr[j + u]);
+                    for (; j < a.s; ++j)
+                        dot[0] += static_cast<double>(row[j]) * static_cast<double>(pr[j]);
+                    const T c = static_cast<T>(((dot[0] + dot[1]) + (dot[2] + dot[3])) +
+                                               ((dot[4] + dot[5]) + (dot[6] + dot[7])));
+                    for (std::size_t j2 = 0; j2 < a.s; ++j2)
+                        row[j2] = pr[j2] * (row[j2] - c) * scale; // 0 where masked (p = 0)
+                }
+            });
+            // dq_h = ds k_h, dk_h = dsᵀ q_h
+            if (dq)
+                k::gemm(false, false, a.t, a.dh, a.s, ds.data(), a.s, kk + b * kd + off, a.d,
+                        dq + b * qd + off, a.d, T{0});
+            if (dk)
+                k::gemm(true, false, a.s, a.dh, a.t, ds.data(), a.s, q + b * qd + off, a.d,
+                        dk + b * kd + off, a.d, T{0});
+        }
+}
+
+template <class T>
+const T* data(const array& x) {
+    return reinterpret_cast<const T*>(x.bytes());
+}
+
+} // namespace
+
+array scaled_dot_product_attention(const array& q, const array& k, const array& v,
+                                   std::size_t heads, const attention_options& options) {
+    const bool ranks_ok =
+        (q.ndim() == 2 || q.ndim() == 3) && k.ndim() == q.ndim() && v.ndim() == q.ndim();
+    const bool dtypes_ok =
+        q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_inexact(q.dtype());
+    const std::size_t r = q.ndim();
+    const bool shapes_ok = ranks_ok && dtypes_ok && k.shape() == v.shape() &&
+                           q.shape().back() == k.shape().back() &&
+                           (r == 2 || q.shape()[0] == k.shape()[0]);
+    const std::size_t d = r ? q.shape().back() : 0;
+    if (!shapes_ok || heads == 0 || d % heads != 0)
+        detail::throw_shape("scaled_dot_product_attention",
+                            fmt::format("q [B, T, D], k and v [B, S, D] (or without B) of one "
+                                        "float dtype, with D divisible by heads = {}",
+                                        heads),
+                            k::describe_all({&q, &k, &v}));
+    attention_shape a{r == 3 ? q.shape()[0] : 1,
+                      q.shape()[r - 2],
+                      k.shape()[r - 2],
+                      d,
+                      heads,
+                      d / heads,
+                      options.causal,
+                      options.scale};
+    if (a.scale == 0) a.scale = a.dh == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(a.dh));
+    return k::float_dispatch("scaled_dot_product_attention", q, [&](auto tag) {
+        using T = decltype(tag);
+        auto out_data = detail::array_access::allocate(q.dtype(), q.shape());
+        auto p_data = detail::array_access::allocate(q.dtype(), {a.batch, a.heads, a.t, a.s});
+        array p = std::move(p_data.first);
+        T* pd = static_cast<T*>(p_data.second); // named: clang 14 cannot capture bindings
+        forward<T>(a, data<T>(q), data<T>(k), data<T>(v), static_cast<T*>(out_data.second), pd);
+        return detail::traced(std::move(out_data.first), {&q, &k, &v}, [&] {
+            return [a, q, k, v, p](const array& g, detail::cotangent_sink& s) {
+                auto grad = [&](std::size_t i, const array& like) {
+                    return s.needs(i) ? detail::array_access::allocate(like.dtype(), like.shape())
+                                      : std::pair<array, void*>{array{}, nullptr};
+                };
+                auto dq = grad(0, q), dk = grad(1, k), dv = grad(2, v);
+                backward<T>(a, data<T>(q), data<T>(k), data<T>(v), data<T>(p), data<T>(g),
+                            static_cast<T*>(dq.second), static_cast<T*>(dk.second),
+                            static_cast<T*>(dv.second));
+                if (dq.second) s.add(0, std::move(dq.first));
+                if (dk.second) s.add(1, std::move(dk.first));
+                if (dv.second) s.add(2, std::move(dv.first));
+            };
+        });
+    });
+}
+
+} // namespace paramtree
