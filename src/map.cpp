@@ -31,10 +31,7 @@ flat_inputs flatten_all(const char* context, std::span<const tree* const> trees,
         if (k == 0) {
             out.def = std::move(flat.def);
         } else if (!(flat.def == out.def)) {
-            const auto d = first_difference(out.def, flat.def);
-            throw_structure(fmt::format("{}: structure mismatch", context), d ? d->where : path{},
-                            fmt::format("{} (as in tree 0)", d ? d->left : out.def.to_string()),
-                            fmt::format("{} in tree {}", d ? d->right : flat.def.to_string(), k));
+            throw_structure_mismatch(context, out.def, flat.def, k);
         }
         out.leaves.push_back(std::move(flat.leaves));
     }

@@ -8,6 +8,7 @@
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
+#include <paramtree/ranges.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -298,17 +299,16 @@ transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
 namespace {
 /// The first float leaf holding a NaN or an infinity (slow path: only after the norm said so).
 [[noreturn]] void throw_nonfinite(const tree& grads, double norm) {
-    auto [leaves, def] = flatten(grads);
-    for (std::size_t i = 0; i < leaves.size(); ++i) {
-        const array* a = float_leaf(leaves[i]);
-        if (!a) continue;
-        const auto values = a->to_doubles();
+    for (const auto& [where, leaf] : views::leaves_with_path(grads)) {
+        if (!leaf.is_array() || !is_inexact(leaf.as_array().dtype())) continue;
+        const auto values = leaf.as_array().to_doubles();
         const auto bad =
             std::find_if(values.begin(), values.end(), [](double v) { return !std::isfinite(v); });
         if (bad != values.end())
-            detail::throw_value("clip_by_global_norm", def.leaf_paths()[i], "finite gradients",
+            detail::throw_value("clip_by_global_norm", where, "finite gradients",
                                 fmt::format("{} at element {} of {} (global norm {})", *bad,
-                                            bad - values.begin(), a->describe(), norm));
+                                            bad - values.begin(), leaf.as_array().describe(),
+                                            norm));
     }
     // The squares overflowed although every element is finite.
     detail::throw_value("clip_by_global_norm", {}, "a finite global norm",
@@ -372,16 +372,12 @@ tree apply_updates(const tree& params, const tree& updates) {
 
 double global_norm(const tree& t) {
     double total = 0;
-    for (const auto& leaf : leaves(t)) {
-        const array* a = float_leaf(leaf);
-        if (!a) continue;
-        with_float(*a, [&](auto tag) {
-            using T = decltype(tag);
-            const T* p = data<T>(*a);
-            total += k::sum_of_squares(p, a->size());
+    // A view, not flatten: no vector of leaf handles per step.
+    for (const array& a : views::float_arrays(t))
+        with_float(a, [&](auto tag) {
+            total += k::sum_of_squares(data<decltype(tag)>(a), a.size());
             return 0;
         });
-    }
     return std::sqrt(total);
 }
 

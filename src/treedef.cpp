@@ -37,6 +37,14 @@ treedef slice(const treedef& t, std::size_t last) {
                                   nodes.begin() + static_cast<std::ptrdiff_t>(last) + 1));
 }
 
+void throw_structure_mismatch(std::string_view context, const treedef& expected,
+                              const treedef& found, std::size_t k) {
+    const auto d = first_difference(expected, found);
+    throw_structure(fmt::format("{}: structure mismatch", context), d ? d->where : path{},
+                    fmt::format("{} (as in tree 0)", d ? d->left : expected.to_string()),
+                    fmt::format("{} in tree {}", d ? d->right : found.to_string(), k));
+}
+
 std::optional<difference> first_difference(const treedef& a, const treedef& b) {
     if (a == b) return std::nullopt;
     struct item {

@@ -36,7 +36,10 @@ def tree_section(bench):
            ("flatten_build", "flatten building the treedef", None),
            ("unflatten", "unflatten", 4.0),
            ("round_trip", "flatten + unflatten", None),
-           ("map_identity", "tree_map identity", None)]
+           ("map_identity", "tree_map identity", None),
+           ("view_leaves", "`views::leaves`: visit every leaf (no handle copied)", 1.0),
+           ("flatten_with_path", "flatten_with_path", None),
+           ("view_leaves_with_path", "`views::leaves_with_path` (path kept incrementally)", None)]
     lines = ["## Tree operations per leaf",
              "",
              "Time per leaf (median of 5 runs) and ratio to the **limit**: copying the N leaf handles "

@@ -83,6 +83,8 @@ class node_ptr {
 public:
     node_ptr() noexcept = default;
     explicit node_ptr(const node* n) noexcept; // adopts one reference
+    /// A new reference to `n`, which someone else keeps alive meanwhile.
+    [[nodiscard]] static node_ptr share(const node* n) noexcept;
     node_ptr(const node_ptr& o) noexcept;
     node_ptr(node_ptr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
     node_ptr& operator=(node_ptr o) noexcept {
@@ -212,6 +214,10 @@ inline const node_ptr& child_array::operator[](std::size_t i) const noexcept {
 }
 
 inline node_ptr::node_ptr(const node* n) noexcept : p_(n) {}
+inline node_ptr node_ptr::share(const node* n) noexcept {
+    if (n != nullptr) n->refs.fetch_add(1, std::memory_order_relaxed);
+    return node_ptr(n);
+}
 inline node_ptr::node_ptr(const node_ptr& o) noexcept : p_(o.p_) {
     if (p_ != nullptr) p_->refs.fetch_add(1, std::memory_order_relaxed);
 }

@@ -30,6 +30,10 @@ struct difference {
 };
 /// The first place (pre-order) where two structures differ, or nullopt if they are equal.
 [[nodiscard]] std::optional<difference> first_difference(const treedef& a, const treedef& b);
+/// Throws structure_error "`context`: structure mismatch" at the first place where `found`
+/// (the structure of tree `k`) differs from `expected` (that of tree 0).
+[[noreturn]] void throw_structure_mismatch(std::string_view context, const treedef& expected,
+                                           const treedef& found, std::size_t k);
 /// The structure of a subtree of `t` as a standalone treedef (nodes [first, last]).
 [[nodiscard]] treedef slice(const treedef& t, std::size_t last);
 /// Builds a treedef block from post-order nodes, computing the hash.
