@@ -89,10 +89,37 @@ void check_ragged(std::size_t expected, std::size_t found, std::size_t row) {
 
 namespace {
 
-constexpr std::align_val_t buffer_alignment{64};
+constexpr std::size_t buffer_alignment = 64;
 
-struct aligned_deleter {
-    void operator()(std::byte* p) const noexcept { ::operator delete[](p, buffer_alignment); }
+/// The allocator behind `allocate`: one 64-byte-aligned block holds the shared_ptr control
+/// block, the array's metadata and, after them, its elements. A fresh array thus costs one
+/// allocation instead of three (buffer, its control block, the metadata): the tape's
+/// per-operation cost is mostly allocation. It reports where the elements start through
+/// `data`.
+template <class T>
+struct tail_allocator {
+    using value_type = T;
+    std::size_t bytes;
+    std::byte** data;
+    tail_allocator(std::size_t b, std::byte** d) noexcept : bytes(b), data(d) {}
+    template <class U>
+    tail_allocator(const tail_allocator<U>& o) noexcept : bytes(o.bytes), data(o.data) {}
+    static std::size_t head(std::size_t n) noexcept {
+        return (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+    }
+    T* allocate(std::size_t n) {
+        auto* p = static_cast<std::byte*>(
+            ::operator new (head(n) + bytes, std::align_val_t{buffer_alignment}));
+        *data = p + head(n);
+        return reinterpret_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t) noexcept {
+        ::operator delete (p, std::align_val_t{buffer_alignment});
+    }
+    template <class U>
+    bool operator==(const tail_allocator<U>& o) const noexcept {
+        return bytes == o.bytes;
+    }
 };
 
 } // namespace
@@ -116,14 +143,14 @@ const detail::array_impl& array::default_meta() noexcept {
 std::pair<array, void*> array::allocate(paramtree::dtype d, shape_type shape) {
     const std::size_t n = detail::checked_size(shape);
     const std::size_t bytes = std::max<std::size_t>(n * dtype_size(d), 1);
-    std::shared_ptr<std::byte> buf(new (buffer_alignment) std::byte[bytes], aligned_deleter{});
-    auto impl = std::make_shared<detail::array_impl>();
+    std::byte* data = nullptr;
+    // The elements live in the metadata's own block (owner stays empty: the block is it).
+    auto impl =
+        std::allocate_shared<detail::array_impl>(tail_allocator<detail::array_impl>(bytes, &data));
     impl->dt = d;
     impl->shape = std::move(shape);
     impl->size = n;
-    impl->data = buf.get();
-    void* data = buf.get();
-    impl->owner = std::move(buf);
+    impl->data = data;
     return {array(std::move(impl)), data};
 }
 
@@ -191,8 +218,19 @@ const std::shared_ptr<const detail::trace_slot>& array::trace() const noexcept {
     return meta().trace;
 }
 
+namespace {
+/// New metadata for the same elements. Elements stored in the source's own block (from
+/// `allocate`) are kept alive by referring to that block.
+std::shared_ptr<detail::array_impl> copy_meta(const std::shared_ptr<const detail::array_impl>& src,
+                                              const detail::array_impl& meta) {
+    auto impl = std::make_shared<detail::array_impl>(meta);
+    if (!impl->owner && src) impl->owner = src;
+    return impl;
+}
+} // namespace
+
 array array::with_trace(std::shared_ptr<const detail::trace_slot> slot) const {
-    auto impl = std::make_shared<detail::array_impl>(meta());
+    auto impl = copy_meta(impl_, meta());
     impl->trace = std::move(slot);
     return array(std::move(impl));
 }
@@ -205,7 +243,7 @@ array array_access::with_trace(array a, std::shared_ptr<const trace_slot> slot) 
     return a;
 }
 array array_access::view(const array& a, shape_type shape) {
-    auto impl = std::make_shared<array_impl>(a.meta());
+    auto impl = copy_meta(a.impl_, a.meta());
     impl->shape = std::move(shape);
     impl->trace = nullptr;
     return array(std::move(impl));

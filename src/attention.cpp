@@ -25,6 +25,14 @@ struct attention_shape {
     double scale;
 };
 
+/// (batch, head) pairs per thread: enough work (a head is about 4·T·S·dh flops) to pay for
+/// waking a thread.
+std::size_t heads_per_thread(const attention_shape& a) {
+    const std::size_t work =
+        std::max<std::size_t>(1, 4 * a.t * a.s * std::max<std::size_t>(a.dh, 1));
+    return std::max<std::size_t>(1, (std::size_t{1} << 21) / work);
+}
+
 template <class T>
 [[gnu::always_inline]] inline T exp_of(T x) {
     if constexpr (std::is_same_v<T, float>) return k::exp_f32(x);
@@ -35,9 +43,11 @@ template <class T>
 template <class T>
 void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* out, T* p) {
     const std::size_t qd = a.t * a.d, kd = a.s * a.d;
-    for (std::size_t b = 0; b < a.batch; ++b)
-        for (std::size_t h = 0; h < a.heads; ++h) {
-            T* ph = p + (b * a.heads + h) * a.t * a.s;
+    // Heads are independent: one thread per run of (batch, head) pairs.
+    k::parallel_for(a.batch * a.heads, heads_per_thread(a), [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t bh = lo; bh < hi; ++bh) {
+            const std::size_t b = bh / a.heads, h = bh % a.heads;
+            T* ph = p + bh * a.t * a.s;
             const std::size_t off = h * a.dh;
             // Scores: q_h k_hᵀ, both read in place with row stride D.
             k::gemm(false, true, a.t, a.s, a.dh, q + b * qd + off, a.d, kk + b * kd + off, a.d, ph,
@@ -67,6 +77,7 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
             k::gemm(false, false, a.t, a.dh, a.s, ph, a.s, v + b * kd + off, a.d,
                     out + b * qd + off, a.d, T{0});
         }
+    });
 }
 
 /// Backward: dq, dk, dv (each with its input's shape) from the cotangent g of the output.
@@ -74,11 +85,13 @@ template <class T>
 void backward(const attention_shape& a, const T* q, const T* kk, const T* v, const T* p, const T* g,
               T* dq, T* dk, T* dv) {
     const std::size_t qd = a.t * a.d, kd = a.s * a.d;
-    std::vector<T> ds(a.t * a.s);
+
     const T scale = static_cast<T>(a.scale);
-    for (std::size_t b = 0; b < a.batch; ++b)
-        for (std::size_t h = 0; h < a.heads; ++h) {
-            const T* ph = p + (b * a.heads + h) * a.t * a.s;
+    k::parallel_for(a.batch * a.heads, heads_per_thread(a), [&](std::size_t lo, std::size_t hi) {
+        std::vector<T> ds(a.t * a.s); // this thread's scratch
+        for (std::size_t bh = lo; bh < hi; ++bh) {
+            const std::size_t b = bh / a.heads, h = bh % a.heads;
+            const T* ph = p + bh * a.t * a.s;
             const std::size_t off = h * a.dh;
             const T* gh = g + b * qd + off;
             // dv_h = pᵀ g_h
@@ -115,6 +128,7 @@ void backward(const attention_shape& a, const T* q, const T* kk, const T* v, con
                 k::gemm(true, false, a.s, a.dh, a.t, ds.data(), a.s, q + b * qd + off, a.d,
                         dk + b * kd + off, a.d, T{0});
         }
+    });
 }
 
 template <class T>

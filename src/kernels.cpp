@@ -29,6 +29,14 @@ isa_level cpu_isa() noexcept {
     return isa_level::sse2;
 }
 
+int max_threads() noexcept {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 const char* isa_name(isa_level l) noexcept {
     switch (l) {
     case isa_level::avx512:
@@ -173,6 +181,14 @@ array scale(const array& a, double s) {
         using T = decltype(tag);
         const T f = static_cast<T>(s);
         return unary<T>(a, [f](T x) { return static_cast<T>(x * f); });
+    });
+}
+
+array offset(const array& a, double s) {
+    return numeric_dispatch("add", a, [&](auto tag) {
+        using T = decltype(tag);
+        const T c = static_cast<T>(s);
+        return unary<T>(a, [c](T x) { return static_cast<T>(x + c); });
     });
 }
 

@@ -16,6 +16,10 @@
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <paramtree/array.hpp>
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
@@ -71,6 +75,47 @@ void vectorized(std::size_t n, F&& loop) {
         break;
     }
     loop();
+}
+
+/// Threads for paramtree's own loops: the OpenMP pool that oneDNN's products use too, so the
+/// two never oversubscribe the cores (PARAMTREE_NUM_THREADS or OMP_NUM_THREADS set its size).
+[[nodiscard]] int max_threads() noexcept;
+
+/// Runs `body(begin, end)` over [0, n) split into contiguous parts, one per thread, when n is
+/// at least two grains (else on the calling thread). Parts never overlap, so bodies that
+/// write only their own range need no synchronisation.
+template <class Body>
+void parallel_for(std::size_t n, std::size_t grain, Body&& body) {
+    const std::size_t most = grain == 0 ? 1 : n / grain;
+    const int threads = static_cast<int>(std::min<std::size_t>(
+        static_cast<std::size_t>(std::max(1, max_threads())), std::max<std::size_t>(1, most)));
+    if (threads <= 1) {
+        body(std::size_t{0}, n);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        const auto t = static_cast<std::size_t>(omp_get_thread_num());
+        const auto k = static_cast<std::size_t>(omp_get_num_threads());
+        body(n * t / k, n * (t + 1) / k);
+    }
+#else
+    body(std::size_t{0}, n);
+#endif
+}
+
+/// Elements per thread below which a loop is not split: fewer and the threads' start-up costs
+/// more than they save.
+inline constexpr std::size_t parallel_grain = 64 * 1024;
+
+/// `body(begin, end)` (a PT_INLINE lambda) over [0, n): split across threads for large n,
+/// each part compiled for the active ISA.
+template <class Body>
+void vectorized_parallel(std::size_t n, Body&& body) {
+    parallel_for(n, parallel_grain, [&](std::size_t b, std::size_t e) {
+        vectorized(e - b, [&]() PT_INLINE { body(b, e); });
+    });
 }
 
 /// `f32[2,3] and f64[3]`, for messages.
@@ -164,8 +209,8 @@ template <class T, class F>
     const auto* y = reinterpret_cast<const T*>(b.bytes());
     if (a.shape() == out_shape && b.shape() == out_shape) {
         const std::size_t n = result.size();
-        vectorized(n, [&]() PT_INLINE {
-            for (std::size_t i = 0; i < n; ++i)
+        vectorized_parallel(n, [&](std::size_t b, std::size_t e) PT_INLINE {
+            for (std::size_t i = b; i < e; ++i)
                 out[i] = f(x[i], y[i]);
         });
         return result;
@@ -295,8 +340,8 @@ template <class T, class F>
     auto* out = static_cast<T*>(data);
     const auto* in = reinterpret_cast<const T*>(x.bytes());
     const std::size_t n = x.size();
-    vectorized(n, [&]() PT_INLINE {
-        for (std::size_t i = 0; i < n; ++i)
+    vectorized_parallel(n, [&](std::size_t b, std::size_t e) PT_INLINE {
+        for (std::size_t i = b; i < e; ++i)
             out[i] = f(in[i]);
     });
     return result;
@@ -313,8 +358,8 @@ template <class T, class F>
     const auto* b = reinterpret_cast<const T*>(y.bytes());
     const auto* c = reinterpret_cast<const T*>(z.bytes());
     const std::size_t n = x.size();
-    vectorized(n, [&]() PT_INLINE {
-        for (std::size_t i = 0; i < n; ++i)
+    vectorized_parallel(n, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+        for (std::size_t i = lo; i < hi; ++i)
             out[i] = f(a[i], b[i], c[i]);
     });
     return result;
@@ -334,6 +379,8 @@ template <class T, class F>
 [[nodiscard]] array neg(const array& a);
 /// a * s for a scalar s, in a's dtype.
 [[nodiscard]] array scale(const array& a, double s);
+/// a + s for a scalar s, in a's dtype (no 0-d array, no broadcast plan).
+[[nodiscard]] array offset(const array& a, double s);
 
 /// Axes normalised: negative counted from the end, sorted, unique; empty means all.
 /// Throws shape_error naming `op` for an axis out of range or repeated.

@@ -135,7 +135,7 @@ array pow(const array& a, double p) {
 }
 
 array operator+(const array& a, double s) {
-    return traced(k::add(a, scalar_like(a, s)), {&a},
+    return traced(k::offset(a, s), {&a},
                   [] { return [](const array& g, cotangent_sink& sk) { sk.add(0, g); }; });
 }
 array operator-(const array& a, double s) {

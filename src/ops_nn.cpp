@@ -510,25 +510,30 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* in = ptr<T>(x);
         const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
-        k::vectorized(rows * d, [&]() PT_INLINE {
-            for (std::size_t r = 0; r < rows; ++r) {
-                const T* row = in + r * d;
-                const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
-                // The centred values go through the output row, which is overwritten below.
-                T* centred = out + r * d;
-                for (std::size_t j = 0; j < d; ++j)
-                    centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-                const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
-                const T mean = static_cast<T>(mu);
-                const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
-                st[2 * r] = mean;
-                st[2 * r + 1] = rstd;
-                for (std::size_t j = 0; j < d; ++j) {
-                    const T h = (row[j] - mean) * rstd;
-                    out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
-                }
-            }
-        });
+        // Rows are independent: split across threads, each part at the active ISA level.
+        k::parallel_for(
+            rows, std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(d, 1)),
+            [&](std::size_t lo, std::size_t hi) {
+                k::vectorized((hi - lo) * d, [&]() PT_INLINE {
+                    for (std::size_t r = lo; r < hi; ++r) {
+                        const T* row = in + r * d;
+                        const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
+                        // The centred values go through the output row, which is overwritten below.
+                        T* centred = out + r * d;
+                        for (std::size_t j = 0; j < d; ++j)
+                            centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
+                        const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
+                        const T mean = static_cast<T>(mu);
+                        const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
+                        st[2 * r] = mean;
+                        st[2 * r + 1] = rstd;
+                        for (std::size_t j = 0; j < d; ++j) {
+                            const T h = (row[j] - mean) * rstd;
+                            out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+                        }
+                    }
+                });
+            });
         std::vector<const array*> inputs{&x};
         if (gamma) inputs.push_back(gamma);
         if (beta) inputs.push_back(beta);

@@ -289,7 +289,12 @@ transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
             const tree& p = in.leaves[1][i];
             if (g.is_none() || !float_leaf(p) || !fn(in.paths[i], p)) continue;
             check_leaf("add_decayed_weights", in, i, g.as_array(), p.as_array());
-            updates[i] = k::add(g.as_array(), k::scale(p.as_array(), weight_decay));
+            // One pass: g + weight_decay * p.
+            updates[i] = with_float(g.as_array(), [&](auto tag) {
+                using T = decltype(tag);
+                const T wd = static_cast<T>(weight_decay);
+                return k::zip<T>(g.as_array(), p.as_array(), [wd](T a, T b) { return a + wd * b; });
+            });
         }
         return update_result{unflatten(in.def, std::move(updates)), state};
     };
@@ -350,8 +355,74 @@ transformation adam(learning_rate lr, double b1, double b2, double eps) {
 
 transformation adamw(learning_rate lr, double b1, double b2, double eps, double weight_decay,
                      leaf_mask mask) {
-    return chain({scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, std::move(mask)),
-                  scale_by_learning_rate(std::move(lr))});
+    // Defined as chain(scale_by_adam, add_decayed_weights, scale_by_learning_rate), whose
+    // state layout it keeps (checkpoints and resumed runs see no difference), but run as one
+    // pass per leaf: the moments, the decay and the learning rate in a single loop that reads
+    // g, m, v, p once and writes m, v and the update once (three passes and two temporary
+    // arrays per leaf less).
+    transformation t = chain({scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, mask),
+                              scale_by_learning_rate(lr)});
+    t.update = [=, fn = lr.fn, keep = mask.fn](const tree& grads, const tree& state,
+                                               const tree& params) {
+        if (state.kind() != node_kind::tuple || state.size() != 3)
+            detail::throw_structure("adamw.update", {}, "a tuple of 3 states", describe(state));
+        const tree adam_state = state[0];
+        const std::int64_t step = count_of(adam_state, "scale_by_adam") + 1;
+        const std::int64_t lr_step = count_of(state[2], "scale_by_learning_rate");
+        const double factor = -fn(lr_step);
+        const tree mu_tree = adam_state["mu"], nu_tree = adam_state["nu"];
+        auto in = align("adamw", {&grads, &mu_tree, &nu_tree, &params}, true);
+        const double c1 = 1 - std::pow(b1, static_cast<double>(step));
+        const double c2 = 1 - std::pow(b2, static_cast<double>(step));
+        const std::size_t n = in.leaves[0].size();
+        std::vector<tree> updates(n), mus(n), nus(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const tree& g = in.leaves[0][i];
+            const tree& p = in.leaves[3][i];
+            updates[i] = g;
+            mus[i] = in.leaves[1][i];
+            nus[i] = in.leaves[2][i];
+            if (g.is_none() || !float_leaf(mus[i])) continue;
+            const array& ga = g.as_array();
+            check_leaf("adamw", in, i, ga, mus[i].as_array());
+            const bool decay = weight_decay != 0 && float_leaf(p) && keep(in.paths[i], p);
+            if (decay) check_leaf("adamw", in, i, ga, p.as_array());
+            with_float(ga, [&](auto tag) {
+                using T = decltype(tag);
+                array u, m2, v2;
+                T* up = fresh<T>(u, ga);
+                T* mp = fresh<T>(m2, ga);
+                T* vp = fresh<T>(v2, ga);
+                const T* gp = data<T>(ga);
+                const T* m0 = data<T>(mus[i].as_array());
+                const T* v0 = data<T>(nus[i].as_array());
+                const T* pp = decay ? data<T>(p.as_array()) : nullptr;
+                const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2),
+                        WD = T(weight_decay), F = T(factor);
+                const std::size_t len = ga.size();
+                k::vectorized_parallel(len, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+                    for (std::size_t j = lo; j < hi; ++j) {
+                        mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
+                        vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
+                        T a = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
+                        if (pp) a = a + WD * pp[j];
+                        up[j] = a * F;
+                    }
+                });
+                updates[i] = u;
+                mus[i] = m2;
+                nus[i] = v2;
+                return 0;
+            });
+        }
+        tree adam_out = record("ScaleByAdamState", {{"count", count_leaf(step)},
+                                                    {"mu", unflatten(in.def, std::move(mus))},
+                                                    {"nu", unflatten(in.def, std::move(nus))}});
+        tree lr_out = record("ScaleByScheduleState", {{"count", count_leaf(lr_step + 1)}});
+        return update_result{unflatten(in.def, std::move(updates)),
+                             paramtree::tuple({std::move(adam_out), state[1], std::move(lr_out)})};
+    };
+    return t;
 }
 
 tree apply_updates(const tree& params, const tree& updates) {

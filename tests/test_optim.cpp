@@ -253,3 +253,45 @@ TEST_CASE("optim: a non-finite global norm poisons every update or raises, by po
     const auto [same, st3] = strict.update(fine, strict.init(params), params);
     CHECK(pt::tree_equal(same, fine));
 }
+
+TEST_CASE("optim: the one-pass AdamW equals its definition as a chain, state and all", "[optim]") {
+    // adamw runs scale_by_adam, add_decayed_weights and scale_by_learning_rate in one loop;
+    // it must agree with the chain it is defined as, over several steps of a schedule, with a
+    // mask, a None gradient and a tied model's pruned tree, and keep the chain's state layout.
+    const pt::tree base = pt::dict({{"w", pt::random::normal(pt::random::make_key(1), {4, 3})},
+                                    {"b", pt::random::normal(pt::random::make_key(2), {3})},
+                                    {"t", pt::array::zeros({3, 4})},
+                                    {"n", 7}});
+    const pt::tree params =
+        pt::share(base, pt::parse_path("['t']"),
+                  pt::source(pt::parse_path("['w']"), {pt::transform::transpose()}));
+    const auto lr = opt::warmup_cosine_decay_schedule(0.0, 0.05, 2, 10, 0.001);
+    const auto mask = [](const pt::path& p, const pt::tree&) { return pt::keystr(p) != "['b']"; };
+    const auto fused = opt::adamw(lr, 0.9, 0.99, 1e-8, 0.1, mask);
+    const auto chained =
+        opt::chain({opt::scale_by_adam(0.9, 0.99, 1e-8), opt::add_decayed_weights(0.1, mask),
+                    opt::scale_by_learning_rate(lr)});
+    pt::tree pf = params, pc = params, sf = fused.init(params), sc = chained.init(params);
+    CHECK(pt::structure(sf) == pt::structure(sc));
+    for (int step = 0; step < 5; ++step) {
+        const pt::tree g = pt::tree_map(
+            [&](const pt::tree& leaf) -> pt::tree {
+                if (!leaf.is_array()) return pt::tree{};
+                return pt::random::normal(pt::random::make_key(100 + step),
+                                          leaf.as_array().shape());
+            },
+            params);
+        auto rf = fused.update(g, sf, pf);
+        auto rc = chained.update(g, sc, pc);
+        CHECK(pt::tree_equal(rf.updates, rc.updates, {.rtol = 1e-6, .atol = 1e-9}));
+        CHECK(pt::tree_equal(rf.state, rc.state, {.rtol = 1e-6, .atol = 1e-9}));
+        pf = opt::apply_updates(pf, rf.updates);
+        pc = opt::apply_updates(pc, rc.updates);
+        sf = rf.state;
+        sc = rc.state;
+    }
+    CHECK(pt::tree_equal(pf, pc, {.rtol = 1e-6, .atol = 1e-9}));
+    // A state of another optimizer is a structure_error.
+    CHECK_THROWS_AS(fused.update(params, opt::sgd(0.1, 0.9).init(params), params),
+                    pt::structure_error);
+}

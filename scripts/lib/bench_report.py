@@ -166,7 +166,8 @@ def step_matmul_flops(vocab=76, tokens=16 * 64, dim=128, layers=2, heads=4, batc
     return 3 * 2 * (tokens * linear + attention)
 
 
-def autodiff_section(rounds, torch_rounds, prescott, prescott_torch):
+def autodiff_section(rounds, torch_rounds, prescott, prescott_torch, libtorch_rounds=(),
+                     prescott_libtorch=()):
     """Gradients: paramtree and PyTorch eager on the same shapes, one thread each, medians of
     interleaved rounds."""
     def ours(key, runs=None):
@@ -174,6 +175,10 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch):
 
     def theirs(key, runs=None):
         return statistics.median(t["seconds"][key] for t in (runs or torch_rounds))
+
+    def cpp(key, runs=None):
+        runs = runs or libtorch_rounds
+        return statistics.median(t["seconds"][key] for t in runs) if runs else None
 
     rows = [("tape/untraced", "1,000-op chain on f32[1], no gradient: per op", None),
             ("tape/forward_backward", "the same chain, forward + backward: per op", "≤ 0.2 µs"),
@@ -202,11 +207,15 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch):
               "median over the rounds. PyTorch times include Python's per-op dispatch, which is what eager "
               "training pays. Ratio > 1: paramtree is faster.",
               "",
-              "| benchmark | paramtree | PyTorch eager | ratio | target |",
-              "|---|---|---|---|---|"]
+              "The libtorch column is PyTorch's engine through its C++ frontend (Debian libtorch-dev, "
+              "`bench/libtorch_compare.cpp`), the engine a C++ team would otherwise pick.",
+              "",
+              "| benchmark | paramtree | PyTorch eager | ratio | libtorch C++ | ratio | target |",
+              "|---|---|---|---|---|---|---|"]
     for key, label, target in rows:
-        a, b = ours(key), theirs(key)
-        lines.append(f"| {label} | {fmt_time(a)} | {fmt_time(b)} | {b / a:.2f}x | {target or ''} |")
+        a, b, c = ours(key), theirs(key), cpp(key)
+        cells = f"{fmt_time(c)} | {c / a:.2f}x" if c else "– | –"
+        lines.append(f"| {label} | {fmt_time(a)} | {fmt_time(b)} | {b / a:.2f}x | {cells} | {target or ''} |")
     tokens = 16 * 64
     a, b = ours("lm_step/16x64"), theirs("lm_step/16x64")
     lines += ["",
@@ -214,11 +223,14 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch):
               f"against {tokens / b:,.0f} tokens/s for PyTorch eager ({b / a:.2f}x), one thread each."]
     if prescott and prescott_torch:
         pa, pb = ours("lm_step/16x64", prescott), theirs("lm_step/16x64", prescott_torch)
+        pc = cpp("lm_step/16x64", prescott_libtorch) if prescott_libtorch else None
+        lt = (f", libtorch C++ {fmt_time(pc)} ({tokens / pc:,.0f} tokens/s, {pc / pa:.2f}x)"
+              if pc else "")
         lines += ["",
                   "With OpenBLAS forced onto its generic **Prescott** kernels (`OPENBLAS_CORETYPE=Prescott`, "
                   "what Debian's OpenBLAS 0.3.21 silently runs on CPUs it does not know): paramtree "
                   f"{fmt_time(pa)} ({tokens / pa:,.0f} tokens/s), PyTorch {fmt_time(pb)} "
-                  f"({tokens / pb:,.0f} tokens/s): **{pb / pa:.2f}x**. paramtree's float32 products "
+                  f"({tokens / pb:,.0f} tokens/s): **{pb / pa:.2f}x**{lt}. paramtree's float32 products "
                   "go through oneDNN, which generates its kernels for the CPU it finds."]
     gemm = [k for k in rounds[0] if k.startswith("sgemm/")]
     if gemm:
@@ -279,6 +291,12 @@ def main():
         sections += checkpoint_section(bench)
     def runs(prefix, torch_prefix):
         ours, theirs = [], []
+        if prefix is None:
+            for n in range(1, 10):
+                tpath = os.path.join(folder, f"{torch_prefix}_{n}.json")
+                if os.path.exists(tpath):
+                    theirs.append(json.load(open(tpath)))
+            return theirs
         for n in range(1, 10):
             path = os.path.join(folder, f"{prefix}_{n}.json")
             if os.path.exists(path):
@@ -293,7 +311,8 @@ def main():
     rounds, torch_rounds = runs("autodiff", "torch")
     if rounds:
         prescott, prescott_torch = runs("prescott_autodiff", "prescott_torch")
-        sections += autodiff_section(rounds, torch_rounds, prescott, prescott_torch)
+        sections += autodiff_section(rounds, torch_rounds, prescott, prescott_torch,
+                                     runs(None, "libtorch"), runs(None, "prescott_libtorch"))
     head = ["# Benchmarks", "",
             "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
             "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "
