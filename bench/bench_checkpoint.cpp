@@ -93,11 +93,11 @@ void BM_save(benchmark::State& state) {
 }
 BENCHMARK(BM_save)->Name("checkpoint/save")->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_load(benchmark::State& state) {
+void BM_load(benchmark::State& state, pt::load_memory memory) {
     const fs::path file = dir() / "load.safetensors";
     pt::save(file, model());
     for (auto _ : state) {
-        const pt::tree t = pt::load(file, model());
+        const pt::tree t = pt::load(file, model(), {.memory = memory});
         std::uint64_t sum = 0;
         for (const auto& leaf : pt::leaves(t))
             sum += checksum(leaf.as_array().bytes(), leaf.as_array().nbytes());
@@ -105,7 +105,14 @@ void BM_load(benchmark::State& state) {
     }
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * total_bytes()));
 }
-BENCHMARK(BM_load)->Name("checkpoint/load_and_read")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_load, copy, pt::load_memory::copy)
+    ->Name("checkpoint/load_and_read")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_load, map, pt::load_memory::map)
+    ->Name("checkpoint/load_map_and_read")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 } // namespace
 

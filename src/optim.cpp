@@ -177,6 +177,71 @@ transformation scale_by_learning_rate(learning_rate lr) {
     return t;
 }
 
+namespace {
+/// What one Adam pass over the leaves produces: updates and the new moments, per leaf.
+struct adam_leaves {
+    std::vector<tree> updates, mus, nus;
+};
+
+/// The Adam moments of every leaf and its update `factor * (m̂ / (√v̂ + eps) + wd * p)`, in
+/// one loop per leaf that reads g, m, v (and p where decayed) once. scale_by_adam is the
+/// case factor 1, no decay; adamw folds its decay and learning rate in. `in` holds grads, mu,
+/// nu (and params, when `decay` can select any leaf).
+adam_leaves adam_pass(const char* context, const detail::flat_inputs& in, double b1, double b2,
+                      double eps, std::int64_t step, double factor, double weight_decay,
+                      const path_filter* decay) {
+    const double c1 = 1 - std::pow(b1, static_cast<double>(step));
+    const double c2 = 1 - std::pow(b2, static_cast<double>(step));
+    const std::size_t n = in.leaves[0].size();
+    adam_leaves out{std::vector<tree>(n), std::vector<tree>(n), std::vector<tree>(n)};
+    for (std::size_t i = 0; i < n; ++i) {
+        const tree& g = in.leaves[0][i];
+        out.updates[i] = g;
+        out.mus[i] = in.leaves[1][i];
+        out.nus[i] = in.leaves[2][i];
+        if (g.is_none() || !float_leaf(out.mus[i])) continue;
+        const array& ga = g.as_array();
+        check_leaf(context, in, i, ga, out.mus[i].as_array());
+        const tree* p = decay ? &in.leaves[3][i] : nullptr;
+        const bool decayed = p && weight_decay != 0 && float_leaf(*p) && (*decay)(in.paths[i], *p);
+        if (decayed) check_leaf(context, in, i, ga, p->as_array());
+        with_float(ga, [&](auto tag) {
+            using T = decltype(tag);
+            array u, m2, v2;
+            T* up = fresh<T>(u, ga);
+            T* mp = fresh<T>(m2, ga);
+            T* vp = fresh<T>(v2, ga);
+            const T* gp = data<T>(ga);
+            const T* m0 = data<T>(out.mus[i].as_array());
+            const T* v0 = data<T>(out.nus[i].as_array());
+            const T* pp = decayed ? data<T>(p->as_array()) : nullptr;
+            const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2),
+                    WD = T(weight_decay), F = T(factor);
+            k::vectorized_parallel(ga.size(), [&](std::size_t lo, std::size_t hi) PT_INLINE {
+                for (std::size_t j = lo; j < hi; ++j) {
+                    mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
+                    vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
+                    T a = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
+                    if (pp) a = a + WD * pp[j];
+                    up[j] = a * F; // F = 1 for scale_by_adam: exact
+                }
+            });
+            out.updates[i] = u;
+            out.mus[i] = m2;
+            out.nus[i] = v2;
+            return 0;
+        });
+    }
+    return out;
+}
+
+tree adam_state(std::int64_t step, const treedef& def, adam_leaves& r) {
+    return record("ScaleByAdamState", {{"count", count_leaf(step)},
+                                       {"mu", unflatten(def, std::move(r.mus))},
+                                       {"nu", unflatten(def, std::move(r.nus))}});
+}
+} // namespace
+
 transformation scale_by_adam(double b1, double b2, double eps) {
     transformation t;
     t.init = [](const tree& params) {
@@ -189,47 +254,9 @@ transformation scale_by_adam(double b1, double b2, double eps) {
         const std::int64_t step = count_of(state, "scale_by_adam") + 1;
         const tree mu_tree = state["mu"], nu_tree = state["nu"];
         auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree});
-        const double c1 = 1 - std::pow(b1, static_cast<double>(step));
-        const double c2 = 1 - std::pow(b2, static_cast<double>(step));
-        const std::size_t n = in.leaves[0].size();
-        std::vector<tree> updates(n), mus(n), nus(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            const tree& g = in.leaves[0][i];
-            updates[i] = g;
-            mus[i] = in.leaves[1][i];
-            nus[i] = in.leaves[2][i];
-            if (g.is_none() || !float_leaf(mus[i])) continue;
-            const array& ga = g.as_array();
-            const array& m = mus[i].as_array();
-            check_leaf("scale_by_adam", in, i, ga, m);
-            with_float(ga, [&](auto tag) {
-                using T = decltype(tag);
-                array u, m2, v2;
-                T* up = fresh<T>(u, ga);
-                T* mp = fresh<T>(m2, ga);
-                T* vp = fresh<T>(v2, ga);
-                const T* gp = data<T>(ga);
-                const T* m0 = data<T>(m);
-                const T* v0 = data<T>(nus[i].as_array());
-                const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2);
-                const std::size_t len = ga.size();
-                k::vectorized(len, [&]() PT_INLINE {
-                    for (std::size_t j = 0; j < len; ++j) {
-                        mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
-                        vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
-                        up[j] = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
-                    }
-                });
-                updates[i] = u;
-                mus[i] = m2;
-                nus[i] = v2;
-                return 0;
-            });
-        }
-        tree state_out = record("ScaleByAdamState", {{"count", count_leaf(step)},
-                                                     {"mu", unflatten(in.def, std::move(mus))},
-                                                     {"nu", unflatten(in.def, std::move(nus))}});
-        return update_result{unflatten(in.def, std::move(updates)), std::move(state_out)};
+        auto r = adam_pass("scale_by_adam", in, b1, b2, eps, step, 1.0, 0.0, nullptr);
+        tree state_out = adam_state(step, in.def, r);
+        return update_result{unflatten(in.def, std::move(r.updates)), std::move(state_out)};
     };
     return t;
 }
@@ -366,60 +393,15 @@ transformation adamw(learning_rate lr, double b1, double b2, double eps, double 
                                                const tree& params) {
         if (state.kind() != node_kind::tuple || state.size() != 3)
             detail::throw_structure("adamw.update", {}, "a tuple of 3 states", describe(state));
-        const tree adam_state = state[0];
-        const std::int64_t step = count_of(adam_state, "scale_by_adam") + 1;
+        const tree adam = state[0];
+        const std::int64_t step = count_of(adam, "scale_by_adam") + 1;
         const std::int64_t lr_step = count_of(state[2], "scale_by_learning_rate");
-        const double factor = -fn(lr_step);
-        const tree mu_tree = adam_state["mu"], nu_tree = adam_state["nu"];
+        const tree mu_tree = adam["mu"], nu_tree = adam["nu"];
         auto in = align("adamw", {&grads, &mu_tree, &nu_tree, &params}, true);
-        const double c1 = 1 - std::pow(b1, static_cast<double>(step));
-        const double c2 = 1 - std::pow(b2, static_cast<double>(step));
-        const std::size_t n = in.leaves[0].size();
-        std::vector<tree> updates(n), mus(n), nus(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            const tree& g = in.leaves[0][i];
-            const tree& p = in.leaves[3][i];
-            updates[i] = g;
-            mus[i] = in.leaves[1][i];
-            nus[i] = in.leaves[2][i];
-            if (g.is_none() || !float_leaf(mus[i])) continue;
-            const array& ga = g.as_array();
-            check_leaf("adamw", in, i, ga, mus[i].as_array());
-            const bool decay = weight_decay != 0 && float_leaf(p) && keep(in.paths[i], p);
-            if (decay) check_leaf("adamw", in, i, ga, p.as_array());
-            with_float(ga, [&](auto tag) {
-                using T = decltype(tag);
-                array u, m2, v2;
-                T* up = fresh<T>(u, ga);
-                T* mp = fresh<T>(m2, ga);
-                T* vp = fresh<T>(v2, ga);
-                const T* gp = data<T>(ga);
-                const T* m0 = data<T>(mus[i].as_array());
-                const T* v0 = data<T>(nus[i].as_array());
-                const T* pp = decay ? data<T>(p.as_array()) : nullptr;
-                const T B1 = T(b1), B2 = T(b2), E = T(eps), C1 = T(1 / c1), C2 = T(1 / c2),
-                        WD = T(weight_decay), F = T(factor);
-                const std::size_t len = ga.size();
-                k::vectorized_parallel(len, [&](std::size_t lo, std::size_t hi) PT_INLINE {
-                    for (std::size_t j = lo; j < hi; ++j) {
-                        mp[j] = B1 * m0[j] + (T{1} - B1) * gp[j];
-                        vp[j] = B2 * v0[j] + (T{1} - B2) * gp[j] * gp[j];
-                        T a = mp[j] * C1 / (std::sqrt(vp[j] * C2) + E);
-                        if (pp) a = a + WD * pp[j];
-                        up[j] = a * F;
-                    }
-                });
-                updates[i] = u;
-                mus[i] = m2;
-                nus[i] = v2;
-                return 0;
-            });
-        }
-        tree adam_out = record("ScaleByAdamState", {{"count", count_leaf(step)},
-                                                    {"mu", unflatten(in.def, std::move(mus))},
-                                                    {"nu", unflatten(in.def, std::move(nus))}});
+        auto r = adam_pass("adamw", in, b1, b2, eps, step, -fn(lr_step), weight_decay, &keep);
+        tree adam_out = adam_state(step, in.def, r);
         tree lr_out = record("ScaleByScheduleState", {{"count", count_leaf(lr_step + 1)}});
-        return update_result{unflatten(in.def, std::move(updates)),
+        return update_result{unflatten(in.def, std::move(r.updates)),
                              paramtree::tuple({std::move(adam_out), state[1], std::move(lr_out)})};
     };
     return t;

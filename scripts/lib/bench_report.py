@@ -258,7 +258,8 @@ def checkpoint_section(bench):
     rate = lambda name: bench[name]["bytes_per_second"] / 2**20
     cp = rate("checkpoint/cp_read_write_fsync")
     rows = [("checkpoint/save", "save (temp file, write, fsync, rename)"),
-            ("checkpoint/load_and_read", "load against the target (mmap, validate) and read every byte")]
+            ("checkpoint/load_and_read", "load against the target (read into memory: the default) and read every byte"),
+            ("checkpoint/load_map_and_read", "the same with `load_memory::map` (mmap, zero-copy)")]
     lines = ["## Checkpoints", "",
              "A tree of 64 float32 arrays of 4 MiB (256 MiB), saved to and loaded from this machine's disk, "
              "against a plain copy of the same bytes: `read()` the whole file, `write()` it to a new file, "
@@ -268,9 +269,10 @@ def checkpoint_section(bench):
              f"| copy: read + write + fsync | {cp:,.0f} MiB/s | 100% |"]
     for key, label in rows:
         lines.append(f"| {label} | {rate(key):,.0f} MiB/s | {100 * rate(key) / cp:.0f}% |")
-    return lines + ["", "Saving writes each tensor's bytes straight from the array (no staging copy); "
-                    "loading maps the file and views aligned tensors in place, so reading them is reading the "
-                    "page cache.", ""]
+    return lines + ["", "Saving writes each tensor's bytes straight from the array (no staging copy). "
+                    "The default load reads the file into one buffer and views aligned tensors in it (one "
+                    "copy, safe against later changes to the file); the mapped load views the page cache "
+                    "itself (no copy, but see docs/checkpoints.md on files changed in place).", ""]
 
 
 def main():
