@@ -1,6 +1,7 @@
 // paramtree — untraced kernels: broadcasting, arithmetic, reductions (see kernels.hpp).
 #include "kernels.hpp"
 
+#include <paramtree/backend.hpp>
 #include <paramtree/error.hpp>
 
 #include <algorithm>
@@ -31,7 +32,16 @@ isa_level cpu_isa() noexcept {
 
 int max_threads() noexcept {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    // Decided once, after the backend has applied PARAMTREE_NUM_THREADS (an invalid value is
+    // reported by the first matrix product; the loops then use OpenMP's default).
+    static const int n = [] {
+        try {
+            (void)backend_info();
+        } catch (const error&) {
+        }
+        return omp_get_max_threads();
+    }();
+    return n;
 #else
     return 1;
 #endif
