@@ -7,7 +7,7 @@
 #include <paramtree/detail/file_io.hpp>
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
-#include <paramtree/detail/structure_codec.hpp>
+#include "structure_codec.hpp"
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/shared.hpp>

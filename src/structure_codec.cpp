@@ -1,8 +1,8 @@
 // paramtree — the structure codec of checkpoint headers (see
-// <paramtree/detail/structure_codec.hpp>): iterative in both directions.
+// src/structure_codec.hpp): iterative in both directions.
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
-#include <paramtree/detail/structure_codec.hpp>
+#include "structure_codec.hpp"
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/at.hpp>
 #include <paramtree/error.hpp>

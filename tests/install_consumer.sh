@@ -1,19 +1,40 @@
 #!/usr/bin/env bash
-# Installs the build into a scratch prefix and builds a tiny consumer against it through
-# pkg-config, proving that the installed headers, library and .pc file are complete.
+# Installs the build into a scratch prefix and builds tests/consumer/main.cpp against it three
+# ways — plain pkg-config, a meson project, a CMake project (find_package) — and runs each:
+# the installed headers, library, .pc and CMake package config must be complete.
 set -euo pipefail
 build="$1"
-src="$2"
+src_dir="$2"
 sanitize="${3:-none}"
-extra=()
+flags=()
 # A sanitized library needs the sanitizer runtime in the consumer too.
-[ "$sanitize" != "none" ] && extra+=("-fsanitize=$sanitize")
+[ "$sanitize" != "none" ] && flags+=("-fsanitize=$sanitize")
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 meson install -C "$build" --no-rebuild --destdir "$scratch/root" >/dev/null
 pcdir="$(dirname "$(find "$scratch/root" -name paramtree.pc | head -n 1)")"
 export PKG_CONFIG_PATH="$pcdir"
 export PKG_CONFIG_SYSROOT_DIR="$scratch/root"
+static="" kind=shared
+[ -f "$(dirname "$pcdir")/libparamtree.a" ] && static="--static" kind=static
+
+# 1. pkg-config by hand.
 # shellcheck disable=SC2046
-c++ -std=c++20 "${extra[@]}" "$src" -o "$scratch/consumer" $(pkg-config --cflags --libs paramtree)
-"$scratch/consumer"
+c++ -std=c++20 "${flags[@]}" "$src_dir/main.cpp" -o "$scratch/by_hand" \
+    $(pkg-config $static --cflags --libs paramtree)
+LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/by_hand"
+
+# 2. A meson project.
+meson_flags=()
+[ "$sanitize" != "none" ] && meson_flags+=("-Db_sanitize=$sanitize" "-Db_lundef=false")
+meson setup "$scratch/meson-build" "$src_dir/meson" "${meson_flags[@]}" \
+    -Ddefault_library="$kind" >/dev/null
+ninja -C "$scratch/meson-build" >/dev/null
+LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/meson-build/consumer"
+
+# 3. A CMake project.
+root_prefix="$(cd "$(dirname "$pcdir")/../.." && pwd)" # <destdir>/usr/local
+cmake -S "$src_dir/cmake" -B "$scratch/cmake-build" -DCMAKE_PREFIX_PATH="$root_prefix" \
+    -DCMAKE_CXX_FLAGS="${flags[*]:-}" >/dev/null
+cmake --build "$scratch/cmake-build" >/dev/null
+LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/cmake-build/consumer"
