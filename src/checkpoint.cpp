@@ -378,10 +378,17 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
                 problem(t.name,
                         fmt::format("{} in the file has no place in the target (strict load)",
                                     describe(t.dt, t.shape)));
-    if (!problems.empty())
-        throw format_error("load " + f.source, first_path, "a file matching the target",
-                           fmt::format("{} problem{}: {}", problems.size(),
-                                       problems.size() == 1 ? "" : "s", fmt::join(problems, "; ")));
+    if (!problems.empty()) {
+        // A resume into a model of another size can list hundreds: the first ten and a count.
+        constexpr std::size_t shown = 10;
+        const std::size_t total = problems.size();
+        if (total > shown) problems.resize(shown);
+        throw format_error(
+            "load " + f.source, first_path, "a file matching the target",
+            fmt::format(
+                "{} problem{}: {}{}", total, total == 1 ? "" : "s", fmt::join(problems, "; "),
+                total > shown ? fmt::format("; ... and {} more", total - shown) : std::string()));
+    }
     return unflatten(def, std::move(out));
 }
 

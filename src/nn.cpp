@@ -303,8 +303,12 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
 /// An error raised below a module without a path of its own gets the module's path.
 template <class E>
 [[noreturn]] void relabel(const E& e, const context& ctx, std::string_view module) {
-    throw E(fmt::format("nn::apply {}: {}", module, e.context()), keystr(ctx.where), e.expected(),
-            e.found());
+    // A module's own check already says "nn::apply <module>": prefix only what came from
+    // below (an operation's error), so messages never repeat the prefix.
+    throw E(e.context().starts_with("nn::apply ")
+                ? e.context()
+                : fmt::format("nn::apply {}: {}", module, e.context()),
+            keystr(ctx.where), e.expected(), e.found());
 }
 
 } // namespace

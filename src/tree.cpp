@@ -414,7 +414,12 @@ tree::tree(double v) : node_(detail::make_leaf(v)) {}
 tree::tree(std::string s) : node_(detail::make_leaf(std::move(s))) {}
 
 void tree::throw_not(std::string_view expected) const {
-    detail::throw_leaf("leaf access", {}, std::string(expected), detail::describe(*node_));
+    std::string found = detail::describe(*node_);
+    // The common mistake with ties: reading a tied position of a pruned tree. Say the fix.
+    if (kind() == node_kind::tied)
+        found += " (this position holds no value of its own: read tied values from "
+                 "pt::expand(tree), or read the source position)";
+    detail::throw_leaf("leaf access", {}, std::string(expected), std::move(found));
 }
 
 const array& tree::as_array() const {

@@ -699,3 +699,25 @@ TEST_CASE("checkpoint: loads copy by default, so a file changed on disk cannot r
     CHECK(copied["w"].as_array().to_doubles() == std::vector<double>(1024, 1.0));
     CHECK_THROWS_AS(pt::load(file, t), pt::format_error);
 }
+
+TEST_CASE("checkpoint: a long list of mismatches shows the first ten and a count",
+          "[checkpoint][errors]") {
+    scratch s;
+    std::vector<std::pair<std::string, pt::tree>> items;
+    for (int i = 0; i < 25; ++i)
+        items.emplace_back("w" + std::to_string(100 + i), pt::array::zeros({2}));
+    pt::save(s / "m.safetensors", pt::dict(items));
+    std::vector<std::pair<std::string, pt::tree>> other;
+    for (int i = 0; i < 25; ++i)
+        other.emplace_back("w" + std::to_string(100 + i), pt::array::zeros({3}));
+    try {
+        (void)pt::load(s / "m.safetensors", pt::dict(other));
+        FAIL("no error");
+    } catch (const pt::format_error& e) {
+        const std::string what = e.what();
+        CHECK(what.find("25 problems") != std::string::npos);
+        CHECK(what.find("... and 15 more") != std::string::npos);
+        CHECK(what.find("w109") != std::string::npos);
+        CHECK(what.find("w110") == std::string::npos);
+    }
+}

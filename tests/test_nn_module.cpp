@@ -66,3 +66,26 @@ TEST_CASE("nn: a user record named like a module is never applied as one", "[nn]
     CHECK(lin.record_name() == "pt.nn.Linear");
     CHECK(pt::nn::apply(lin, pt::array{{1.f, 0.f}}).shape() == pt::shape_type{1, 2});
 }
+
+TEST_CASE("nn: errors name the module once and tied reads say the fix", "[nn][errors]") {
+    const pt::tree lin = pt::nn::linear(pt::random::make_key(0), 4, 2);
+    try {
+        (void)pt::nn::apply(lin, pt::array::ones({3, 5}));
+        FAIL("no error");
+    } catch (const pt::shape_error& e) {
+        const std::string what = e.what();
+        CHECK(what.find("nn::apply") == what.rfind("nn::apply")); // the prefix appears once
+    }
+    // Reading a tied position of a pruned tree: the message says how to get the value.
+    const auto ks = pt::random::split(pt::random::make_key(1), 2);
+    const pt::tree lm = pt::share(pt::record("LM", {{"embed", pt::nn::embedding(ks[0], 8, 4)},
+                                                    {"head", pt::nn::linear(ks[1], 4, 8)}}),
+                                  pt::parse_path(".head.weight"), pt::parse_path(".embed.weight"));
+    try {
+        (void)lm["head"]["weight"].as_array();
+        FAIL("no error");
+    } catch (const pt::leaf_error& e) {
+        CHECK(std::string(e.what()).find("pt::expand") != std::string::npos);
+    }
+    CHECK(pt::expand(lm)["head"]["weight"].as_array().shape() == pt::shape_type{8, 4});
+}
