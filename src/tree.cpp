@@ -414,7 +414,7 @@ tree::tree(double v) : node_(detail::make_leaf(v)) {}
 tree::tree(std::string s) : node_(detail::make_leaf(std::move(s))) {}
 
 void tree::throw_not(std::string_view expected) const {
-    std::string found = detail::describe(*node_);
+    std::string found = detail::describe(*node());
     // The common mistake with ties: reading a tied position of a pruned tree. Say the fix.
     if (kind() == node_kind::tied)
         found += " (this position holds no value of its own: read tied values from "
@@ -423,26 +423,26 @@ void tree::throw_not(std::string_view expected) const {
 }
 
 const array& tree::as_array() const {
-    if (const auto* a = is_leaf() ? std::get_if<array>(&node_->value) : nullptr) return *a;
+    if (const auto* a = is_leaf() ? std::get_if<array>(&node()->value) : nullptr) return *a;
     throw_not("an array leaf");
 }
 
 const detail::leaf_value& tree::value() const {
     if (!is_leaf()) throw_not("a leaf");
-    return node_->value;
+    return node()->value;
 }
 
 tree tree::child(std::size_t i) const {
     if (i >= size())
         detail::throw_path("tree::child", {}, fmt::format("a child index below {}", size()),
-                           fmt::format("{} in {}", i, detail::describe(*node_)));
-    return tree(node_->children[i]);
+                           fmt::format("{} in {}", i, detail::describe(*node())));
+    return tree(node()->children[i]);
 }
 
 std::vector<tree> tree::children() const {
     std::vector<tree> out;
     out.reserve(size());
-    for (const auto& c : node_->children)
+    for (const auto& c : node()->children)
         out.emplace_back(c);
     return out;
 }
@@ -452,7 +452,7 @@ tree tree::operator[](std::size_t i) const {
 }
 
 tree tree::operator[](std::string_view name) const {
-    return at(path{detail::name_entry(*node_, name)});
+    return at(path{detail::name_entry(*node(), name)});
 }
 
 tree tree::at(const path& p) const {
@@ -473,7 +473,7 @@ tree tree::at(const path& p) const {
 }
 
 bool tree::contains(const path& p) const noexcept {
-    const detail::node* cur = node_.get();
+    const detail::node* cur = node().get();
     for (const auto& e : p) {
         while (cur->kind == node_kind::shared)
             cur = cur->children[0].get();
@@ -485,7 +485,7 @@ bool tree::contains(const path& p) const noexcept {
 }
 
 std::vector<std::string> tree::keys() const {
-    const detail::node* n = node_.get();
+    const detail::node* n = node().get();
     while (n->kind == node_kind::shared)
         n = n->children[0].get();
     if (n->kind == node_kind::dict) {
@@ -505,29 +505,29 @@ path_entry tree::entry(std::size_t i) const {
     if (i >= size())
         detail::throw_path("tree::entry", {}, fmt::format("a child index below {}", size()),
                            fmt::format("{}", i));
-    const auto e = detail::child_entry(node_->meta, kind(), i);
+    const auto e = detail::child_entry(node()->meta, kind(), i);
     if (!e)
         detail::throw_path("tree::entry", {}, "a list, tuple, dict or record",
-                           detail::describe(*node_));
+                           detail::describe(*node()));
     return *e;
 }
 
 std::string_view tree::record_name() const noexcept {
     if (kind() != node_kind::record) return {};
-    return std::get<std::shared_ptr<const detail::record_meta>>(node_->meta)->name;
+    return std::get<std::shared_ptr<const detail::record_meta>>(node()->meta)->name;
 }
 
 const std::vector<std::pair<std::string, static_value>>& tree::static_fields() const {
     static const std::vector<std::pair<std::string, static_value>> empty;
     if (kind() != node_kind::record) return empty;
-    return std::get<std::shared_ptr<const detail::record_meta>>(node_->meta)->statics;
+    return std::get<std::shared_ptr<const detail::record_meta>>(node()->meta)->statics;
 }
 
 const static_value& tree::static_field(std::string_view name) const {
     for (const auto& [k, v] : static_fields())
         if (k == name) return v;
     detail::throw_path("tree::static_field", {}, fmt::format("a static field '{}'", name),
-                       detail::describe(*node_));
+                       detail::describe(*node()));
 }
 
 namespace {

@@ -37,12 +37,11 @@ public:
     tree(const tree&) noexcept = default;
     tree& operator=(const tree&) noexcept = default;
     /// Moving leaves the source None (its default state), so a moved-from tree is still a
-    /// valid tree: `t2 = std::move(t); t.is_none()` holds.
-    tree(tree&& o) noexcept : node_(std::exchange(o.node_, detail::none_node())) {}
-    tree& operator=(tree&& o) noexcept {
-        if (this != &o) node_ = std::exchange(o.node_, detail::none_node());
-        return *this;
-    }
+    /// valid tree: `t2 = std::move(t); t.is_none()` holds. (The source keeps a null pointer
+    /// that reads as the None node: a move touches no reference count, which matters because
+    /// trees are moved on every tree_map and unflatten.)
+    tree(tree&& o) noexcept = default;
+    tree& operator=(tree&& o) noexcept = default;
     ~tree() = default;
     tree(array a);
     tree(bool b);
@@ -54,18 +53,18 @@ public:
     tree(std::string s);
     tree(const char* s) : tree(std::string(s)) {}
 
-    [[nodiscard]] node_kind kind() const noexcept { return node_->kind; }
+    [[nodiscard]] node_kind kind() const noexcept { return node()->kind; }
     [[nodiscard]] bool is_leaf() const noexcept { return kind() == node_kind::leaf; }
     [[nodiscard]] bool is_none() const noexcept { return kind() == node_kind::none; }
     [[nodiscard]] bool is_array() const noexcept {
-        return is_leaf() && std::holds_alternative<array>(node_->value);
+        return is_leaf() && std::holds_alternative<array>(node()->value);
     }
     /// Leaves in this subtree (cached: O(1)).
-    [[nodiscard]] std::size_t num_leaves() const noexcept { return node_->num_leaves; }
+    [[nodiscard]] std::size_t num_leaves() const noexcept { return node()->num_leaves; }
     /// Nodes in this subtree, itself and its leaves included (cached: O(1)).
-    [[nodiscard]] std::size_t num_nodes() const noexcept { return node_->num_nodes; }
+    [[nodiscard]] std::size_t num_nodes() const noexcept { return node()->num_nodes; }
     /// Number of direct children (0 for leaves and None).
-    [[nodiscard]] std::size_t size() const noexcept { return node_->children.size(); }
+    [[nodiscard]] std::size_t size() const noexcept { return node()->children.size(); }
 
     /// Child `i` in storage order (for dicts: sorted key order). Throws path_error.
     [[nodiscard]] tree child(std::size_t i) const;
@@ -104,21 +103,24 @@ public:
     /// `as<std::string>()`. Throws leaf_error on another leaf type.
     template <class T>
     [[nodiscard]] const T& as() const {
-        if (const T* p = is_leaf() ? std::get_if<T>(&node_->value) : nullptr) return *p;
+        if (const T* p = is_leaf() ? std::get_if<T>(&node()->value) : nullptr) return *p;
         throw_not(leaf_type_name<T>());
     }
     /// The leaf value variant. Throws leaf_error if this is not a leaf.
     [[nodiscard]] const detail::leaf_value& value() const;
 
     /// Identity of the node: equal identities mean the same immutable node.
-    [[nodiscard]] const void* identity() const noexcept { return node_.get(); }
+    [[nodiscard]] const void* identity() const noexcept { return node().get(); }
 
     /// Internal access for the algorithms in src/.
     explicit tree(detail::node_ptr n) noexcept : node_(std::move(n)) {}
-    [[nodiscard]] const detail::node_ptr& node() const noexcept { return node_; }
+    [[nodiscard]] const detail::node_ptr& node() const noexcept {
+        return node_ ? node_ : detail::none_node();
+    }
     /// Moves the node out; the tree is left None, like any moved-from tree.
     [[nodiscard]] detail::node_ptr take_node() && noexcept {
-        return std::exchange(node_, detail::none_node());
+        if (node_) return std::move(node_);
+        return detail::none_node(); // moved twice: a new reference to None
     }
 
 private:
