@@ -11,9 +11,10 @@ int main() {
     namespace pt = paramtree;
     namespace opt = pt::optim;
     const auto ks = pt::random::split(pt::random::make_key(0), 2);
-    const pt::tree model = pt::share(
-        pt::record("LM", {{"embed", pt::nn::embedding(ks[0], 8, 4)}, {"head", pt::nn::linear(ks[1], 4, 8)}}),
-        pt::parse_path(".head.weight"), pt::parse_path(".embed.weight"));
+    const pt::tree model =
+        pt::share(pt::record("LM", {{"embed", pt::nn::embedding(ks[0], 8, 4)},
+                                    {"head", pt::nn::linear(ks[1], 4, 8)}}),
+                  pt::parse_path(".head.weight"), pt::parse_path(".embed.weight"));
     const pt::array tokens = pt::array::from_vector<std::int64_t>({3}, {1, 5, 2});
     auto loss = [&](const pt::tree& m) {
         const pt::array h = pt::nn::apply(m["embed"], tokens);
@@ -29,7 +30,8 @@ int main() {
     const pt::tree back = pt::load(file, stepped);
     std::filesystem::remove(file);
     const bool ok = pt::structure(grads) == pt::structure(model) && stepped.num_leaves() == 2 &&
-                    pt::tree_equal(back, stepped) && loss(pt::expand(stepped)).item() < value.item();
+                    pt::tree_equal(back, stepped) &&
+                    loss(pt::expand(stepped)).item() < value.item();
     std::cout << (ok ? "installed paramtree works: " : "installed paramtree is broken: ")
               << pt::to_string(pt::backend_info()) << "\n";
     return ok ? 0 : 1;
