@@ -135,7 +135,6 @@ const std::shared_ptr<const detail::array_impl>& default_impl() noexcept {
 }
 } // namespace
 
-array::array() noexcept : impl_(default_impl()) {}
 const detail::array_impl& array::default_meta() noexcept {
     return *default_impl();
 }

@@ -68,8 +68,9 @@ struct array_access; // internal: kernels and the autodiff tape (src/)
 ///     assert(pt::same_storage(v, w));
 class array {
 public:
-    /// A 0-d float32 array holding 0 (one shared buffer: no allocation).
-    array() noexcept;
+    /// A 0-d float32 array holding 0 (one shared buffer: no allocation). A default array and
+    /// a moved-from one are the same thing: a null handle that reads as this array.
+    array() noexcept = default;
     array(const array&) noexcept = default;
     array& operator=(const array&) noexcept = default;
     /// Moving leaves the source in the default state (0-d float32 holding 0), so a
