@@ -71,6 +71,12 @@ path through_ties(const tree& t, path p, std::vector<transform>& chain) {
 
 } // namespace
 
+std::vector<path> canonical_paths(const tree& t, std::vector<path> paths) {
+    for (auto& p : paths)
+        p = canonical_path(*t.node(), p);
+    return paths;
+}
+
 tree tree_at_paths(const tree& t, std::span<const path> requested,
                    const std::function<tree(std::size_t, const tree&)>& replace_at,
                    bool follow_ties) {

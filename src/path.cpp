@@ -2,6 +2,7 @@
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/path.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -86,65 +87,116 @@ bool path::is_prefix_of(const path& other) const noexcept {
     return true;
 }
 
-path parse_path(std::string_view text) {
-    path out;
+namespace {
+bool is_ident_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+bool is_identifier(std::string_view s) {
+    return !s.empty() && !(s[0] >= '0' && s[0] <= '9') &&
+           std::all_of(s.begin(), s.end(), is_ident_char);
+}
+
+// One reader over the text; `fail` names the offset, the character and what was expected.
+struct path_reader {
+    std::string_view text;
     std::size_t i = 0;
-    auto fail = [&](std::string_view what) {
+    path out;
+
+    [[noreturn]] void fail(std::string_view what) const {
         detail::throw_path("parse_path", out, std::string(what),
                            fmt::format("'{}' at offset {} of \"{}\"",
                                        i < text.size() ? text.substr(i, 1) : "end", i, text));
-    };
-    auto is_ident = [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_';
-    };
-    while (i < text.size()) {
-        if (text[i] == '.') {
-            const std::size_t start = ++i;
-            while (i < text.size() && is_ident(text[i]))
-                ++i;
-            if (i == start) fail("a field name after '.'");
-            out.push_back(field_key{std::string(text.substr(start, i - start))});
-        } else if (text[i] == '[') {
+    }
+    [[nodiscard]] bool at(char c) const { return i < text.size() && text[i] == c; }
+
+    // A segment of dotted text (`layers.1.bias`, or `.1` after a field): digits are an index,
+    // an identifier a field (which also finds a dict key of that spelling when the path is
+    // resolved against a tree), anything else can only be a dict key.
+    void segment() {
+        const std::size_t start = i;
+        while (i < text.size() && text[i] != '.' && text[i] != '[')
             ++i;
-            if (i < text.size() && text[i] == '\'') {
-                ++i;
-                std::string key;
-                while (i < text.size() && text[i] != '\'') {
-                    if (text[i] == '\\' && i + 1 < text.size()) {
-                        ++i;
-                        // `\xHH`: a control character as `keystr` prints it.
-                        unsigned code = 0;
-                        if (text[i] == 'x' && i + 2 < text.size() &&
-                            std::from_chars(text.data() + i + 1, text.data() + i + 3, code, 16)
-                                    .ptr == text.data() + i + 3) {
-                            key += static_cast<char>(code);
-                            i += 3;
-                            continue;
-                        }
-                    }
-                    key += text[i++];
-                }
-                if (i >= text.size()) fail("a closing quote");
-                ++i;
-                if (i >= text.size() || text[i] != ']') fail("']'");
-                ++i;
-                out.push_back(dict_key{std::move(key)});
-            } else {
-                std::size_t value = 0;
-                const auto* first = text.data() + i;
-                const auto [ptr, ec] = std::from_chars(first, text.data() + text.size(), value);
-                if (ec != std::errc{} || ptr == first) fail("an index or a quoted key after '['");
-                i += static_cast<std::size_t>(ptr - first);
-                if (i >= text.size() || text[i] != ']') fail("']'");
-                ++i;
-                out.push_back(index_key{value});
+        const auto s = text.substr(start, i - start);
+        if (s.empty()) {
+            i = start;
+            fail("a name or an index after '.'");
+        }
+        std::size_t value = 0;
+        if (all_digits(s)) {
+            const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+            if (ec != std::errc{}) {
+                i = start;
+                fail("an index that fits in 64 bits");
             }
+            out.push_back(index_key{value});
+        } else if (is_identifier(s)) {
+            out.push_back(field_key{std::string(s)});
         } else {
-            fail("'.' or '['");
+            out.push_back(dict_key{std::string(s)});
         }
     }
-    return out;
+
+    // `['key']` or `["key"]` with `\\`, `\'`, `\"` and `\xHH` escapes, or `[3]`.
+    void bracket() {
+        ++i;
+        if (at('\'') || at('"')) {
+            const char quote = text[i++];
+            std::string key;
+            while (i < text.size() && text[i] != quote) {
+                if (text[i] == '\\' && i + 1 < text.size()) {
+                    ++i;
+                    // `\xHH`: a control character as `keystr` prints it.
+                    unsigned code = 0;
+                    if (text[i] == 'x' && i + 2 < text.size() &&
+                        std::from_chars(text.data() + i + 1, text.data() + i + 3, code, 16).ptr ==
+                            text.data() + i + 3) {
+                        key += static_cast<char>(code);
+                        i += 3;
+                        continue;
+                    }
+                }
+                key += text[i++];
+            }
+            if (i >= text.size()) fail(quote == '"' ? "a closing '\"'" : "a closing quote");
+            ++i;
+            if (!at(']')) fail("']'");
+            ++i;
+            out.push_back(dict_key{std::move(key)});
+            return;
+        }
+        std::size_t value = 0;
+        const auto* first = text.data() + i;
+        const auto [ptr, ec] = std::from_chars(first, text.data() + text.size(), value);
+        if (ec != std::errc{} || ptr == first) fail("an index or a quoted key after '['");
+        i += static_cast<std::size_t>(ptr - first);
+        if (!at(']')) fail("']'");
+        ++i;
+        out.push_back(index_key{value});
+    }
+
+    path read() && {
+        // Dotted text as checkpoints and load errors print it starts with a name.
+        if (i < text.size() && text[i] != '.' && text[i] != '[') segment();
+        while (i < text.size()) {
+            if (text[i] == '.') {
+                ++i;
+                segment();
+            } else if (text[i] == '[') {
+                bracket();
+            } else {
+                fail("'.' or '['");
+            }
+        }
+        return std::move(out);
+    }
+};
+} // namespace
+
+path parse_path(std::string_view text) {
+    return path_reader{text, 0, {}}.read();
 }
 
 } // namespace paramtree

@@ -258,6 +258,15 @@ tree tie(const tree& t, const path& target, const path& source_path) {
     return share(t, target, source_path);
 }
 
+tree tie(const tree& t, std::string_view target, std::string_view source_path) {
+    return share(t, target, source_path);
+}
+
+tree tie(const tree& t, const std::vector<std::string>& targets,
+         const std::vector<std::string>& sources) {
+    return share(t, targets, sources);
+}
+
 tree expand(const tree& t) {
     return tree(detail::rebuild(t.node(), detail::flag_is(detail::has_shared),
                                 [](const detail::node_ptr& n) {

@@ -265,25 +265,52 @@ path_entry name_entry(const node& n, std::string_view name) {
 }
 
 std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
+    const auto dict_index = [&](std::string_view key) -> std::optional<std::size_t> {
+        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(n.meta)->sorted_keys;
+        const auto it = std::lower_bound(keys.begin(), keys.end(), key);
+        if (it == keys.end() || *it != key) return std::nullopt;
+        return static_cast<std::size_t>(it - keys.begin());
+    };
+    // Dotted names (`layers.0.weight`, as checkpoints print them) do not say whether a name is
+    // a field or a dict key, nor whether a number is a position or a key: a field or index
+    // entry also finds the dict key of the same spelling. canonical_path rewrites such entries.
     if (const auto* k = std::get_if<index_key>(&e)) {
         if ((n.kind == node_kind::list || n.kind == node_kind::tuple) &&
             k->index < n.children.size())
             return k->index;
+        if (n.kind == node_kind::dict) return dict_index(std::to_string(k->index));
         return std::nullopt;
     }
     if (const auto* k = std::get_if<dict_key>(&e)) {
         if (n.kind != node_kind::dict) return std::nullopt;
-        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(n.meta)->sorted_keys;
-        const auto it = std::lower_bound(keys.begin(), keys.end(), k->key);
-        if (it == keys.end() || *it != k->key) return std::nullopt;
-        return static_cast<std::size_t>(it - keys.begin());
+        return dict_index(k->key);
     }
     const auto& f = std::get<field_key>(e);
+    if (n.kind == node_kind::dict) return dict_index(f.name);
     if (n.kind != node_kind::record) return std::nullopt;
     const auto& fields = std::get<std::shared_ptr<const record_meta>>(n.meta)->fields;
     const auto it = std::find(fields.begin(), fields.end(), f.name);
     if (it == fields.end()) return std::nullopt;
     return static_cast<std::size_t>(it - fields.begin());
+}
+
+path canonical_path(const node& root, const path& p) {
+    path out;
+    const node* cur = &root;
+    for (std::size_t k = 0; k < p.size(); ++k) {
+        while (cur->kind == node_kind::shared)
+            cur = cur->children[0].get();
+        const auto i = find_child(*cur, p[k]);
+        if (!i) {
+            // The rest is left as written: the caller's existence check names the failing step.
+            for (; k < p.size(); ++k)
+                out.push_back(p[k]);
+            break;
+        }
+        out.push_back(*child_entry(cur->meta, cur->kind, *i));
+        cur = cur->children[*i].get();
+    }
+    return out;
 }
 
 std::string describe_node(node_kind kind, std::size_t arity, const node_meta& meta) {

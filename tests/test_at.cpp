@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/at.hpp>
+#include <paramtree/diff.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/print.hpp>
@@ -53,6 +54,47 @@ TEST_CASE("at: selector callables, several paths, replace_fn", "[at]") {
     CHECK(w["step"].is_none());
     CHECK(pt::select([](pt::selector s) { return s["layers"][1]["weight"]; }, t)[0] ==
           pt::parse_path("['layers'][1].weight"));
+}
+
+TEST_CASE("at: where may be path text, keystr or dotted, resolved as the tree spells it",
+          "[at][path]") {
+    const auto t = mlp(3);
+    const auto a = pt::tree_at("['layers'][1].bias", t, pt::array::ones({4}));
+    // `layers` is a dict key here: the dotted name's field entry finds it.
+    const auto b = pt::tree_at("layers.1.bias", t, pt::array::ones({4}));
+    CHECK(pt::tree_equal(a, b));
+    CHECK(b["layers"][1]["bias"].as_array().item(0) == 1.0);
+    CHECK(pt::keystr(pt::select("layers.1.bias", t).at(0)) == "['layers'][1].bias");
+    CHECK(pt::keystr(pt::select(pt::parse_path("layers.1"), t).at(0)) == "['layers'][1]");
+    const auto c = pt::tree_at(std::vector<std::string>{"layers.0.bias", "[\"layers\"][2].bias"},
+                               t, pt::array::ones({4}));
+    CHECK(c["layers"][0]["bias"].as_array().item(0) == 1.0);
+    CHECK(c["layers"][2]["bias"].as_array().item(0) == 1.0);
+    CHECK(c["layers"][1]["bias"].as_array().item(0) == 0.0);
+    // The same node by two spellings is one selection, selected twice.
+    CHECK_THROWS_WITH(pt::tree_at(std::vector<std::string>{"layers.0.bias", "['layers'][0].bias"},
+                                  t, pt::array::ones({4})),
+                      Catch::Contains("the same node selected twice"));
+    CHECK_THROWS_WITH(pt::tree_at("layers.7.bias", t, pt::array::ones({4})),
+                      Catch::Contains("['layers']") && Catch::Contains("[7]"));
+    CHECK_THROWS_AS(pt::tree_at("layers..bias", t, pt::array::ones({4})), pt::path_error);
+}
+
+TEST_CASE("at: every dotted leaf name reads back to its leaf", "[at][path]") {
+    // A dict keyed by numbers and names, records and lists: dotted names are ambiguous text,
+    // resolution against the tree makes them exact.
+    const auto t = pt::dict(
+        {{"7", pt::list({pt::array::ones({1}), pt::record("R", {{"w", pt::array::zeros({2})}})})},
+         {"blocks", pt::dict({{"0", pt::array::ones({3})}, {"x-y", pt::array::ones({4})}})},
+         {"head", pt::record("Linear", {{"weight", pt::array::ones({5})}})}});
+    const auto [leaves, def] = pt::flatten_with_path(t);
+    REQUIRE(leaves.size() == 5);
+    for (const auto& [p, leaf] : leaves) {
+        INFO(pt::dotted(p));
+        const auto back = pt::select(pt::dotted(p), t).at(0);
+        CHECK(back == p);
+        CHECK(pt::same_node(t.at(pt::parse_path(pt::dotted(p))), t.at(p)));
+    }
 }
 
 TEST_CASE("at: replacing a subtree changes the structure", "[at]") {

@@ -27,8 +27,34 @@ TEST_CASE("path: malformed text is a path_error naming the offset", "[path][erro
     CHECK_THROWS_AS(pt::parse_path("['a'"), pt::path_error);
     CHECK_THROWS_AS(pt::parse_path("[x]"), pt::path_error);
     CHECK_THROWS_AS(pt::parse_path("."), pt::path_error);
-    CHECK_THROWS_AS(pt::parse_path("a"), pt::path_error);
+    CHECK_THROWS_AS(pt::parse_path("a..b"), pt::path_error);
+    CHECK_THROWS_AS(pt::parse_path("a."), pt::path_error);
+    CHECK_THROWS_AS(pt::parse_path("[\"a']"), pt::path_error);
+    CHECK_THROWS_AS(pt::parse_path("[99999999999999999999999]"), pt::path_error);
+    CHECK_THROWS_AS(pt::parse_path("a.99999999999999999999999"), pt::path_error);
     CHECK_THROWS_WITH(pt::parse_path("['a']x"), Catch::Contains("offset 5"));
+}
+
+TEST_CASE("path: parse_path reads the dotted names checkpoints and load errors print",
+          "[path]") {
+    // Numbers are positions, identifiers fields; resolving against a tree also finds dict keys
+    // of the same spelling (tested in test_at.cpp), so dotted(p) always reads back usable.
+    CHECK(pt::parse_path("layers.1.bias") ==
+          pt::path{pt::field_key{"layers"}, pt::index_key{1}, pt::field_key{"bias"}});
+    CHECK(pt::parse_path(".layers.1") == pt::path{pt::field_key{"layers"}, pt::index_key{1}});
+    CHECK(pt::parse_path("embed[0].weight") ==
+          pt::path{pt::field_key{"embed"}, pt::index_key{0}, pt::field_key{"weight"}});
+    // A segment that is neither can only be a dict key.
+    CHECK(pt::parse_path("my-key.w") == pt::path{pt::dict_key{"my-key"}, pt::field_key{"w"}});
+    CHECK(pt::parse_path("0") == pt::path{pt::index_key{0}});
+}
+
+TEST_CASE("path: parse_path takes double-quoted keys as Python prints them", "[path]") {
+    CHECK(pt::parse_path("[\"layers\"][0]") == pt::path{pt::dict_key{"layers"}, pt::index_key{0}});
+    CHECK(pt::parse_path("[\"it's\"]") == pt::path{pt::dict_key{"it's"}});
+    CHECK(pt::parse_path("['say \\'hi\\'']") == pt::path{pt::dict_key{"say 'hi'"}});
+    CHECK(pt::parse_path("[\"a\\\"b\"]") == pt::path{pt::dict_key{"a\"b"}});
+    CHECK_THROWS_WITH(pt::parse_path("[\"abc"), Catch::Contains("a closing '\"'"));
 }
 
 TEST_CASE("path: prefixes and ordering", "[path]") {

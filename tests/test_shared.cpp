@@ -53,6 +53,23 @@ TEST_CASE("shared: construction prunes, expansion reinserts the same handle", "[
     CHECK(lm[1]["weight"].kind() == pt::node_kind::tied);
 }
 
+TEST_CASE("shared: share and tie take path text, keystr or dotted", "[shared][path]") {
+    const auto untied = embedding_and_linear();
+    const auto by_path = pt::share(untied, pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
+    const auto by_text = pt::share(untied, "[1].weight", "0.weight");
+    CHECK(pt::to_string(by_text) == pt::to_string(by_path));
+    const auto tied = pt::tie(untied, "1.weight", "[0].weight");
+    CHECK(pt::to_string(tied) == pt::to_string(by_path));
+    // Dotted names that reach dict keys are stored as the tree spells them.
+    const auto d = pt::dict({{"embed", untied[0]}, {"head", untied[1]}});
+    const auto dt = pt::tie(d, std::vector<std::string>{"head.weight"},
+                            std::vector<std::string>{"embed.weight"});
+    REQUIRE(pt::ties(dt).size() == 1);
+    CHECK(pt::keystr(pt::ties(dt)[0].tied) == "['head'].weight");
+    CHECK(pt::keystr(pt::ties(dt)[0].source) == "['embed'].weight");
+    CHECK_THROWS_AS(pt::tie(d, "head.weigth", "embed.weight"), pt::path_error);
+}
+
 TEST_CASE("shared: a transposing get", "[shared]") {
     const auto embedding = pt::record("Embedding", {{"weight", randn({10, 4}, 1)}});
     const auto linear = pt::record(

@@ -6,6 +6,7 @@
 #include <concepts>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -45,19 +46,34 @@ private:
     paramtree::path path_;
 };
 
-/// What `where` may be: one path, several paths, or a callable taking a selector and
-/// returning a selector or a vector of selectors.
+/// What `where` may be: one path, several paths, path text as `parse_path` reads it (one
+/// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), or a callable
+/// taking a selector and returning a selector or a vector of selectors.
 template <class W>
 concept where_spec = std::same_as<std::decay_t<W>, path> ||
-    std::same_as<std::decay_t<W>, std::vector<path>> || std::invocable<const W&, selector>;
+    std::same_as<std::decay_t<W>, std::vector<path>> ||
+    std::convertible_to<const W&, std::string_view> ||
+    std::same_as<std::decay_t<W>, std::vector<std::string>> || std::invocable<const W&, selector>;
 
 namespace detail {
+/// `paths` with each entry spelled as `t` spells it (see canonical_path in detail/walk.hpp):
+/// a dotted name's field entry that names a dict key becomes that dict key.
+[[nodiscard]] std::vector<path> canonical_paths(const tree& t, std::vector<path> paths);
+
 template <class W>
 std::vector<path> resolve_where(const W& where, const tree& t) {
     if constexpr (std::same_as<std::decay_t<W>, path>) {
-        return {where};
+        return canonical_paths(t, {where});
     } else if constexpr (std::same_as<std::decay_t<W>, std::vector<path>>) {
-        return where;
+        return canonical_paths(t, where);
+    } else if constexpr (std::convertible_to<const W&, std::string_view>) {
+        return canonical_paths(t, {parse_path(std::string_view(where))});
+    } else if constexpr (std::same_as<std::decay_t<W>, std::vector<std::string>>) {
+        std::vector<path> out;
+        out.reserve(where.size());
+        for (const auto& text : where)
+            out.push_back(parse_path(text));
+        return canonical_paths(t, std::move(out));
     } else {
         const auto picked = std::invoke(where, selector(t));
         if constexpr (std::same_as<std::decay_t<decltype(picked)>, selector>) {

@@ -115,6 +115,12 @@ template <where_spec W, get_spec G>
 [[nodiscard]] tree tie(const tree& t, const std::vector<path>& targets,
                        const std::vector<path>& sources);
 [[nodiscard]] tree tie(const tree& t, const path& target, const path& source_path);
+/// The same with path text, keystr or dotted as checkpoints print it.
+///
+///     auto tied = pt::tie(model, "linear2.weight", "linear1.weight");
+[[nodiscard]] tree tie(const tree& t, std::string_view target, std::string_view source_path);
+[[nodiscard]] tree tie(const tree& t, const std::vector<std::string>& targets,
+                       const std::vector<std::string>& sources);
 
 /// The tree with every Shared node replaced by its child and every tied placeholder by its
 /// source value: the same handle for identity ties (zero-copy, whatever the array size), the

@@ -44,8 +44,12 @@ struct difference {
                                                     std::size_t i);
 /// The entry a name selects below `n` (Shared nodes skipped): a record field, else a dict key.
 [[nodiscard]] path_entry name_entry(const node& n, std::string_view name);
-/// Index of the child reached by `e`, or nullopt if `n` has no such child.
+/// Index of the child reached by `e`, or nullopt if `n` has no such child. A field or index
+/// entry also finds a dict key of the same spelling (dotted names are ambiguous).
 [[nodiscard]] std::optional<std::size_t> find_child(const node& n, const path_entry& e);
+/// `p` with every entry spelled as the tree spells it (a field entry that found a dict key
+/// becomes that dict key), Shared nodes passed; entries past a failing step are kept as written.
+[[nodiscard]] path canonical_path(const node& root, const path& p);
 /// `a list of length 3`, `a dict with keys ['a', 'b']`, `a Linear record with fields (w, b)`.
 [[nodiscard]] std::string describe_node(node_kind kind, std::size_t arity, const node_meta& meta);
 /// For leaves: `f32[3]`, `the integer 3`, `the string 'x'`.
