@@ -27,6 +27,23 @@ error::error(std::string context, std::string path, std::string expected, std::s
 
 namespace detail {
 
+void rethrow_as(const error& e, std::string context, std::string path) {
+    // Most derived first; every class paramtree throws is listed (error.hpp).
+    const auto again = [&]<class E>(const E*) {
+        throw E(std::move(context), std::move(path), e.expected(), e.found());
+    };
+    if (const auto* x = dynamic_cast<const structure_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const path_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const leaf_count_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const leaf_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const shape_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const sharing_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const format_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const io_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const value_error*>(&e)) again(x);
+    throw error(std::move(context), std::move(path), e.expected(), e.found());
+}
+
 void throw_structure(std::string context, const path& p, std::string expected, std::string found) {
     throw structure_error(std::move(context), keystr(p), std::move(expected), std::move(found));
 }

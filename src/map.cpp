@@ -10,7 +10,8 @@ namespace paramtree {
 namespace detail {
 
 flat_inputs flatten_all(const char* context, std::span<const tree* const> trees,
-                        const leaf_predicate& is_leaf, bool with_paths) {
+                        const leaf_predicate& is_leaf, bool with_paths,
+                        std::span<const std::string_view> names) {
     flat_inputs out;
     out.leaves.reserve(trees.size());
     for (std::size_t k = 0; k < trees.size(); ++k) {
@@ -31,11 +32,18 @@ flat_inputs flatten_all(const char* context, std::span<const tree* const> trees,
         if (k == 0) {
             out.def = std::move(flat.def);
         } else if (!(flat.def == out.def)) {
+            if (names.size() == trees.size())
+                throw_structure_mismatch(context, out.def, flat.def, names[0], names[k]);
             throw_structure_mismatch(context, out.def, flat.def, k);
         }
         out.leaves.push_back(std::move(flat.leaves));
     }
     return out;
+}
+
+void rethrow_at_leaf(const error& e, const char* context, const treedef& def, std::size_t i) {
+    if (!e.path().empty()) throw; // already names a place (in the tree it was raised for)
+    rethrow_as(e, fmt::format("{} (in {})", e.context(), context), keystr(def.leaf_paths().at(i)));
 }
 
 } // namespace detail

@@ -60,10 +60,12 @@ bool is_none_node(const tree& t) {
 
 /// The trees flattened with None as a leaf, checked to have one structure: gradients that a
 /// filter left None line up with the parameters and the state.
+/// `names` are the trees' roles for errors (`grads`, `state.mu`, `params`), never "tree 1".
 detail::flat_inputs align(const char* context, std::initializer_list<const tree*> trees,
-                          bool with_paths = false) {
+                          std::initializer_list<std::string_view> names, bool with_paths = false) {
     return detail::flatten_all(context, std::span<const tree* const>(trees.begin(), trees.size()),
-                               is_none_node, with_paths);
+                               is_none_node, with_paths,
+                               std::span<const std::string_view>(names.begin(), names.size()));
 }
 
 /// A float array leaf's array, or null (None, non-float leaves).
@@ -253,7 +255,7 @@ transformation scale_by_adam(double b1, double b2, double eps) {
     t.update = [=](const tree& grads, const tree& state, const tree&) {
         const std::int64_t step = count_of(state, "scale_by_adam") + 1;
         const tree mu_tree = state["mu"], nu_tree = state["nu"];
-        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree});
+        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree}, {"grads", "state.mu", "state.nu"});
         auto r = adam_pass("scale_by_adam", in, b1, b2, eps, step, 1.0, 0.0, nullptr);
         tree state_out = adam_state(step, in.def, r);
         return update_result{unflatten(in.def, std::move(r.updates)), std::move(state_out)};
@@ -270,7 +272,7 @@ transformation trace(double decay, bool nesterov) {
     };
     t.update = [=](const tree& grads, const tree& state, const tree&) {
         const tree tr = state["trace"];
-        auto in = align("trace", {&grads, &tr});
+        auto in = align("trace", {&grads, &tr}, {"grads", "state.trace"});
         const std::size_t n = in.leaves[0].size();
         std::vector<tree> updates(n), traces(n);
         for (std::size_t i = 0; i < n; ++i) {
@@ -309,7 +311,7 @@ transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
     t.init = [](const tree&) { return tree{}; };
     t.update = [weight_decay, fn = mask.fn](const tree& grads, const tree& state,
                                             const tree& params) {
-        auto in = align("add_decayed_weights", {&grads, &params}, true);
+        auto in = align("add_decayed_weights", {&grads, &params}, {"grads", "params"}, true);
         std::vector<tree> updates = in.leaves[0];
         for (std::size_t i = 0; i < updates.size(); ++i) {
             const tree& g = in.leaves[0][i];
@@ -397,7 +399,8 @@ transformation adamw(learning_rate lr, double b1, double b2, double eps, double 
         const std::int64_t step = count_of(adam, "scale_by_adam") + 1;
         const std::int64_t lr_step = count_of(state[2], "scale_by_learning_rate");
         const tree mu_tree = adam["mu"], nu_tree = adam["nu"];
-        auto in = align("adamw", {&grads, &mu_tree, &nu_tree, &params}, true);
+        auto in = align("adamw", {&grads, &mu_tree, &nu_tree, &params},
+                        {"grads", "state.mu", "state.nu", "params"}, true);
         auto r = adam_pass("adamw", in, b1, b2, eps, step, -fn(lr_step), weight_decay, &keep);
         tree adam_out = adam_state(step, in.def, r);
         tree lr_out = record("ScaleByScheduleState", {{"count", count_leaf(lr_step + 1)}});
@@ -408,7 +411,7 @@ transformation adamw(learning_rate lr, double b1, double b2, double eps, double 
 }
 
 tree apply_updates(const tree& params, const tree& updates) {
-    auto in = align("apply_updates", {&params, &updates});
+    auto in = align("apply_updates", {&params, &updates}, {"params", "updates"});
     std::vector<tree> out = in.leaves[0];
     for (std::size_t i = 0; i < out.size(); ++i) {
         const tree& u = in.leaves[1][i];

@@ -37,12 +37,44 @@ treedef slice(const treedef& t, std::size_t last) {
                                   nodes.begin() + static_cast<std::ptrdiff_t>(last) + 1));
 }
 
+namespace {
+[[noreturn]] void throw_mismatch(std::string context, const treedef& expected,
+                                 const treedef& found, std::string_view expected_name,
+                                 std::string_view found_name) {
+    const auto d = first_difference(expected, found);
+    std::string left = d ? d->left : expected.to_string();
+    std::string right = d ? d->right : found.to_string();
+    // The usual cause of a tie on one side only: one tree came from pt::expand (or from a
+    // model before share), the other from the pruned tree. Say so, with the fix.
+    const auto tie_like = [](std::string_view s) {
+        return s.find("a tie to") != std::string_view::npos ||
+               s.find("a Shared node") != std::string_view::npos;
+    };
+    std::string hint;
+    if (tie_like(left) != tie_like(right))
+        hint = fmt::format(
+            " (one of {} and {} is tied and the other is not: gradients and optimizer state have "
+            "the pruned structure of the tied parameters, so take value_and_grad and "
+            "optimizer.init of the same tied tree, not of pt::expand of it)",
+            expected_name, found_name);
+    throw_structure(std::move(context), d ? d->where : path{},
+                    fmt::format("{} (as in {})", left, expected_name),
+                    fmt::format("{} in {}{}", right, found_name, hint));
+}
+} // namespace
+
 void throw_structure_mismatch(std::string_view context, const treedef& expected,
                               const treedef& found, std::size_t k) {
-    const auto d = first_difference(expected, found);
-    throw_structure(fmt::format("{}: structure mismatch", context), d ? d->where : path{},
-                    fmt::format("{} (as in tree 0)", d ? d->left : expected.to_string()),
-                    fmt::format("{} in tree {}", d ? d->right : found.to_string(), k));
+    throw_mismatch(fmt::format("{}: structure mismatch", context), expected, found, "tree 0",
+                   fmt::format("tree {}", k));
+}
+
+void throw_structure_mismatch(std::string_view context, const treedef& expected,
+                              const treedef& found, std::string_view expected_name,
+                              std::string_view found_name) {
+    throw_mismatch(
+        fmt::format("{}: structure mismatch between {} and {}", context, expected_name, found_name),
+        expected, found, expected_name, found_name);
 }
 
 std::optional<difference> first_difference(const treedef& a, const treedef& b) {

@@ -3,6 +3,7 @@
 
 #include <paramtree/error.hpp>
 #include <paramtree/map.hpp>
+#include <paramtree/ops.hpp>
 #include <paramtree/print.hpp>
 
 namespace pt = paramtree;
@@ -42,6 +43,43 @@ TEST_CASE("map: mismatch names the first differing key path and both sides", "[m
     const auto c = pt::dict({{"a", pt::dict({{"c", pt::list({1, 2, 3})}})}});
     CHECK_THROWS_WITH(pt::tree_map(f, a, c),
                       Catch::Contains("at ['a']: expected a dict with keys ['b']"));
+}
+
+TEST_CASE("map: an array error inside the mapped function names the leaf", "[map][error]") {
+    const auto a = pt::dict({{"ok", pt::array::ones({2})},
+                             {"layers", pt::list({pt::array::ones({3}), pt::array::ones({4})})}});
+    const auto b = pt::dict({{"ok", pt::array::ones({2})},
+                             {"layers", pt::list({pt::array::ones({3}), pt::array::ones({5})})}});
+    const auto add = [](const pt::tree& x, const pt::tree& y) {
+        return pt::tree(pt::add(x.as_array(), y.as_array()));
+    };
+    try {
+        (void)pt::tree_map(add, a, b);
+        FAIL("expected shape_error");
+    } catch (const pt::shape_error& e) { // the type is kept
+        CHECK(e.path() == "['layers'][1]");
+        CHECK(e.context().find("(in tree_map)") != std::string::npos);
+        CHECK_THAT(e.what(), Catch::Contains("at ['layers'][1]") && Catch::Contains("[4]") &&
+                                 Catch::Contains("[5]"));
+    }
+    try {
+        (void)pt::tree_map_with_path(
+            [&](const pt::path&, const pt::tree& x, const pt::tree& y) { return add(x, y); }, a,
+            b);
+        FAIL("expected shape_error");
+    } catch (const pt::shape_error& e) {
+        CHECK(e.path() == "['layers'][1]");
+    }
+    // An error that already names a place keeps it (it may be in another tree).
+    const auto other = pt::dict({{"z", 1}});
+    try {
+        (void)pt::tree_map([&](const pt::tree&) { return other.at(pt::parse_path("['z'][0]")); },
+                           a);
+        FAIL("expected path_error");
+    } catch (const pt::path_error& e) {
+        CHECK(e.path() == "['z']");
+        CHECK(e.context() == "tree::at");
+    }
 }
 
 TEST_CASE("map: tree_map_with_path and is_leaf", "[map]") {

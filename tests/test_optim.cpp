@@ -222,6 +222,50 @@ TEST_CASE("optim: mismatched trees are clear errors naming the path", "[optim][e
                     pt::leaf_error);
 }
 
+TEST_CASE("optim: structure errors name grads, params and state, and say the tie fix",
+          "[optim][errors][sharing]") {
+    const pt::tree untied =
+        pt::tuple({pt::record("Embedding", {{"weight", gradcheck::rand(1, {5, 3})}}),
+                   pt::record("Head", {{"weight", gradcheck::rand(2, {5, 3})}})});
+    const pt::tree lm = pt::share(untied, "[1].weight", "[0].weight");
+    auto loss = [](const pt::tree& m) {
+        return pt::sum(m[0]["weight"].as_array() * m[1]["weight"].as_array());
+    };
+    // The mistake: gradients of the expanded model, state of the tied one.
+    const auto [v, g_full] = pt::value_and_grad(loss)(pt::expand(lm));
+    for (const auto& o : {opt::adam(0.1), opt::adamw(0.1)}) {
+        try {
+            (void)o.update(g_full, o.init(lm), lm);
+            FAIL("expected structure_error");
+        } catch (const pt::structure_error& e) {
+            const std::string what = e.what();
+            INFO(what);
+            CHECK(what.find("between grads and state.mu") != std::string::npos);
+            CHECK(what.find("(as in grads)") != std::string::npos);
+            CHECK(what.find("a Shared node in state.mu") != std::string::npos);
+            CHECK(what.find("not of pt::expand of it") != std::string::npos);
+            CHECK(what.find("tree 1") == std::string::npos);
+        }
+    }
+    // apply_updates calls its trees params and updates.
+    try {
+        (void)opt::apply_updates(lm, g_full);
+        FAIL("expected structure_error");
+    } catch (const pt::structure_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("between params and updates") &&
+                                 Catch::Contains("pt::expand"));
+    }
+    // Same tie state, other shapes: named, without the tie hint.
+    const pt::tree p = pt::dict({{"w", pt::array{1.0, 2.0}}});
+    try {
+        (void)opt::adam(0.1).update(pt::dict({{"v", pt::array{1.0, 2.0}}}),
+                                    opt::adam(0.1).init(p), p);
+        FAIL("expected structure_error");
+    } catch (const pt::structure_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("grads") && !Catch::Contains("pt::expand"));
+    }
+}
+
 TEST_CASE("optim: a non-finite global norm poisons every update or raises, by policy",
           "[optim][errors]") {
     namespace opt = pt::optim;

@@ -5,9 +5,11 @@
 #include <concepts>
 #include <functional>
 #include <span>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
@@ -27,9 +29,16 @@ struct flat_inputs {
     std::vector<path> paths;               // of the first tree, when asked for
 };
 /// Flattens every tree and checks that all structures equal the first one's; throws a
-/// structure_error naming the first differing path and both sides otherwise.
+/// structure_error naming the first differing path and both sides otherwise, calling the
+/// trees by `names` (their roles: `grads`, `params`) when given, else `tree k`.
 [[nodiscard]] flat_inputs flatten_all(const char* context, std::span<const tree* const> trees,
-                                      const leaf_predicate& is_leaf, bool with_paths);
+                                      const leaf_predicate& is_leaf, bool with_paths,
+                                      std::span<const std::string_view> names = {});
+/// Rethrows `e`, raised by the user's function at leaf `i` of `def`, as the same error type
+/// carrying that leaf's path when it had none (an array operation's shape error knows no
+/// path). The path is only built here, on the error path; the loop itself builds none.
+[[noreturn]] void rethrow_at_leaf(const error& e, const char* context, const treedef& def,
+                                  std::size_t i);
 } // namespace detail
 
 /// Applies `f` to corresponding leaves of `t` and of every tree in `rest` (which must have
@@ -48,11 +57,16 @@ template <class F, class... Rest>
     auto in = detail::flatten_all("tree_map", all, options.is_leaf, false);
     std::vector<tree> out;
     out.reserve(in.leaves[0].size());
-    [&]<std::size_t... K>(std::index_sequence<K...>) {
-        for (std::size_t i = 0; i < in.leaves[0].size(); ++i)
-            out.emplace_back(std::invoke(f, in.leaves[0][i], in.leaves[K + 1][i]...));
+    std::size_t i = 0;
+    try {
+        [&]<std::size_t... K>(std::index_sequence<K...>) {
+            for (; i < in.leaves[0].size(); ++i)
+                out.emplace_back(std::invoke(f, in.leaves[0][i], in.leaves[K + 1][i]...));
+        }
+        (std::index_sequence_for<Rest...>{});
+    } catch (const error& e) {
+        detail::rethrow_at_leaf(e, "tree_map", in.def, i);
     }
-    (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
 // clang-format off
@@ -78,12 +92,17 @@ template <class F, class... Rest>
     auto in = detail::flatten_all("tree_map_with_path", all, options.is_leaf, true);
     std::vector<tree> out;
     out.reserve(in.leaves[0].size());
-    [&]<std::size_t... K>(std::index_sequence<K...>) {
-        for (std::size_t i = 0; i < in.leaves[0].size(); ++i)
-            out.emplace_back(std::invoke(f, std::as_const(in.paths[i]), in.leaves[0][i],
-                                         in.leaves[K + 1][i]...));
+    std::size_t i = 0;
+    try {
+        [&]<std::size_t... K>(std::index_sequence<K...>) {
+            for (; i < in.leaves[0].size(); ++i)
+                out.emplace_back(std::invoke(f, std::as_const(in.paths[i]), in.leaves[0][i],
+                                             in.leaves[K + 1][i]...));
+        }
+        (std::index_sequence_for<Rest...>{});
+    } catch (const error& e) {
+        detail::rethrow_at_leaf(e, "tree_map_with_path", in.def, i);
     }
-    (std::index_sequence_for<Rest...>{});
     return unflatten(in.def, std::move(out));
 }
 // clang-format off

@@ -20,5 +20,8 @@ namespace paramtree::detail {
                                 std::string found);
 [[noreturn]] void throw_value(std::string context, const path& p, std::string expected,
                               std::string found);
+/// Throws an error of the dynamic type of `e` with another context and path (keystr text),
+/// the same expected and found.
+[[noreturn]] void rethrow_as(const error& e, std::string context, std::string path);
 
 } // namespace paramtree::detail

@@ -34,6 +34,11 @@ struct difference {
 /// (the structure of tree `k`) differs from `expected` (that of tree 0).
 [[noreturn]] void throw_structure_mismatch(std::string_view context, const treedef& expected,
                                            const treedef& found, std::size_t k);
+/// The same with the trees' roles named (`grads`, `params`, `state.mu`). When one side holds a
+/// tie or Shared node and the other does not, the message says what that usually means.
+[[noreturn]] void throw_structure_mismatch(std::string_view context, const treedef& expected,
+                                           const treedef& found, std::string_view expected_name,
+                                           std::string_view found_name);
 /// The structure of a subtree of `t` as a standalone treedef (nodes [first, last]).
 [[nodiscard]] treedef slice(const treedef& t, std::size_t last);
 /// Builds a treedef block from post-order nodes, computing the hash.
