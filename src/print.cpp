@@ -3,7 +3,10 @@
 // and the text is emitted with an explicit stack.
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
+#include <paramtree/partition.hpp>
 #include <paramtree/print.hpp>
+#include <paramtree/ranges.hpp>
+#include <paramtree/shared.hpp>
 
 #include <algorithm>
 #include <ostream>
@@ -215,6 +218,73 @@ std::string pformat(const tree& t, const print_options& options) {
         stack.pop_back();
         if (!stack.empty()) out += ",\n";
     }
+    return out;
+}
+
+namespace {
+// 1234567 -> "1,234,567": locale-independent, as the summary's columns are.
+std::string grouped(std::size_t n) {
+    std::string digits = std::to_string(n), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+} // namespace
+
+std::string summary(const tree& t) {
+    struct row {
+        std::string type;
+        std::size_t count = 0, elements = 0;
+    };
+    std::vector<row> rows; // in order of first appearance
+    const auto row_of = [&](std::string_view type) -> row& {
+        const auto it = std::find_if(rows.begin(), rows.end(),
+                                     [&](const row& r) { return r.type == type; });
+        if (it != rows.end()) return *it;
+        return rows.emplace_back(row{std::string(type), 0, 0});
+    };
+    // owner[d]: the row of the nearest record at depth <= d on the current pre-order path.
+    std::vector<std::size_t> owner;
+    constexpr std::size_t outside = static_cast<std::size_t>(-1);
+    std::string name; // of the root, Shared nodes passed
+    for (const views::node_ref n : views::nodes(t)) {
+        if (name.empty() && n.kind() != node_kind::shared)
+            name = n.kind() == node_kind::record ? std::string(n.get().record_name()) : "tree";
+        owner.resize(n.depth() + 1);
+        const std::size_t parent = n.depth() == 0 ? outside : owner[n.depth() - 1];
+        owner[n.depth()] = parent;
+        if (n.kind() == node_kind::record) {
+            row& r = row_of(n.get().record_name());
+            ++r.count;
+            owner[n.depth()] = static_cast<std::size_t>(&r - rows.data());
+        } else if (n.kind() == node_kind::leaf) {
+            const tree leaf = n.get();
+            if (!is_float_array(leaf)) continue;
+            row& r = parent == outside ? row_of("(outside modules)") : rows[parent];
+            r.elements += leaf.as_array().size();
+        }
+    }
+    const auto count = count_parameters(t);
+    std::string out = fmt::format("{}: {} trained parameters in {} arrays", name,
+                                  grouped(count.elements), count.arrays);
+    if (count.expanded_elements != count.elements)
+        out += fmt::format(" ({} if each use held a copy)", grouped(count.expanded_elements));
+    out += '\n';
+    std::size_t width = 6;
+    for (const auto& r : rows)
+        width = std::max(width, r.type.size());
+    out += fmt::format("  {:<{}}  count  own parameters\n", "module", width);
+    for (const auto& r : rows)
+        out += r.count == 0
+                   ? fmt::format("  {:<{}}      -  {:>14}\n", r.type, width, grouped(r.elements))
+                   : fmt::format("  {:<{}}  {:>5}  {:>14}\n", r.type, width, r.count,
+                                 grouped(r.elements));
+    for (const auto& tie : ties(t))
+        out += fmt::format("  tie: {} is {}{}\n", keystr(tie.tied),
+                           tie.getter.empty() ? keystr(tie.source) : tie.getter + "()",
+                           to_string(tie.transforms));
     return out;
 }
 

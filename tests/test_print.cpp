@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/print.hpp>
+#include <paramtree/shared.hpp>
 
 #include <sstream>
 
@@ -49,4 +50,30 @@ TEST_CASE("print: deep chains print without recursion", "[print][deep]") {
     const auto p = pt::pformat(t);
     CHECK(p.size() > s.size());
     CHECK(p.substr(0, 2) == "[\n");
+}
+
+TEST_CASE("print: summary counts modules by type, their own parameters, and ties", "[print]") {
+    const auto linear = [](std::size_t in, std::size_t out) {
+        return pt::record("Linear", {{"weight", pt::array::zeros({out, in})},
+                                     {"bias", pt::array::zeros({out})}});
+    };
+    const auto model = pt::share(
+        pt::record("Net", {{"embed", pt::record("Embedding", {{"weight", pt::array::zeros({10, 4})}})},
+                           {"layers", pt::list({linear(4, 4), linear(4, 4), linear(4, 4)})},
+                           {"scale", pt::array::ones({4})},
+                           {"head", linear(4, 10)},
+                           {"steps", pt::array::scalar<std::int64_t>(3)}}),
+        ".head.weight", ".embed.weight");
+    const std::string s = pt::summary(model);
+    INFO(s);
+    // 40 + 3 * 20 + 4 + 10 trained; the head's weight (40) is the embedding's.
+    CHECK(s.starts_with("Net: 114 trained parameters in 9 arrays (154 if each use held a copy)\n"));
+    CHECK(s.find("  Net            1               4\n") != std::string::npos);
+    CHECK(s.find("  Embedding      1              40\n") != std::string::npos);
+    CHECK(s.find("  Linear         4              70\n") != std::string::npos);
+    CHECK(s.find("  tie: .head.weight is .embed.weight\n") != std::string::npos);
+    // Outside any record, with big numbers grouped.
+    const std::string d = pt::summary(pt::dict({{"w", pt::array::zeros({1000, 1000})}}));
+    CHECK(d.starts_with("tree: 1,000,000 trained parameters in 1 arrays\n"));
+    CHECK(d.find("(outside modules)      -       1,000,000") != std::string::npos);
 }

@@ -11,6 +11,9 @@
 
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -33,7 +36,8 @@ namespace pt = paramtree;
 namespace rnd = paramtree::random;
 
 struct options {
-    std::size_t steps = 1200;
+    std::size_t steps = 1200; // the whole run's length: the learning-rate schedule spans it
+    std::size_t stop_at = 0;  // stop after this global step (0: at --steps)
     std::string text = "/usr/share/common-licenses/GPL-3";
     std::uint64_t seed = 0;
     bool untied = false;
@@ -45,113 +49,117 @@ struct options {
     double lr = 3e-3;
     std::size_t sample = 300;
     bool check = false; // exit non-zero unless the loss fell and the tie held (tests)
+    bool print_model = false;
     std::string save;   // checkpoint file written at the end
     std::string resume; // checkpoint file to continue from
+    std::string log;    // CSV: step, train loss, eval loss, tokens/s, learning rate
+    std::string plot;   // loss curve picture (.svg or .png) drawn by gnuplot
+    std::vector<std::string> given; // the run options named on the command line
 };
 
-const char* const usage = R"(usage: char_lm [options]
-Trains a character-level GPT whose output projection is tied to its input embedding.
+namespace fs = std::filesystem;
 
-  --steps N      training steps (default 1200: about 25 s on 2 cores of a recent
-                 Xeon, a few minutes on older or slower machines)
-  --text PATH    text to learn (default /usr/share/common-licenses/GPL-3)
-  --seed N       random seed (default 0)
-  --untied       give the output projection its own weight (for comparison)
-  --batch N      sequences per step (default 16)
-  --context N    characters per sequence (default 64)
-  --dim N        model width (default 128)
-  --layers N     Transformer blocks (default 2)
-  --heads N      attention heads (default 4)
-  --lr X         peak Adam learning rate (default 0.003)
-  --sample N     characters to sample after training (default 300)
-  --save PATH    save model, optimizer state and step to PATH (safetensors) at the end
-  --resume PATH  continue from a checkpoint written by --save (same model options)
-  --check        exit 1 unless the loss fell and the tie held
-  --help         this text
-)";
-
-double parse_number(std::string_view flag, std::string_view v) {
-    double out = 0;
-    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc{} || p != v.data() + v.size() || !(out > 0))
-        throw std::invalid_argument(std::string(flag) + " expects a positive number, got '" +
-                                    std::string(v) + "'");
-    return out;
+// A file the run will write: its directory must exist now, not after minutes of training.
+std::string writable(const std::string& file) {
+    const fs::path dir = fs::path(file).has_parent_path() ? fs::path(file).parent_path() : ".";
+    if (!fs::is_directory(dir)) return "no directory '" + dir.string() + "' for '" + file + "'";
+    return {};
 }
 
-std::size_t parse_size(std::string_view flag, std::string_view v) {
-    std::size_t out = 0;
-    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (ec != std::errc{} || p != v.data() + v.size())
-        throw std::invalid_argument(std::string(flag) + " expects a whole number, got '" +
-                                    std::string(v) + "'");
-    return out;
-}
+// "--lr abc" must say what --lr wants, not print the range of a double.
+const CLI::Validator positive_number(
+    [](const std::string& v) -> std::string {
+        double x = 0;
+        const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (ec != std::errc{} || p != v.data() + v.size() || !(x > 0) || !std::isfinite(x))
+            return "expects a positive number, got '" + v + "'";
+        return {};
+    },
+    "");
+const CLI::Validator whole_number(
+    [](const std::string& v) -> std::string {
+        std::size_t x = 0;
+        const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (ec != std::errc{} || p != v.data() + v.size())
+            return "expects a whole number, got '" + v + "'";
+        return {};
+    },
+    "");
+const CLI::Validator existing_file = CLI::Validator(CLI::ExistingFile).description("");
+const CLI::Validator at_least_one(
+    [](const std::string& v) -> std::string {
+        return v.find_first_not_of('0') == std::string::npos ? "must be at least 1" : "";
+    },
+    "");
 
+/// Parses the command line with CLI11; `--help` prints the usage and exits 0, a bad option
+/// exits 2 with a message naming it.
 options parse(int argc, char** argv) {
     options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) throw std::invalid_argument(std::string(a) + " expects a value");
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            std::cout << usage;
-            std::exit(0);
-        } else if (a == "--steps")
-            o.steps = parse_size(a, value());
-        else if (a == "--text")
-            o.text = value();
-        else if (a == "--seed")
-            o.seed = parse_size(a, value());
-        else if (a == "--untied")
-            o.untied = true;
-        else if (a == "--batch")
-            o.batch = parse_size(a, value());
-        else if (a == "--context")
-            o.context = parse_size(a, value());
-        else if (a == "--dim")
-            o.dim = parse_size(a, value());
-        else if (a == "--layers")
-            o.layers = parse_size(a, value());
-        else if (a == "--heads")
-            o.heads = parse_size(a, value());
-        else if (a == "--lr")
-            o.lr = parse_number(a, value());
-        else if (a == "--sample")
-            o.sample = parse_size(a, value());
-        else if (a == "--check")
-            o.check = true;
-        else if (a == "--save")
-            o.save = value();
-        else if (a == "--resume")
-            o.resume = value();
-        else
-            throw std::invalid_argument("unknown option '" + std::string(a) + "' (see --help)");
+    CLI::App app{"Trains a character-level GPT whose output projection is tied to its input\n"
+                 "embedding (one weight, trained once), on a text every Debian machine has.",
+                 "char_lm"};
+    app.get_formatter()->column_width(22);
+    app.footer("The default run (1200 steps) takes about 25 s on 2 cores of a recent Xeon and a\n"
+               "few minutes on older machines. --resume continues a saved run to its --steps\n"
+               "with the same options, schedule and data: --steps 100 --stop-at 50 --save F,\n"
+               "then --resume F, ends where --steps 100 ends, bit for bit.\n");
+    const auto count = [&](const char* name, std::size_t& v, const char* help) {
+        return app.add_option(name, v, help)->type_name("N")->check(whole_number);
+    };
+    count("--steps", o.steps, "training steps of the whole run (default 1200)")->check(at_least_one);
+    count("--stop-at", o.stop_at, "stop after this step (a run in parts)")->check(at_least_one);
+    app.add_option("--text", o.text, "text to learn (default: the GPL-3 text)")
+        ->type_name("PATH")
+        ->check(existing_file);
+    app.add_option("--seed", o.seed, "random seed (default 0)")->type_name("N")->check(whole_number);
+    app.add_flag("--untied", o.untied, "give the output projection its own weight");
+    count("--batch", o.batch, "sequences per step (default 16)")->check(at_least_one);
+    count("--context", o.context, "characters per sequence (default 64)")
+        ->check(CLI::Range(std::size_t{2}, std::size_t{1} << 20).description(""));
+    count("--dim", o.dim, "model width (default 128)")->check(at_least_one);
+    count("--layers", o.layers, "Transformer blocks (default 2)");
+    count("--heads", o.heads, "attention heads, dividing --dim (default 4)")->check(at_least_one);
+    app.add_option("--lr", o.lr, "peak AdamW learning rate (default 0.003)")
+        ->type_name("X")
+        ->check(positive_number);
+    count("--sample", o.sample, "characters sampled after training (default 300)");
+    app.add_option("--save", o.save, "save model, optimizer, step and options")->type_name("PATH");
+    app.add_option("--resume", o.resume, "continue a run saved by --save")
+        ->type_name("PATH")
+        ->check(existing_file);
+    app.add_option("--log", o.log, "write step, losses, tokens/s, lr as CSV")->type_name("PATH");
+    app.add_option("--plot", o.plot, "draw the loss curves (gnuplot)")->type_name("PATH.svg|png");
+    app.add_flag("--print-model", o.print_model, "print the whole model, not a summary");
+    app.add_flag("--check", o.check, "exit 1 unless the loss fell and the tie held");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        std::exit(app.exit(e) == 0 ? 0 : 2);
     }
-    if (o.batch == 0 || o.context < 2 || o.dim == 0 || o.heads == 0 || o.dim % o.heads != 0)
-        throw std::invalid_argument("need --batch >= 1, --context >= 2 and --heads dividing --dim");
-    // Paths are checked now, not after minutes of training.
-    namespace fs = std::filesystem;
-    if (!fs::is_regular_file(o.text))
-        throw std::invalid_argument("--text '" + o.text + "' is not a readable file");
-    if (!o.resume.empty() && !fs::is_regular_file(o.resume))
-        throw std::invalid_argument("--resume '" + o.resume + "' is not a file");
-    if (!o.save.empty()) {
-        const fs::path dir =
-            fs::path(o.save).has_parent_path() ? fs::path(o.save).parent_path() : fs::path(".");
-        if (!fs::is_directory(dir))
-            throw std::invalid_argument("--save '" + o.save + "': no directory '" + dir.string() +
-                                        "'");
+    for (const char* name : {"--steps", "--text", "--seed", "--untied", "--batch", "--context",
+                             "--dim", "--layers", "--heads", "--lr"})
+        if (app.count(name) > 0) o.given.emplace_back(name + 2);
+    std::string problem;
+    if (o.dim % o.heads != 0) problem = "--heads must divide --dim";
+    for (const auto* file : {&o.save, &o.log, &o.plot})
+        if (problem.empty() && !file->empty()) problem = writable(*file);
+    if (problem.empty() && !o.plot.empty() && !o.plot.ends_with(".svg") &&
+        !o.plot.ends_with(".png"))
+        problem = "--plot '" + o.plot + "': the picture must be a .svg or a .png file";
+    if (!problem.empty()) {
+        std::cerr << "char_lm: " << problem << "\nRun with --help for more information.\n";
+        std::exit(2);
     }
     return o;
 }
 
-/// The text as token ids over its own alphabet (the distinct bytes, sorted).
+/// The text as token ids over its own alphabet (the distinct bytes, sorted). The last tenth
+/// is held out: training windows come from the rest, the evaluation windows from it.
 struct corpus {
     std::string alphabet;
     std::vector<std::int64_t> ids;
+    std::size_t split = 0; // ids[0, split) are trained on, ids[split, end) held out
 
     explicit corpus(const std::string& path) {
         std::ifstream in(path, std::ios::binary);
@@ -170,15 +178,19 @@ struct corpus {
         ids.reserve(text.size());
         for (const unsigned char c : text)
             ids.push_back(index[c]);
+        split = ids.size() - ids.size() / 10;
     }
 
-    /// `batch` random windows of `t + 1` characters: inputs and next-character targets.
+    /// `batch` random windows of `t + 1` characters from the trained part (or the held-out
+    /// one): inputs and next-character targets.
     [[nodiscard]] std::pair<pt::array, pt::array> batch(const rnd::key& key, std::size_t b,
-                                                        std::size_t t) const {
+                                                        std::size_t t, bool held_out = false) const {
+        const std::size_t first = held_out ? split : 0;
+        const std::size_t length = (held_out ? ids.size() : split) - first;
         const auto starts = rnd::bits(key, b);
         std::vector<std::int64_t> x(b * t), y(b * t);
         for (std::size_t i = 0; i < b; ++i) {
-            const std::size_t s = starts[i] % (ids.size() - t - 1);
+            const std::size_t s = first + starts[i] % (length - t - 1);
             for (std::size_t j = 0; j < t; ++j) {
                 x[i * t + j] = ids[s + j];
                 y[i * t + j] = ids[s + j + 1];
@@ -239,13 +251,138 @@ std::string sample(const pt::tree& model, const corpus& text, std::size_t contex
     return out;
 }
 
-int run(const options& o) {
+/// The options that define a run, saved in its checkpoints so `--resume` goes on with the
+/// same model, data and schedule.
+pt::tree run_record(const options& o) {
+    const auto i64 = [](std::size_t v) { return pt::tree(static_cast<std::int64_t>(v)); };
+    return pt::record("Run", {{"steps", i64(o.steps)},
+                              {"text", o.text},
+                              {"seed", i64(o.seed)},
+                              {"untied", o.untied},
+                              {"batch", i64(o.batch)},
+                              {"context", i64(o.context)},
+                              {"dim", i64(o.dim)},
+                              {"layers", i64(o.layers)},
+                              {"heads", i64(o.heads)},
+                              {"lr", o.lr}});
+}
+
+/// A checkpoint is one tree: the model (its tie stored once), the optimizer state (one Adam
+/// moment per tied weight), the global step and the run's options.
+pt::tree checkpoint(const pt::tree& model, const pt::tree& state, std::size_t step,
+                    const options& o) {
+    return pt::record("Checkpoint", {{"model", model},
+                                     {"optimizer", state},
+                                     {"step", pt::array::scalar(static_cast<std::int64_t>(step))},
+                                     {"run", run_record(o)}});
+}
+
+/// Takes the saved run's options; one named on the command line must agree (`--steps` may
+/// differ: a longer run stretches the schedule from here on).
+void adopt_saved_run(options& o, const std::string& file) {
+    const pt::tree saved = pt::load_tree(file);
+    if (!saved.contains(pt::parse_path(".run")))
+        throw std::runtime_error("'" + file + "' has no run options (written by an older " +
+                                 "char_lm); it cannot be resumed");
+    const pt::tree run = saved["run"];
+    const auto given = [&](const char* name) {
+        return std::find(o.given.begin(), o.given.end(), name) != o.given.end();
+    };
+    const auto take = [&]<class T>(const char* name, T& field) {
+        T value{};
+        if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, std::uint64_t>)
+            value = static_cast<T>(run[name].template as<std::int64_t>());
+        else
+            value = run[name].template as<T>();
+        if (given(name) && value != field && std::string_view(name) != "steps")
+            throw std::runtime_error(fmt::format(
+                "--{} {} differs from the resumed run's {} ('{}')", name, field, value, file));
+        if (!given(name)) field = value;
+    };
+    take("steps", o.steps);
+    take("text", o.text);
+    take("seed", o.seed);
+    take("untied", o.untied);
+    take("batch", o.batch);
+    take("context", o.context);
+    take("dim", o.dim);
+    take("layers", o.layers);
+    take("heads", o.heads);
+    take("lr", o.lr);
+}
+
+/// One row per step of the log and the plot; eval is NaN between evaluations.
+struct history_row {
+    std::size_t step;
+    double train, eval, tokens_per_s, lr;
+};
+
+void write_log_row(std::ofstream& log, const history_row& r) {
+    // Empty where there is no value (eval between evaluations, training columns at the start).
+    const auto cell = [](double v, const char* format) {
+        return std::isnan(v) ? std::string() : fmt::format(fmt::runtime(format), v);
+    };
+    log << r.step << ',' << cell(r.train, "{:.6g}") << ',' << cell(r.eval, "{:.6g}") << ','
+        << cell(r.tokens_per_s, "{:.0f}") << ',' << cell(r.lr, "{:.6g}") << '\n'
+        << std::flush; // a crash or a kill leaves every finished step in the file
+}
+
+/// Draws the train (raw and smoothed) and eval loss curves with gnuplot, the program, fed a
+/// script on its standard input. Returns what happened, for the user.
+std::string plot(const std::vector<history_row>& history, const std::string& file,
+                 const std::string& title) {
+    if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return "gnuplot not found: skipped the plot (apt-get install gnuplot-nox)";
+    const bool png = file.ends_with(".png");
+    FILE* gp = popen("gnuplot", "w");
+    if (gp == nullptr) return "could not start gnuplot: skipped the plot";
+    std::string script =
+        fmt::format("set terminal {} size 900,540 font ',11'\nset output '{}'\n",
+                    png ? "pngcairo" : "svg dynamic", file);
+    script += fmt::format("set title '{}' noenhanced\nset xlabel 'step'\nset ylabel 'loss "
+                          "(cross-entropy, nats per character)'\nset grid\nset key top right\n",
+                          title);
+    script += "set datafile missing 'nan'\n$d << EOD\n";
+    // An exponential moving average with Adam's bias correction: no lag from a zero start.
+    double average = 0, weight = 0;
+    for (const auto& r : history) {
+        if (!std::isnan(r.train)) {
+            average = 0.95 * average + 0.05 * r.train;
+            weight = 0.95 * weight + 0.05;
+        }
+        script += fmt::format("{} {} {} {}\n", r.step, r.train,
+                              weight > 0 ? average / weight : std::nan(""), r.eval);
+    }
+    script += "EOD\nplot $d using 1:2 with lines lc rgb '#c0c8e0' title 'train (per step)', "
+              "$d using 1:3 with lines lw 2 lc rgb '#2050b0' title 'train (smoothed)', "
+              "$d using 1:4 with linespoints pt 7 lw 2 lc rgb '#d04020' title 'held-out text'\n";
+    std::fwrite(script.data(), 1, script.size(), gp);
+    if (pclose(gp) != 0) return "gnuplot failed: no plot written";
+    return "loss curves: " + file;
+}
+
+/// Prints the model: a summary by module type, or the whole tree with --print-model.
+void describe_model(const pt::tree& model, const options& o) {
+    std::cout << (o.print_model ? pt::pformat(model) + "\n" : pt::summary(model));
+    const auto count = pt::count_parameters(model);
+    if (!o.untied)
+        std::cout << "the tie saves " << count.expanded_elements - count.elements
+                  << " parameters: head.weight is embed.weight, trained once\n";
+    std::cout << "\n";
+}
+
+int run(options o) {
+    if (!o.resume.empty()) adopt_saved_run(o, o.resume);
     const corpus text(o.text);
-    if (text.ids.size() < o.context + 2)
-        throw std::runtime_error("the text is shorter than one training window");
+    if (text.ids.size() - text.split < o.context + 2)
+        throw std::runtime_error(fmt::format(
+            "'{}' is too short: its held-out tenth ({} characters) is shorter than one window "
+            "of --context {} + 2",
+            o.text, text.ids.size() - text.split, o.context));
     const gpt::config cfg{text.alphabet.size(), o.context, o.dim, o.layers, o.heads, !o.untied};
     const rnd::key root = rnd::make_key(o.seed);
     pt::tree model = gpt::make(rnd::fold_in(root, 0), cfg);
+    const std::size_t trained = pt::count_parameters(model).elements;
 
     // What multiplies the matrices on this machine, and a one-line warning when the BLAS
     // silently runs generic kernels on a CPU that supports more.
@@ -253,16 +390,12 @@ int run(const options& o) {
     std::cout << pt::to_string(backend) << "\n";
     if (!backend.warning.empty()) std::cerr << backend.warning << "\n";
     std::cout << "paramtree char-level GPT on " << o.text << " (" << text.ids.size()
-              << " characters, " << text.alphabet.size() << " distinct)\n\n"
-              << pt::pformat(model) << "\n\n";
-    const auto count = pt::count_parameters(model);
-    std::cout << "parameters: " << count.elements << " trained" << (o.untied ? " (untied)" : "")
-              << "; " << count.expanded_elements << " if every use held its own copy";
-    if (!o.untied)
-        std::cout << " (the tie saves " << count.expanded_elements - count.elements << ")";
-    std::cout << "\n\n";
+              << " characters, " << text.alphabet.size() << " distinct; the last "
+              << text.ids.size() - text.split << " held out)\n\n";
+    describe_model(model, o);
 
-    // AdamW (no decay on biases, norms and positions), warm-up then cosine decay, clipping.
+    // AdamW (no decay on biases, norms and positions), warm-up then cosine decay over the
+    // whole run, clipping.
     namespace opt = pt::optim;
     const auto decay = [](const pt::path& p, const pt::tree&) {
         const std::string k = pt::keystr(p);
@@ -277,48 +410,61 @@ int run(const options& o) {
                     opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
     pt::tree state = optimizer.init(model);
     std::size_t first_step = 0;
-
-    // A checkpoint is one tree: the model (its tie stored once), the optimizer state (one
-    // Adam moment per tied weight) and the step.
-    auto checkpoint = [](const pt::tree& m, const pt::tree& s, std::size_t step) {
-        return pt::record("Checkpoint",
-                          {{"model", m},
-                           {"optimizer", s},
-                           {"step", pt::array::scalar(static_cast<std::int64_t>(step))}});
-    };
     if (!o.resume.empty()) {
-        const pt::tree loaded = pt::load(o.resume, checkpoint(model, state, 0));
+        const pt::tree loaded = pt::load(o.resume, checkpoint(model, state, 0, o));
         model = loaded["model"];
         state = loaded["optimizer"];
         first_step = static_cast<std::size_t>(loaded["step"].as_array().item());
-        std::cout << "resumed from " << o.resume << " at step " << first_step << "\n";
+        std::cout << "resumed from " << o.resume << " at step " << first_step << " of "
+                  << o.steps << "\n";
     }
+    const std::size_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+    if (first_step >= last)
+        throw std::runtime_error(fmt::format(
+            "the run is at step {} already: nothing to train before step {} (a larger --steps "
+            "extends it)",
+            first_step, last));
 
-    // A fixed held-out batch measures the loss before and after.
-    const auto [eval_x, eval_y] = text.batch(rnd::fold_in(root, 1), 32, o.context);
-    const double initial = gpt::loss(model, eval_x, eval_y).item();
-    std::cout << "loss before training: " << initial
+    // Fixed held-out windows measure the loss on text the model never trains on.
+    const auto [eval_x, eval_y] = text.batch(rnd::fold_in(root, 1), 32, o.context, true);
+    const auto eval_loss = [&](const pt::tree& m) { return gpt::loss(m, eval_x, eval_y).item(); };
+    const double initial = eval_loss(model);
+    std::cout << "held-out loss before training: " << initial
               << " (uniform guessing: " << std::log(static_cast<double>(text.alphabet.size()))
               << ")\n";
+
+    std::ofstream log;
+    if (!o.log.empty()) {
+        log.open(o.log);
+        if (!log) throw std::runtime_error("cannot write the log '" + o.log + "'");
+        log << "step,train_loss,eval_loss,tokens_per_s,lr\n";
+    }
+    // The held-out loss before training starts both the log and the plot.
+    std::vector<history_row> history{
+        {first_step, std::nan(""), initial, std::nan(""), std::nan("")}};
+    if (log.is_open()) write_log_row(log, history.back());
 
     const bool tty = isatty(STDOUT_FILENO) != 0;
     const auto step_fn = pt::value_and_grad(
         [](const pt::tree& m, const pt::array& x, const pt::array& y, const rnd::key& k) {
             return gpt::loss(m, x, y, pt::nn::context::train(k));
         });
+    const std::size_t every = std::max<std::size_t>(1, (last - first_step) / 10);
     const auto start = std::chrono::steady_clock::now();
-    double smoothed = initial;
-    for (std::size_t step = 0; step < o.steps; ++step) {
-        const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(first_step + step + 2));
+    double interval_sum = 0; // train losses since the last report: their mean is reported
+    std::size_t interval_steps = 0;
+    for (std::size_t step = first_step; step < last; ++step) {
+        // Batches and dropout are keyed by the global step: a resumed run sees the same data.
+        const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(step + 2));
         const auto [x, y] = text.batch(k, o.batch, o.context);
         auto [loss, grads] = step_fn(model, x, y, rnd::fold_in(k, 1));
         // A diverged run stops with the step that diverged, before its update reaches the
         // parameters (the optimizer's clipping raises on non-finite gradients as well).
         if (!std::isfinite(loss.item())) {
             if (tty) std::cout << "\n";
-            std::cerr << "char_lm: stopped at step " << first_step + step + 1 << ": the loss is "
+            std::cerr << "char_lm: stopped at step " << step + 1 << ": the loss is "
                       << loss.item() << " (diverged; try a smaller --lr). The parameters of step "
-                      << first_step + step << " are kept.\n";
+                      << step << " are kept.\n";
             return 2;
         }
         pt::optim::update_result result;
@@ -326,35 +472,42 @@ int run(const options& o) {
             result = optimizer.update(grads, state, model);
         } catch (const pt::value_error& e) {
             if (tty) std::cout << "\n";
-            std::cerr << "char_lm: stopped at step " << first_step + step + 1
+            std::cerr << "char_lm: stopped at step " << step + 1
                       << ": a gradient is not finite (" << e.what() << ")\n";
             return 2;
         }
         model = opt::apply_updates(model, result.updates);
         state = std::move(result.state);
 
-        smoothed = step == 0 ? loss.item() : 0.95 * smoothed + 0.05 * loss.item();
+        const std::size_t done = step + 1 - first_step;
+        interval_sum += loss.item();
+        ++interval_steps;
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        const double tokens_per_s = static_cast<double>((step + 1) * o.batch * o.context) / elapsed;
+        const double tokens_per_s = static_cast<double>(done * o.batch * o.context) / elapsed;
+        const bool report = done % every == 0 || step + 1 == last;
+        const double eval = report ? eval_loss(model) : std::nan("");
+        history.push_back({step + 1, loss.item(), eval, tokens_per_s,
+                           lr(static_cast<std::int64_t>(step))});
+        if (log.is_open()) write_log_row(log, history.back());
         const double eta =
-            elapsed / static_cast<double>(step + 1) * static_cast<double>(o.steps - step - 1);
-        char line[160];
-        std::snprintf(line, sizeof line,
-                      "step %zu/%zu  loss %.3f  %.0f tokens/s  elapsed %s  ETA %s",
-                      first_step + step + 1, first_step + o.steps, smoothed, tokens_per_s,
-                      human(elapsed).c_str(), human(eta).c_str());
-        if (tty) {
+            elapsed / static_cast<double>(done) * static_cast<double>(last - step - 1);
+        std::string line = fmt::format("step {}/{}  train {:.3f}", step + 1, o.steps,
+                                       interval_sum / static_cast<double>(interval_steps));
+        if (report) interval_sum = 0, interval_steps = 0;
+        if (report) line += fmt::format("  held-out {:.3f}", eval);
+        line += fmt::format("  {:.0f} tokens/s  elapsed {}  ETA {}", tokens_per_s,
+                            human(elapsed), human(eta));
+        if (report && tty)
+            std::cout << "\r" << line << "\033[K\n" << std::flush; // kept: it has the eval
+        else if (tty)
             std::cout << "\r" << line << "\033[K" << std::flush; // one updating line
-        } else if ((step + 1) % std::max<std::size_t>(1, o.steps / 10) == 0 ||
-                   step + 1 == o.steps) {
+        else if (report)
             std::cout << line << std::endl; // flushed: piped runs show progress as it happens
-        }
     }
-    if (tty) std::cout << "\n";
 
-    const double final_loss = gpt::loss(model, eval_x, eval_y).item();
-    std::cout << "\nloss after training:  " << final_loss << " (was " << initial << ")\n";
+    const double final_loss = eval_loss(model);
+    std::cout << "\nheld-out loss after training: " << final_loss << " (was " << initial << ")\n";
 
     // The tie held: one embedding buffer serves both places, and there is still one leaf.
     bool tie_held = true;
@@ -362,15 +515,21 @@ int run(const options& o) {
         const pt::tree full = pt::expand(model);
         tie_held = pt::same_storage(full["embed"]["weight"].as_array(),
                                     full["head"]["weight"].as_array()) &&
-                   pt::count_parameters(model).elements == count.elements;
+                   pt::count_parameters(model).elements == trained;
         std::cout << "tie held: " << (tie_held ? "yes" : "NO")
                   << " (head.weight is embed.weight, one buffer, one Adam moment)\n";
     }
     if (!o.save.empty()) {
-        pt::save(o.save, checkpoint(model, state, first_step + o.steps));
-        std::cout << "saved " << o.save << " (" << std::filesystem::file_size(o.save)
-                  << " bytes; the tied weight is stored once)\n";
+        pt::save(o.save, checkpoint(model, state, last, o));
+        std::cout << "saved " << o.save << " at step " << last << " ("
+                  << std::filesystem::file_size(o.save) << " bytes; the tied weight is stored once)\n";
     }
+    if (log.is_open()) std::cout << "log: " << o.log << "\n";
+    if (!o.plot.empty())
+        std::cout << plot(history, o.plot,
+                          fmt::format("char-level GPT ({}), {}", o.untied ? "untied" : "tied embedding",
+                                      fs::path(o.text).filename().string()))
+                  << "\n";
     if (o.sample > 0)
         std::cout << "\nsample:\n"
                   << sample(model, text, o.context, "The ", o.sample, rnd::fold_in(root, 3))

@@ -28,6 +28,18 @@ struct print_options {
 /// One-line short form: `{'w': f32[3], 'lr': 0.1}`.
 [[nodiscard]] std::string to_string(const tree& t);
 
+/// A compact model summary, one line per module (record) type: how many there are and the
+/// float parameters they hold themselves (not those of nested modules), then the ties and the
+/// totals. For a model whose full `pformat` runs to pages.
+///
+///     std::cout << pt::summary(model);
+///     // GPT: 209,920 trained parameters in 30 arrays (222,208 if each use held a copy)
+///     //   module            count  own parameters
+///     //   Embedding             2          14,336
+///     //   ...
+///     //   tie: .head.weight is .embed.weight
+[[nodiscard]] std::string summary(const tree& t);
+
 /// Writes the one-line form.
 std::ostream& operator<<(std::ostream& os, const tree& t);
 
