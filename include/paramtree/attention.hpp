@@ -25,7 +25,8 @@ struct attention_options {
 /// `torch.nn.functional.scaled_dot_product_attention` after merging heads. Differentiable in
 /// q, k and v. Throws shape_error for shapes that do not fit or `heads` not dividing D.
 ///
-///     pt::array y = pt::scaled_dot_product_attention(q, k, v, 4, {.causal = true});
+///     const auto q = pt::random::normal(k1, {2, 16, 64}), k = pt::random::normal(k2, {2, 16, 64});
+///     pt::array y = pt::scaled_dot_product_attention(q, k, k, 4, {.causal = true});  // [2, 16, 64]
 [[nodiscard]] array scaled_dot_product_attention(const array& q, const array& k, const array& v,
                                                  std::size_t heads,
                                                  const attention_options& options = {});

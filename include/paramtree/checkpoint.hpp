@@ -62,7 +62,8 @@ struct load_options {
 /// copies must be equal). All mismatches are reported together, each by path, in one
 /// format_error.
 ///
-///     pt::tree model = pt::load("model.safetensors", make_model(key));
+///     pt::save("model.safetensors", lm);
+///     pt::tree back = pt::load("model.safetensors", lm);  // any tree of lm's structure will do
 [[nodiscard]] tree load(const std::filesystem::path& file, const tree& like,
                         const load_options& options = {});
 

@@ -34,6 +34,7 @@ struct tolerance {
 /// as after a tree_at) are skipped in O(1) with `equal_nan`; without it they are scanned for
 /// NaN only. A structural difference is reported once and not descended into.
 ///
+///     const pt::tree before = t, after = pt::tree_at("['w']", t, pt::array::zeros({3}));
 ///     for (const auto& d : pt::tree_diff(before, after))
 ///         std::cout << pt::keystr(d.where) << ": " << d.left << " vs " << d.right << "\n";
 [[nodiscard]] std::vector<tree_difference> tree_diff(const tree& a, const tree& b,

@@ -10,9 +10,12 @@ namespace paramtree {
 
 /// Base of every exception paramtree throws on bad input.
 ///
-/// `path()` is the key path where the problem is (`['layers'][3].weight`, or `<root>`),
+/// `path()` is the key path where the problem is, as `keystr` prints it: `['layers'][3].weight`;
+/// messages print the empty path as \<root\>.
 /// `expected()` and `found()` describe both sides. `what()` holds the full message.
 ///
+///     auto [too_few, def] = pt::flatten(t);
+///     too_few.pop_back();
 ///     try { (void)pt::unflatten(def, too_few); }
 ///     catch (const pt::error& e) { std::cerr << e.what(); }
 class error : public std::runtime_error {
@@ -77,7 +80,7 @@ class value_error : public error {
     using error::error;
 };
 
-/// Text of a path for messages: `<root>` for the empty path.
+/// Text of a path for messages: \<root\> for the empty path.
 [[nodiscard]] std::string display_path(const std::string& keystr);
 
 } // namespace paramtree

@@ -45,6 +45,7 @@ struct flat_inputs {
 /// the structure of `t`) and rebuilds a tree of that structure from the results.
 /// Throws structure_error naming the first differing key path and both sides.
 ///
+///     const pt::tree x = pt::dict({{"a", 1.0}, {"b", 2.0}}), y = pt::dict({{"a", 10.0}, {"b", 20.0}});
 ///     auto sum = pt::tree_map([](const pt::tree& a, const pt::tree& b) {
 ///         return a.as<double>() + b.as<double>(); }, x, y);
 // clang-format off
@@ -125,6 +126,7 @@ template <class F, class... Rest>
 ///
 ///     double n = pt::tree_reduce([](double acc, const pt::tree& l) {
 ///         return acc + double(l.as_array().size()); }, params, 0.0);
+///     assert(n == 4);   // params: w f32[3,1] and b f32[1]
 template <class F, class T>
 [[nodiscard]] T tree_reduce(F&& f, const tree& t, T init) {
     for (const auto& leaf : leaves(t))

@@ -19,6 +19,7 @@ namespace paramtree {
 
 /// a + b, a - b, a * b, a / b elementwise with numpy broadcasting (`/` needs floats).
 ///
+///     const auto x = pt::array::ones({64, 512}), w = pt::array::ones({512}), b = w;
 ///     pt::array y = x * w + b;            // f32[64,512] * f32[512] + f32[512]
 [[nodiscard]] array add(const array& a, const array& b);
 [[nodiscard]] array subtract(const array& a, const array& b);
@@ -73,6 +74,7 @@ namespace paramtree {
 
 /// Sum over `axes` (all when empty), keeping them as 1s if `keepdims`.
 ///
+///     const auto x = pt::array::ones({3, 4});
 ///     pt::array col = pt::sum(x, {0});            // f32[3,4] -> f32[4]
 ///     pt::array total = pt::sum(x);               // -> f32[] (0-d)
 [[nodiscard]] array sum(const array& x, const std::vector<int>& axes = {}, bool keepdims = false);
@@ -96,13 +98,17 @@ namespace paramtree {
 /// Arrays of one dtype joined along `axis`; all other extents must agree.
 [[nodiscard]] array concatenate(const std::vector<array>& xs, int axis = 0);
 /// Rows of `table` picked by the integer (int32/int64) `indices`: the result has shape
-/// `indices.shape() + table.shape()[1:]` — an embedding lookup. Throws path_error for an
+/// `indices.shape() + table.shape()[1:]` — an embedding lookup. Throws shape_error for an
 /// index outside [0, rows).
 ///
-///     pt::array e = pt::take(embedding, tokens);  // f32[V,D], i64[B,T] -> f32[B,T,D]
+///     const auto table = pt::array::ones({10, 4});
+///     const auto tokens = pt::array::from_vector<std::int64_t>({2, 3}, {1, 2, 3, 4, 5, 6});
+///     pt::array e = pt::take(table, tokens);      // f32[V,D], i64[B,T] -> f32[B,T,D]
 [[nodiscard]] array take(const array& table, const array& indices);
 /// `a` where `mask` (bool) holds, else `b`; all three broadcast. Causal attention masks:
 ///
+///     const auto scores = pt::array::ones({3, 3});
+///     const auto causal = pt::array::from_vector<bool>({3, 3}, {1, 0, 0, 1, 1, 0, 1, 1, 1});
 ///     pt::array s = pt::where(causal, scores, pt::array::full({}, -1e9));
 [[nodiscard]] array where(const array& mask, const array& a, const array& b);
 
@@ -112,6 +118,7 @@ namespace paramtree {
 /// batch axes; a 1-d operand is a vector (its axis is removed from the result). Floats, both
 /// of one dtype, through the system BLAS.
 ///
+///     const auto x = pt::array::ones({64, 784}), w = pt::array::ones({512, 784});
 ///     pt::array h = pt::matmul(x, pt::transpose(w));   // f32[64,784] x f32[784,512]
 [[nodiscard]] array matmul(const array& a, const array& b);
 
@@ -119,6 +126,7 @@ namespace paramtree {
 /// bias of shape [out]: `torch.nn.functional.linear`. One BLAS call with a transpose flag and
 /// the bias folded in; no copy of `w` is made, forward or backward.
 ///
+///     const pt::tree layer = pt::nn::linear(k1, 3, 5);
 ///     pt::array h = pt::linear(x, layer["weight"].as_array(), layer["bias"].as_array());
 [[nodiscard]] array linear(const array& x, const array& w, const array& b);
 /// x @ w^T without a bias.
@@ -131,8 +139,10 @@ namespace paramtree {
 /// x - logsumexp(x) along `axis` (numerically stable).
 [[nodiscard]] array log_softmax(const array& x, int axis = -1);
 /// Mean cross-entropy of `logits` [..., C] against integer class `targets` [...].
-/// Throws path_error for a target outside [0, C).
+/// Throws shape_error for a target outside [0, C).
 ///
+///     const auto logits = pt::array::zeros({4, 10});
+///     const auto labels = pt::array::from_vector<std::int64_t>({4}, {0, 3, 9, 3});
 ///     pt::array loss = pt::cross_entropy(logits, labels);   // f32[B,C], i64[B] -> f32[]
 [[nodiscard]] array cross_entropy(const array& logits, const array& targets);
 /// Normalises over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta, with gamma

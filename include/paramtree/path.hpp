@@ -90,8 +90,9 @@ namespace detail {
 [[nodiscard]] std::string dotted(const path& p);
 /// Reads `keystr` text back. Throws path_error naming the position of a syntax error.
 ///
-///     assert(pt::parse_path("['a'][0].w") == pt::path{pt::dict_key{"a"}, pt::index_key{0},
-///                                                      pt::field_key{"w"}});
+///     assert((pt::parse_path("['a'][0].w") ==
+///             pt::path{pt::dict_key{"a"}, pt::index_key{0}, pt::field_key{"w"}}));
+///     assert(pt::parse_path("layers.0.bias") == pt::parse_path(".layers[0].bias"));
 [[nodiscard]] path parse_path(std::string_view text);
 /// Text of one entry: `[3]`, `['a']` or `.w`.
 [[nodiscard]] std::string entry_str(const path_entry& e);

@@ -298,15 +298,17 @@ private:
 
 /// The leaves of `t` in flatten order (pre-order, dict keys sorted), ties pruned.
 ///
-///     for (pt::views::leaf_ref l : pt::views::leaves(model)) if (l.is_array()) ...
+///     std::size_t arrays = 0;
+///     for (pt::views::leaf_ref l : pt::views::leaves(model)) arrays += l.is_array() ? 1 : 0;
+///     assert(arrays == 4);
 using leaves_view = detail_views::tree_view<detail_views::leaf_iterator<leaf_filter::all, false>>;
 [[nodiscard]] leaves_view leaves(tree t);
 
 /// Each leaf with its key path; the path is extended and shortened as the walk moves (never
 /// rebuilt per leaf).
 ///
-///     for (auto [where, leaf] : pt::views::leaves_with_path(model)) std::cout <<
-///     pt::keystr(where);
+///     for (auto [where, leaf] : pt::views::leaves_with_path(model))
+///         std::cout << pt::keystr(where) << "\n";   // .linear1.weight, .linear1.bias, ...
 using leaves_with_path_view =
     detail_views::tree_view<detail_views::leaf_iterator<leaf_filter::all, true>>;
 [[nodiscard]] leaves_with_path_view leaves_with_path(tree t);
@@ -342,7 +344,9 @@ void check_same_structure(std::initializer_list<const tree*> trees);
 /// parameters next to their gradients and optimizer moments. Throws structure_error naming
 /// the first differing path if the structures differ.
 ///
-///     for (auto [p, g] : pt::views::zip_leaves(params, grads)) ...
+///     double dot = 0;
+///     for (auto [p, g] : pt::views::zip_leaves(params, grads))
+///         dot += pt::sum(p.as_array() * g.as_array()).item();
 template <class... Trees>
 requires(sizeof...(Trees) >= 1 && (std::same_as<std::remove_cvref_t<Trees>, tree> && ...))
     [[nodiscard]] auto zip_leaves(const Trees&... ts) {

@@ -28,7 +28,7 @@ namespace paramtree {
 
 /// Where a tied value comes from: a node of the shared tree, then named transforms.
 ///
-///     pt::source(pt::parse_path("[0].weight"), {pt::transform::transpose()})
+///     auto get = pt::source(pt::parse_path("[0].weight"), {pt::transform::transpose()});
 struct source {
     path from;
     std::vector<transform> transforms;
@@ -99,7 +99,7 @@ concept get_spec = where_spec<G> || std::same_as<std::decay_t<G>, source> ||
 ///     auto lm = pt::share(pt::tuple({embedding, linear}),
 ///                         [](pt::selector s) { return s[1]["weight"]; },
 ///                         [](pt::selector s) { return s[0]["weight"]; });
-///     assert(lm.num_leaves() == 3);              // embedding.weight, linear.bias... once
+///     assert(lm.num_leaves() == 2);              // embedding.weight and linear.bias
 template <where_spec W, get_spec G>
 [[nodiscard]] tree share(const tree& t, const W& where, const G& get) {
     return detail::share_impl(t, detail::resolve_where(where, t), detail::resolve_get(get, t));
@@ -126,7 +126,7 @@ template <where_spec W, get_spec G>
 /// source value: the same handle for identity ties (zero-copy, whatever the array size), the
 /// transformed value otherwise. Visits only the paths that lead to ties.
 ///
-///     auto [embedding, linear] = ...; auto full = pt::expand(lm);
+///     auto full = pt::expand(lm);          // lm: a tuple (embedding, linear), weights tied
 ///     assert(pt::same_storage(full[0]["weight"].as_array(), full[1]["weight"].as_array()));
 [[nodiscard]] tree expand(const tree& t);
 

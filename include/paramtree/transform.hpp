@@ -14,9 +14,10 @@ namespace paramtree {
 
 /// One named transform of an array.
 ///
+///     const auto w = pt::array::ones({10, 4}), gwt = pt::array::ones({4, 10});
 ///     auto t = pt::transform::transpose();          // prints as `.T`
 ///     pt::array wt = t.apply(w);                     // [V, D] -> [D, V]
-///     pt::array g = t.adjoint(gwt);                  // gradient back to [V, D]
+///     pt::array g = t.adjoint(gwt, w.shape());       // gradient back to [V, D]
 class transform {
 public:
     enum class op : unsigned char { identity, permute, reshape, scale };

@@ -160,6 +160,7 @@ private:
 /// paramtree's own modules (`pt.nn.Linear`). Throws structure_error on a duplicate or
 /// non-identifier field name and on a reserved record name.
 ///
+///     const auto w = pt::array::zeros({32, 64}), b = pt::array::zeros({32});
 ///     auto lin = pt::record("Linear", {{"weight", w}, {"bias", b}}, {{"in_features", 64}});
 [[nodiscard]] tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
                           std::vector<std::pair<std::string, static_value>> statics = {});

@@ -86,7 +86,10 @@ private:
 
 } // namespace paramtree
 
+#ifndef PARAMTREE_DOXYGEN // Doxygen 1.9 cannot place a specialisation of a std template
+/// Hashing a treedef is O(1): the hash is computed once, when the structure is built.
 template <>
 struct std::hash<paramtree::treedef> {
     std::size_t operator()(const paramtree::treedef& d) const noexcept { return d.hash(); }
 };
+#endif

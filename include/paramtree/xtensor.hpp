@@ -17,8 +17,10 @@ namespace paramtree {
 /// A read-only xtensor view of an array's buffer (no copy). `T` must be the array's dtype,
 /// else leaf_error. The view is valid while `a` (or a copy of it) lives.
 ///
+///     const auto w = pt::array::ones({2, 3});
 ///     auto v = pt::as_xtensor<float>(w);      // xt expression over w's buffer
 ///     float total = xt::sum(v)();
+///     assert(total == 6);
 template <element T>
 [[nodiscard]] auto as_xtensor(const array& a) {
     const auto values = a.values<T>();

@@ -18,9 +18,10 @@ namespace paramtree::nn {
 
 /// How a module is applied.
 ///
-///     auto train = pt::nn::context::train(pt::random::make_key(step));
-///     pt::array y = pt::nn::apply(model, x, train);       // dropout active
-///     pt::array z = pt::nn::apply(model, x);              // inference: dropout off
+///     auto net = pt::nn::sequential({pt::nn::linear(k1, 3, 8), pt::nn::dropout(0.1)});
+///     auto train = pt::nn::context::train(pt::random::make_key(7));   // e.g. keyed by step
+///     pt::array y = pt::nn::apply(net, x, train);       // dropout active
+///     pt::array z = pt::nn::apply(net, x);              // inference: dropout off
 struct context {
     /// A training context whose randomness (dropout) comes from `key`.
     [[nodiscard]] static context train(const random::key& key) { return {true, key, {}}; }
