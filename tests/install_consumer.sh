@@ -18,6 +18,21 @@ export PKG_CONFIG_SYSROOT_DIR="$scratch/root"
 static="" kind=shared
 [ -f "$(dirname "$pcdir")/libparamtree.a" ] && static="--static" kind=static
 
+# 0. The .pc asks for nothing the public headers do not need: no Requires (only private
+# ones, for linking a static library), no -std flag, and it resolves where the header-only
+# packages (xtensor, nlohmann-json) have no .pc file at all.
+pc="$pcdir/paramtree.pc"
+if grep -q '^Requires:' "$pc" || grep -q -- '-std=' "$pc" || grep -Eq 'xtensor|nlohmann' "$pc"; then
+    echo "paramtree.pc asks for more than it needs:" >&2
+    cat "$pc" >&2
+    exit 1
+fi
+only="$scratch/only-pc"
+mkdir -p "$only"
+cp "$pc" "$only/"
+for p in fmt openblas; do cp "$(PKG_CONFIG_SYSROOT_DIR= pkg-config --variable pcfiledir "$p")/$p.pc" "$only/"; done
+PKG_CONFIG_LIBDIR="$only" PKG_CONFIG_PATH="" pkg-config --static --cflags --libs paramtree >/dev/null
+
 # 1. pkg-config by hand.
 # shellcheck disable=SC2046
 c++ -std=c++20 "${flags[@]}" "$src_dir/main.cpp" -o "$scratch/by_hand" \
