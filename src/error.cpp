@@ -25,6 +25,10 @@ error::error(std::string context, std::string path, std::string expected, std::s
     : std::runtime_error(compose(context, path, expected, found)), context_(std::move(context)),
       path_(std::move(path)), expected_(std::move(expected)), found_(std::move(found)) {}
 
+error::error(unlocated_t, std::string context, std::string expected, std::string found)
+    : std::runtime_error(fmt::format("{}: expected {}, found {}", context, expected, found)),
+      context_(std::move(context)), expected_(std::move(expected)), found_(std::move(found)) {}
+
 namespace detail {
 
 void rethrow_as(const error& e, std::string context, std::string path) {

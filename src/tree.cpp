@@ -446,7 +446,9 @@ void tree::throw_not(std::string_view expected) const {
     if (kind() == node_kind::tied)
         found += " (this position holds no value of its own: read tied values from "
                  "pt::expand(tree), or read the source position)";
-    detail::throw_leaf("leaf access", {}, std::string(expected), std::move(found));
+    // A tree handle does not know where it sits in a bigger tree: no "at <root>" that would
+    // point at the wrong place.
+    throw leaf_error(error::unlocated_t{}, "leaf access", std::string(expected), std::move(found));
 }
 
 const array& tree::as_array() const {

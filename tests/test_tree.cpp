@@ -5,6 +5,8 @@
 #include <paramtree/at.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+#include <paramtree/shared.hpp>
 #include <paramtree/tree.hpp>
 
 #include <thread>
@@ -33,6 +35,34 @@ TEST_CASE("tree: wrong leaf access is a leaf_error", "[tree][error]") {
                       Catch::Contains("expected an array leaf, found the string 'relu'"));
     CHECK_THROWS_AS(pt::tree(1).as<double>(), pt::leaf_error);
     CHECK_THROWS_AS(pt::list({}).value(), pt::leaf_error);
+    // A subtree handle does not know its path: the message claims none (no "at <root>").
+    CHECK_THROWS_WITH(s.as_array(), "leaf access: expected an array leaf, found the string 'relu'");
+}
+
+TEST_CASE("tree: reading a tied position says to expand, without a wrong path", "[tree][error]") {
+    const auto lm = pt::share(
+        pt::record("LM", {{"embed", pt::record("E", {{"weight", pt::array::ones({4, 2})}})},
+                          {"head", pt::record("H", {{"weight", pt::array::ones({4, 2})}})}}),
+        ".head.weight", ".embed.weight");
+    try {
+        (void)lm["head"]["weight"].as_array();
+        FAIL("expected leaf_error");
+    } catch (const pt::leaf_error& e) {
+        const std::string what = e.what();
+        CHECK(what.find("<root>") == std::string::npos);
+        CHECK(what.find("a tie to .embed.weight") != std::string::npos);
+        CHECK(what.find("pt::expand(tree)") != std::string::npos);
+    }
+    // Inside a tree operation the leaf's own path is known and named.
+    try {
+        (void)pt::tree_map([](const pt::tree& l) { return pt::tree(l.as_array()); },
+                           pt::dict({{"a", pt::array::ones({1})}, {"s", "relu"}}));
+        FAIL("expected leaf_error");
+    } catch (const pt::leaf_error& e) {
+        CHECK(e.path() == "['s']");
+        CHECK_THAT(e.what(), Catch::StartsWith("leaf access (in tree_map): at ['s']: expected an "
+                                               "array leaf, found the string 'relu'"));
+    }
 }
 
 TEST_CASE("tree: containers and accessors", "[tree]") {

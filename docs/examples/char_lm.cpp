@@ -14,11 +14,16 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#ifdef PARAMTREE_HAVE_MPI
+#include <paramtree/distributed.hpp>
+#endif
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -185,19 +190,27 @@ struct corpus {
     /// one): inputs and next-character targets.
     [[nodiscard]] std::pair<pt::array, pt::array> batch(const rnd::key& key, std::size_t b,
                                                         std::size_t t, bool held_out = false) const {
-        const std::size_t first = held_out ? split : 0;
-        const std::size_t length = (held_out ? ids.size() : split) - first;
+        return rows(key, b, t, 0, b, held_out);
+    }
+
+    /// Rows [first, last) of that batch: what one of several data-parallel processes trains on.
+    [[nodiscard]] std::pair<pt::array, pt::array> rows(const rnd::key& key, std::size_t b,
+                                                       std::size_t t, std::size_t first,
+                                                       std::size_t last, bool held_out = false) const {
+        const std::size_t from = held_out ? split : 0;
+        const std::size_t length = (held_out ? ids.size() : split) - from;
         const auto starts = rnd::bits(key, b);
-        std::vector<std::int64_t> x(b * t), y(b * t);
-        for (std::size_t i = 0; i < b; ++i) {
-            const std::size_t s = first + starts[i] % (length - t - 1);
+        const std::size_t n = last - first;
+        std::vector<std::int64_t> x(n * t), y(n * t);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t s = from + starts[first + i] % (length - t - 1);
             for (std::size_t j = 0; j < t; ++j) {
                 x[i * t + j] = ids[s + j];
                 y[i * t + j] = ids[s + j + 1];
             }
         }
-        return {pt::array::from_vector<std::int64_t>({b, t}, std::move(x)),
-                pt::array::from_vector<std::int64_t>({b, t}, std::move(y))};
+        return {pt::array::from_vector<std::int64_t>({n, t}, std::move(x)),
+                pt::array::from_vector<std::int64_t>({n, t}, std::move(y))};
     }
 };
 
@@ -250,6 +263,56 @@ std::string sample(const pt::tree& model, const corpus& text, std::size_t contex
     }
     return out;
 }
+
+/// The processes this run trains on: one, or several under `mpirun` (data parallel: each
+/// takes a slice of every global batch, gradients are averaged over all of them, and every
+/// process applies the same update). Only process 0 prints and writes files.
+struct parallel {
+    int rank = 0, size = 1;
+    double reduce_seconds = 0;  // time in the gradient all-reduce
+    std::size_t reduce_bytes = 0; // gradient bytes per step
+#ifdef PARAMTREE_HAVE_MPI
+    std::optional<pt::distributed::communicator> comm;
+#endif
+
+    [[nodiscard]] std::pair<std::size_t, std::size_t> slice(std::size_t global) const {
+#ifdef PARAMTREE_HAVE_MPI
+        if (comm) return pt::distributed::batch_slice(global, *comm);
+#endif
+        return {0, global};
+    }
+    [[nodiscard]] pt::tree start(const pt::tree& model) const {
+#ifdef PARAMTREE_HAVE_MPI
+        if (comm) return pt::distributed::broadcast(*comm, model);
+#endif
+        return model;
+    }
+    /// The mean of `grads` (and the loss) over all processes, weighted by their rows.
+    [[nodiscard]] pt::tree mean(const pt::tree& t, std::size_t rows) {
+#ifdef PARAMTREE_HAVE_MPI
+        if (comm) {
+            const auto t0 = std::chrono::steady_clock::now();
+            pt::distributed::allreduce_stats stats;
+            pt::tree out = pt::distributed::allreduce_mean(
+                *comm, t, {.weight = static_cast<double>(rows)}, &stats);
+            reduce_seconds +=
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            reduce_bytes = stats.bytes;
+            return out;
+        }
+#endif
+        (void)rows;
+        return t;
+    }
+    /// True when `t` is bitwise the same on every process.
+    [[nodiscard]] bool identical(const pt::tree& t) const {
+#ifdef PARAMTREE_HAVE_MPI
+        if (comm) return pt::distributed::identical_on_all(*comm, t);
+#endif
+        (void)t;
+        return true;
+    }
+};
 
 /// The options that define a run, saved in its checkpoints so `--resume` goes on with the
 /// same model, data and schedule.
@@ -371,7 +434,7 @@ void describe_model(const pt::tree& model, const options& o) {
     std::cout << "\n";
 }
 
-int run(options o) {
+int run(options o, parallel& par) {
     if (!o.resume.empty()) adopt_saved_run(o, o.resume);
     const corpus text(o.text);
     if (text.ids.size() - text.split < o.context + 2)
@@ -381,7 +444,7 @@ int run(options o) {
             o.text, text.ids.size() - text.split, o.context));
     const gpt::config cfg{text.alphabet.size(), o.context, o.dim, o.layers, o.heads, !o.untied};
     const rnd::key root = rnd::make_key(o.seed);
-    pt::tree model = gpt::make(rnd::fold_in(root, 0), cfg);
+    pt::tree model = par.start(gpt::make(rnd::fold_in(root, 0), cfg));
     const std::size_t trained = pt::count_parameters(model).elements;
 
     // What multiplies the matrices on this machine, and a one-line warning when the BLAS
@@ -391,7 +454,11 @@ int run(options o) {
     if (!backend.warning.empty()) std::cerr << backend.warning << "\n";
     std::cout << "paramtree char-level GPT on " << o.text << " (" << text.ids.size()
               << " characters, " << text.alphabet.size() << " distinct; the last "
-              << text.ids.size() - text.split << " held out)\n\n";
+              << text.ids.size() - text.split << " held out)";
+    if (par.size > 1)
+        std::cout << ", data parallel on " << par.size << " processes (" << o.batch / par.size
+                  << "-" << (o.batch + par.size - 1) / par.size << " sequences each per step)";
+    std::cout << "\n\n";
     describe_model(model, o);
 
     // AdamW (no decay on biases, norms and positions), warm-up then cosine decay over the
@@ -434,7 +501,7 @@ int run(options o) {
               << ")\n";
 
     std::ofstream log;
-    if (!o.log.empty()) {
+    if (!o.log.empty() && par.rank == 0) {
         log.open(o.log);
         if (!log) throw std::runtime_error("cannot write the log '" + o.log + "'");
         log << "step,train_loss,eval_loss,tokens_per_s,lr\n";
@@ -444,7 +511,8 @@ int run(options o) {
         {first_step, std::nan(""), initial, std::nan(""), std::nan("")}};
     if (log.is_open()) write_log_row(log, history.back());
 
-    const bool tty = isatty(STDOUT_FILENO) != 0;
+    // Under mpirun standard output may be a pseudo-terminal, but it is a log: one line a report.
+    const bool tty = isatty(STDOUT_FILENO) != 0 && par.size == 1;
     const auto step_fn = pt::value_and_grad(
         [](const pt::tree& m, const pt::array& x, const pt::array& y, const rnd::key& k) {
             return gpt::loss(m, x, y, pt::nn::context::train(k));
@@ -456,8 +524,16 @@ int run(options o) {
     for (std::size_t step = first_step; step < last; ++step) {
         // Batches and dropout are keyed by the global step: a resumed run sees the same data.
         const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(step + 2));
-        const auto [x, y] = text.batch(k, o.batch, o.context);
-        auto [loss, grads] = step_fn(model, x, y, rnd::fold_in(k, 1));
+        const auto [first, last_row] = par.slice(o.batch);
+        const auto [x, y] = text.rows(k, o.batch, o.context, first, last_row);
+        // Dropout keyed by the process too: its rows are other rows of the global batch.
+        auto [local_loss, local_grads] =
+            step_fn(model, x, y, rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));
+        // One all-reduce carries the gradients and the loss (the pruned tree: the tie once).
+        const pt::tree reduced =
+            par.mean(pt::tuple({local_grads, pt::tree(local_loss)}), last_row - first);
+        const pt::tree grads = reduced[0];
+        const pt::array loss = reduced[1].as_array();
         // A diverged run stops with the step that diverged, before its update reaches the
         // parameters (the optimizer's clipping raises on non-finite gradients as well).
         if (!std::isfinite(loss.item())) {
@@ -511,26 +587,37 @@ int run(options o) {
 
     // The tie held: one embedding buffer serves both places, and there is still one leaf.
     bool tie_held = true;
+    if (par.size > 1) {
+        const bool same = par.identical(model) && par.identical(state);
+        std::cout << "parameters and optimizer state bitwise identical on all " << par.size
+                  << " processes: " << (same ? "yes" : "NO") << "\n";
+        std::cout << fmt::format("gradient all-reduce: {} bytes per step, {:.2f} ms per step "
+                                 "({:.1f}% of the training time)\n",
+                                 par.reduce_bytes, 1e3 * par.reduce_seconds / double(last - first_step),
+                                 100 * par.reduce_seconds /
+                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        tie_held = same;
+    }
     if (!o.untied) {
         const pt::tree full = pt::expand(model);
-        tie_held = pt::same_storage(full["embed"]["weight"].as_array(),
+        tie_held = tie_held && pt::same_storage(full["embed"]["weight"].as_array(),
                                     full["head"]["weight"].as_array()) &&
                    pt::count_parameters(model).elements == trained;
         std::cout << "tie held: " << (tie_held ? "yes" : "NO")
                   << " (head.weight is embed.weight, one buffer, one Adam moment)\n";
     }
-    if (!o.save.empty()) {
+    if (!o.save.empty() && par.rank == 0) {
         pt::save(o.save, checkpoint(model, state, last, o));
         std::cout << "saved " << o.save << " at step " << last << " ("
                   << std::filesystem::file_size(o.save) << " bytes; the tied weight is stored once)\n";
     }
     if (log.is_open()) std::cout << "log: " << o.log << "\n";
-    if (!o.plot.empty())
+    if (!o.plot.empty() && par.rank == 0)
         std::cout << plot(history, o.plot,
                           fmt::format("char-level GPT ({}), {}", o.untied ? "untied" : "tied embedding",
                                       fs::path(o.text).filename().string()))
                   << "\n";
-    if (o.sample > 0)
+    if (o.sample > 0 && par.rank == 0)
         std::cout << "\nsample:\n"
                   << sample(model, text, o.context, "The ", o.sample, rnd::fold_in(root, 3))
                   << "\n";
@@ -545,8 +632,25 @@ int run(options o) {
 } // namespace
 
 int main(int argc, char** argv) {
+    parallel par;
+#ifdef PARAMTREE_HAVE_MPI
+    // MPI only when started by mpirun (scripts/demo --ranks N): a plain start stays a plain
+    // process, without MPI's singleton start-up.
+    std::optional<pt::distributed::environment> mpi;
+    if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMI_SIZE") != nullptr) {
+        mpi.emplace(argc, argv);
+        par.comm = pt::distributed::communicator::world();
+        par.rank = par.comm->rank();
+        par.size = par.comm->size();
+    }
+#endif
+    // Process 0 speaks for all: the others train silently (their results are checked equal).
+    if (par.rank != 0) {
+        std::cout.rdbuf(nullptr);
+        std::cerr.rdbuf(nullptr);
+    }
     try {
-        return run(parse(argc, argv));
+        return run(parse(argc, argv), par);
     } catch (const std::exception& e) {
         std::cerr << "char_lm: " << e.what() << "\n";
         return 2;

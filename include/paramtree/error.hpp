@@ -21,6 +21,12 @@ namespace paramtree {
 class error : public std::runtime_error {
 public:
     error(std::string context, std::string path, std::string expected, std::string found);
+    /// Tag of the constructor for a value whose place in a tree is not known where the error
+    /// is raised (a leaf read from a subtree handle): the message names no path.
+    struct unlocated_t {
+        explicit unlocated_t() = default;
+    };
+    error(unlocated_t, std::string context, std::string expected, std::string found);
 
     [[nodiscard]] const std::string& context() const noexcept { return context_; }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }

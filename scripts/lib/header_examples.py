@@ -7,7 +7,10 @@ order; `assert` stays active and an exception or failed assert fails the program
 header line. Examples may use the names of FIXTURE below without declaring them, and may
 redeclare any of them (they run in a nested scope).
 
-    header_examples.py OUT.cpp HEADER...
+    header_examples.py [--mpi] OUT.cpp HEADER...
+
+With --mpi the program initialises MPI for its whole run (the examples of distributed.hpp,
+run under mpirun) and the fixture adds `world`, the communicator of all processes.
 """
 import re
 import sys
@@ -98,14 +101,28 @@ def examples(path):
     return out
 
 
+MPI_PRELUDE = """#include <paramtree/distributed.hpp>
+// MPI for the whole program: the examples' own environments are then no-ops.
+static const paramtree::distributed::environment header_examples_mpi;
+"""
+MPI_FIXTURE = """\
+    [[maybe_unused]] const auto world = pt::distributed::communicator::world();
+"""
+
+
 def main() -> int:
-    out_path, headers = sys.argv[1], sys.argv[2:]
-    parts, names = [PRELUDE], []
+    args = sys.argv[1:]
+    mpi = args[:1] == ["--mpi"]
+    if mpi:
+        args = args[1:]
+    out_path, headers = args[0], args[1:]
+    parts, names = [PRELUDE + (MPI_PRELUDE if mpi else "")], []
+    fixture = FIXTURE + (MPI_FIXTURE if mpi else "")
     for header in headers:
         for line, code in examples(header):
             n = len(names)
             names.append(f"{header}:{line}")
-            parts.append(f"static void example_{n}() {{\n{FIXTURE}    {{\n"
+            parts.append(f"static void example_{n}() {{\n{fixture}    {{\n"
                          f'#line {line} "{header}"\n{code}\n    }}\n}}\n')
     if not names:
         print("header_examples.py: no examples found", file=sys.stderr)

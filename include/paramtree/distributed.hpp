@@ -1,0 +1,117 @@
+// paramtree — data-parallel training over MPI: a communicator value, broadcast of a tree,
+// and the bucketed, overlapped gradient all-reduce of DDP — over the *pruned* tree, so a tied
+// weight is one slot: reduced once, sent once.
+//
+// Built into the separate library paramtree_distributed (meson feature `mpi`, on when MPI is
+// found); <mpi.h> is not included here, so this header compiles without MPI's headers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include <paramtree/tree.hpp>
+
+namespace paramtree::distributed {
+
+/// MPI for this process, as a scope: initialises MPI (unless something else did) and
+/// finalises it at the end of the scope (if it initialised it). One per process, in `main`.
+///
+///     pt::distributed::environment mpi;   // in main: environment mpi(argc, argv)
+///     auto everyone = pt::distributed::communicator::world();
+///     assert(everyone.rank() < everyone.size());
+class environment {
+public:
+    environment();
+    environment(int& argc, char**& argv);
+    ~environment();
+    environment(const environment&) = delete;
+    environment& operator=(const environment&) = delete;
+
+private:
+    bool finalize_ = false;
+};
+
+/// A group of processes (an MPI communicator): a cheap value, copies share it.
+class communicator {
+public:
+    /// Every process of the job (MPI_COMM_WORLD). Needs a live `environment`.
+    [[nodiscard]] static communicator world();
+
+    [[nodiscard]] int rank() const noexcept;
+    [[nodiscard]] int size() const noexcept;
+    /// The processes of this one with the same `color`, ordered by `key` (MPI_Comm_split).
+    [[nodiscard]] communicator split(int color, int key = 0) const;
+    /// Waits until every process got here.
+    void barrier() const;
+
+    struct impl; // holds the MPI_Comm (and frees split communicators when the last copy goes)
+
+private:
+    explicit communicator(std::shared_ptr<const impl> p) : impl_(std::move(p)) {}
+    std::shared_ptr<const impl> impl_;
+    friend const impl& handle(const communicator& c);
+};
+
+/// Throws structure_error on **every** process, naming the first path where this process's
+/// tree differs from the root's (structure, dtype or shape), if any process's does. One
+/// 16-byte all-reduce when they agree; never a hang or a silent mix when they do not.
+///
+///     pt::distributed::check_same_structure(world, params, "broadcast");
+void check_same_structure(const communicator& comm, const tree& t, std::string_view context);
+
+/// The root's tree on every process: each passes a tree of the same structure (its own
+/// initialisation, as every DDP process builds the model) and gets the root's arrays.
+/// Non-array leaves must be equal already (they are part of the structure check).
+///
+///     params = pt::distributed::broadcast(world, params);   // every rank starts equal
+[[nodiscard]] tree broadcast(const communicator& comm, const tree& t, int root = 0);
+
+/// Options of `allreduce_mean`.
+struct allreduce_options {
+    /// Gradient bytes per bucket (PyTorch DDP's default, 25 MiB). Leaves are packed in
+    /// reverse flatten order (the last layers' gradients, ready first in a backward pass),
+    /// one dtype per bucket; a leaf larger than a bucket is a bucket of its own.
+    std::size_t bucket_bytes = std::size_t{25} << 20;
+    /// This process's weight in the mean (e.g. its number of examples when the global batch
+    /// does not split evenly); the result is sum(weight * grads) / sum(weight).
+    double weight = 1.0;
+};
+
+/// What one `allreduce_mean` sent.
+struct allreduce_stats {
+    std::size_t bytes = 0;   // gradient bytes reduced (each float leaf of the pruned tree once)
+    std::size_t buckets = 0; // non-blocking all-reduces issued
+};
+
+/// The (weighted) mean over all processes of `grads`, leaf by leaf, for every float32 and
+/// float64 array leaf; other leaves (None for filtered-out parameters, integers) come back
+/// unchanged. `grads` is the pruned gradient `value_and_grad` returns for a tied model: a
+/// tied weight is one leaf, reduced and sent once. Buckets are reduced with non-blocking
+/// MPI (MPI_Iallreduce): bucket k+1 is packed while bucket k is on the wire. Checks that all
+/// processes pass the same structure first (`check_same_structure`).
+///
+///     grads = pt::distributed::allreduce_mean(world, grads);   // the same on every process
+[[nodiscard]] tree allreduce_mean(const communicator& comm, const tree& grads,
+                                  const allreduce_options& options = {},
+                                  allreduce_stats* stats = nullptr);
+
+/// This process's rows [first, last) of a global batch of `global` rows: contiguous,
+/// disjoint, covering the batch, sizes differing by at most one (lower ranks get the extra).
+///
+///     auto [first, last] = pt::distributed::batch_slice(16, world);   // 8 rows each on 2
+///     const std::size_t even = 16 / std::size_t(world.size());
+///     assert(last - first == even || last - first == even + 1);
+[[nodiscard]] std::pair<std::size_t, std::size_t> batch_slice(std::size_t global,
+                                                              const communicator& comm);
+
+/// A 64-bit digest of every array's bytes and the structure: equal digests on all
+/// processes mean bitwise-equal parameters (used to verify a data-parallel run).
+[[nodiscard]] std::uint64_t digest(const tree& t);
+
+/// True when `digest(t)` is the same on every process.
+[[nodiscard]] bool identical_on_all(const communicator& comm, const tree& t);
+
+} // namespace paramtree::distributed

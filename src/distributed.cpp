@@ -1,0 +1,407 @@
+// paramtree — data parallelism over MPI (only this file includes <mpi.h>).
+//
+// Every collective first agrees on the trees' structure with one 16-byte all-reduce of a
+// fingerprint (max of h and of ~h: all equal iff max(h) == ~max(~h)), so processes that
+// disagree fail together with the first differing path instead of hanging or reducing
+// mismatched buffers. Gradients then travel in buckets: one dtype per bucket, leaves in
+// reverse flatten order, a leaf larger than a bucket spread over several; each bucket is
+// packed and handed to MPI_Iallreduce before the next is packed.
+#include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/diff.hpp>
+#include <paramtree/distributed.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+#include <paramtree/print.hpp>
+#include <paramtree/treedef.hpp>
+
+#include "structure_codec.hpp"
+
+// The C API only: MPI's deprecated C++ bindings are not warning-clean.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace paramtree::distributed {
+
+struct communicator::impl {
+    MPI_Comm comm = MPI_COMM_NULL;
+    bool owned = false; // created by split: freed with the last copy (while MPI is up)
+    int rank = 0;
+    int size = 1;
+    ~impl() {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (owned && !finalized) MPI_Comm_free(&comm);
+    }
+};
+
+const communicator::impl& handle(const communicator& c) {
+    return *c.impl_;
+}
+
+namespace {
+
+void require_mpi(const char* context) {
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized)
+        detail::throw_value(context, {}, "MPI initialised (a live pt::distributed::environment)",
+                            finalized ? "MPI already finalised" : "MPI not initialised");
+}
+
+std::shared_ptr<const communicator::impl> make_impl(MPI_Comm comm, bool owned) {
+    auto p = std::make_shared<communicator::impl>();
+    p->comm = comm;
+    p->owned = owned;
+    MPI_Comm_rank(comm, &p->rank);
+    MPI_Comm_size(comm, &p->size);
+    return p;
+}
+
+MPI_Comm raw(const communicator& c) {
+    return handle(c).comm;
+}
+
+// 64-bit FNV-1a, then a final avalanche: cheap, and identical on every process.
+struct hasher {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    void bytes(const void* data, std::size_t n) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        for (std::size_t i = 0; i < n; ++i)
+            h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    template <class T>
+    void value(const T& v) {
+        bytes(&v, sizeof v);
+    }
+    [[nodiscard]] std::uint64_t done() const {
+        std::uint64_t x = h;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdull;
+        x ^= x >> 33;
+        return x;
+    }
+};
+
+// Structure, then dtype and shape of every array leaf and the value of every other leaf:
+// what must agree before buffers are exchanged.
+std::uint64_t fingerprint(const tree& t) {
+    hasher h;
+    h.value(std::hash<treedef>{}(structure(t)));
+    for (const tree& leaf : leaves(t)) {
+        if (leaf.is_array()) {
+            const array& a = leaf.as_array();
+            h.value(static_cast<int>(a.dtype()));
+            for (const auto d : a.shape())
+                h.value(d);
+        } else {
+            const std::string s = to_string(leaf);
+            h.bytes(s.data(), s.size());
+        }
+    }
+    return h.done();
+}
+
+// True on every process iff `value` is the same on all of them.
+bool all_equal(MPI_Comm comm, std::uint64_t value) {
+    std::uint64_t in[2] = {value, ~value}, out[2] = {0, 0};
+    MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MAX, comm);
+    return out[0] == ~out[1];
+}
+
+void broadcast_string(MPI_Comm comm, std::string& s, int root) {
+    std::uint64_t n = s.size();
+    MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm);
+    s.resize(n);
+    for (std::uint64_t off = 0; off < n; off += INT_MAX)
+        MPI_Bcast(s.data() + off, static_cast<int>(std::min<std::uint64_t>(n - off, INT_MAX)),
+                  MPI_CHAR, root, comm);
+}
+
+// The tree with every array replaced by its description (`f32[3,4]`): what the structure
+// check compares, small enough to send whatever the model's size.
+tree shapes_of(const tree& t) {
+    return tree_map(
+        [](const tree& leaf) { return leaf.is_array() ? tree(leaf.as_array().describe()) : leaf; },
+        t);
+}
+
+// Called on every process when the fingerprints differ: finds the lowest process whose tree
+// differs from the root's and throws its first difference everywhere.
+[[noreturn]] void throw_mismatch(MPI_Comm comm, int rank, const tree& t, std::string_view context,
+                                 int root) {
+    std::string text;
+    if (rank == root) text = detail::encode_structure(shapes_of(t), std::string(context)).text;
+    broadcast_string(comm, text, root);
+    const tree root_shapes = detail::decode_structure(
+        text, [](const std::string&) -> array { return {}; }, std::string(context));
+    const auto diffs = tree_diff(root_shapes, shapes_of(t));
+    int mine = diffs.empty() ? INT_MAX : rank, first = INT_MAX;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    std::string where, left, right;
+    // Array leaves were compared as their descriptions: show `f32[3]`, not "the string ...".
+    const auto unquote = [](std::string s) {
+        constexpr std::string_view prefix = "the string '";
+        if (s.starts_with(prefix) && s.ends_with('\''))
+            return s.substr(prefix.size(), s.size() - prefix.size() - 1);
+        return s;
+    };
+    if (rank == first) {
+        where = keystr(diffs.front().where);
+        left = unquote(diffs.front().left);
+        right = unquote(diffs.front().right);
+    }
+    if (first != INT_MAX) {
+        broadcast_string(comm, where, first);
+        broadcast_string(comm, left, first);
+        broadcast_string(comm, right, first);
+    }
+    throw structure_error(
+        fmt::format("{}: the trees differ across processes (process {} against process {})",
+                    context, first == INT_MAX ? rank : first, root),
+        where, fmt::format("{} (as on process {})", left, root),
+        fmt::format("{} on process {}", right, first == INT_MAX ? rank : first));
+}
+
+void check_structure(const communicator& comm, const tree& t, std::string_view context,
+                     int root = 0) {
+    if (!all_equal(raw(comm), fingerprint(t)))
+        throw_mismatch(raw(comm), comm.rank(), t, context, root);
+}
+
+MPI_Datatype mpi_type(dtype d) {
+    return d == dtype::float64 ? MPI_DOUBLE : MPI_FLOAT;
+}
+
+// One dtype's stream of gradient elements: leaves in reverse flatten order, cut into buckets.
+struct piece {
+    std::size_t leaf;   // index among the flattened leaves
+    std::size_t offset; // first element of the leaf in this bucket
+    std::size_t count;
+};
+struct bucket {
+    dtype type;
+    std::vector<piece> pieces;
+    std::vector<std::byte> data;
+    MPI_Request request = MPI_REQUEST_NULL;
+};
+
+std::vector<bucket> plan_buckets(const std::vector<tree>& leaves, std::size_t bucket_bytes) {
+    std::vector<bucket> out;
+    for (const dtype type : {dtype::float32, dtype::float64}) {
+        const std::size_t item = type == dtype::float64 ? 8 : 4;
+        const std::size_t capacity =
+            std::clamp<std::size_t>(bucket_bytes / item, 1, static_cast<std::size_t>(INT_MAX));
+        std::size_t used = capacity; // start a bucket at the first leaf
+        for (std::size_t i = leaves.size(); i-- > 0;) {
+            if (!leaves[i].is_array() || leaves[i].as_array().dtype() != type) continue;
+            const std::size_t n = leaves[i].as_array().size();
+            for (std::size_t off = 0; off < n;) {
+                if (used == capacity) {
+                    out.push_back({type, {}, {}, MPI_REQUEST_NULL});
+                    used = 0;
+                }
+                const std::size_t take = std::min(n - off, capacity - used);
+                out.back().pieces.push_back({i, off, take});
+                off += take;
+                used += take;
+            }
+        }
+    }
+    return out;
+}
+
+template <class T>
+void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
+    std::size_t total = 0;
+    for (const auto& p : b.pieces)
+        total += p.count;
+    b.data.resize(total * sizeof(T));
+    T* out = reinterpret_cast<T*>(b.data.data());
+    for (const auto& p : b.pieces) {
+        const T* in = reinterpret_cast<const T*>(leaves[p.leaf].as_array().bytes()) + p.offset;
+        if (weight == 1.0) {
+            std::memcpy(out, in, p.count * sizeof(T));
+        } else {
+            const T w = static_cast<T>(weight);
+            for (std::size_t k = 0; k < p.count; ++k)
+                out[k] = in[k] * w;
+        }
+        out += p.count;
+    }
+}
+
+template <class T>
+void unpack(const bucket& b, std::vector<void*>& outputs, double scale) {
+    const T* in = reinterpret_cast<const T*>(b.data.data());
+    const T s = static_cast<T>(scale);
+    for (const auto& p : b.pieces) {
+        T* out = static_cast<T*>(outputs[p.leaf]) + p.offset;
+        for (std::size_t k = 0; k < p.count; ++k)
+            out[k] = in[k] * s;
+        in += p.count;
+    }
+}
+
+} // namespace
+
+environment::environment() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        int provided = 0;
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+        finalize_ = true;
+    }
+}
+
+environment::environment(int& argc, char**& argv) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        int provided = 0;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        finalize_ = true;
+    }
+}
+
+environment::~environment() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalize_ && !finalized) MPI_Finalize();
+}
+
+communicator communicator::world() {
+    require_mpi("communicator::world");
+    return communicator(make_impl(MPI_COMM_WORLD, false));
+}
+
+int communicator::rank() const noexcept {
+    return impl_->rank;
+}
+
+int communicator::size() const noexcept {
+    return impl_->size;
+}
+
+communicator communicator::split(int color, int key) const {
+    MPI_Comm out = MPI_COMM_NULL;
+    MPI_Comm_split(impl_->comm, color, key, &out);
+    return communicator(make_impl(out, true));
+}
+
+void communicator::barrier() const {
+    MPI_Barrier(impl_->comm);
+}
+
+void check_same_structure(const communicator& comm, const tree& t, std::string_view context) {
+    check_structure(comm, t, context);
+}
+
+tree broadcast(const communicator& comm, const tree& t, int root) {
+    if (root < 0 || root >= comm.size())
+        detail::throw_value("broadcast", {}, fmt::format("a root in [0, {})", comm.size()),
+                            std::to_string(root));
+    check_structure(comm, t, "broadcast", root);
+    auto [leaves, def] = flatten(t);
+    for (auto& leaf : leaves) {
+        if (!leaf.is_array()) continue;
+        const array& a = leaf.as_array();
+        const std::size_t n = a.nbytes();
+        std::byte* data = nullptr;
+        if (comm.rank() == root) {
+            // MPI_Bcast's buffer is not const at the root, but it is only read there.
+            data = const_cast<std::byte*>(a.bytes());
+        } else {
+            auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
+            data = static_cast<std::byte*>(buffer);
+            leaf = std::move(fresh);
+        }
+        for (std::size_t off = 0; off < n; off += INT_MAX)
+            MPI_Bcast(data + off, static_cast<int>(std::min<std::size_t>(n - off, INT_MAX)),
+                      MPI_BYTE, root, raw(comm));
+    }
+    return unflatten(def, std::move(leaves));
+}
+
+tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce_options& options,
+                    allreduce_stats* stats) {
+    if (!(options.weight >= 0) || !std::isfinite(options.weight))
+        detail::throw_value("allreduce_mean", {}, "a finite weight >= 0",
+                            fmt::format("{}", options.weight));
+    check_structure(comm, grads, "allreduce_mean");
+    auto [leaves, def] = flatten(grads);
+    // The total weight travels first, alongside the buckets.
+    double weight = options.weight, total = 0;
+    MPI_Request weight_request = MPI_REQUEST_NULL;
+    MPI_Iallreduce(&weight, &total, 1, MPI_DOUBLE, MPI_SUM, raw(comm), &weight_request);
+
+    std::vector<bucket> buckets = plan_buckets(leaves, options.bucket_bytes);
+    for (auto& b : buckets) {
+        if (b.type == dtype::float64)
+            pack<double>(b, leaves, weight);
+        else
+            pack<float>(b, leaves, weight);
+        const int count = static_cast<int>(b.data.size() / (b.type == dtype::float64 ? 8 : 4));
+        MPI_Iallreduce(MPI_IN_PLACE, b.data.data(), count, mpi_type(b.type), MPI_SUM, raw(comm),
+                       &b.request);
+    }
+    MPI_Wait(&weight_request, MPI_STATUS_IGNORE);
+    if (!(total > 0))
+        detail::throw_value("allreduce_mean", {}, "a positive total weight",
+                            fmt::format("{}", total));
+
+    // Fresh arrays for the reduced leaves, filled bucket by bucket as each arrives.
+    std::vector<void*> outputs(leaves.size(), nullptr);
+    for (const auto& b : buckets)
+        for (const auto& p : b.pieces)
+            if (outputs[p.leaf] == nullptr) {
+                const array& a = leaves[p.leaf].as_array();
+                auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
+                outputs[p.leaf] = buffer;
+                leaves[p.leaf] = std::move(fresh);
+            }
+    std::size_t bytes = 0;
+    for (auto& b : buckets) {
+        MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+        if (b.type == dtype::float64)
+            unpack<double>(b, outputs, 1.0 / total);
+        else
+            unpack<float>(b, outputs, 1.0 / total);
+        bytes += b.data.size();
+    }
+    if (stats != nullptr) *stats = {bytes, buckets.size()};
+    return unflatten(def, std::move(leaves));
+}
+
+std::pair<std::size_t, std::size_t> batch_slice(std::size_t global, const communicator& comm) {
+    const auto rank = static_cast<std::size_t>(comm.rank());
+    const auto size = static_cast<std::size_t>(comm.size());
+    const std::size_t base = global / size, extra = global % size;
+    const std::size_t first = rank * base + std::min(rank, extra);
+    return {first, first + base + (rank < extra ? 1 : 0)};
+}
+
+std::uint64_t digest(const tree& t) {
+    hasher h;
+    h.value(fingerprint(t));
+    for (const tree& leaf : leaves(t))
+        if (leaf.is_array()) h.bytes(leaf.as_array().bytes(), leaf.as_array().nbytes());
+    return h.done();
+}
+
+bool identical_on_all(const communicator& comm, const tree& t) {
+    return all_equal(raw(comm), digest(t));
+}
+
+} // namespace paramtree::distributed

@@ -1,0 +1,222 @@
+// Tests for <paramtree/distributed.hpp>, run under `mpirun -np 2` and `-np 3` (tests/meson.build):
+// every process runs every case; a failure on any process fails the job.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <paramtree/autodiff.hpp>
+#include <paramtree/diff.hpp>
+#include <paramtree/distributed.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
+#include <paramtree/ops.hpp>
+#include <paramtree/optim.hpp>
+#include <paramtree/random.hpp>
+#include <paramtree/ranges.hpp>
+#include <paramtree/shared.hpp>
+
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+namespace pt = paramtree;
+namespace dist = paramtree::distributed;
+
+namespace {
+
+// Equinox's language model, (Embedding(weight [V, D]), Linear(weight [V, D], bias [V])), its
+// parameters drawn from `seed`; tied: the linear weight is the embedding's.
+pt::tree language_model(std::uint32_t seed, bool tied, pt::dtype d = pt::dtype::float32) {
+    const auto key = pt::random::fold_in(pt::random::make_key(7), seed);
+    const auto m = pt::tuple(
+        {pt::record("Embedding",
+                    {{"weight", pt::random::normal(pt::random::fold_in(key, 1), {12, 6}, d)}}),
+         pt::record("Linear", {{"weight", pt::random::normal(pt::random::fold_in(key, 2), {12, 6}, d)},
+                               {"bias", pt::array::zeros({12}, d)}})});
+    return tied ? pt::share(m, "[1].weight", "[0].weight") : m;
+}
+
+// Mean next-token cross-entropy of the tied-or-not model on rows [first, last) of a batch.
+pt::array lm_loss(const pt::tree& m, const pt::array& tokens, const pt::array& targets) {
+    const pt::array h = pt::take(m[0]["weight"].as_array(), tokens);
+    return pt::cross_entropy(pt::linear(h, m[1]["weight"].as_array(), m[1]["bias"].as_array()),
+                             targets);
+}
+
+pt::array rows(const std::vector<std::int64_t>& all, std::size_t first, std::size_t last) {
+    return pt::array::from_vector<std::int64_t>(
+        {last - first}, std::vector<std::int64_t>(all.begin() + static_cast<std::ptrdiff_t>(first),
+                                                  all.begin() + static_cast<std::ptrdiff_t>(last)));
+}
+
+std::size_t float_bytes(const pt::tree& t) {
+    std::size_t n = 0;
+    for (const pt::array& a : pt::views::float_arrays(t))
+        n += a.nbytes();
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("distributed: world and split communicators", "[distributed]") {
+    const auto world = dist::communicator::world();
+    REQUIRE(world.size() >= 1);
+    CHECK(world.rank() < world.size());
+    const auto half = world.split(world.rank() % 2, world.rank());
+    CHECK(half.size() == (world.size() + (world.rank() % 2 == 0 ? 1 : 0)) / 2);
+    CHECK(half.rank() == world.rank() / 2);
+    half.barrier();
+    world.barrier();
+}
+
+TEST_CASE("distributed: broadcast gives every process the root's parameters, tie and all",
+          "[distributed]") {
+    const auto world = dist::communicator::world();
+    const pt::tree mine = language_model(static_cast<std::uint32_t>(world.rank()), true);
+    CHECK(dist::identical_on_all(world, mine) == (world.size() == 1));
+    const pt::tree params = dist::broadcast(world, mine);
+    CHECK(dist::identical_on_all(world, params));
+    CHECK(pt::tree_equal(params, language_model(0, true)));
+    CHECK(params.kind() == pt::node_kind::shared);
+    CHECK(params.num_leaves() == 2);
+    const pt::tree full = pt::expand(params);
+    CHECK(pt::same_storage(full[0]["weight"].as_array(), full[1]["weight"].as_array()));
+    // Another root.
+    const pt::tree last = dist::broadcast(world, mine, world.size() - 1);
+    CHECK(pt::tree_equal(last, language_model(static_cast<std::uint32_t>(world.size() - 1), true)));
+    CHECK_THROWS_AS(dist::broadcast(world, mine, world.size()), pt::value_error);
+}
+
+TEST_CASE("distributed: allreduce_mean averages every float leaf, in any bucket size",
+          "[distributed]") {
+    const auto world = dist::communicator::world();
+    const double r = world.rank() + 1.0, n = world.size();
+    const pt::tree grads =
+        pt::dict({{"f32", pt::array::full({1000}, r)},
+                  {"f64", pt::array::full({3, 7}, r, pt::dtype::float64)},
+                  {"big", pt::array::full({5000}, 2 * r)},
+                  {"none", pt::tree{}},
+                  {"step", pt::array::scalar<std::int64_t>(world.rank())}});
+    const double mean = (n + 1) / 2;
+    for (const std::size_t bucket : {std::size_t{64}, std::size_t{4096}, std::size_t{25} << 20}) {
+        dist::allreduce_stats stats;
+        const pt::tree m = dist::allreduce_mean(world, grads, {.bucket_bytes = bucket}, &stats);
+        INFO("bucket bytes " << bucket);
+        CHECK(pt::array_equal(m["f32"].as_array(), pt::array::full({1000}, mean)));
+        CHECK(pt::array_equal(m["f64"].as_array(), pt::array::full({3, 7}, mean, pt::dtype::float64)));
+        CHECK(pt::array_equal(m["big"].as_array(), pt::array::full({5000}, 2 * mean)));
+        CHECK(m["none"].is_none());
+        CHECK(m["step"].as_array().item() == world.rank()); // not a gradient: unchanged
+        CHECK(stats.bytes == 1000 * 4 + 21 * 8 + 5000 * 4);
+        if (bucket == 64) CHECK(stats.buckets == (24000 + 63) / 64 + (168 + 63) / 64);
+        if (bucket == (std::size_t{25} << 20)) CHECK(stats.buckets == 2); // one per dtype
+    }
+    // A weighted mean: sum(w * g) / sum(w), here w = rank + 1, g = rank + 1.
+    const pt::tree w = dist::allreduce_mean(world, grads, {.weight = r});
+    double num = 0, den = 0;
+    for (int k = 1; k <= world.size(); ++k)
+        num += k * k, den += k;
+    CHECK(w["f64"].as_array().item() == Approx(num / den));
+    CHECK_THROWS_AS(dist::allreduce_mean(world, grads, {.weight = -1}), pt::value_error);
+}
+
+TEST_CASE("distributed: a tied weight is one slot, reduced and sent once", "[distributed][sharing]") {
+    const auto world = dist::communicator::world();
+    // The untied twin holds the same values, each use as a leaf of its own.
+    const pt::tree tied = language_model(0, true), untied = pt::expand(tied);
+    const auto tokens = pt::array::from_vector<std::int64_t>({4}, {1, 5, 7, 2});
+    const auto targets = pt::array::from_vector<std::int64_t>({4}, {5, 7, 2, 11});
+    const auto [lt, gt] = pt::value_and_grad(lm_loss)(tied, tokens, targets);
+    const auto [lu, gu] = pt::value_and_grad(lm_loss)(untied, tokens, targets);
+    dist::allreduce_stats st, su;
+    const pt::tree rt = dist::allreduce_mean(world, gt, {}, &st);
+    const pt::tree ru = dist::allreduce_mean(world, gu, {}, &su);
+    // The bytes sent are exactly the pruned tree's; the untied twin sends the duplicate too.
+    CHECK(st.bytes == float_bytes(tied));
+    CHECK(su.bytes == float_bytes(untied));
+    CHECK(su.bytes - st.bytes == 12 * 6 * 4);
+    // The tied gradient is the sum of both uses' gradients, once (not twice, not one use).
+    const pt::array both = pt::add(ru[0]["weight"].as_array(), ru[1]["weight"].as_array());
+    CHECK(pt::array_equal(rt[0]["weight"].as_array(), both, 1e-6, 1e-6));
+}
+
+TEST_CASE("distributed: data-parallel AdamW equals one process on the whole batch",
+          "[distributed][optim]") {
+    // A global batch of 7 rows split unevenly (4+3 on 2 processes, 3+2+2 on 3): each process
+    // weighs its mean gradient by its row count, so the result is the whole batch's mean.
+    const auto world = dist::communicator::world();
+    const std::vector<std::int64_t> tokens{1, 5, 7, 2, 9, 0, 3}, targets{5, 7, 2, 11, 4, 4, 8};
+    const auto opt = pt::optim::adamw(0.05);
+    const auto [first, last] = dist::batch_slice(tokens.size(), world);
+    pt::tree p = dist::broadcast(world, language_model(static_cast<std::uint32_t>(world.rank()), true));
+    pt::tree s = opt.init(p);
+    pt::tree q = language_model(0, true); // the single-process reference, on every process
+    pt::tree sq = opt.init(q);
+    for (int step = 0; step < 3; ++step) {
+        auto [l, g] = pt::value_and_grad(lm_loss)(p, rows(tokens, first, last),
+                                                  rows(targets, first, last));
+        g = dist::allreduce_mean(world, g, {.weight = static_cast<double>(last - first)});
+        auto [u, next] = opt.update(g, s, p);
+        p = pt::optim::apply_updates(p, u);
+        s = next;
+        auto [lq, gq] = pt::value_and_grad(lm_loss)(q, rows(tokens, 0, 7), rows(targets, 0, 7));
+        auto [uq, nq] = opt.update(gq, sq, q);
+        q = pt::optim::apply_updates(q, uq);
+        sq = nq;
+    }
+    CHECK(dist::identical_on_all(world, p)); // bitwise: every process applied the same update
+    CHECK(dist::identical_on_all(world, s));
+    // float32 sums in another order: equal to rounding.
+    CHECK(pt::tree_equal(p, q, {.rtol = 1e-5, .atol = 1e-6}));
+    CHECK(p.num_leaves() == 2);
+}
+
+TEST_CASE("distributed: trees that differ across processes fail on every process, naming the path",
+          "[distributed][error]") {
+    const auto world = dist::communicator::world();
+    if (world.size() < 2) return;
+    // Process 1 has another shape: every process throws, none hangs.
+    const pt::tree g = pt::dict(
+        {{"w", pt::array::ones({world.rank() == 1 ? std::size_t{4} : std::size_t{3}})},
+         {"b", pt::array::ones({2})}});
+    try {
+        (void)dist::allreduce_mean(world, g);
+        FAIL("expected structure_error");
+    } catch (const pt::structure_error& e) {
+        CHECK(e.path() == "['w']");
+        CHECK_THAT(e.what(), Catch::Contains("process 1 against process 0") &&
+                                 Catch::Contains("f32[3] (as on process 0)") &&
+                                 Catch::Contains("f32[4] on process 1"));
+    }
+    // Another structure on the last process, through broadcast.
+    const pt::tree t = world.rank() == world.size() - 1
+                           ? pt::dict({{"w", pt::array::ones({3})}})
+                           : pt::dict({{"w", pt::array::ones({3})}, {"b", pt::array::ones({2})}});
+    CHECK_THROWS_AS(dist::broadcast(world, t), pt::structure_error);
+    // A dtype difference.
+    const pt::tree d = pt::dict(
+        {{"w", pt::array::ones({3}, world.rank() == 0 ? pt::dtype::float32 : pt::dtype::float64)}});
+    CHECK_THROWS_WITH(dist::allreduce_mean(world, d), Catch::Contains("at ['w']"));
+    world.barrier(); // all processes are still in step
+}
+
+TEST_CASE("distributed: batch_slice splits a global batch into disjoint covering slices",
+          "[distributed]") {
+    const auto world = dist::communicator::world();
+    for (const std::size_t global : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}}) {
+        const auto [first, last] = dist::batch_slice(global, world);
+        CHECK(first <= last);
+        // Every row is claimed exactly once: sum the row counts and the row indices everywhere.
+        const pt::tree mine = pt::dict(
+            {{"count", pt::array::full({1}, static_cast<double>(last - first), pt::dtype::float64)},
+             {"sum", pt::array::full({1}, (first + last - 1.0) * (last - first) / 2, pt::dtype::float64)}});
+        const pt::tree all = dist::allreduce_mean(world, mine);
+        CHECK(all["count"].as_array().item() * world.size() == Approx(static_cast<double>(global)));
+        CHECK(all["sum"].as_array().item() * world.size() ==
+              Approx(global * (global - 1.0) / 2).margin(1e-9));
+    }
+}
+
+int main(int argc, char** argv) {
+    const dist::environment mpi(argc, argv);
+    return Catch::Session().run(argc, argv);
+}
