@@ -293,8 +293,11 @@ struct parallel {
         if (comm) {
             const auto t0 = std::chrono::steady_clock::now();
             pt::distributed::allreduce_stats stats;
+            // 256 KiB buckets, not DDP's 25 MiB: this model's whole gradient is 1.6 MiB, and
+            // several buckets in flight halve the all-reduce time (docs/benchmarks.md).
             pt::tree out = pt::distributed::allreduce_mean(
-                *comm, t, {.weight = static_cast<double>(rows)}, &stats);
+                *comm, t, {.bucket_bytes = 256 << 10, .weight = static_cast<double>(rows)},
+                &stats);
             reduce_seconds +=
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             reduce_bytes = stats.bytes;

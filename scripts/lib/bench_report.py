@@ -275,7 +275,72 @@ def checkpoint_section(bench):
                     "itself (no copy, but see docs/checkpoints.md on files changed in place).", ""]
 
 
+def distributed_section(folder):
+    """Data parallelism: the demo's throughput at 1 and 2 processes, the all-reduce against a
+    ping-pong, bytes with the tie and without, optimizer-state bytes per process."""
+    import re
+    def runs(tag):
+        tps, pct, ms = [], [], []
+        for n in range(1, 10):
+            path = os.path.join(folder, f"ddp_{tag}_{n}.txt")
+            if not os.path.exists(path):
+                continue
+            text = open(path).read()
+            steps = re.findall(r"^step \d+/\d+ .*?([0-9.]+) tokens/s", text, re.M)
+            if steps:
+                tps.append(float(steps[-1]))
+            m = re.search(r"gradient all-reduce: \d+ bytes per step, ([0-9.]+) ms per step \(([0-9.]+)%", text)
+            if m:
+                ms.append(float(m.group(1)))
+                pct.append(float(m.group(2)))
+        med = lambda v: sorted(v)[len(v) // 2] if v else float("nan")
+        return med(tps), med(ms), med(pct), len(tps)
+    one, _, _, n1 = runs("1x1")
+    two, two_ms, two_pct, n2 = runs("2x1")
+    threads, _, _, _ = runs("1x2")
+    if not n1 or not n2:
+        return []
+    lines = ["<!-- distributed -->", "## Data parallel (MPI)", "",
+             f"The flagship demo (width 128, 2 blocks, global batch 16 x 64 tokens, AdamW, 150 steps) "
+             f"on this machine's cores, {n1} interleaved rounds, medians. `scripts/demo --ranks 2` runs "
+             "the second row: two processes under `mpirun`, one compute thread each, every step's "
+             "gradient averaged with `allreduce_mean` over the pruned tree.", "",
+             "| configuration | tokens/s | vs 1 process, 1 thread |", "|---|---:|---:|",
+             f"| 1 process, 1 thread | {one:,.0f} | 1.00x |",
+             f"| 2 processes, 1 thread each | {two:,.0f} | **{two / one:.2f}x** |",
+             f"| 1 process, 2 threads | {threads:,.0f} | {threads / one:.2f}x |", "",
+             f"At 2 processes the all-reduce takes {two_ms:.2f} ms per step, {two_pct:.1f}% of the "
+             "training time (it includes waiting for the slower process).", ""]
+    path = os.path.join(folder, "distributed.json")
+    if os.path.exists(path):
+        d = json.load(open(path))
+        lines += ["| all-reduce of the demo's gradient (2 processes) | bytes | time (median of 41) |",
+                  "|---|---:|---:|",
+                  f"| tied model (`allreduce_mean`, one 25 MiB bucket) | {d['tied_bytes']:,} | {d['allreduce_tied_s'] * 1e3:.3f} ms |",
+                  f"| same, 256 KiB buckets | {d['tied_bytes']:,} | {d['allreduce_small_buckets_s'] * 1e3:.3f} ms |",
+                  f"| untied twin (the head's weight a leaf of its own) | {d['untied_bytes']:,} | {d['allreduce_untied_s'] * 1e3:.3f} ms |",
+                  f"| MPI ping-pong of the tied bytes (one round trip) | {d['tied_bytes']:,} | {d['ping_pong_s'] * 1e3:.3f} ms |",
+                  "",
+                  f"The tie saves {d['untied_bytes'] - d['tied_bytes']:,} bytes on the wire per step: the "
+                  "tied weight is one leaf of the pruned gradient, sent once. Optimizer state (AdamW's two "
+                  f"moments) per process: {d['optimizer_state_bytes']:,} bytes, twice the parameters' "
+                  f"{d['parameter_bytes']:,}, on every process (no sharding yet).", ""]
+    return lines + ["<!-- /distributed -->", ""]
+
+
 def main():
+    if sys.argv[1] == "--distributed-only":
+        # Replaces the data-parallel section of an existing report, leaving the rest as measured.
+        folder, target = sys.argv[2], sys.argv[3]
+        section = "\n".join(distributed_section(folder))
+        text = open(target).read() if os.path.exists(target) else "# Benchmarks\n\n"
+        start, end = text.find("<!-- distributed -->"), text.find("<!-- /distributed -->")
+        if start >= 0 and end >= 0:
+            text = text[:start] + section + text[end + len("<!-- /distributed -->") + 1:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+        open(target, "w").write(text)
+        return
     folder, target = sys.argv[1], sys.argv[2]
     sections = []
     context = None
@@ -315,6 +380,7 @@ def main():
         prescott, prescott_torch = runs("prescott_autodiff", "prescott_torch")
         sections += autodiff_section(rounds, torch_rounds, prescott, prescott_torch,
                                      runs(None, "libtorch"), runs(None, "prescott_libtorch"))
+    sections += distributed_section(folder)
     head = ["# Benchmarks", "",
             "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
             "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "

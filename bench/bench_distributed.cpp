@@ -1,0 +1,96 @@
+// paramtree benchmark — data parallelism over MPI (run by scripts/bench under mpirun -np 2):
+// the gradient all-reduce of the demo model (tied, and its untied twin) against an MPI
+// ping-pong of the same bytes, and the optimizer-state bytes each process holds. Process 0
+// writes the medians as JSON to the file named by argv[1].
+#include "gpt.hpp"
+
+#include <paramtree/distributed.hpp>
+#include <paramtree/ranges.hpp>
+
+#define OMPI_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace pt = paramtree;
+namespace dist = paramtree::distributed;
+
+namespace {
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+template <class F>
+double time_median(const dist::communicator& world, int reps, F&& f) {
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        world.barrier();
+        const auto start = std::chrono::steady_clock::now();
+        f();
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return median(t);
+}
+
+// One round trip of `bytes` between processes 0 and 1, halved: the time to move the bytes
+// once each way, the least an all-reduce of two processes must pay.
+double ping_pong(const dist::communicator& world, std::size_t bytes, int reps) {
+    std::vector<char> buffer(bytes);
+    const int n = static_cast<int>(bytes);
+    return time_median(world, reps, [&] {
+        if (world.rank() == 0) {
+            MPI_Send(buffer.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD);
+            MPI_Recv(buffer.data(), n, MPI_CHAR, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        } else if (world.rank() == 1) {
+            MPI_Recv(buffer.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Send(buffer.data(), n, MPI_CHAR, 0, 0, MPI_COMM_WORLD);
+        }
+    });
+}
+
+std::size_t float_bytes(const pt::tree& t) {
+    std::size_t n = 0;
+    for (const pt::array& a : pt::views::float_arrays(t))
+        n += a.nbytes();
+    return n;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const dist::environment mpi(argc, argv);
+    const auto world = dist::communicator::world();
+    const int reps = 41;
+    // The demo's model (vocabulary 76, width 128, 2 blocks): its gradient has the model's
+    // structure, so the model itself stands in for it.
+    const gpt::config cfg{76, 64, 128, 2, 4, true};
+    const pt::tree tied = gpt::make(pt::random::make_key(0), cfg);
+    const pt::tree untied = pt::expand(tied);
+    dist::allreduce_stats st, su;
+    (void)dist::allreduce_mean(world, tied, {}, &st);
+    (void)dist::allreduce_mean(world, untied, {}, &su);
+    const double t_tied = time_median(world, reps, [&] { (void)dist::allreduce_mean(world, tied); });
+    const double t_untied =
+        time_median(world, reps, [&] { (void)dist::allreduce_mean(world, untied); });
+    const double t_small =
+        time_median(world, reps, [&] { (void)dist::allreduce_mean(world, tied, {.bucket_bytes = 256 << 10}); });
+    const double t_ping = world.size() >= 2 ? ping_pong(world, st.bytes, reps) : 0.0;
+    const auto opt = pt::optim::adamw(1e-3);
+    const std::size_t state_bytes = float_bytes(opt.init(tied));
+    if (world.rank() == 0 && argc > 1) {
+        std::ofstream(argv[1]) << fmt::format(
+            "{{\"processes\": {}, \"tied_bytes\": {}, \"untied_bytes\": {}, \"tied_buckets\": {}, "
+            "\"allreduce_tied_s\": {}, \"allreduce_untied_s\": {}, \"allreduce_small_buckets_s\": {}, "
+            "\"ping_pong_s\": {}, \"optimizer_state_bytes\": {}, \"parameter_bytes\": {}}}\n",
+            world.size(), st.bytes, su.bytes, st.buckets, t_tied, t_untied, t_small, t_ping,
+            state_bytes, float_bytes(tied));
+    }
+    return 0;
+}
