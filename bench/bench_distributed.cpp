@@ -33,7 +33,8 @@ double time_median(const dist::communicator& world, int reps, F&& f) {
         world.barrier();
         const auto start = std::chrono::steady_clock::now();
         f();
-        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        t.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     return median(t);
 }
@@ -73,18 +74,20 @@ int main(int argc, char** argv) {
     dist::allreduce_stats st, su;
     (void)dist::allreduce_mean(world, tied, {}, &st);
     (void)dist::allreduce_mean(world, untied, {}, &su);
-    const double t_tied = time_median(world, reps, [&] { (void)dist::allreduce_mean(world, tied); });
+    const double t_tied =
+        time_median(world, reps, [&] { (void)dist::allreduce_mean(world, tied); });
     const double t_untied =
         time_median(world, reps, [&] { (void)dist::allreduce_mean(world, untied); });
-    const double t_small =
-        time_median(world, reps, [&] { (void)dist::allreduce_mean(world, tied, {.bucket_bytes = 256 << 10}); });
+    const double t_small = time_median(
+        world, reps, [&] { (void)dist::allreduce_mean(world, tied, {.bucket_bytes = 256 << 10}); });
     const double t_ping = world.size() >= 2 ? ping_pong(world, st.bytes, reps) : 0.0;
     const auto opt = pt::optim::adamw(1e-3);
     const std::size_t state_bytes = float_bytes(opt.init(tied));
     if (world.rank() == 0 && argc > 1) {
         std::ofstream(argv[1]) << fmt::format(
             "{{\"processes\": {}, \"tied_bytes\": {}, \"untied_bytes\": {}, \"tied_buckets\": {}, "
-            "\"allreduce_tied_s\": {}, \"allreduce_untied_s\": {}, \"allreduce_small_buckets_s\": {}, "
+            "\"allreduce_tied_s\": {}, \"allreduce_untied_s\": {}, \"allreduce_small_buckets_s\": "
+            "{}, "
             "\"ping_pong_s\": {}, \"optimizer_state_bytes\": {}, \"parameter_bytes\": {}}}\n",
             world.size(), st.bytes, su.bytes, st.buckets, t_tied, t_untied, t_small, t_ping,
             state_bytes, float_bytes(tied));

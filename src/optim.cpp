@@ -255,7 +255,8 @@ transformation scale_by_adam(double b1, double b2, double eps) {
     t.update = [=](const tree& grads, const tree& state, const tree&) {
         const std::int64_t step = count_of(state, "scale_by_adam") + 1;
         const tree mu_tree = state["mu"], nu_tree = state["nu"];
-        auto in = align("scale_by_adam", {&grads, &mu_tree, &nu_tree}, {"grads", "state.mu", "state.nu"});
+        auto in =
+            align("scale_by_adam", {&grads, &mu_tree, &nu_tree}, {"grads", "state.mu", "state.nu"});
         auto r = adam_pass("scale_by_adam", in, b1, b2, eps, step, 1.0, 0.0, nullptr);
         tree state_out = adam_state(step, in.def, r);
         return update_result{unflatten(in.def, std::move(r.updates)), std::move(state_out)};

@@ -240,8 +240,8 @@ std::string summary(const tree& t) {
     };
     std::vector<row> rows; // in order of first appearance
     const auto row_of = [&](std::string_view type) -> row& {
-        const auto it = std::find_if(rows.begin(), rows.end(),
-                                     [&](const row& r) { return r.type == type; });
+        const auto it =
+            std::find_if(rows.begin(), rows.end(), [&](const row& r) { return r.type == type; });
         if (it != rows.end()) return *it;
         return rows.emplace_back(row{std::string(type), 0, 0});
     };

@@ -66,8 +66,8 @@ TEST_CASE("at: where may be path text, keystr or dotted, resolved as the tree sp
     CHECK(b["layers"][1]["bias"].as_array().item(0) == 1.0);
     CHECK(pt::keystr(pt::select("layers.1.bias", t).at(0)) == "['layers'][1].bias");
     CHECK(pt::keystr(pt::select(pt::parse_path("layers.1"), t).at(0)) == "['layers'][1]");
-    const auto c = pt::tree_at(std::vector<std::string>{"layers.0.bias", "[\"layers\"][2].bias"},
-                               t, pt::array::ones({4}));
+    const auto c = pt::tree_at(std::vector<std::string>{"layers.0.bias", "[\"layers\"][2].bias"}, t,
+                               pt::array::ones({4}));
     CHECK(c["layers"][0]["bias"].as_array().item(0) == 1.0);
     CHECK(c["layers"][2]["bias"].as_array().item(0) == 1.0);
     CHECK(c["layers"][1]["bias"].as_array().item(0) == 0.0);

@@ -29,8 +29,9 @@ pt::tree language_model(std::uint32_t seed, bool tied, pt::dtype d = pt::dtype::
     const auto m = pt::tuple(
         {pt::record("Embedding",
                     {{"weight", pt::random::normal(pt::random::fold_in(key, 1), {12, 6}, d)}}),
-         pt::record("Linear", {{"weight", pt::random::normal(pt::random::fold_in(key, 2), {12, 6}, d)},
-                               {"bias", pt::array::zeros({12}, d)}})});
+         pt::record("Linear",
+                    {{"weight", pt::random::normal(pt::random::fold_in(key, 2), {12, 6}, d)},
+                     {"bias", pt::array::zeros({12}, d)}})});
     return tied ? pt::share(m, "[1].weight", "[0].weight") : m;
 }
 
@@ -87,19 +88,19 @@ TEST_CASE("distributed: allreduce_mean averages every float leaf, in any bucket 
           "[distributed]") {
     const auto world = dist::communicator::world();
     const double r = world.rank() + 1.0, n = world.size();
-    const pt::tree grads =
-        pt::dict({{"f32", pt::array::full({1000}, r)},
-                  {"f64", pt::array::full({3, 7}, r, pt::dtype::float64)},
-                  {"big", pt::array::full({5000}, 2 * r)},
-                  {"none", pt::tree{}},
-                  {"step", pt::array::scalar<std::int64_t>(world.rank())}});
+    const pt::tree grads = pt::dict({{"f32", pt::array::full({1000}, r)},
+                                     {"f64", pt::array::full({3, 7}, r, pt::dtype::float64)},
+                                     {"big", pt::array::full({5000}, 2 * r)},
+                                     {"none", pt::tree{}},
+                                     {"step", pt::array::scalar<std::int64_t>(world.rank())}});
     const double mean = (n + 1) / 2;
     for (const std::size_t bucket : {std::size_t{64}, std::size_t{4096}, std::size_t{25} << 20}) {
         dist::allreduce_stats stats;
         const pt::tree m = dist::allreduce_mean(world, grads, {.bucket_bytes = bucket}, &stats);
         INFO("bucket bytes " << bucket);
         CHECK(pt::array_equal(m["f32"].as_array(), pt::array::full({1000}, mean)));
-        CHECK(pt::array_equal(m["f64"].as_array(), pt::array::full({3, 7}, mean, pt::dtype::float64)));
+        CHECK(pt::array_equal(m["f64"].as_array(),
+                              pt::array::full({3, 7}, mean, pt::dtype::float64)));
         CHECK(pt::array_equal(m["big"].as_array(), pt::array::full({5000}, 2 * mean)));
         CHECK(m["none"].is_none());
         CHECK(m["step"].as_array().item() == world.rank()); // not a gradient: unchanged
@@ -116,7 +117,8 @@ TEST_CASE("distributed: allreduce_mean averages every float leaf, in any bucket 
     CHECK_THROWS_AS(dist::allreduce_mean(world, grads, {.weight = -1}), pt::value_error);
 }
 
-TEST_CASE("distributed: a tied weight is one slot, reduced and sent once", "[distributed][sharing]") {
+TEST_CASE("distributed: a tied weight is one slot, reduced and sent once",
+          "[distributed][sharing]") {
     const auto world = dist::communicator::world();
     // The untied twin holds the same values, each use as a leaf of its own.
     const pt::tree tied = language_model(0, true), untied = pt::expand(tied);
@@ -144,13 +146,14 @@ TEST_CASE("distributed: data-parallel AdamW equals one process on the whole batc
     const std::vector<std::int64_t> tokens{1, 5, 7, 2, 9, 0, 3}, targets{5, 7, 2, 11, 4, 4, 8};
     const auto opt = pt::optim::adamw(0.05);
     const auto [first, last] = dist::batch_slice(tokens.size(), world);
-    pt::tree p = dist::broadcast(world, language_model(static_cast<std::uint32_t>(world.rank()), true));
+    pt::tree p =
+        dist::broadcast(world, language_model(static_cast<std::uint32_t>(world.rank()), true));
     pt::tree s = opt.init(p);
     pt::tree q = language_model(0, true); // the single-process reference, on every process
     pt::tree sq = opt.init(q);
     for (int step = 0; step < 3; ++step) {
-        auto [l, g] = pt::value_and_grad(lm_loss)(p, rows(tokens, first, last),
-                                                  rows(targets, first, last));
+        auto [l, g] =
+            pt::value_and_grad(lm_loss)(p, rows(tokens, first, last), rows(targets, first, last));
         g = dist::allreduce_mean(world, g, {.weight = static_cast<double>(last - first)});
         auto [u, next] = opt.update(g, s, p);
         p = pt::optim::apply_updates(p, u);
@@ -172,9 +175,9 @@ TEST_CASE("distributed: trees that differ across processes fail on every process
     const auto world = dist::communicator::world();
     if (world.size() < 2) return;
     // Process 1 has another shape: every process throws, none hangs.
-    const pt::tree g = pt::dict(
-        {{"w", pt::array::ones({world.rank() == 1 ? std::size_t{4} : std::size_t{3}})},
-         {"b", pt::array::ones({2})}});
+    const pt::tree g =
+        pt::dict({{"w", pt::array::ones({world.rank() == 1 ? std::size_t{4} : std::size_t{3}})},
+                  {"b", pt::array::ones({2})}});
     try {
         (void)dist::allreduce_mean(world, g);
         FAIL("expected structure_error");
@@ -199,13 +202,15 @@ TEST_CASE("distributed: trees that differ across processes fail on every process
 TEST_CASE("distributed: batch_slice splits a global batch into disjoint covering slices",
           "[distributed]") {
     const auto world = dist::communicator::world();
-    for (const std::size_t global : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}}) {
+    for (const std::size_t global :
+         {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{16}}) {
         const auto [first, last] = dist::batch_slice(global, world);
         CHECK(first <= last);
         // Every row is claimed exactly once: sum the row counts and the row indices everywhere.
         const pt::tree mine = pt::dict(
             {{"count", pt::array::full({1}, static_cast<double>(last - first), pt::dtype::float64)},
-             {"sum", pt::array::full({1}, (first + last - 1.0) * (last - first) / 2, pt::dtype::float64)}});
+             {"sum", pt::array::full({1}, (first + last - 1.0) * (last - first) / 2,
+                                     pt::dtype::float64)}});
         const pt::tree all = dist::allreduce_mean(world, mine);
         CHECK(all["count"].as_array().item() * world.size() == Approx(static_cast<double>(global)));
         CHECK(all["sum"].as_array().item() * world.size() ==

@@ -64,8 +64,7 @@ TEST_CASE("map: an array error inside the mapped function names the leaf", "[map
     }
     try {
         (void)pt::tree_map_with_path(
-            [&](const pt::path&, const pt::tree& x, const pt::tree& y) { return add(x, y); }, a,
-            b);
+            [&](const pt::path&, const pt::tree& x, const pt::tree& y) { return add(x, y); }, a, b);
         FAIL("expected shape_error");
     } catch (const pt::shape_error& e) {
         CHECK(e.path() == "['layers'][1]");

@@ -252,14 +252,14 @@ TEST_CASE("optim: structure errors name grads, params and state, and say the tie
         (void)opt::apply_updates(lm, g_full);
         FAIL("expected structure_error");
     } catch (const pt::structure_error& e) {
-        CHECK_THAT(e.what(), Catch::Contains("between params and updates") &&
-                                 Catch::Contains("pt::expand"));
+        CHECK_THAT(e.what(),
+                   Catch::Contains("between params and updates") && Catch::Contains("pt::expand"));
     }
     // Same tie state, other shapes: named, without the tie hint.
     const pt::tree p = pt::dict({{"w", pt::array{1.0, 2.0}}});
     try {
-        (void)opt::adam(0.1).update(pt::dict({{"v", pt::array{1.0, 2.0}}}),
-                                    opt::adam(0.1).init(p), p);
+        (void)opt::adam(0.1).update(pt::dict({{"v", pt::array{1.0, 2.0}}}), opt::adam(0.1).init(p),
+                                    p);
         FAIL("expected structure_error");
     } catch (const pt::structure_error& e) {
         CHECK_THAT(e.what(), Catch::Contains("grads") && !Catch::Contains("pt::expand"));

@@ -35,8 +35,7 @@ TEST_CASE("path: malformed text is a path_error naming the offset", "[path][erro
     CHECK_THROWS_WITH(pt::parse_path("['a']x"), Catch::Contains("offset 5"));
 }
 
-TEST_CASE("path: parse_path reads the dotted names checkpoints and load errors print",
-          "[path]") {
+TEST_CASE("path: parse_path reads the dotted names checkpoints and load errors print", "[path]") {
     // Numbers are positions, identifiers fields; resolving against a tree also finds dict keys
     // of the same spelling (tested in test_at.cpp), so dotted(p) always reads back usable.
     CHECK(pt::parse_path("layers.1.bias") ==

@@ -54,15 +54,16 @@ TEST_CASE("print: deep chains print without recursion", "[print][deep]") {
 
 TEST_CASE("print: summary counts modules by type, their own parameters, and ties", "[print]") {
     const auto linear = [](std::size_t in, std::size_t out) {
-        return pt::record("Linear", {{"weight", pt::array::zeros({out, in})},
-                                     {"bias", pt::array::zeros({out})}});
+        return pt::record(
+            "Linear", {{"weight", pt::array::zeros({out, in})}, {"bias", pt::array::zeros({out})}});
     };
     const auto model = pt::share(
-        pt::record("Net", {{"embed", pt::record("Embedding", {{"weight", pt::array::zeros({10, 4})}})},
-                           {"layers", pt::list({linear(4, 4), linear(4, 4), linear(4, 4)})},
-                           {"scale", pt::array::ones({4})},
-                           {"head", linear(4, 10)},
-                           {"steps", pt::array::scalar<std::int64_t>(3)}}),
+        pt::record("Net",
+                   {{"embed", pt::record("Embedding", {{"weight", pt::array::zeros({10, 4})}})},
+                    {"layers", pt::list({linear(4, 4), linear(4, 4), linear(4, 4)})},
+                    {"scale", pt::array::ones({4})},
+                    {"head", linear(4, 10)},
+                    {"steps", pt::array::scalar<std::int64_t>(3)}}),
         ".head.weight", ".embed.weight");
     const std::string s = pt::summary(model);
     INFO(s);

@@ -55,7 +55,8 @@ TEST_CASE("shared: construction prunes, expansion reinserts the same handle", "[
 
 TEST_CASE("shared: share and tie take path text, keystr or dotted", "[shared][path]") {
     const auto untied = embedding_and_linear();
-    const auto by_path = pt::share(untied, pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
+    const auto by_path =
+        pt::share(untied, pt::parse_path("[1].weight"), pt::parse_path("[0].weight"));
     const auto by_text = pt::share(untied, "[1].weight", "0.weight");
     CHECK(pt::to_string(by_text) == pt::to_string(by_path));
     const auto tied = pt::tie(untied, "1.weight", "[0].weight");

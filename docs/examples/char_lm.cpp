@@ -55,10 +55,10 @@ struct options {
     std::size_t sample = 300;
     bool check = false; // exit non-zero unless the loss fell and the tie held (tests)
     bool print_model = false;
-    std::string save;   // checkpoint file written at the end
-    std::string resume; // checkpoint file to continue from
-    std::string log;    // CSV: step, train loss, eval loss, tokens/s, learning rate
-    std::string plot;   // loss curve picture (.svg or .png) drawn by gnuplot
+    std::string save;               // checkpoint file written at the end
+    std::string resume;             // checkpoint file to continue from
+    std::string log;                // CSV: step, train loss, eval loss, tokens/s, learning rate
+    std::string plot;               // loss curve picture (.svg or .png) drawn by gnuplot
     std::vector<std::string> given; // the run options named on the command line
 };
 
@@ -112,12 +112,15 @@ options parse(int argc, char** argv) {
     const auto count = [&](const char* name, std::size_t& v, const char* help) {
         return app.add_option(name, v, help)->type_name("N")->check(whole_number);
     };
-    count("--steps", o.steps, "training steps of the whole run (default 1200)")->check(at_least_one);
+    count("--steps", o.steps, "training steps of the whole run (default 1200)")
+        ->check(at_least_one);
     count("--stop-at", o.stop_at, "stop after this step (a run in parts)")->check(at_least_one);
     app.add_option("--text", o.text, "text to learn (default: the GPL-3 text)")
         ->type_name("PATH")
         ->check(existing_file);
-    app.add_option("--seed", o.seed, "random seed (default 0)")->type_name("N")->check(whole_number);
+    app.add_option("--seed", o.seed, "random seed (default 0)")
+        ->type_name("N")
+        ->check(whole_number);
     app.add_flag("--untied", o.untied, "give the output projection its own weight");
     count("--batch", o.batch, "sequences per step (default 16)")->check(at_least_one);
     count("--context", o.context, "characters per sequence (default 64)")
@@ -188,15 +191,16 @@ struct corpus {
 
     /// `batch` random windows of `t + 1` characters from the trained part (or the held-out
     /// one): inputs and next-character targets.
-    [[nodiscard]] std::pair<pt::array, pt::array> batch(const rnd::key& key, std::size_t b,
-                                                        std::size_t t, bool held_out = false) const {
+    [[nodiscard]] std::pair<pt::array, pt::array>
+    batch(const rnd::key& key, std::size_t b, std::size_t t, bool held_out = false) const {
         return rows(key, b, t, 0, b, held_out);
     }
 
     /// Rows [first, last) of that batch: what one of several data-parallel processes trains on.
     [[nodiscard]] std::pair<pt::array, pt::array> rows(const rnd::key& key, std::size_t b,
                                                        std::size_t t, std::size_t first,
-                                                       std::size_t last, bool held_out = false) const {
+                                                       std::size_t last,
+                                                       bool held_out = false) const {
         const std::size_t from = held_out ? split : 0;
         const std::size_t length = (held_out ? ids.size() : split) - from;
         const auto starts = rnd::bits(key, b);
@@ -269,7 +273,7 @@ std::string sample(const pt::tree& model, const corpus& text, std::size_t contex
 /// process applies the same update). Only process 0 prints and writes files.
 struct parallel {
     int rank = 0, size = 1;
-    double reduce_seconds = 0;  // time in the gradient all-reduce
+    double reduce_seconds = 0;    // time in the gradient all-reduce
     std::size_t reduce_bytes = 0; // gradient bytes per step
 #ifdef PARAMTREE_HAVE_MPI
     std::optional<pt::distributed::communicator> comm;
@@ -296,8 +300,7 @@ struct parallel {
             // 256 KiB buckets, not DDP's 25 MiB: this model's whole gradient is 1.6 MiB, and
             // several buckets in flight halve the all-reduce time (docs/benchmarks.md).
             pt::tree out = pt::distributed::allreduce_mean(
-                *comm, t, {.bucket_bytes = 256 << 10, .weight = static_cast<double>(rows)},
-                &stats);
+                *comm, t, {.bucket_bytes = 256 << 10, .weight = static_cast<double>(rows)}, &stats);
             reduce_seconds +=
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             reduce_bytes = stats.bytes;
@@ -361,8 +364,8 @@ void adopt_saved_run(options& o, const std::string& file) {
         else
             value = run[name].template as<T>();
         if (given(name) && value != field && std::string_view(name) != "steps")
-            throw std::runtime_error(fmt::format(
-                "--{} {} differs from the resumed run's {} ('{}')", name, field, value, file));
+            throw std::runtime_error(fmt::format("--{} {} differs from the resumed run's {} ('{}')",
+                                                 name, field, value, file));
         if (!given(name)) field = value;
     };
     take("steps", o.steps);
@@ -402,9 +405,8 @@ std::string plot(const std::vector<history_row>& history, const std::string& fil
     const bool png = file.ends_with(".png");
     FILE* gp = popen("gnuplot", "w");
     if (gp == nullptr) return "could not start gnuplot: skipped the plot";
-    std::string script =
-        fmt::format("set terminal {} size 900,540 font ',11'\nset output '{}'\n",
-                    png ? "pngcairo" : "svg dynamic", file);
+    std::string script = fmt::format("set terminal {} size 900,540 font ',11'\nset output '{}'\n",
+                                     png ? "pngcairo" : "svg dynamic", file);
     script += fmt::format("set title '{}' noenhanced\nset xlabel 'step'\nset ylabel 'loss "
                           "(cross-entropy, nats per character)'\nset grid\nset key top right\n",
                           title);
@@ -485,8 +487,8 @@ int run(options o, parallel& par) {
         model = loaded["model"];
         state = loaded["optimizer"];
         first_step = static_cast<std::size_t>(loaded["step"].as_array().item());
-        std::cout << "resumed from " << o.resume << " at step " << first_step << " of "
-                  << o.steps << "\n";
+        std::cout << "resumed from " << o.resume << " at step " << first_step << " of " << o.steps
+                  << "\n";
     }
     const std::size_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
     if (first_step >= last)
@@ -530,8 +532,8 @@ int run(options o, parallel& par) {
         const auto [first, last_row] = par.slice(o.batch);
         const auto [x, y] = text.rows(k, o.batch, o.context, first, last_row);
         // Dropout keyed by the process too: its rows are other rows of the global batch.
-        auto [local_loss, local_grads] =
-            step_fn(model, x, y, rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));
+        auto [local_loss, local_grads] = step_fn(
+            model, x, y, rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));
         // One all-reduce carries the gradients and the loss (the pruned tree: the tie once).
         const pt::tree reduced =
             par.mean(pt::tuple({local_grads, pt::tree(local_loss)}), last_row - first);
@@ -541,9 +543,9 @@ int run(options o, parallel& par) {
         // parameters (the optimizer's clipping raises on non-finite gradients as well).
         if (!std::isfinite(loss.item())) {
             if (tty) std::cout << "\n";
-            std::cerr << "char_lm: stopped at step " << step + 1 << ": the loss is "
-                      << loss.item() << " (diverged; try a smaller --lr). The parameters of step "
-                      << step << " are kept.\n";
+            std::cerr << "char_lm: stopped at step " << step + 1 << ": the loss is " << loss.item()
+                      << " (diverged; try a smaller --lr). The parameters of step " << step
+                      << " are kept.\n";
             return 2;
         }
         pt::optim::update_result result;
@@ -551,8 +553,8 @@ int run(options o, parallel& par) {
             result = optimizer.update(grads, state, model);
         } catch (const pt::value_error& e) {
             if (tty) std::cout << "\n";
-            std::cerr << "char_lm: stopped at step " << step + 1
-                      << ": a gradient is not finite (" << e.what() << ")\n";
+            std::cerr << "char_lm: stopped at step " << step + 1 << ": a gradient is not finite ("
+                      << e.what() << ")\n";
             return 2;
         }
         model = opt::apply_updates(model, result.updates);
@@ -566,8 +568,8 @@ int run(options o, parallel& par) {
         const double tokens_per_s = static_cast<double>(done * o.batch * o.context) / elapsed;
         const bool report = done % every == 0 || step + 1 == last;
         const double eval = report ? eval_loss(model) : std::nan("");
-        history.push_back({step + 1, loss.item(), eval, tokens_per_s,
-                           lr(static_cast<std::int64_t>(step))});
+        history.push_back(
+            {step + 1, loss.item(), eval, tokens_per_s, lr(static_cast<std::int64_t>(step))});
         if (log.is_open()) write_log_row(log, history.back());
         const double eta =
             elapsed / static_cast<double>(done) * static_cast<double>(last - step - 1);
@@ -575,8 +577,8 @@ int run(options o, parallel& par) {
                                        interval_sum / static_cast<double>(interval_steps));
         if (report) interval_sum = 0, interval_steps = 0;
         if (report) line += fmt::format("  held-out {:.3f}", eval);
-        line += fmt::format("  {:.0f} tokens/s  elapsed {}  ETA {}", tokens_per_s,
-                            human(elapsed), human(eta));
+        line += fmt::format("  {:.0f} tokens/s  elapsed {}  ETA {}", tokens_per_s, human(elapsed),
+                            human(eta));
         if (report && tty)
             std::cout << "\r" << line << "\033[K\n" << std::flush; // kept: it has the eval
         else if (tty)
@@ -594,16 +596,18 @@ int run(options o, parallel& par) {
         const bool same = par.identical(model) && par.identical(state);
         std::cout << "parameters and optimizer state bitwise identical on all " << par.size
                   << " processes: " << (same ? "yes" : "NO") << "\n";
-        std::cout << fmt::format("gradient all-reduce: {} bytes per step, {:.2f} ms per step "
-                                 "({:.1f}% of the training time)\n",
-                                 par.reduce_bytes, 1e3 * par.reduce_seconds / double(last - first_step),
-                                 100 * par.reduce_seconds /
-                                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        std::cout << fmt::format(
+            "gradient all-reduce: {} bytes per step, {:.2f} ms per step "
+            "({:.1f}% of the training time)\n",
+            par.reduce_bytes, 1e3 * par.reduce_seconds / double(last - first_step),
+            100 * par.reduce_seconds /
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         tie_held = same;
     }
     if (!o.untied) {
         const pt::tree full = pt::expand(model);
-        tie_held = tie_held && pt::same_storage(full["embed"]["weight"].as_array(),
+        tie_held = tie_held &&
+                   pt::same_storage(full["embed"]["weight"].as_array(),
                                     full["head"]["weight"].as_array()) &&
                    pt::count_parameters(model).elements == trained;
         std::cout << "tie held: " << (tie_held ? "yes" : "NO")
@@ -612,12 +616,14 @@ int run(options o, parallel& par) {
     if (!o.save.empty() && par.rank == 0) {
         pt::save(o.save, checkpoint(model, state, last, o));
         std::cout << "saved " << o.save << " at step " << last << " ("
-                  << std::filesystem::file_size(o.save) << " bytes; the tied weight is stored once)\n";
+                  << std::filesystem::file_size(o.save)
+                  << " bytes; the tied weight is stored once)\n";
     }
     if (log.is_open()) std::cout << "log: " << o.log << "\n";
     if (!o.plot.empty() && par.rank == 0)
         std::cout << plot(history, o.plot,
-                          fmt::format("char-level GPT ({}), {}", o.untied ? "untied" : "tied embedding",
+                          fmt::format("char-level GPT ({}), {}",
+                                      o.untied ? "untied" : "tied embedding",
                                       fs::path(o.text).filename().string()))
                   << "\n";
     if (o.sample > 0 && par.rank == 0)

@@ -50,8 +50,8 @@ private:
 /// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), or a callable
 /// taking a selector and returning a selector or a vector of selectors.
 template <class W>
-concept where_spec = std::same_as<std::decay_t<W>, path> ||
-    std::same_as<std::decay_t<W>, std::vector<path>> ||
+concept where_spec =
+    std::same_as<std::decay_t<W>, path> || std::same_as<std::decay_t<W>, std::vector<path>> ||
     std::convertible_to<const W&, std::string_view> ||
     std::same_as<std::decay_t<W>, std::vector<std::string>> || std::invocable<const W&, selector>;
 

@@ -26,7 +26,7 @@ struct attention_options {
 /// q, k and v. Throws shape_error for shapes that do not fit or `heads` not dividing D.
 ///
 ///     const auto q = pt::random::normal(k1, {2, 16, 64}), k = pt::random::normal(k2, {2, 16, 64});
-///     pt::array y = pt::scaled_dot_product_attention(q, k, k, 4, {.causal = true});  // [2, 16, 64]
+///     pt::array y = pt::scaled_dot_product_attention(q, k, k, 4, {.causal = true}); // q's shape
 [[nodiscard]] array scaled_dot_product_attention(const array& q, const array& k, const array& v,
                                                  std::size_t heads,
                                                  const attention_options& options = {});

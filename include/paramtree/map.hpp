@@ -45,7 +45,8 @@ struct flat_inputs {
 /// the structure of `t`) and rebuilds a tree of that structure from the results.
 /// Throws structure_error naming the first differing key path and both sides.
 ///
-///     const pt::tree x = pt::dict({{"a", 1.0}, {"b", 2.0}}), y = pt::dict({{"a", 10.0}, {"b", 20.0}});
+///     const pt::tree x = pt::dict({{"a", 1.0}, {"b", 2.0}});
+///     const pt::tree y = pt::dict({{"a", 10.0}, {"b", 20.0}});
 ///     auto sum = pt::tree_map([](const pt::tree& a, const pt::tree& b) {
 ///         return a.as<double>() + b.as<double>(); }, x, y);
 // clang-format off
