@@ -38,20 +38,18 @@ treedef slice(const treedef& t, std::size_t last) {
 }
 
 namespace {
-[[noreturn]] void throw_mismatch(std::string context, const treedef& expected,
-                                 const treedef& found, std::string_view expected_name,
-                                 std::string_view found_name) {
+[[noreturn]] void throw_mismatch(std::string context, const treedef& expected, const treedef& found,
+                                 std::string_view expected_name, std::string_view found_name) {
     const auto d = first_difference(expected, found);
     std::string left = d ? d->left : expected.to_string();
     std::string right = d ? d->right : found.to_string();
     // The usual cause of a tie on one side only: one tree came from pt::expand (or from a
     // model before share), the other from the pruned tree. Say so, with the fix.
-    const auto tie_like = [](std::string_view s) {
-        return s.find("a tie to") != std::string_view::npos ||
-               s.find("a Shared node") != std::string_view::npos;
+    const auto tie_like = [](node_kind k) {
+        return k == node_kind::tied || k == node_kind::shared;
     };
     std::string hint;
-    if (tie_like(left) != tie_like(right))
+    if (d && tie_like(d->left_kind) != tie_like(d->right_kind))
         hint = fmt::format(
             " (one of {} and {} is tied and the other is not: gradients and optimizer state have "
             "the pruned structure of the tied parameters, so take value_and_grad and "
@@ -95,7 +93,7 @@ std::optional<difference> first_difference(const treedef& a, const treedef& b) {
         const auto& y = nb[it.ib];
         if (!same_level(x, y))
             return difference{cur, describe_node(x.kind, x.arity, x.meta),
-                              describe_node(y.kind, y.arity, y.meta)};
+                              describe_node(y.kind, y.arity, y.meta), x.kind, y.kind};
         const auto ca = child_positions(na, it.ia);
         const auto cb = child_positions(nb, it.ib);
         const std::size_t depth = cur.size();

@@ -27,6 +27,8 @@ struct difference {
     path where;
     std::string left;
     std::string right;
+    node_kind left_kind;
+    node_kind right_kind;
 };
 /// The first place (pre-order) where two structures differ, or nullopt if they are equal.
 [[nodiscard]] std::optional<difference> first_difference(const treedef& a, const treedef& b);
