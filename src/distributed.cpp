@@ -95,10 +95,10 @@ struct hasher {
 
 // Structure, then dtype and shape of every array leaf and the value of every other leaf:
 // what must agree before buffers are exchanged.
-std::uint64_t fingerprint(const tree& t) {
+std::uint64_t fingerprint(const flat_tree& flat) {
     hasher h;
-    h.value(std::hash<treedef>{}(structure(t)));
-    for (const tree& leaf : leaves(t)) {
+    h.value(std::hash<treedef>{}(flat.def));
+    for (const tree& leaf : flat.leaves) {
         if (leaf.is_array()) {
             const array& a = leaf.as_array();
             h.value(static_cast<int>(a.dtype()));
@@ -173,9 +173,10 @@ tree shapes_of(const tree& t) {
         fmt::format("{} on process {}", right, first == INT_MAX ? rank : first));
 }
 
-void check_structure(const communicator& comm, const tree& t, std::string_view context,
-                     int root = 0) {
-    if (!all_equal(raw(comm), fingerprint(t)))
+// `flat` is flatten(t): the callers flatten once, for the check and for the data.
+void check_structure(const communicator& comm, const tree& t, const flat_tree& flat,
+                     std::string_view context, int root = 0) {
+    if (!all_equal(raw(comm), fingerprint(flat)))
         throw_mismatch(raw(comm), comm.rank(), t, context, root);
 }
 
@@ -305,15 +306,16 @@ void communicator::barrier() const {
 }
 
 void check_same_structure(const communicator& comm, const tree& t, std::string_view context) {
-    check_structure(comm, t, context);
+    check_structure(comm, t, flatten(t), context);
 }
 
 tree broadcast(const communicator& comm, const tree& t, int root) {
     if (root < 0 || root >= comm.size())
         detail::throw_value("broadcast", {}, fmt::format("a root in [0, {})", comm.size()),
                             std::to_string(root));
-    check_structure(comm, t, "broadcast", root);
-    auto [leaves, def] = flatten(t);
+    auto flat = flatten(t);
+    check_structure(comm, t, flat, "broadcast", root);
+    auto& [leaves, def] = flat;
     for (auto& leaf : leaves) {
         if (!leaf.is_array()) continue;
         const array& a = leaf.as_array();
@@ -339,8 +341,9 @@ tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce
     if (!(options.weight >= 0) || !std::isfinite(options.weight))
         detail::throw_value("allreduce_mean", {}, "a finite weight >= 0",
                             fmt::format("{}", options.weight));
-    check_structure(comm, grads, "allreduce_mean");
-    auto [leaves, def] = flatten(grads);
+    auto flat = flatten(grads);
+    check_structure(comm, grads, flat, "allreduce_mean");
+    auto& [leaves, def] = flat;
     // The total weight travels first, alongside the buckets.
     double weight = options.weight, total = 0;
     MPI_Request weight_request = MPI_REQUEST_NULL;
@@ -394,8 +397,9 @@ std::pair<std::size_t, std::size_t> batch_slice(std::size_t global, const commun
 
 std::uint64_t digest(const tree& t) {
     hasher h;
-    h.value(fingerprint(t));
-    for (const tree& leaf : leaves(t))
+    const flat_tree flat = flatten(t);
+    h.value(fingerprint(flat));
+    for (const tree& leaf : flat.leaves)
         if (leaf.is_array()) h.bytes(leaf.as_array().bytes(), leaf.as_array().nbytes());
     return h.done();
 }
