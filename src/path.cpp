@@ -87,17 +87,21 @@ bool path::is_prefix_of(const path& other) const noexcept {
     return true;
 }
 
-namespace {
-bool is_ident_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+namespace detail {
+bool is_identifier(std::string_view s) noexcept {
+    auto alpha = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    };
+    if (s.empty() || !alpha(s.front())) return false;
+    return std::all_of(s.begin(), s.end(),
+                       [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
+} // namespace detail
+
+namespace {
 bool all_digits(std::string_view s) {
     return !s.empty() &&
            std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-bool is_identifier(std::string_view s) {
-    return !s.empty() && !(s[0] >= '0' && s[0] <= '9') &&
-           std::all_of(s.begin(), s.end(), is_ident_char);
 }
 
 // One reader over the text; `fail` names the offset, the character and what was expected.
@@ -133,7 +137,7 @@ struct path_reader {
                 fail("an index that fits in 64 bits");
             }
             out.push_back(index_key{value});
-        } else if (is_identifier(s)) {
+        } else if (detail::is_identifier(s)) {
             out.push_back(field_key{std::string(s)});
         } else {
             out.push_back(dict_key{std::string(s)});

@@ -603,20 +603,6 @@ tree dict(std::vector<std::pair<std::string, tree>> items) {
                                   std::shared_ptr<const detail::dict_meta>(std::move(meta))));
 }
 
-namespace {
-/// Field names are identifiers, so `.name` in a key path and in a dotted checkpoint name
-/// always means exactly this field: a name like `x[0]` or `a.b` would read back as another
-/// path and re-tie a saved tie to another leaf.
-bool is_identifier(std::string_view s) noexcept {
-    auto alpha = [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-    };
-    if (s.empty() || !alpha(s.front())) return false;
-    return std::all_of(s.begin(), s.end(),
-                       [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
-}
-} // namespace
-
 tree record(std::string name, std::vector<std::pair<std::string, tree>> fields,
             std::vector<std::pair<std::string, static_value>> statics) {
     if (name.starts_with(detail::reserved_record_prefix))
@@ -637,7 +623,10 @@ tree reserved_record(std::string name, std::vector<std::pair<std::string, tree>>
     children.reserve(fields.size());
     std::size_t h = detail::mix(0x7265636f7264, std::hash<std::string>{}(name));
     auto check_name = [&](const std::string& f) {
-        if (!is_identifier(f))
+        // Field names are identifiers, so `.name` in a key path and in a dotted checkpoint name
+        // always means exactly this field: a name like `x[0]` or `a.b` would read back as
+        // another path and re-tie a saved tie to another leaf.
+        if (!detail::is_identifier(f))
             detail::throw_structure("record " + name, {},
                                     "field names that are identifiers ([A-Za-z_][A-Za-z0-9_]*)",
                                     fmt::format("'{}'", escaped(f)));

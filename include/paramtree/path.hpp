@@ -85,6 +85,9 @@ namespace detail {
 /// `s` with quotes and backslashes escaped and control characters as `\xHH`, as `keystr`
 /// prints dict keys (parse_path reads it back).
 [[nodiscard]] std::string escaped(std::string_view s);
+/// `[A-Za-z_][A-Za-z0-9_]*`: what a record field name must be, and what `parse_path` reads as
+/// a field in dotted text. One rule for both, so `.name` always means exactly that field.
+[[nodiscard]] bool is_identifier(std::string_view s) noexcept;
 } // namespace detail
 /// Dotted text used for tensor names in checkpoints: `layers.3.weight`.
 [[nodiscard]] std::string dotted(const path& p);
