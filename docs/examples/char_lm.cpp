@@ -62,6 +62,22 @@ struct options {
     std::vector<std::string> given; // the run options named on the command line
 };
 
+/// Calls `f(name, member)` for each option that defines a run: the one list that says what a
+/// checkpoint records, what --resume restores and which command-line options may conflict.
+template <class Options, class F>
+void for_each_run_option(Options& o, F&& f) {
+    f("steps", o.steps);
+    f("text", o.text);
+    f("seed", o.seed);
+    f("untied", o.untied);
+    f("batch", o.batch);
+    f("context", o.context);
+    f("dim", o.dim);
+    f("layers", o.layers);
+    f("heads", o.heads);
+    f("lr", o.lr);
+}
+
 namespace fs = std::filesystem;
 
 // A file the run will write: its directory must exist now, not after minutes of training.
@@ -145,9 +161,9 @@ options parse(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         std::exit(app.exit(e) == 0 ? 0 : 2);
     }
-    for (const char* name : {"--steps", "--text", "--seed", "--untied", "--batch", "--context",
-                             "--dim", "--layers", "--heads", "--lr"})
-        if (app.count(name) > 0) o.given.emplace_back(name + 2);
+    for_each_run_option(o, [&](const char* name, const auto&) {
+        if (app.count(std::string("--") + name) > 0) o.given.emplace_back(name);
+    });
     std::string problem;
     if (o.dim % o.heads != 0) problem = "--heads must divide --dim";
     for (const auto* file : {&o.save, &o.log, &o.plot})
@@ -323,17 +339,14 @@ struct parallel {
 /// The options that define a run, saved in its checkpoints so `--resume` goes on with the
 /// same model, data and schedule.
 pt::tree run_record(const options& o) {
-    const auto i64 = [](std::size_t v) { return pt::tree(static_cast<std::int64_t>(v)); };
-    return pt::record("Run", {{"steps", i64(o.steps)},
-                              {"text", o.text},
-                              {"seed", i64(o.seed)},
-                              {"untied", o.untied},
-                              {"batch", i64(o.batch)},
-                              {"context", i64(o.context)},
-                              {"dim", i64(o.dim)},
-                              {"layers", i64(o.layers)},
-                              {"heads", i64(o.heads)},
-                              {"lr", o.lr}});
+    std::vector<std::pair<std::string, pt::tree>> fields;
+    for_each_run_option(o, [&]<class T>(const char* name, const T& value) {
+        if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
+            fields.emplace_back(name, pt::tree(static_cast<std::int64_t>(value)));
+        else
+            fields.emplace_back(name, pt::tree(value));
+    });
+    return pt::record("Run", std::move(fields));
 }
 
 /// A checkpoint is one tree: the model (its tie stored once), the optimizer state (one Adam
@@ -349,7 +362,9 @@ pt::tree checkpoint(const pt::tree& model, const pt::tree& state, std::size_t st
 /// Takes the saved run's options; one named on the command line must agree (`--steps` may
 /// differ: a longer run stretches the schedule from here on).
 void adopt_saved_run(options& o, const std::string& file) {
-    const pt::tree saved = pt::load_tree(file);
+    // Mapped, not copied: only the options (in the header) are read here; run() loads the
+    // arrays against the model it builds.
+    const pt::tree saved = pt::load_tree(file, {.memory = pt::load_memory::map});
     if (!saved.contains(pt::parse_path(".run")))
         throw std::runtime_error("'" + file + "' has no run options (written by an older " +
                                  "char_lm); it cannot be resumed");
@@ -357,9 +372,9 @@ void adopt_saved_run(options& o, const std::string& file) {
     const auto given = [&](const char* name) {
         return std::find(o.given.begin(), o.given.end(), name) != o.given.end();
     };
-    const auto take = [&]<class T>(const char* name, T& field) {
+    for_each_run_option(o, [&]<class T>(const char* name, T& field) {
         T value{};
-        if constexpr (std::is_same_v<T, std::size_t> || std::is_same_v<T, std::uint64_t>)
+        if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
             value = static_cast<T>(run[name].template as<std::int64_t>());
         else
             value = run[name].template as<T>();
@@ -367,17 +382,7 @@ void adopt_saved_run(options& o, const std::string& file) {
             throw std::runtime_error(fmt::format("--{} {} differs from the resumed run's {} ('{}')",
                                                  name, field, value, file));
         if (!given(name)) field = value;
-    };
-    take("steps", o.steps);
-    take("text", o.text);
-    take("seed", o.seed);
-    take("untied", o.untied);
-    take("batch", o.batch);
-    take("context", o.context);
-    take("dim", o.dim);
-    take("layers", o.layers);
-    take("heads", o.heads);
-    take("lr", o.lr);
+    });
 }
 
 /// One row per step of the log and the plot; eval is NaN between evaluations.
