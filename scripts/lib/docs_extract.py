@@ -63,22 +63,30 @@ def main() -> int:
                 print(f"{src}:{i + 1}: unknown block flavour '{flavour}'", file=sys.stderr)
                 return 1
         i = j + 1
-    parts = [PRELUDE.format(src=src)]
-    parts.extend(globals_)
-    for n, (start, code) in enumerate(bodies):
-        parts.append(f"static void example_{n}() {{\n{code}\n}}\n")
-    parts.append("int main() {\n    int failed = 0;\n")
-    for n, (start, _) in enumerate(bodies):
-        parts.append(
-            f"    try {{ example_{n}(); }} catch (const std::exception& e) {{\n"
-            f"        std::cerr << \"{src}:{start}: example threw: \" << e.what() << \"\\n\";\n"
-            f"        ++failed;\n    }}\n")
-    parts.append(f"    std::cout << \"{len(bodies)} examples run, \" << failed << \" failed\\n\";\n")
-    parts.append("    return failed == 0 ? 0 : 1;\n}\n")
     if not bodies and not globals_:
         print(f"{src}: no ```cpp examples", file=sys.stderr)
-    open(out, "w", encoding="utf-8").write("\n".join(parts))
+    text = program([PRELUDE.format(src=src)] + globals_,
+                   [(f"{src}:{start}", code) for start, code in bodies], "examples")
+    open(out, "w", encoding="utf-8").write(text)
     return 0
+
+
+def program(head, examples, what):
+    """The C++ program: `head` (prelude, globals), one function per (label, body) of
+    `examples`, and a main that runs them all in order, naming the label of any that throws
+    and printing `N <what> run, M failed`. Shared with header_examples.py."""
+    parts = list(head)
+    for n, (_, body) in enumerate(examples):
+        parts.append(f"static void example_{n}() {{\n{body}\n}}\n")
+    parts.append("int main() {\n    int failed = 0;\n")
+    for n, (label, _) in enumerate(examples):
+        parts.append(
+            f"    try {{ example_{n}(); }} catch (const std::exception& e) {{\n"
+            f"        std::cerr << \"{label}: example threw: \" << e.what() << \"\\n\";\n"
+            f"        ++failed;\n    }}\n")
+    parts.append(f"    std::cout << \"{len(examples)} {what} run, \" << failed << \" failed\\n\";\n")
+    parts.append("    return failed == 0 ? 0 : 1;\n}\n")
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ run under mpirun) and the fixture adds `world`, the communicator of all processe
 import re
 import sys
 
+from docs_extract import program  # the same program shape as the guides' examples
+
 PRELUDE = """// Generated from the public headers by scripts/lib/header_examples.py: do not edit.
 #undef NDEBUG
 #include <cassert>
@@ -116,27 +118,17 @@ def main() -> int:
     if mpi:
         args = args[1:]
     out_path, headers = args[0], args[1:]
-    parts, names = [PRELUDE + (MPI_PRELUDE if mpi else "")], []
     fixture = FIXTURE + (MPI_FIXTURE if mpi else "")
+    found = []
     for header in headers:
         for line, code in examples(header):
-            n = len(names)
-            names.append(f"{header}:{line}")
-            parts.append(f"static void example_{n}() {{\n{fixture}    {{\n"
-                         f'#line {line} "{header}"\n{code}\n    }}\n}}\n')
-    if not names:
+            # The fixture, then the example in a nested scope (it may redeclare fixture names).
+            found.append((f"{header}:{line}", f'{fixture}    {{\n#line {line} "{header}"\n{code}\n    }}'))
+    if not found:
         print("header_examples.py: no examples found", file=sys.stderr)
         return 1
-    parts.append("int main() {\n    int failed = 0;\n")
-    for n, name in enumerate(names):
-        parts.append(
-            f"    try {{ example_{n}(); }} catch (const std::exception& e) {{\n"
-            f"        std::cerr << \"{name}: example threw: \" << e.what() << \"\\n\";\n"
-            f"        ++failed;\n    }}\n")
-    parts.append(f"    std::cout << \"{len(names)} header examples run, \" << failed"
-                 f" << \" failed\\n\";\n")
-    parts.append("    return failed == 0 ? 0 : 1;\n}\n")
-    open(out_path, "w", encoding="utf-8").write("\n".join(parts))
+    text = program([PRELUDE + (MPI_PRELUDE if mpi else "")], found, "header examples")
+    open(out_path, "w", encoding="utf-8").write(text)
     return 0
 
 
