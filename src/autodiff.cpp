@@ -113,21 +113,46 @@ void accumulate(cotangent& slot, array g) {
     });
 }
 
+/// Delivers an entry's input cotangents: to the accumulated slot of each input, or, for the
+/// first `redirected` ids of a nested tape (its variables), straight to the enclosing sink.
 class sink final : public cotangent_sink {
 public:
-    sink(std::vector<cotangent>& grads, const tape_entry& entry) : grads_(grads), entry_(entry) {}
+    sink(std::vector<cotangent>& grads, const tape_entry& entry, std::uint32_t redirected,
+         cotangent_sink* outer)
+        : grads_(grads), entry_(entry), redirected_(redirected), outer_(outer) {}
     [[nodiscard]] bool needs(std::size_t k) const noexcept override {
         return entry_.input(k) != untraced;
     }
     void add(std::size_t k, array g) override {
         const std::uint32_t id = entry_.input(k);
-        if (id != untraced) accumulate(grads_[id], std::move(g));
+        if (id == untraced) return;
+        if (id < redirected_)
+            outer_->add(id, std::move(g));
+        else
+            accumulate(grads_[id], std::move(g));
     }
 
 private:
     std::vector<cotangent>& grads_;
     const tape_entry& entry_;
+    std::uint32_t redirected_;
+    cotangent_sink* outer_;
 };
+
+/// The reverse sweep over entries [0, grads.size()), from the cotangents seeded in `grads`.
+void sweep(tape& t, std::vector<cotangent>& grads, std::uint32_t redirected,
+           cotangent_sink* outer) {
+    for (std::size_t i = grads.size(); i-- > 0;) {
+        const tape_entry& entry = t.entries[i];
+        if (!entry.backward || !grads[i].value) continue;
+        // Moved out: this cotangent is complete (every use of value i was recorded later)
+        // and its memory can go as soon as the inputs have theirs.
+        const array g = std::move(*grads[i].value);
+        grads[i] = {};
+        sink s(grads, entry, redirected, outer);
+        entry.backward(g, s);
+    }
+}
 } // namespace
 
 std::vector<std::optional<array>> backward(tape& t, const array& output,
@@ -137,19 +162,80 @@ std::vector<std::optional<array>> backward(tape& t, const array& output,
     if (!slot || slot->owner.get() != &t) return out; // the output does not depend on them
     std::vector<cotangent> grads(slot->id + 1);
     grads[slot->id].value = array::ones(output.shape(), output.dtype());
-    for (std::size_t i = slot->id + 1; i-- > 0;) {
-        const tape_entry& entry = t.entries[i];
-        if (!entry.backward || !grads[i].value) continue;
-        // Moved out: this cotangent is complete (every use of value i was recorded later)
-        // and its memory can go as soon as the inputs have theirs.
-        const array g = std::move(*grads[i].value);
-        grads[i] = {};
-        sink s(grads, entry);
-        entry.backward(g, s);
-    }
+    sweep(t, grads, 0, nullptr);
     for (std::size_t v = 0; v < vars.size(); ++v)
         if (vars[v] != untraced && vars[v] < grads.size()) out[v] = std::move(grads[vars[v]].value);
     return out;
+}
+
+void backward_into(tape& t, std::vector<std::pair<std::uint32_t, array>> seeds,
+                   std::size_t variables, cotangent_sink& outer) {
+    const auto redirected = static_cast<std::uint32_t>(variables);
+    std::uint32_t top = 0;
+    for (const auto& seed : seeds)
+        top = std::max(top, seed.first + 1);
+    std::vector<cotangent> grads(top);
+    for (auto& [id, g] : seeds) {
+        if (id < redirected)
+            outer.add(id, std::move(g)); // an output that is one of the inputs itself
+        else
+            accumulate(grads[id], std::move(g));
+    }
+    sweep(t, grads, redirected, &outer);
+}
+
+tape_scope::tape_scope() : tape_(std::make_shared<tape>()) {}
+
+namespace {
+void close(tape& t) {
+    t.closed.store(true, std::memory_order_release);
+    // Recorded closures hold traced arrays, which hold the tape: clearing breaks the cycle.
+    std::vector<tape_entry> entries;
+    {
+        const std::lock_guard lock(t.mutex);
+        entries.swap(t.entries);
+    }
+}
+} // namespace
+
+tape_scope::~tape_scope() {
+    close(*tape_);
+}
+
+std::vector<array> record_multi(const std::shared_ptr<tape>& t, std::vector<array> outputs,
+                                input_list inputs, multi_backward_fn backward) {
+    std::vector<std::size_t> traced_outputs;
+    for (std::size_t j = 0; j < outputs.size(); ++j)
+        if (is_inexact(outputs[j].dtype())) traced_outputs.push_back(j);
+    if (traced_outputs.empty()) return outputs;
+    if (outputs.size() == 1) {
+        outputs[0] = record(t, std::move(outputs[0]), inputs,
+                            [backward = std::move(backward)](const array& g, cotangent_sink& s) {
+                                const std::optional<array> one[1] = {g};
+                                backward(one, s);
+                            });
+        return outputs;
+    }
+    // Several outputs: each output's entry parks its cotangent in `parked` and sends the hub
+    // a token (a 0-d zero); the hub, recorded before them, runs after all of them.
+    auto parked = std::make_shared<std::vector<std::optional<array>>>(outputs.size());
+    const array token = array::zeros({}, dtype::float32);
+    const array hub =
+        record(t, token, inputs,
+               [parked, backward = std::move(backward)](const array&, cotangent_sink& s) {
+                   std::vector<std::optional<array>> cotangents;
+                   cotangents.swap(*parked); // freed when this backward is done
+                   backward(cotangents, s);
+               });
+    for (const std::size_t j : traced_outputs) {
+        const array* from[1] = {&hub};
+        outputs[j] = record(t, std::move(outputs[j]), input_list(from, 1),
+                            [parked, j, token](const array& g, cotangent_sink& s) {
+                                (*parked)[j] = g;
+                                s.add(0, token);
+                            });
+    }
+    return outputs;
 }
 
 // ---- gradient calls over trees --------------------------------------------------------------
@@ -167,13 +253,7 @@ namespace {
 grad_session::grad_session() : tape_(std::make_shared<tape>()) {}
 
 grad_session::~grad_session() {
-    tape_->closed.store(true, std::memory_order_release);
-    // Recorded closures hold traced arrays, which hold the tape: clearing breaks the cycle.
-    std::vector<tape_entry> entries;
-    {
-        const std::lock_guard lock(tape_->mutex);
-        entries.swap(tape_->entries);
-    }
+    close(*tape_);
 }
 
 tree grad_session::trace(const tree& params, const leaf_filter& filter) {

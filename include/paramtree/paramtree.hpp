@@ -7,7 +7,9 @@
 #include <paramtree/attention.hpp>
 #include <paramtree/autodiff.hpp>
 #include <paramtree/backend.hpp>
+#include <paramtree/check_grad.hpp>
 #include <paramtree/checkpoint.hpp>
+#include <paramtree/custom_vjp.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/dot.hpp>
 #include <paramtree/error.hpp>
@@ -25,6 +27,7 @@
 #include <paramtree/ravel.hpp>
 #include <paramtree/record.hpp>
 #include <paramtree/reference.hpp>
+#include <paramtree/remat.hpp>
 #include <paramtree/transform.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>

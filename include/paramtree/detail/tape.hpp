@@ -97,4 +97,41 @@ template <class MakeBackward>
 [[nodiscard]] std::vector<std::optional<array>> backward(tape& t, const array& output,
                                                          const std::vector<std::uint32_t>& vars);
 
+/// A fresh tape owned for one scope: closed and cleared on the way out (also on an
+/// exception), so traced arrays that escape can no longer record, and the closures recorded
+/// on it (which hold traced arrays, which hold the tape) do not keep it alive in a cycle.
+class tape_scope {
+public:
+    tape_scope();
+    ~tape_scope();
+    tape_scope(const tape_scope&) = delete;
+    tape_scope& operator=(const tape_scope&) = delete;
+    [[nodiscard]] const std::shared_ptr<tape>& get() const noexcept { return tape_; }
+
+private:
+    std::shared_ptr<tape> tape_;
+};
+
+/// The backward of an operation with several outputs: the cotangent of each output (nullopt
+/// for an output nothing downstream used) to cotangents of its inputs.
+using multi_backward_fn =
+    std::function<void(std::span<const std::optional<array>> cotangents, cotangent_sink& sink)>;
+
+/// Records an operation with any number of outputs on `t` and returns them traced (each
+/// float output; other dtypes come back untraced). With one output this is `record`; with
+/// more, a hidden entry takes the inputs and one entry per output hands its cotangent to it,
+/// so `backward` runs once, with every output's cotangent, after all of them are complete.
+[[nodiscard]] std::vector<array> record_multi(const std::shared_ptr<tape>& t,
+                                              std::vector<array> outputs, input_list inputs,
+                                              multi_backward_fn backward);
+
+/// The backward pass of a nested tape whose first `variables` entries stand for the inputs
+/// of an enclosing operation: starts from the cotangents `seeds` (tape id, cotangent) and
+/// hands every contribution to variable k straight to `outer.add(k, ...)`, one by one in the
+/// order the sweep produces them. The enclosing tape then sums them exactly as it would have
+/// summed the same operations recorded on it directly (rematerialisation relies on this for
+/// bitwise-identical gradients).
+void backward_into(tape& t, std::vector<std::pair<std::uint32_t, array>> seeds,
+                   std::size_t variables, cotangent_sink& outer);
+
 } // namespace paramtree::detail
