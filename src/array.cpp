@@ -3,6 +3,8 @@
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
 
+#include "buffer_pool.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -108,14 +110,11 @@ struct tail_allocator {
         return (n * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
     }
     T* allocate(std::size_t n) {
-        auto* p = static_cast<std::byte*>(
-            ::operator new (head(n) + bytes, std::align_val_t{buffer_alignment}));
+        auto* p = static_cast<std::byte*>(detail::allocate_buffer(head(n) + bytes));
         *data = p + head(n);
         return reinterpret_cast<T*>(p);
     }
-    void deallocate(T* p, std::size_t) noexcept {
-        ::operator delete (p, std::align_val_t{buffer_alignment});
-    }
+    void deallocate(T* p, std::size_t n) noexcept { detail::deallocate_buffer(p, head(n) + bytes); }
     template <class U>
     bool operator==(const tail_allocator<U>& o) const noexcept {
         return bytes == o.bytes;

@@ -9,6 +9,7 @@
 // same (pruned) structure, the Adam state is a tree, and a step returns new trees.
 #include "gpt.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -55,10 +56,11 @@ struct options {
     std::size_t sample = 300;
     bool check = false; // exit non-zero unless the loss fell and the tie held (tests)
     bool print_model = false;
-    std::string save;               // checkpoint file written at the end
-    std::string resume;             // checkpoint file to continue from
-    std::string log;                // CSV: step, train loss, eval loss, tokens/s, learning rate
-    std::string plot;               // loss curve picture (.svg or .png) drawn by gnuplot
+    bool remat = false; // rematerialise each block (same results, less activation memory)
+    std::string save;   // checkpoint file written at the end
+    std::string resume; // checkpoint file to continue from
+    std::string log;    // CSV: step, train loss, eval loss, tokens/s, learning rate
+    std::string plot;   // loss curve picture (.svg or .png) drawn by gnuplot
     std::vector<std::string> given; // the run options named on the command line
 };
 
@@ -155,6 +157,8 @@ options parse(int argc, char** argv) {
     app.add_option("--log", o.log, "write step, losses, tokens/s, lr as CSV")->type_name("PATH");
     app.add_option("--plot", o.plot, "draw the loss curves (gnuplot)")->type_name("PATH.svg|png");
     app.add_flag("--print-model", o.print_model, "print the whole model, not a summary");
+    app.add_flag("--remat", o.remat,
+                 "recompute each block's activations in the backward pass (less memory)");
     app.add_flag("--check", o.check, "exit 1 unless the loss fell and the tie held");
     try {
         app.parse(argc, argv);
@@ -523,9 +527,10 @@ int run(options o, parallel& par) {
 
     // Under mpirun standard output may be a pseudo-terminal, but it is a log: one line a report.
     const bool tty = isatty(STDOUT_FILENO) != 0 && par.size == 1;
-    const auto step_fn = pt::value_and_grad(
-        [](const pt::tree& m, const pt::array& x, const pt::array& y, const rnd::key& k) {
-            return gpt::loss(m, x, y, pt::nn::context::train(k));
+    const auto step_fn =
+        pt::value_and_grad([remat = o.remat](const pt::tree& m, const pt::array& x,
+                                             const pt::array& y, const rnd::key& k) {
+            return gpt::loss(m, x, y, pt::nn::context::train(k), remat);
         });
     const std::size_t every = std::max<std::size_t>(1, (last - first_step) / 10);
     const auto start = std::chrono::steady_clock::now();
@@ -592,8 +597,18 @@ int run(options o, parallel& par) {
             std::cout << line << std::endl; // flushed: piped runs show progress as it happens
     }
 
+    const double train_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double final_loss = eval_loss(model);
     std::cout << "\nheld-out loss after training: " << final_loss << " (was " << initial << ")\n";
+    // The high-water mark of the whole process: with --remat it falls by the activations the
+    // tape no longer keeps for every block at once.
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::cout << fmt::format(
+        "{:.1f} ms per step; peak memory {:.0f} MiB{}\n",
+        1e3 * train_seconds / double(std::max<std::size_t>(1, last - first_step)),
+        double(usage.ru_maxrss) / 1024.0, o.remat ? " (blocks rematerialised)" : "");
 
     // The tie held: one embedding buffer serves both places, and there is still one leaf.
     bool tie_held = true;

@@ -52,25 +52,31 @@ inline pt::tree make(const pt::random::key& key, const config& c) {
 
 /// Logits [batch, time, vocab] for int64 tokens [batch, time] (time <= context). Inside a
 /// gradient call the model arrives expanded; elsewhere `expand` fills the tie in (O(1) for a
-/// tree without ties).
-inline pt::array logits(const pt::tree& model, const pt::array& tokens,
-                        const nn::context& ctx = {}) {
+/// tree without ties). With `remat`, each block is rematerialised: a gradient call keeps only
+/// the blocks' inputs and recomputes one block's activations at a time during backward.
+inline pt::array logits(const pt::tree& model, const pt::array& tokens, const nn::context& ctx = {},
+                        bool remat = false) {
     const pt::tree m = pt::expand(model);
     const std::size_t t = tokens.shape()[1];
     const pt::array positions = pt::array::arange(t, pt::dtype::int64);
     pt::array h = nn::apply(m["embed"], tokens, ctx.child("embed")) +
                   nn::apply(m["pos"], positions, ctx.child("pos"));
     const pt::tree blocks = m["blocks"];
-    for (std::size_t i = 0; i < blocks.size(); ++i)
-        h = nn::apply(blocks[i], h, ctx.child("blocks").child(i));
+    const auto block = [](const pt::tree& b, const pt::array& x, const nn::context& c) {
+        return nn::apply(b, x, c);
+    };
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+        const nn::context at = ctx.child("blocks").child(i);
+        h = remat ? pt::remat(block)(blocks[i], h, at) : block(blocks[i], h, at);
+    }
     h = nn::apply(m["norm"], h, ctx.child("norm"));
     return nn::apply(m["head"], h, ctx.child("head"));
 }
 
 /// Mean next-token cross-entropy: inputs [batch, time], targets [batch, time].
 inline pt::array loss(const pt::tree& m, const pt::array& inputs, const pt::array& targets,
-                      const nn::context& ctx = {}) {
-    return pt::cross_entropy(logits(m, inputs, ctx), targets);
+                      const nn::context& ctx = {}, bool remat = false) {
+    return pt::cross_entropy(logits(m, inputs, ctx, remat), targets);
 }
 
 } // namespace gpt

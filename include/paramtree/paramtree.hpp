@@ -15,6 +15,7 @@
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
+#include <paramtree/memory.hpp>
 #include <paramtree/nn/attention.hpp>
 #include <paramtree/nn/layers.hpp>
 #include <paramtree/nn/module.hpp>
