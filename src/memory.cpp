@@ -6,11 +6,13 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <new>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -93,21 +95,21 @@ public:
         const std::size_t size = size_class(bytes);
         {
             const std::lock_guard lock(mutex_);
-            auto it = idle_.find(size);
-            if (it != idle_.end() && !it->second.empty()) {
-                void* p = it->second.back();
-                it->second.pop_back();
+            size_class_state& c = classes_[size];
+            c.last_use = ++clock_;
+            stats_.live_bytes += size;
+            peak_live_ = std::max(peak_live_, stats_.live_bytes);
+            if (!c.idle.empty()) {
+                void* p = c.idle.back();
+                c.idle.pop_back();
                 stats_.cached_bytes -= size;
-                stats_.live_bytes += size;
                 ++stats_.reused;
                 unpoison(p, size);
                 return p;
             }
-            stats_.live_bytes += size;
             ++stats_.mapped;
             stats_.peak_bytes =
                 std::max(stats_.peak_bytes, stats_.live_bytes + stats_.cached_bytes);
-            peak_live_ = std::max(peak_live_, stats_.live_bytes);
         }
         void* p = map_block(size);
         if (!p) {
@@ -121,8 +123,11 @@ public:
 
     void deallocate(void* p, std::size_t bytes) noexcept {
         const std::size_t size = size_class(bytes);
-        if (keep(p, size)) return;
-        unmap_block(p, size);
+        std::vector<std::pair<void*, std::size_t>> evicted;
+        const bool kept = keep(p, size, evicted);
+        for (const auto& [q, n] : evicted)
+            unmap_block(q, n);
+        if (!kept) unmap_block(p, size);
     }
 
     memory_stats statistics() {
@@ -131,29 +136,54 @@ public:
     }
 
     void release() {
-        std::map<std::size_t, std::vector<void*>> idle;
+        std::vector<std::pair<void*, std::size_t>> idle;
         {
             const std::lock_guard lock(mutex_);
-            idle.swap(idle_);
+            for (auto& [size, c] : classes_) {
+                for (void* p : c.idle)
+                    idle.emplace_back(p, size);
+                c.idle.clear();
+            }
             stats_.cached_bytes = 0;
         }
-        for (auto& [size, blocks] : idle)
-            for (void* p : blocks) {
-                unpoison(p, size);
-                unmap_block(p, size);
-            }
+        for (const auto& [p, size] : idle) {
+            unpoison(p, size);
+            unmap_block(p, size);
+        }
     }
 
 private:
-    /// Caches `p` if the idle bytes stay below the most ever live (so a steady loop keeps one
-    /// step's worth); false if it is to be unmapped.
-    bool keep(void* p, std::size_t size) noexcept {
+    struct size_class_state {
+        std::vector<void*> idle;
+        std::uint64_t last_use = 0; // the allocation clock when the class was last asked for
+    };
+
+    /// Caches `p`. A loop that repeats its sizes (a training step) then finds every block it
+    /// needs from its second iteration on. Idle bytes are capped at twice the most bytes ever
+    /// live: past that, the classes asked for least recently give their idle blocks up first
+    /// (into `evicted`, unmapped outside the lock), and `p` itself goes if that is not enough.
+    bool keep(void* p, std::size_t size,
+              std::vector<std::pair<void*, std::size_t>>& evicted) noexcept {
         const std::lock_guard lock(mutex_);
         stats_.live_bytes -= size;
-        if (stats_.cached_bytes + size > peak_live_) return false;
+        const std::size_t limit = 2 * peak_live_;
         try {
-            idle_[size].push_back(p);
-        } catch (...) { // no memory for the list entry: unmap the block instead
+            while (stats_.cached_bytes + size > limit) {
+                auto oldest = classes_.end();
+                for (auto it = classes_.begin(); it != classes_.end(); ++it)
+                    if (it->first != size && !it->second.idle.empty() &&
+                        (oldest == classes_.end() || it->second.last_use < oldest->second.last_use))
+                        oldest = it;
+                if (oldest == classes_.end()) return false;
+                for (void* q : oldest->second.idle) {
+                    unpoison(q, oldest->first);
+                    evicted.emplace_back(q, oldest->first);
+                    stats_.cached_bytes -= oldest->first;
+                }
+                oldest->second.idle.clear();
+            }
+            classes_[size].idle.push_back(p);
+        } catch (...) { // no memory for the bookkeeping: unmap instead of caching
             return false;
         }
         stats_.cached_bytes += size;
@@ -163,9 +193,10 @@ private:
 
     std::mutex mutex_;
     bool enabled_ = true;
-    std::map<std::size_t, std::vector<void*>> idle_; // by size class
+    std::map<std::size_t, size_class_state> classes_;
     memory_stats stats_;
     std::size_t peak_live_ = 0;
+    std::uint64_t clock_ = 0;
 };
 
 pool& the_pool() {

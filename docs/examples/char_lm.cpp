@@ -605,10 +605,13 @@ int run(options o, parallel& par) {
     // tape no longer keeps for every block at once.
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
+    const pt::memory_stats cache = pt::memory_statistics();
     std::cout << fmt::format(
-        "{:.1f} ms per step; peak memory {:.0f} MiB{}\n",
+        "{:.1f} ms per step; peak memory {:.0f} MiB{} (buffer cache: {} blocks reused, {} "
+        "mapped)\n",
         1e3 * train_seconds / double(std::max<std::size_t>(1, last - first_step)),
-        double(usage.ru_maxrss) / 1024.0, o.remat ? " (blocks rematerialised)" : "");
+        double(usage.ru_maxrss) / 1024.0, o.remat ? ", blocks rematerialised" : "", cache.reused,
+        cache.mapped);
 
     // The tie held: one embedding buffer serves both places, and there is still one leaf.
     bool tie_held = true;

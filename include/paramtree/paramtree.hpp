@@ -9,6 +9,7 @@
 #include <paramtree/backend.hpp>
 #include <paramtree/check_grad.hpp>
 #include <paramtree/checkpoint.hpp>
+#include <paramtree/conv.hpp>
 #include <paramtree/custom_vjp.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/dot.hpp>
@@ -23,6 +24,7 @@
 #include <paramtree/optim.hpp>
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
+#include <paramtree/pool.hpp>
 #include <paramtree/print.hpp>
 #include <paramtree/random.hpp>
 #include <paramtree/ravel.hpp>

@@ -1,0 +1,65 @@
+// The C++ side of ops_interop.py: runs one operation forward and backward on inputs PyTorch
+// wrote, and writes the output and the gradients for PyTorch to compare.
+// Usage: ops_interop OP IN OUT [INTS...]
+//   conv2d IN OUT sh sw ph pw dh dw groups     (IN: x, w, optional b, r)
+//   conv1d IN OUT stride padding dilation groups
+//   max_pool2d|avg_pool2d IN OUT kh kw sh sw ph pw   (IN: x, r)
+// OUT holds y and d_<input> for every input: the gradient of sum(y * r).
+#include <paramtree/paramtree.hpp>
+#include <paramtree/conv.hpp>
+#include <paramtree/pool.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace pt = paramtree;
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::cerr << "usage: ops_interop OP IN OUT [INTS...]\n";
+        return 2;
+    }
+    const std::string op = argv[1];
+    std::vector<std::size_t> n;
+    for (int i = 4; i < argc; ++i)
+        n.push_back(static_cast<std::size_t>(std::stoul(argv[i])));
+    try {
+        const auto in = pt::load_arrays(argv[2]);
+        const pt::array r = in.at("r");
+        std::vector<std::pair<std::string, pt::tree>> inputs{{"x", in.at("x")}};
+        if (in.contains("w")) inputs.emplace_back("w", in.at("w"));
+        if (in.contains("b")) inputs.emplace_back("b", in.at("b"));
+        const bool has_b = in.contains("b");
+        const pt::tree params = pt::dict(inputs);
+        auto apply = [&](const pt::tree& p) -> pt::array {
+            const pt::array x = p["x"].as_array();
+            if (op == "conv2d") {
+                const pt::conv2d_options o{
+                    {n.at(0), n.at(1)}, {n.at(2), n.at(3)}, {n.at(4), n.at(5)}, n.at(6)};
+                return has_b ? pt::conv2d(x, p["w"].as_array(), p["b"].as_array(), o)
+                             : pt::conv2d(x, p["w"].as_array(), o);
+            }
+            if (op == "conv1d") {
+                const pt::conv1d_options o{n.at(0), n.at(1), n.at(2), n.at(3)};
+                return has_b ? pt::conv1d(x, p["w"].as_array(), p["b"].as_array(), o)
+                             : pt::conv1d(x, p["w"].as_array(), o);
+            }
+            const pt::pool2d_options o{{n.at(0), n.at(1)}, {n.at(2), n.at(3)}, {n.at(4), n.at(5)}};
+            if (op == "max_pool2d") return pt::max_pool2d(x, o);
+            if (op == "avg_pool2d") return pt::avg_pool2d(x, o);
+            throw std::runtime_error("unknown op " + op);
+        };
+        const auto [value, grads] =
+            pt::value_and_grad([&](const pt::tree& p) { return pt::sum(apply(p) * r); })(params);
+        std::vector<std::pair<std::string, pt::tree>> out{{"y", apply(params)}};
+        for (const auto& [name, leaf] : inputs)
+            out.emplace_back("d_" + name, grads[name]);
+        pt::save(argv[3], pt::dict(out));
+    } catch (const std::exception& e) {
+        std::cerr << "ops_interop: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
