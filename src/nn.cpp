@@ -2,6 +2,7 @@
 #include <paramtree/error.hpp>
 #include <paramtree/attention.hpp>
 #include <paramtree/nn/attention.hpp>
+#include <paramtree/nn/conv.hpp>
 #include <paramtree/nn/layers.hpp>
 #include <paramtree/nn/module.hpp>
 #include <paramtree/ops.hpp>
@@ -86,6 +87,89 @@ tree layer_norm(std::size_t dim, double eps, dtype d) {
     return detail::reserved_record(
         "pt.nn.LayerNorm", {{"weight", array::ones({dim}, d)}, {"bias", array::zeros({dim}, d)}},
         {{"dim", as_int(dim)}, {"eps", eps}});
+}
+
+tree rms_norm(std::size_t dim, double eps, dtype d) {
+    return detail::reserved_record("pt.nn.RMSNorm", {{"weight", array::ones({dim}, d)}},
+                                   {{"dim", as_int(dim)}, {"eps", eps}});
+}
+
+namespace {
+/// Weight and bias uniform in ±1/sqrt(fan_in): PyTorch's kaiming_uniform(a = sqrt(5)) for
+/// the weight and its bias rule, as for Linear.
+std::pair<tree, tree> conv_parameters(const random::key& key, shape_type weight_shape,
+                                      std::size_t fan_in, bool bias, dtype d) {
+    const double bound = fan_in == 0 ? 0.0 : 1.0 / std::sqrt(static_cast<double>(fan_in));
+    const std::size_t out = weight_shape[0];
+    const auto ks = random::split(key, 2);
+    tree w(random::uniform(ks[0], std::move(weight_shape), -bound, bound, d));
+    tree b = bias ? tree(random::uniform(ks[1], {out}, -bound, bound, d)) : tree{};
+    return {std::move(w), std::move(b)};
+}
+
+void check_conv_channels(const char* what, std::size_t in, std::size_t out, std::size_t groups) {
+    if (groups == 0 || in % groups != 0 || out % groups != 0)
+        detail::throw_shape(what, "groups dividing the input and the output channels",
+                            fmt::format("{} in, {} out, {} groups", in, out, groups));
+}
+} // namespace
+
+tree conv2d(const random::key& key, std::size_t in, std::size_t out,
+            std::array<std::size_t, 2> kernel, const conv2d_options& o, bool bias, dtype d) {
+    check_conv_channels("nn::conv2d", in, out, o.groups);
+    auto [w, b] = conv_parameters(key, {out, in / o.groups, kernel[0], kernel[1]},
+                                  in / o.groups * kernel[0] * kernel[1], bias, d);
+    return detail::reserved_record(
+        "pt.nn.Conv2d", {{"weight", std::move(w)}, {"bias", std::move(b)}},
+        {{"in_channels", as_int(in)},
+         {"out_channels", as_int(out)},
+         {"kernel_h", as_int(kernel[0])},
+         {"kernel_w", as_int(kernel[1])},
+         {"stride_h", as_int(o.stride[0])},
+         {"stride_w", as_int(o.stride[1])},
+         {"padding_h", as_int(o.padding[0])},
+         {"padding_w", as_int(o.padding[1])},
+         {"dilation_h", as_int(o.dilation[0])},
+         {"dilation_w", as_int(o.dilation[1])},
+         {"groups", as_int(o.groups)}});
+}
+
+tree conv1d(const random::key& key, std::size_t in, std::size_t out, std::size_t kernel,
+            const conv1d_options& o, bool bias, dtype d) {
+    check_conv_channels("nn::conv1d", in, out, o.groups);
+    auto [w, b] =
+        conv_parameters(key, {out, in / o.groups, kernel}, in / o.groups * kernel, bias, d);
+    return detail::reserved_record("pt.nn.Conv1d", {{"weight", std::move(w)}, {"bias", std::move(b)}},
+                                   {{"in_channels", as_int(in)},
+                                    {"out_channels", as_int(out)},
+                                    {"kernel", as_int(kernel)},
+                                    {"stride", as_int(o.stride)},
+                                    {"padding", as_int(o.padding)},
+                                    {"dilation", as_int(o.dilation)},
+                                    {"groups", as_int(o.groups)}});
+}
+
+namespace {
+tree pool(const char* name, const pool2d_options& o) {
+    const auto stride = [&](std::size_t a) { return o.stride[a] == 0 ? o.kernel[a] : o.stride[a]; };
+    return detail::reserved_record(name, {},
+                                   {{"kernel_h", as_int(o.kernel[0])},
+                                    {"kernel_w", as_int(o.kernel[1])},
+                                    {"stride_h", as_int(stride(0))},
+                                    {"stride_w", as_int(stride(1))},
+                                    {"padding_h", as_int(o.padding[0])},
+                                    {"padding_w", as_int(o.padding[1])}});
+}
+} // namespace
+
+tree max_pool2d(const pool2d_options& options) {
+    return pool("pt.nn.MaxPool2d", options);
+}
+tree avg_pool2d(const pool2d_options& options) {
+    return pool("pt.nn.AvgPool2d", options);
+}
+tree flatten() {
+    return detail::reserved_record("pt.nn.Flatten", {});
 }
 
 tree dropout(double rate) {
@@ -269,6 +353,43 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
         check_last(ctx, "LayerNorm", x, size_field(m, "dim"));
         return paramtree::layer_norm(x, m["weight"].as_array(), m["bias"].as_array(),
                                      double_field(m, "eps"));
+    }
+    if (name == "pt.nn.RMSNorm") {
+        check_last(ctx, "RMSNorm", x, size_field(m, "dim"));
+        return paramtree::rms_norm(x, m["weight"].as_array(), double_field(m, "eps"));
+    }
+    if (name == "pt.nn.Conv2d") {
+        if (x.ndim() != 4 || x.shape()[1] != size_field(m, "in_channels"))
+            bad_input(ctx, "Conv2d",
+                      fmt::format("images [N, {}, H, W]", size_field(m, "in_channels")), x);
+        const conv2d_options o{{size_field(m, "stride_h"), size_field(m, "stride_w")},
+                               {size_field(m, "padding_h"), size_field(m, "padding_w")},
+                               {size_field(m, "dilation_h"), size_field(m, "dilation_w")},
+                               size_field(m, "groups")};
+        const tree b = m["bias"];
+        return b.is_array() ? paramtree::conv2d(x, m["weight"].as_array(), b.as_array(), o)
+                            : paramtree::conv2d(x, m["weight"].as_array(), o);
+    }
+    if (name == "pt.nn.Conv1d") {
+        if (x.ndim() != 3 || x.shape()[1] != size_field(m, "in_channels"))
+            bad_input(ctx, "Conv1d",
+                      fmt::format("sequences [N, {}, L]", size_field(m, "in_channels")), x);
+        const conv1d_options o{size_field(m, "stride"), size_field(m, "padding"),
+                               size_field(m, "dilation"), size_field(m, "groups")};
+        const tree b = m["bias"];
+        return b.is_array() ? paramtree::conv1d(x, m["weight"].as_array(), b.as_array(), o)
+                            : paramtree::conv1d(x, m["weight"].as_array(), o);
+    }
+    if (name == "pt.nn.MaxPool2d" || name == "pt.nn.AvgPool2d") {
+        const pool2d_options o{{size_field(m, "kernel_h"), size_field(m, "kernel_w")},
+                               {size_field(m, "stride_h"), size_field(m, "stride_w")},
+                               {size_field(m, "padding_h"), size_field(m, "padding_w")}};
+        return name == "pt.nn.MaxPool2d" ? paramtree::max_pool2d(x, o)
+                                         : paramtree::avg_pool2d(x, o);
+    }
+    if (name == "pt.nn.Flatten") {
+        if (x.ndim() < 1) bad_input(ctx, "Flatten", "an input of rank >= 1", x);
+        return reshape(x, {x.shape()[0], x.shape()[0] == 0 ? 0 : x.size() / x.shape()[0]});
     }
     if (name == "pt.nn.Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
     if (name == "pt.nn.Activation") return apply_activation(static_as<std::string>(m, "fn"), x);

@@ -592,6 +592,75 @@ array layer_norm(const array& x, double eps) {
     return layer_norm_impl(x, nullptr, nullptr, eps);
 }
 
+// ---- rms norm ------------------------------------------------------------------------------
+
+array rms_norm(const array& x, const array& gamma, double eps) {
+    if (x.ndim() == 0) detail::throw_shape("rms_norm", "an array of rank >= 1", x.describe());
+    const std::size_t d = x.shape().back();
+    if (gamma.dtype() != x.dtype() || gamma.shape() != shape_type{d})
+        detail::throw_shape("rms_norm", fmt::format("a gain of {}", describe(x.dtype(), {d})),
+                            k::describe_all({&x, &gamma}));
+    const std::size_t rows = d == 0 ? 0 : x.size() / d;
+    return k::float_dispatch("rms_norm", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto y_yd = detail::array_access::allocate(x.dtype(), x.shape());
+        // Saved per row for the backward pass: 1/sqrt(mean(x^2) + eps).
+        auto r_rd = detail::array_access::allocate(x.dtype(), {rows});
+        auto* out = static_cast<T*>(y_yd.second);
+        auto* rs = static_cast<T*>(r_rd.second);
+        const T* in = ptr<T>(x);
+        const T* gm = ptr<T>(gamma);
+        k::parallel_for(
+            rows, std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(d, 1)),
+            [&](std::size_t lo, std::size_t hi) {
+                k::vectorized((hi - lo) * d, [&]() PT_INLINE {
+                    for (std::size_t r = lo; r < hi; ++r) {
+                        const T* row = in + r * d;
+                        double sq = 0;
+                        for (std::size_t j = 0; j < d; ++j)
+                            sq += static_cast<double>(row[j]) * row[j];
+                        const T rstd = static_cast<T>(1.0 / std::sqrt(sq / double(d) + eps));
+                        rs[r] = rstd;
+                        for (std::size_t j = 0; j < d; ++j)
+                            out[r * d + j] = row[j] * rstd * gm[j];
+                    }
+                });
+            });
+        const array rstd = std::move(r_rd.first);
+        return traced(std::move(y_yd.first), {&x, &gamma}, [&] {
+            return [x, gamma, rstd, rows, d](const array& g, cotangent_sink& s) {
+                const T* gy = ptr<T>(g);
+                const T* in = ptr<T>(x);
+                const T* rs = ptr<T>(rstd);
+                const T* gm = ptr<T>(gamma);
+                std::vector<double> dgamma(d, 0.0);
+                auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
+                auto* dx = static_cast<T*>(gx_gd.second);
+                // With h = x * r: dx = r * (g*gamma - h * mean(g*gamma*h)), dgamma = sum g*h.
+                for (std::size_t r = 0; r < rows; ++r) {
+                    double sum_gh = 0;
+                    for (std::size_t j = 0; j < d; ++j) {
+                        const double h = static_cast<double>(in[r * d + j]) * rs[r];
+                        sum_gh += static_cast<double>(gy[r * d + j]) * gm[j] * h;
+                        dgamma[j] += static_cast<double>(gy[r * d + j]) * h;
+                    }
+                    const double m = sum_gh / static_cast<double>(d);
+                    for (std::size_t j = 0; j < d; ++j) {
+                        const double h = static_cast<double>(in[r * d + j]) * rs[r];
+                        dx[r * d + j] = static_cast<T>(rs[r] * (gy[r * d + j] * gm[j] - h * m));
+                    }
+                }
+                if (s.needs(0)) s.add(0, std::move(gx_gd.first));
+                if (s.needs(1))
+                    s.add(1, array::build<T>({d}, [&](std::span<T> o) {
+                              for (std::size_t j = 0; j < d; ++j)
+                                  o[j] = static_cast<T>(dgamma[j]);
+                          }));
+            };
+        });
+    });
+}
+
 // ---- dropout -------------------------------------------------------------------------------
 
 array dropout(const random::key& key, const array& x, double rate) {

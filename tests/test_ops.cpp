@@ -172,6 +172,11 @@ TEST_CASE("ops: the neural-network functions compute the right values", "[ops]")
     CHECK(pt::mean(n * n, {1}).item(3) == Approx(1.0));
     const pt::array g = rand(8, {16}), b = rand(9, {16});
     CHECK(pt::array_equal(pt::layer_norm(h, g, b, 0.0), n * g + b, 1e-12, 1e-12));
+    // RMS norm: x / sqrt(mean(x^2) + eps) * gamma, as composed from the elementwise ops.
+    CHECK(pt::array_equal(pt::rms_norm(h, g, 1e-6),
+                          h / pt::sqrt(pt::mean(h * h, {1}, true) + 1e-6) * g, 1e-12, 1e-12));
+    CHECK_THROWS_WITH(pt::rms_norm(h, pt::array::ones({15}, pt::dtype::float64)),
+                      Catch::Contains("rms_norm: at <root>: expected a gain of f64[16]"));
     // gelu: exact and tanh forms (PyTorch's values).
     const pt::array v{-1.0, 0.0, 1.0, 3.0};
     CHECK(pt::gelu(v).item(2) == Approx(0.8413447460685429));
@@ -403,6 +408,8 @@ TEST_CASE("gradients: softmax family, cross-entropy, layer norm, dropout", "[ops
     check("layer_norm affine", [](const xs_t& x) { return pt::layer_norm(x[0], x[1], x[2]); },
           {a, rand(101, {5}), rand(102, {5})});
     check("layer_norm", [](const xs_t& x) { return pt::layer_norm(x[0]); }, {a});
+    check("rms_norm", [](const xs_t& x) { return pt::rms_norm(x[0], x[1], 1e-3); },
+          {a, rand(103, {5})});
     const auto key = pt::random::make_key(8);
     check("dropout", [&](const xs_t& x) { return pt::dropout(key, x[0], 0.3); }, {a});
 }

@@ -151,6 +151,13 @@ namespace paramtree {
                                double eps = 1e-5);
 /// The same without the affine part.
 [[nodiscard]] array layer_norm(const array& x, double eps = 1e-5);
+/// Root-mean-square normalisation over the last axis: x / sqrt(mean(x^2) + eps) * gamma, with
+/// `gamma` of shape [D] (`torch.nn.functional.rms_norm`, T5's and LLaMA's norm). One fused
+/// pass forward and one backward.
+///
+///     const auto x = pt::array::ones({2, 8});
+///     pt::array y = pt::rms_norm(x, pt::array::full({8}, 2.0));   // all 2 (up to eps)
+[[nodiscard]] array rms_norm(const array& x, const array& gamma, double eps = 1e-6);
 /// Zeroes each element with probability `rate` (from `key`) and scales the rest by
 /// 1/(1-rate), so the expectation is unchanged. `rate` = 0 returns `x`. Throws shape_error
 /// unless 0 <= rate < 1.

@@ -18,6 +18,7 @@
 #include <paramtree/map.hpp>
 #include <paramtree/memory.hpp>
 #include <paramtree/nn/attention.hpp>
+#include <paramtree/nn/conv.hpp>
 #include <paramtree/nn/layers.hpp>
 #include <paramtree/nn/module.hpp>
 #include <paramtree/ops.hpp>

@@ -1,4 +1,4 @@
-// paramtree — the basic modules: Linear, Embedding, LayerNorm, Dropout, Activation, MLP,
+// paramtree — the basic modules: Linear, Embedding, LayerNorm, RMSNorm, Dropout, Activation, MLP,
 // Sequential. Each constructor takes an explicit random key and initialises as PyTorch does;
 // each module is applied with `nn::apply` (<paramtree/nn/module.hpp>).
 #pragma once
@@ -27,6 +27,9 @@ namespace paramtree::nn {
 
 /// `LayerNorm(weight=ones[dim], bias=zeros[dim], dim, eps)` over the last axis.
 [[nodiscard]] tree layer_norm(std::size_t dim, double eps = 1e-5, dtype d = dtype::float32);
+
+/// `RMSNorm(weight=ones[dim], dim, eps)` over the last axis (`pt::rms_norm`).
+[[nodiscard]] tree rms_norm(std::size_t dim, double eps = 1e-6, dtype d = dtype::float32);
 
 /// `Dropout(rate)`: no parameters; active only when `context::training`.
 [[nodiscard]] tree dropout(double rate);
