@@ -119,19 +119,19 @@ tree conv2d(const random::key& key, std::size_t in, std::size_t out,
     check_conv_channels("nn::conv2d", in, out, o.groups);
     auto [w, b] = conv_parameters(key, {out, in / o.groups, kernel[0], kernel[1]},
                                   in / o.groups * kernel[0] * kernel[1], bias, d);
-    return detail::reserved_record(
-        "pt.nn.Conv2d", {{"weight", std::move(w)}, {"bias", std::move(b)}},
-        {{"in_channels", as_int(in)},
-         {"out_channels", as_int(out)},
-         {"kernel_h", as_int(kernel[0])},
-         {"kernel_w", as_int(kernel[1])},
-         {"stride_h", as_int(o.stride[0])},
-         {"stride_w", as_int(o.stride[1])},
-         {"padding_h", as_int(o.padding[0])},
-         {"padding_w", as_int(o.padding[1])},
-         {"dilation_h", as_int(o.dilation[0])},
-         {"dilation_w", as_int(o.dilation[1])},
-         {"groups", as_int(o.groups)}});
+    return detail::reserved_record("pt.nn.Conv2d",
+                                   {{"weight", std::move(w)}, {"bias", std::move(b)}},
+                                   {{"in_channels", as_int(in)},
+                                    {"out_channels", as_int(out)},
+                                    {"kernel_h", as_int(kernel[0])},
+                                    {"kernel_w", as_int(kernel[1])},
+                                    {"stride_h", as_int(o.stride[0])},
+                                    {"stride_w", as_int(o.stride[1])},
+                                    {"padding_h", as_int(o.padding[0])},
+                                    {"padding_w", as_int(o.padding[1])},
+                                    {"dilation_h", as_int(o.dilation[0])},
+                                    {"dilation_w", as_int(o.dilation[1])},
+                                    {"groups", as_int(o.groups)}});
 }
 
 tree conv1d(const random::key& key, std::size_t in, std::size_t out, std::size_t kernel,
@@ -139,7 +139,8 @@ tree conv1d(const random::key& key, std::size_t in, std::size_t out, std::size_t
     check_conv_channels("nn::conv1d", in, out, o.groups);
     auto [w, b] =
         conv_parameters(key, {out, in / o.groups, kernel}, in / o.groups * kernel, bias, d);
-    return detail::reserved_record("pt.nn.Conv1d", {{"weight", std::move(w)}, {"bias", std::move(b)}},
+    return detail::reserved_record("pt.nn.Conv1d",
+                                   {{"weight", std::move(w)}, {"bias", std::move(b)}},
                                    {{"in_channels", as_int(in)},
                                     {"out_channels", as_int(out)},
                                     {"kernel", as_int(kernel)},

@@ -20,8 +20,8 @@ namespace nn = paramtree::nn;
 TEST_CASE("nn conv: Conv2d initialises within PyTorch's bound and applies pt::conv2d",
           "[nn][conv]") {
     const auto key = pt::random::make_key(1);
-    const pt::tree c = nn::conv2d(key, 4, 6, {3, 5}, {.stride = {2, 1}, .padding = {1, 2},
-                                                      .groups = 2});
+    const pt::tree c =
+        nn::conv2d(key, 4, 6, {3, 5}, {.stride = {2, 1}, .padding = {1, 2}, .groups = 2});
     const pt::array w = c["weight"].as_array(), b = c["bias"].as_array();
     CHECK(w.shape() == pt::shape_type{6, 2, 3, 5});
     const double bound = 1 / std::sqrt(2.0 * 3 * 5);
@@ -30,8 +30,8 @@ TEST_CASE("nn conv: Conv2d initialises within PyTorch's bound and applies pt::co
     CHECK(*std::max_element(ws.begin(), ws.end()) > 0.8 * bound); // uniform over the range
     const pt::array x = pt::random::normal(pt::random::make_key(2), {3, 4, 9, 8});
     const pt::array y = nn::apply(c, x);
-    CHECK(pt::array_equal(y, pt::conv2d(x, w, b, {.stride = {2, 1}, .padding = {1, 2},
-                                                  .groups = 2})));
+    CHECK(pt::array_equal(y,
+                          pt::conv2d(x, w, b, {.stride = {2, 1}, .padding = {1, 2}, .groups = 2})));
     const pt::tree no_bias = nn::conv1d(key, 3, 4, 3, {.padding = 1}, false);
     CHECK(no_bias["bias"].is_none());
     CHECK(nn::apply(no_bias, pt::array::ones({2, 3, 7})).shape() == pt::shape_type{2, 4, 7});
@@ -44,8 +44,10 @@ TEST_CASE("nn conv: a LeNet-style stack runs and its gradient is right", "[nn][c
          nn::activation("tanh"), nn::max_pool2d({}),
          nn::conv2d(k[1], 4, 6, {3, 3}, {}, true, pt::dtype::float64), nn::activation("relu"),
          nn::avg_pool2d({.kernel = {2, 2}}), nn::flatten(),
-         nn::linear(k[2], 6, 3, true, pt::dtype::float64), nn::rms_norm(3, 1e-6, pt::dtype::float64)});
-    const pt::array x = pt::random::normal(pt::random::make_key(4), {2, 1, 8, 8}, pt::dtype::float64);
+         nn::linear(k[2], 6, 3, true, pt::dtype::float64),
+         nn::rms_norm(3, 1e-6, pt::dtype::float64)});
+    const pt::array x =
+        pt::random::normal(pt::random::make_key(4), {2, 1, 8, 8}, pt::dtype::float64);
     CHECK(nn::apply(net, x).shape() == pt::shape_type{2, 3});
     pt::grad_check_options options;
     options.max_elements_per_leaf = 12;
