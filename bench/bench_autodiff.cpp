@@ -82,6 +82,21 @@ BENCHMARK(BM_attention_fused)->Name("attention/4x64x256")->Unit(benchmark::kMicr
 
 // float32 products at the demo step's main shapes, forward only: the matmul library's
 // throughput, the denominator of the step's roofline.
+/// LeNet's second convolution with its ReLU and pooling: conv2d 6 -> 16 channels, 5x5, on
+/// [64, 6, 14, 14], then 2x2 max pooling; forward + backward of mean(y^2).
+void BM_conv(benchmark::State& state) {
+    const auto k = pt::random::split(pt::random::make_key(11), 2);
+    const pt::tree layer = pt::nn::conv2d(k[0], 6, 16, {5, 5});
+    const pt::array x = pt::random::normal(k[1], {64, 6, 14, 14});
+    const auto vg = pt::value_and_grad([](const pt::tree& c, const pt::array& in) {
+        const pt::array y = pt::max_pool2d(pt::relu(pt::nn::apply(c, in)));
+        return pt::mean(y * y);
+    });
+    for (auto _ : state)
+        benchmark::DoNotOptimize(vg(layer, x));
+}
+BENCHMARK(BM_conv)->Name("conv/lenet")->Unit(benchmark::kMicrosecond);
+
 void BM_sgemm(benchmark::State& state) {
     const auto m = static_cast<std::size_t>(state.range(0));
     const auto n = static_cast<std::size_t>(state.range(1));

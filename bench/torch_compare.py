@@ -140,6 +140,22 @@ def lm_step(vocab=76, context=64, dim=128, layers=2, heads=4, batch=16):
     return step
 
 
+def conv():
+    """LeNet's second convolution with ReLU and 2x2 max pooling: conv2d 6 -> 16, 5x5, on
+    [64, 6, 14, 14]; forward + backward of mean(y^2)."""
+    layer = torch.nn.Conv2d(6, 16, 5)
+    x = torch.randn(64, 6, 14, 14)
+
+    def step():
+        layer.zero_grad(set_to_none=True)
+        y = torch.nn.functional.max_pool2d(torch.relu(layer(x)), 2)
+        loss = (y * y).mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
 def tape_chain(ops=1000):
     x = torch.ones(1, requires_grad=True)
 
@@ -175,6 +191,7 @@ def main():
         "mlp/64x512": lambda: timed(mlp(64, 512)),
         "mlp/8x32": lambda: timed(mlp(8, 32)),
         "attention/4x64x256": lambda: timed(attention()),
+        "conv/lenet": lambda: timed(conv()),
         "lm_step/16x64": lambda: timed(lm_step(), min_time=1.0),
     }
     results = {

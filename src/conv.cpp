@@ -80,102 +80,149 @@ conv_geometry geometry(const std::string& op, const array& x, const array& w, co
     return g;
 }
 
-/// The windows of group `grp` as columns: col[(c, kh, kw), (n, oh, ow)], zeros in the padding.
+// Rows are short (an output row of a small image is 10 elements in LeNet): a call to memset
+// or memmove for each, which GCC turns these loops into, cost more than the copy itself, so it
+// is told not to for the two functions that copy rows.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PT_NO_MEMCALLS [[gnu::optimize("no-tree-loop-distribute-patterns")]]
+#else
+#define PT_NO_MEMCALLS
+#endif
+
+/// Images [n0, n1) of the batch: the unit im2col and the products work on, sized so that its
+/// columns stay in the core's cache (the whole batch's columns of a LeNet layer are 3.8 MB:
+/// written out and read back they cost more than the products).
+struct chunk {
+    std::size_t n0, n1;
+    [[nodiscard]] std::size_t images() const noexcept { return n1 - n0; }
+};
+
+std::size_t images_per_chunk(const conv_geometry& g, std::size_t element_size) {
+    constexpr std::size_t target = std::size_t{256} << 10;
+    const std::size_t per_image = g.taps() * g.pixels() * element_size;
+    return std::max<std::size_t>(1, target / std::max<std::size_t>(per_image, 1));
+}
+
+/// The windows of group `grp` over the chunk's images as columns:
+/// col[(c, kh, kw), (n - n0, oh, ow)], zeros in the padding.
 template <class T>
-void im2col(const conv_geometry& g, std::size_t grp, const T* x, T* col) {
-    const std::size_t hw = g.h.in * g.w.in, cols = g.columns(), pixels = g.pixels();
-    k::parallel_for(
-        g.taps(), std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(cols, 1)),
-        [&](std::size_t lo, std::size_t hi) {
-            for (std::size_t row = lo; row < hi; ++row) {
-                const std::size_t kw = row % g.w.kernel, kh = row / g.w.kernel % g.h.kernel;
-                const std::size_t c = grp * g.cg + row / (g.w.kernel * g.h.kernel);
-                T* out = col + row * cols;
-                for (std::size_t n = 0; n < g.n; ++n) {
-                    const T* image = x + (n * g.c + c) * hw;
-                    for (std::size_t oh = 0; oh < g.h.out; ++oh) {
-                        T* dst = out + n * pixels + oh * g.w.out;
-                        const long long ih = g.h.at(oh, kh);
-                        if (ih < 0 || ih >= static_cast<long long>(g.h.in)) {
-                            std::fill(dst, dst + g.w.out, T{0});
-                            continue;
-                        }
-                        const T* src = image + static_cast<std::size_t>(ih) * g.w.in;
-                        for (std::size_t ow = 0; ow < g.w.out; ++ow) {
-                            const long long iw = g.w.at(ow, kw);
-                            dst[ow] = iw >= 0 && iw < static_cast<long long>(g.w.in)
-                                          ? src[static_cast<std::size_t>(iw)]
-                                          : T{0};
-                        }
-                    }
+PT_NO_MEMCALLS void im2col(const conv_geometry& g, std::size_t grp, chunk ch, const T* x, T* col) {
+    const std::size_t hw = g.h.in * g.w.in, pixels = g.pixels(), cols = ch.images() * pixels;
+    const std::size_t ow_n = g.w.out, sw = g.w.stride;
+    for (std::size_t row = 0; row < g.taps(); ++row) {
+        const std::size_t kw = row % g.w.kernel, kh = row / g.w.kernel % g.h.kernel;
+        const std::size_t c = grp * g.cg + row / (g.w.kernel * g.h.kernel);
+        const auto [first, last] = g.w.inside(kw); // the same for every image row
+        const long long shift = g.w.at(0, kw);
+        T* out = col + row * cols;
+        for (std::size_t n = ch.n0; n < ch.n1; ++n) {
+            const T* image = x + (n * g.c + c) * hw;
+            for (std::size_t oh = 0; oh < g.h.out; ++oh) {
+                T* __restrict dst = out + (n - ch.n0) * pixels + oh * ow_n;
+                const long long ih = g.h.at(oh, kh);
+                if (ih < 0 || ih >= static_cast<long long>(g.h.in)) {
+                    for (std::size_t ow = 0; ow < ow_n; ++ow)
+                        dst[ow] = T{0};
+                    continue;
                 }
+                const T* __restrict src = image + static_cast<std::size_t>(ih) * g.w.in + shift;
+                for (std::size_t ow = 0; ow < first; ++ow)
+                    dst[ow] = T{0};
+                if (sw == 1) {
+                    for (std::size_t ow = first; ow < last; ++ow)
+                        dst[ow] = src[ow];
+                } else {
+                    for (std::size_t ow = first; ow < last; ++ow)
+                        dst[ow] = src[ow * sw];
+                }
+                for (std::size_t ow = last; ow < ow_n; ++ow)
+                    dst[ow] = T{0};
             }
-        });
+        }
+    }
 }
 
 /// The transpose of im2col: adds each column entry back to the input position it came from.
 template <class T>
-void col2im(const conv_geometry& g, std::size_t grp, const T* col, T* dx) {
-    const std::size_t hw = g.h.in * g.w.in, cols = g.columns(), pixels = g.pixels();
+PT_NO_MEMCALLS void col2im(const conv_geometry& g, std::size_t grp, chunk ch, const T* col, T* dx) {
+    const std::size_t hw = g.h.in * g.w.in, pixels = g.pixels(), cols = ch.images() * pixels;
     const std::size_t per_channel = g.h.kernel * g.w.kernel;
-    // Channels are disjoint in dx: split across threads by channel.
-    k::parallel_for(
-        g.cg,
-        std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(per_channel * cols, 1)),
-        [&](std::size_t lo, std::size_t hi) {
-            for (std::size_t cl = lo; cl < hi; ++cl)
-                for (std::size_t tap = 0; tap < per_channel; ++tap) {
-                    const std::size_t row = cl * per_channel + tap;
-                    const std::size_t kw = tap % g.w.kernel, kh = tap / g.w.kernel;
-                    const T* in = col + row * cols;
-                    for (std::size_t n = 0; n < g.n; ++n) {
-                        T* image = dx + (n * g.c + grp * g.cg + cl) * hw;
-                        for (std::size_t oh = 0; oh < g.h.out; ++oh) {
-                            const long long ih = g.h.at(oh, kh);
-                            if (ih < 0 || ih >= static_cast<long long>(g.h.in)) continue;
-                            T* dst = image + static_cast<std::size_t>(ih) * g.w.in;
-                            const T* src = in + n * pixels + oh * g.w.out;
-                            for (std::size_t ow = 0; ow < g.w.out; ++ow) {
-                                const long long iw = g.w.at(ow, kw);
-                                if (iw >= 0 && iw < static_cast<long long>(g.w.in))
-                                    dst[static_cast<std::size_t>(iw)] += src[ow];
-                            }
-                        }
-                    }
+    for (std::size_t cl = 0; cl < g.cg; ++cl)
+        for (std::size_t tap = 0; tap < per_channel; ++tap) {
+            const std::size_t row = cl * per_channel + tap;
+            const std::size_t kw = tap % g.w.kernel, kh = tap / g.w.kernel;
+            const auto [first, last] = g.w.inside(kw);
+            const long long shift = g.w.at(0, kw);
+            const T* in = col + row * cols;
+            for (std::size_t n = ch.n0; n < ch.n1; ++n) {
+                T* image = dx + (n * g.c + grp * g.cg + cl) * hw;
+                for (std::size_t oh = 0; oh < g.h.out; ++oh) {
+                    const long long ih = g.h.at(oh, kh);
+                    if (ih < 0 || ih >= static_cast<long long>(g.h.in)) continue;
+                    T* dst = image + static_cast<std::size_t>(ih) * g.w.in;
+                    const T* src = in + (n - ch.n0) * pixels + oh * g.w.out;
+                    for (std::size_t ow = first; ow < last; ++ow)
+                        dst[static_cast<long long>(ow * g.w.stride) + shift] += src[ow];
                 }
-        });
-}
-
-template <class T>
-array forward(const conv_geometry& g, const array& x, const array& w, const array* b) {
-    auto y_data = detail::array_access::allocate(x.dtype(), {g.n, g.o, g.h.out, g.w.out});
-    array y = std::move(y_data.first);
-    T* out = static_cast<T*>(y_data.second);
-    const std::size_t cols = g.columns(), pixels = g.pixels(), taps = g.taps();
-    const auto [col_buffer, col] = scratch<T>(taps * cols);
-    const auto [prod_buffer, prod] = scratch<T>(g.og * cols);
-    for (std::size_t grp = 0; grp < g.groups; ++grp) {
-        im2col(g, grp, ptr<T>(x), col);
-        // prod[o, (n, p)] = w_grp[o, taps] · col[taps, (n, p)]
-        k::gemm(false, false, g.og, cols, taps, ptr<T>(w) + grp * g.og * taps, col, prod, T{0});
-        for (std::size_t o = 0; o < g.og; ++o) {
-            const std::size_t channel = grp * g.og + o;
-            const T bias = b ? ptr<T>(*b)[channel] : T{0};
-            for (std::size_t n = 0; n < g.n; ++n) {
-                const T* src = prod + o * cols + n * pixels;
-                T* dst = out + (n * g.o + channel) * pixels;
-                for (std::size_t p = 0; p < pixels; ++p)
-                    dst[p] = src[p] + bias;
             }
         }
-    }
-    return y;
+}
+
+/// Runs `body(chunk, scratch...)` over the batch's chunks, in parallel when there are cores
+/// to spare: chunks touch disjoint images, and each thread has its own scratch buffers.
+template <class T, class Body>
+void for_each_chunk(const conv_geometry& g, Body&& body) {
+    const std::size_t per = images_per_chunk(g, sizeof(T));
+    const std::size_t chunks = (g.n + per - 1) / per;
+    k::parallel_for(chunks, 1, [&](std::size_t lo, std::size_t hi) {
+        const std::size_t cols = per * g.pixels();
+        const auto [col_buffer, col] = scratch<T>(g.taps() * cols);
+        const auto [prod_buffer, prod] = scratch<T>(g.og * cols);
+        for (std::size_t c = lo; c < hi; ++c)
+            body(chunk{c * per, std::min(g.n, (c + 1) * per)}, col, prod);
+    });
+}
+
+/// Where chunk `ch`'s columns of group `grp` sit in the columns kept for backward: one block
+/// of taps x (images x pixels) per group and chunk, chunks in batch order.
+std::size_t kept_offset(const conv_geometry& g, std::size_t grp, chunk ch) {
+    return g.taps() * (grp * g.columns() + ch.n0 * g.pixels());
+}
+
+/// y = conv(x, w) + b. With `kept` (the weight is being differentiated) the columns are
+/// written there and kept for the weight's gradient instead of being built a second time in
+/// backward: PyTorch's im2col path keeps them too. They are taps times the size of x.
+template <class T>
+array forward(const conv_geometry& g, const array& x, const array& w, const array* b, T* kept) {
+    auto y_data = detail::array_access::allocate(x.dtype(), {g.n, g.o, g.h.out, g.w.out});
+    T* out = static_cast<T*>(y_data.second);
+    const std::size_t pixels = g.pixels(), taps = g.taps();
+    for_each_chunk<T>(g, [&](chunk ch, T* scratch_col, T* prod) {
+        const std::size_t cols = ch.images() * pixels;
+        for (std::size_t grp = 0; grp < g.groups; ++grp) {
+            T* col = kept ? kept + kept_offset(g, grp, ch) : scratch_col;
+            im2col(g, grp, ch, ptr<T>(x), col);
+            // prod[o, (n, p)] = w_grp[o, taps] · col[taps, (n, p)]
+            k::gemm(false, false, g.og, cols, taps, ptr<T>(w) + grp * g.og * taps, col, prod, T{0});
+            for (std::size_t o = 0; o < g.og; ++o) {
+                const std::size_t channel = grp * g.og + o;
+                const T bias = b ? ptr<T>(*b)[channel] : T{0};
+                for (std::size_t n = ch.n0; n < ch.n1; ++n) {
+                    const T* src = prod + o * cols + (n - ch.n0) * pixels;
+                    T* dst = out + (n * g.o + channel) * pixels;
+                    for (std::size_t p = 0; p < pixels; ++p)
+                        dst[p] = src[p] + bias;
+                }
+            }
+        }
+    });
+    return std::move(y_data.first);
 }
 
 template <class T>
 void backward(const conv_geometry& g, const array& x, const array& w, bool with_bias,
-              const array& gy, cotangent_sink& s) {
-    const std::size_t cols = g.columns(), pixels = g.pixels(), taps = g.taps();
+              const array& kept, const array& gy, cotangent_sink& s) {
+    const std::size_t pixels = g.pixels(), taps = g.taps();
     const T* dy = ptr<T>(gy);
     const bool need_x = s.needs(0), need_w = s.needs(1), need_b = with_bias && s.needs(2);
     if (need_b) {
@@ -191,28 +238,37 @@ void backward(const conv_geometry& g, const array& x, const array& w, bool with_
     }
     if (!need_x && !need_w) return;
     std::pair<array, void*> dx_data, dw_data;
-    if (need_x) {
-        dx_data = detail::array_access::allocate(x.dtype(), x.shape());
-        std::memset(dx_data.second, 0, x.nbytes());
+    if (need_x) dx_data = detail::array_access::allocate(x.dtype(), x.shape());
+    if (need_w) {
+        dw_data = detail::array_access::allocate(x.dtype(), w.shape());
+        std::memset(dw_data.second, 0, w.nbytes());
     }
-    if (need_w) dw_data = detail::array_access::allocate(x.dtype(), w.shape());
-    const auto [dyt_buffer, dyt] = scratch<T>(g.og * cols);
-    const auto [col_buffer, col] = scratch<T>(taps * cols);
-    for (std::size_t grp = 0; grp < g.groups; ++grp) {
-        // dyt[o, (n, p)]: this group's output cotangent laid out like the forward product.
-        for (std::size_t o = 0; o < g.og; ++o)
-            for (std::size_t n = 0; n < g.n; ++n)
-                std::memcpy(dyt + o * cols + n * pixels, dy + (n * g.o + grp * g.og + o) * pixels,
-                            pixels * sizeof(T));
-        const T* wg = ptr<T>(w) + grp * g.og * taps;
-        if (need_w) {
-            im2col(g, grp, ptr<T>(x), col); // recomputed: cheaper than keeping it
-            k::gemm(false, true, g.og, taps, cols, dyt, col,
-                    static_cast<T*>(dw_data.second) + grp * g.og * taps, T{0});
-        }
-        if (need_x) {
-            k::gemm(true, false, taps, cols, g.og, wg, dyt, col, T{0});
-            col2im(g, grp, col, static_cast<T*>(dx_data.second));
+    // The weight's gradient sums over chunks: in order, on one thread, so it is the same on
+    // every run whatever the thread count (chunks are processed serially here).
+    const std::size_t per = images_per_chunk(g, sizeof(T));
+    const std::size_t cols_max = per * pixels;
+    const auto [dyt_buffer, dyt] = scratch<T>(g.og * cols_max);
+    const auto [col_buffer, col] = scratch<T>(taps * cols_max);
+    if (need_x) std::memset(dx_data.second, 0, x.nbytes());
+    for (std::size_t n0 = 0; n0 < g.n; n0 += per) {
+        const chunk ch{n0, std::min(g.n, n0 + per)};
+        const std::size_t cols = ch.images() * pixels;
+        for (std::size_t grp = 0; grp < g.groups; ++grp) {
+            // dyt[o, (n, p)]: this group's output cotangent laid out like the forward product.
+            for (std::size_t o = 0; o < g.og; ++o)
+                for (std::size_t n = ch.n0; n < ch.n1; ++n)
+                    std::memcpy(dyt + o * cols + (n - ch.n0) * pixels,
+                                dy + (n * g.o + grp * g.og + o) * pixels, pixels * sizeof(T));
+            const T* wg = ptr<T>(w) + grp * g.og * taps;
+            if (need_w) {
+                const T* columns = ptr<T>(kept) + kept_offset(g, grp, ch);
+                k::gemm(false, true, g.og, taps, cols, dyt, columns,
+                        static_cast<T*>(dw_data.second) + grp * g.og * taps, T{1});
+            }
+            if (need_x) {
+                k::gemm(true, false, taps, cols, g.og, wg, dyt, col, T{0});
+                col2im(g, grp, ch, col, static_cast<T*>(dx_data.second));
+            }
         }
     }
     if (need_x) s.add(0, std::move(dx_data.first));
@@ -224,12 +280,15 @@ array conv2d_impl(const std::string& op, const array& x, const array& w, const a
     const conv_geometry g = geometry(op, x, w, b, options);
     return k::float_dispatch(op, x, [&](auto tag) {
         using T = decltype(tag);
-        array y = forward<T>(g, x, w, b);
+        std::pair<array, T*> kept{array{}, nullptr};
+        if (w.trace()) kept = scratch<T>(g.groups * g.taps() * g.columns());
+        array y = forward<T>(g, x, w, b, kept.second);
         std::vector<const array*> inputs{&x, &w};
         if (b) inputs.push_back(b);
         return detail::traced(std::move(y), detail::input_list(inputs), [&] {
-            return [g, x, w, with_bias = b != nullptr](const array& gy, cotangent_sink& s) {
-                backward<T>(g, x, w, with_bias, gy, s);
+            return [g, x, w, with_bias = b != nullptr,
+                    columns = std::move(kept.first)](const array& gy, cotangent_sink& s) {
+                backward<T>(g, x, w, with_bias, columns, gy, s);
             };
         });
     });

@@ -1,6 +1,7 @@
 // paramtree — internal: the geometry of sliding windows (convolution and pooling).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -19,6 +20,25 @@ struct window_axis {
     /// below 0 or at least `in`, returned as a signed value).
     [[nodiscard]] long long at(std::size_t o, std::size_t k) const noexcept {
         return static_cast<long long>(o * stride + k * dilation) - static_cast<long long>(padding);
+    }
+
+    /// The outputs [first, last) whose tap `k` falls inside the input: inner loops then run
+    /// without a bounds check per element.
+    struct span {
+        std::size_t first = 0, last = 0;
+    };
+    [[nodiscard]] span inside(std::size_t k) const noexcept {
+        // at(o, k) = o * stride + offset lies in [0, in) for o in [ceil(-offset / s),
+        // (in - 1 - offset) / s], clamped to the outputs that exist.
+        const long long offset =
+            static_cast<long long>(k * dilation) - static_cast<long long>(padding);
+        const auto s = static_cast<long long>(stride);
+        const long long lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
+        const long long top = static_cast<long long>(in) - 1 - offset;
+        const long long hi = top < 0 ? 0 : top / s + 1;
+        const auto n = static_cast<long long>(out);
+        const long long a = std::min(lo, n), b = std::max(a, std::min(hi, n));
+        return {static_cast<std::size_t>(a), static_cast<std::size_t>(b)};
     }
 };
 

@@ -177,7 +177,7 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch, libtorch_ro
         return statistics.median(t["seconds"][key] for t in (runs or torch_rounds))
 
     def cpp(key, runs=None):
-        runs = runs or libtorch_rounds
+        runs = [t for t in (runs or libtorch_rounds) if key in t["seconds"]]
         return statistics.median(t["seconds"][key] for t in runs) if runs else None
 
     rows = [("tape/untraced", "1,000-op chain on f32[1], no gradient: per op", None),
@@ -186,6 +186,8 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch, libtorch_ro
             ("mlp/8x32", "MLP, batch 8, widths 32 (3 Linear, relu): forward + backward", "≥ 5x"),
             ("attention/4x64x256", "pre-norm causal self-attention block, [4, 64, 256], 4 heads: "
              "forward + backward (paramtree: the fused `scaled_dot_product_attention`)", "≥ 1.5x"),
+            ("conv/lenet", "LeNet's second convolution (6 to 16 channels, 5x5, on [64, 6, 14, 14]) "
+             "with ReLU and 2x2 max pooling: forward + backward", "≥ 1.0x"),
             ("lm_step/16x64", "the demo's GPT (tied embedding, dim 128, 2 blocks, batch 16 x 64 "
              "tokens): one AdamW training step", "≥ 1.5x")]
     ctx = rounds[0]["__context__"]
