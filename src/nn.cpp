@@ -5,17 +5,32 @@
 #include <paramtree/nn/conv.hpp>
 #include <paramtree/nn/layers.hpp>
 #include <paramtree/nn/module.hpp>
+#include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
 #include <paramtree/ops.hpp>
+#include <paramtree/partition.hpp>
 #include <paramtree/shared.hpp>
 
 #include <paramtree/detail/errors.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstdint>
 
 #include <fmt/format.h>
 
 namespace paramtree::nn {
+
+namespace detail {
+struct state_updates {
+    std::map<const void*, tree> updated;
+};
+using paramtree::detail::reserved_record;
+using paramtree::detail::throw_leaf;
+using paramtree::detail::throw_shape;
+using paramtree::detail::throw_structure;
+} // namespace detail
 
 // ---- context -------------------------------------------------------------------------------
 
@@ -171,6 +186,21 @@ tree avg_pool2d(const pool2d_options& options) {
 }
 tree flatten() {
     return detail::reserved_record("pt.nn.Flatten", {});
+}
+
+tree batch_norm(std::size_t channels, double eps, double momentum, dtype d) {
+    if (!(momentum >= 0 && momentum <= 1))
+        detail::throw_shape("nn::batch_norm", "a momentum in [0, 1]", fmt::format("{}", momentum));
+    const tree state = detail::reserved_record(
+        "pt.nn.State", {{"running_mean", array::zeros({channels}, d)},
+                        {"running_var", array::ones({channels}, d)},
+                        {"num_batches_tracked", array::zeros({}, dtype::int64)}});
+    return detail::reserved_record(
+        "pt.nn.BatchNorm",
+        {{"weight", array::ones({channels}, d)},
+         {"bias", array::zeros({channels}, d)},
+         {"state", state}},
+        {{"channels", as_int(channels)}, {"eps", eps}, {"momentum", momentum}});
 }
 
 tree dropout(double rate) {
@@ -342,6 +372,41 @@ array apply_block(const tree& m, const array& x, const context& ctx) {
     return h + apply_dropout(rate, sub("mlp", sub("norm2", h)), dctx.child(1));
 }
 
+bool is_state_record(const tree& t) {
+    return t.kind() == node_kind::record && t.record_name() == "pt.nn.State";
+}
+
+array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
+    const std::size_t c = size_field(m, "channels");
+    if (x.ndim() < 2 || x.shape()[1] != c)
+        bad_input(ctx, "BatchNorm", fmt::format("an input [N, {}, ...]", c), x);
+    const tree stored = m["state"];
+    if (!is_state_record(stored))
+        detail::throw_structure("nn::apply BatchNorm", ctx.where / field_key{"state"},
+                                "a pt.nn.State record", describe(stored));
+    // A tied module applied a second time in one call reads the state its first use wrote.
+    tree state = stored;
+    if (ctx.updates) {
+        if (const auto it = ctx.updates->updated.find(stored.identity());
+            it != ctx.updates->updated.end())
+            state = it->second;
+    }
+    const array mean = state["running_mean"].as_array();
+    const array var = state["running_var"].as_array();
+    const auto out = paramtree::batch_norm(x, m["weight"].as_array(), m["bias"].as_array(), mean,
+                                           var, ctx.training, double_field(m, "eps"));
+    if (ctx.training && ctx.updates) {
+        const double momentum = double_field(m, "momentum");
+        const array count = state["num_batches_tracked"].as_array();
+        ctx.updates->updated[stored.identity()] = detail::reserved_record(
+            "pt.nn.State",
+            {{"running_mean", stop_gradient(mean * (1 - momentum) + out.mean * momentum)},
+             {"running_var", stop_gradient(var * (1 - momentum) + out.variance * momentum)},
+             {"num_batches_tracked", array::full({}, count.item() + 1, dtype::int64)}});
+    }
+    return out.y;
+}
+
 array apply_module(const tree& m, const array& x, const context& ctx) {
     const std::string_view name = m.record_name();
     if (name == "pt.nn.Linear") return apply_linear(m, x, ctx);
@@ -392,6 +457,7 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
         if (x.ndim() < 1) bad_input(ctx, "Flatten", "an input of rank >= 1", x);
         return reshape(x, {x.shape()[0], x.shape()[0] == 0 ? 0 : x.size() / x.shape()[0]});
     }
+    if (name == "pt.nn.BatchNorm") return apply_batch_norm(m, x, ctx);
     if (name == "pt.nn.Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
     if (name == "pt.nn.Activation") return apply_activation(static_as<std::string>(m, "fn"), x);
     if (name == "pt.nn.MLP") {
@@ -434,6 +500,62 @@ template <class E>
 }
 
 } // namespace
+
+stateful_output apply_with_state(const tree& module, const array& x, const context& ctx) {
+    detail::state_updates updates;
+    context with = ctx;
+    with.updates = &updates;
+    array y = apply(module, x, with);
+    if (updates.updated.empty()) return {std::move(y), module};
+    // The State records are replaced where they are stored: in the pruned tree a tied module's
+    // state is one record, so it stays one.
+    tree updated = tree_map(
+        {.is_leaf = is_state_record},
+        [&](const tree& leaf) {
+            const auto it = updates.updated.find(leaf.identity());
+            return it == updates.updated.end() ? leaf : it->second;
+        },
+        module);
+    return {std::move(y), std::move(updated)};
+}
+
+params_and_state partition_state(const tree& model) {
+    // Where the State records are (they are leaves of this flattening), then which leaves of
+    // the model lie under one of them.
+    // Every position counts, tied ones included (partition asks about each member of a tie).
+    const auto [records, record_def] = flatten_with_path(expand(model), is_state_record);
+    std::vector<path> state_paths;
+    for (std::size_t i = 0; i < records.size(); ++i)
+        if (is_state_record(records[i].second)) state_paths.push_back(records[i].first);
+    auto [params, state] = partition(
+        model,
+        [&](const path& p, const tree&) {
+            return std::none_of(state_paths.begin(), state_paths.end(), [&](const path& s) {
+                return p.size() >= s.size() && std::equal(s.begin(), s.end(), p.begin());
+            });
+        },
+        tie_policy::any);
+    return {std::move(params), std::move(state)};
+}
+
+tree update_state(const tree& target, const tree& updated) {
+    auto [leaves, def] = flatten_with_path(target, is_state_record);
+    const tree source = expand(updated); // tied positions readable by path
+    std::vector<tree> replaced;
+    replaced.reserve(leaves.size());
+    for (auto& [p, leaf] : leaves) {
+        if (!is_state_record(leaf)) {
+            replaced.push_back(std::move(leaf));
+            continue;
+        }
+        tree now = source.contains(p) ? source.at(p) : tree{};
+        if (!is_state_record(now))
+            detail::throw_structure("nn::update_state", p, "a pt.nn.State record in `updated`",
+                                    source.contains(p) ? describe(now) : "nothing there");
+        replaced.push_back(std::move(now));
+    }
+    return unflatten(def, std::move(replaced));
+}
 
 array apply(const tree& module, const array& x, const context& ctx) {
     // A model with ties is applied as what it stands for.

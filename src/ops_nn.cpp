@@ -661,6 +661,47 @@ array rms_norm(const array& x, const array& gamma, double eps) {
     });
 }
 
+// ---- batch norm ----------------------------------------------------------------------------
+
+batch_norm_output batch_norm(const array& x, const array& gamma, const array& beta,
+                             const array& running_mean, const array& running_var, bool training,
+                             double eps) {
+    if (x.ndim() < 2)
+        detail::throw_shape("batch_norm", "an input [N, C, ...] of rank >= 2", x.describe());
+    const std::size_t c = x.shape()[1];
+    for (const array* p : {&gamma, &beta, &running_mean, &running_var})
+        if (p->dtype() != x.dtype() || p->shape() != shape_type{c})
+            detail::throw_shape(
+                "batch_norm",
+                fmt::format("gamma, beta and running statistics of {}", describe(x.dtype(), {c})),
+                k::describe_all({&x, &gamma, &beta, &running_mean, &running_var}));
+    k::float_dispatch("batch_norm", x, [](auto) { return 0; });
+    // Per-channel arrays broadcast as [1, C, 1, ...].
+    shape_type per_channel(x.ndim(), 1);
+    per_channel[1] = c;
+    const auto spread = [&](const array& v) { return reshape(v, per_channel); };
+    std::vector<int> axes{0};
+    for (std::size_t a = 2; a < x.ndim(); ++a)
+        axes.push_back(static_cast<int>(a));
+    const std::size_t count = x.size() / std::max<std::size_t>(c, 1);
+    if (!training) {
+        const array scale = gamma / sqrt(running_var + eps);
+        return {(x - spread(running_mean)) * spread(scale) + spread(beta), running_mean,
+                running_var};
+    }
+    if (count < 2)
+        detail::throw_shape("batch_norm",
+                            "more than one value per channel to take batch statistics of",
+                            x.describe());
+    // Composed from the differentiable operations, so gradients flow through the statistics.
+    const array mu = mean(x, axes, true);
+    const array centred = x - mu;
+    const array var = mean(centred * centred, axes, true);
+    const array y = centred / sqrt(var + eps) * spread(gamma) + spread(beta);
+    const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+    return {y, stop_gradient(reshape(mu, {c})), stop_gradient(reshape(var, {c}) * unbias)};
+}
+
 // ---- dropout -------------------------------------------------------------------------------
 
 array dropout(const random::key& key, const array& x, double rate) {

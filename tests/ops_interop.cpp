@@ -4,6 +4,7 @@
 //   conv2d IN OUT sh sw ph pw dh dw groups     (IN: x, w, optional b, r)
 //   conv1d IN OUT stride padding dilation groups
 //   max_pool2d|avg_pool2d IN OUT kh kw sh sw ph pw   (IN: x, r)
+//   batch_norm IN OUT                               (IN: x, w, b, r; training mode)
 // OUT holds y and d_<input> for every input: the gradient of sum(y * r).
 #include <paramtree/paramtree.hpp>
 #include <paramtree/conv.hpp>
@@ -46,14 +47,32 @@ int main(int argc, char** argv) {
                 return has_b ? pt::conv1d(x, p["w"].as_array(), p["b"].as_array(), o)
                              : pt::conv1d(x, p["w"].as_array(), o);
             }
-            const pt::pool2d_options o{{n.at(0), n.at(1)}, {n.at(2), n.at(3)}, {n.at(4), n.at(5)}};
+            const pt::pool2d_options o =
+                n.size() == 6 ? pt::pool2d_options{{n[0], n[1]}, {n[2], n[3]}, {n[4], n[5]}}
+                              : pt::pool2d_options{};
             if (op == "max_pool2d") return pt::max_pool2d(x, o);
+            if (op == "batch_norm") {
+                const auto c = x.shape()[1];
+                return pt::batch_norm(x, p["w"].as_array(), p["b"].as_array(),
+                                      pt::array::zeros({c}, x.dtype()),
+                                      pt::array::ones({c}, x.dtype()), true)
+                    .y;
+            }
             if (op == "avg_pool2d") return pt::avg_pool2d(x, o);
             throw std::runtime_error("unknown op " + op);
         };
         const auto [value, grads] =
             pt::value_and_grad([&](const pt::tree& p) { return pt::sum(apply(p) * r); })(params);
         std::vector<std::pair<std::string, pt::tree>> out{{"y", apply(params)}};
+        if (op == "batch_norm") { // the statistics a running average is built from
+            const pt::array x = params["x"].as_array();
+            const auto c = x.shape()[1];
+            const auto bn = pt::batch_norm(x, params["w"].as_array(), params["b"].as_array(),
+                                           pt::array::zeros({c}, x.dtype()),
+                                           pt::array::ones({c}, x.dtype()), true);
+            out.emplace_back("mean", bn.mean);
+            out.emplace_back("variance", bn.variance);
+        }
         for (const auto& [name, leaf] : inputs)
             out.emplace_back("d_" + name, grads[name]);
         pt::save(argv[3], pt::dict(out));

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Convolution and pooling against PyTorch: forward values and the gradients of sum(y * r) for
+"""Convolution, pooling and batch norm against PyTorch: forward values and the gradients of sum(y * r) for
 random inputs, computed by paramtree (the ops_interop tool) and by torch in float64.
 
 Usage: ops_interop.py PATH/TO/ops_interop   (skips, with a message, without python3-torch)
@@ -83,4 +83,16 @@ for kernel, stride, pad in [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
     compare(f"avg_pool2d kernel {kernel} stride {stride} pad {pad}", "avg_pool2d",
             [*kernel, *stride, *pad], {"x": x},
             lambda x: F.avg_pool2d(x, kernel, stride, pad))
+# batch norm in training mode: output, gradients, and the batch statistics PyTorch's running
+# average takes in (momentum 1: the running statistics become the batch's, unbiased variance).
+for shape in [(6, 3), (4, 3, 5, 5)]:
+    c = shape[1]
+    running_mean, running_var = torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)
+    compare(f"batch_norm {list(shape)}", "batch_norm", [],
+            {"x": normal(*shape), "w": normal(c), "b": normal(c)},
+            lambda x, w, b: F.batch_norm(x, running_mean, running_var, w, b, True, 1.0, 1e-5))
+    ours, _ = read_st(os.path.join(TMP, "out.safetensors"))
+    for key, want in [("mean", running_mean), ("variance", running_var)]:
+        if not np.allclose(ours[key], want.numpy(), rtol=1e-10, atol=1e-10):
+            sys.exit(f"FAILED batch_norm {list(shape)}: {key} differs from PyTorch's running update")
 print("all operations match PyTorch")

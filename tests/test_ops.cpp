@@ -410,6 +410,16 @@ TEST_CASE("gradients: softmax family, cross-entropy, layer norm, dropout", "[ops
     check("layer_norm", [](const xs_t& x) { return pt::layer_norm(x[0]); }, {a});
     check("rms_norm", [](const xs_t& x) { return pt::rms_norm(x[0], x[1], 1e-3); },
           {a, rand(103, {5})});
+    // Batch norm over axis 1 (4 channels of [3, 4, 5]): through the batch statistics.
+    const auto zeros = pt::array::zeros({4}, pt::dtype::float64);
+    const auto ones = pt::array::ones({4}, pt::dtype::float64);
+    check("batch_norm training",
+          [&](const xs_t& x) { return pt::batch_norm(x[0], x[1], x[2], zeros, ones, true).y; },
+          {a, rand(104, {4}), rand(105, {4})});
+    check(
+        "batch_norm inference",
+        [&](const xs_t& x) { return pt::batch_norm(x[0], x[1], x[2], x[3], ones + 1.0, false).y; },
+        {a, rand(106, {4}), rand(107, {4}), rand(108, {4})});
     const auto key = pt::random::make_key(8);
     check("dropout", [&](const xs_t& x) { return pt::dropout(key, x[0], 0.3); }, {a});
 }

@@ -158,6 +158,26 @@ namespace paramtree {
 ///     const auto x = pt::array::ones({2, 8});
 ///     pt::array y = pt::rms_norm(x, pt::array::full({8}, 2.0));   // all 2 (up to eps)
 [[nodiscard]] array rms_norm(const array& x, const array& gamma, double eps = 1e-6);
+/// What batch_norm gives back: the normalised output, and the statistics it normalised with
+/// (untraced: a running average built from them is not differentiated).
+struct batch_norm_output {
+    array y;
+    array mean;     ///< per channel: the batch's mean when training, else the running mean
+    array variance; ///< per channel: the batch's unbiased variance when training, else the running
+};
+
+/// Batch normalisation over axis 1 (the channels of [N, C] or [N, C, ...] inputs, PyTorch's
+/// `batch_norm`): (x - mean) / sqrt(var + eps) * gamma + beta per channel. When `training`, the
+/// batch's own statistics (biased variance) normalise and gradients flow through them; else
+/// `running_mean` and `running_var` do. gamma, beta and the running statistics are [C].
+///
+///     const auto x = pt::random::normal(k1, {8, 3, 4, 4});
+///     const auto ones = pt::array::ones({3}), zeros = pt::array::zeros({3});
+///     const pt::batch_norm_output bn = pt::batch_norm(x, ones, zeros, zeros, ones, true);
+///     assert(std::abs(pt::mean(bn.y).item()) < 1e-5);   // normalised per channel
+[[nodiscard]] batch_norm_output batch_norm(const array& x, const array& gamma, const array& beta,
+                                           const array& running_mean, const array& running_var,
+                                           bool training, double eps = 1e-5);
 /// Zeroes each element with probability `rate` (from `key`) and scales the rest by
 /// 1/(1-rate), so the expectation is unchanged. `rate` = 0 returns `x`. Throws shape_error
 /// unless 0 <= rate < 1.

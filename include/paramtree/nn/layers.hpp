@@ -31,6 +31,14 @@ namespace paramtree::nn {
 /// `RMSNorm(weight=ones[dim], dim, eps)` over the last axis (`pt::rms_norm`).
 [[nodiscard]] tree rms_norm(std::size_t dim, double eps = 1e-6, dtype d = dtype::float32);
 
+/// `BatchNorm(weight=ones[C], bias=zeros[C], state=State(running_mean=zeros[C],
+/// running_var=ones[C], num_batches_tracked=0), channels, eps, momentum)` over axis 1 of
+/// [N, C, ...] inputs (PyTorch's BatchNorm1d/2d). Training normalises with the batch's
+/// statistics, inference with the running ones; `nn::apply_with_state` returns the running
+/// statistics updated (new = (1 - momentum) * old + momentum * batch, unbiased variance).
+[[nodiscard]] tree batch_norm(std::size_t channels, double eps = 1e-5, double momentum = 0.1,
+                              dtype d = dtype::float32);
+
 /// `Dropout(rate)`: no parameters; active only when `context::training`.
 [[nodiscard]] tree dropout(double rate);
 
