@@ -21,13 +21,10 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
+using kernels::ptr;
 
 namespace {
 
-template <class T>
-const T* ptr(const array& x) {
-    return reinterpret_cast<const T*>(x.bytes());
-}
 
 /// A scratch buffer of `n` elements from the buffer cache (reused step after step).
 template <class T>

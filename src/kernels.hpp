@@ -118,6 +118,12 @@ void vectorized_parallel(std::size_t n, Body&& body) {
     });
 }
 
+/// The elements of `x` as T (the caller has dispatched on its dtype).
+template <class T>
+[[nodiscard]] const T* ptr(const array& x) noexcept {
+    return reinterpret_cast<const T*>(x.bytes());
+}
+
 /// `f32[2,3] and f64[3]`, for messages.
 [[nodiscard]] std::string describe_all(std::initializer_list<const array*> xs);
 

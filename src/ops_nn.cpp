@@ -20,6 +20,7 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
+using kernels::ptr;
 using detail::traced;
 
 namespace {
@@ -178,10 +179,6 @@ namespace {
                         k::describe_all({&a, &b}));
 }
 
-template <class T>
-const T* ptr(const array& x) {
-    return reinterpret_cast<const T*>(x.bytes());
-}
 
 /// Batched product of equal-batch operands: c[i] = op(a[i]) op(b[i]) over `batch` slices.
 template <class T>

@@ -20,13 +20,10 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
+using kernels::ptr;
 
 namespace {
 
-template <class T>
-const T* ptr(const array& x) {
-    return reinterpret_cast<const T*>(x.bytes());
-}
 
 struct pool_geometry {
     std::size_t planes; // N * C: every image channel is pooled alone
