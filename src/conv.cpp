@@ -25,7 +25,6 @@ using kernels::ptr;
 
 namespace {
 
-
 /// A scratch buffer of `n` elements from the buffer cache (reused step after step).
 template <class T>
 std::pair<array, T*> scratch(std::size_t n) {

@@ -20,8 +20,8 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
-using kernels::ptr;
 using detail::traced;
+using kernels::ptr;
 
 namespace {
 std::size_t product(const shape_type& s, std::size_t from, std::size_t to) {
@@ -178,7 +178,6 @@ namespace {
     detail::throw_shape("matmul", "[..., m, k] and [..., k, n] float arrays of one dtype",
                         k::describe_all({&a, &b}));
 }
-
 
 /// Batched product of equal-batch operands: c[i] = op(a[i]) op(b[i]) over `batch` slices.
 template <class T>

@@ -24,7 +24,6 @@ using kernels::ptr;
 
 namespace {
 
-
 struct pool_geometry {
     std::size_t planes; // N * C: every image channel is pooled alone
     detail::window_axis h, w;
