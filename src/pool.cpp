@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -65,34 +66,44 @@ void windows(const pool_geometry& g, F&& f) {
 /// One plane's maxima and where they came from (the index in the plane, for backward).
 /// The first largest wins; a NaN wins over numbers and stays (as in PyTorch). The loops run
 /// tap by tap over a whole output row: the outputs are independent, so the compare-and-select
-/// vectorises instead of waiting on one running maximum (which made this a third of a LeNet
-/// layer's step).
+/// has no branch and vectorises, instead of waiting on one running maximum (a third of a
+/// LeNet layer's step when it did).
 template <class T>
-void max_plane(const pool_geometry& g, const T* plane, T* out, std::int32_t* from) {
+void max_plane(const pool_geometry& g, const std::vector<detail::window_axis::span>& columns,
+               const T* plane, T* out, std::int32_t* from) {
     const std::size_t ow_n = g.w.out, sw = g.w.stride;
     for (std::size_t oh = 0; oh < g.h.out; ++oh) {
-        T* best = out + oh * ow_n;
-        std::int32_t* at = from + oh * ow_n;
+        T* __restrict best = out + oh * ow_n;
+        std::int32_t* __restrict at = from + oh * ow_n;
+        // Start from each window's first tap inside the image (one exists: padding is at most
+        // half the kernel), so every output has a source index even if all it sees is -inf.
+        std::size_t kh0 = 0;
+        while (g.h.at(oh, kh0) < 0)
+            ++kh0;
+        const long long ih0 = g.h.at(oh, kh0);
         for (std::size_t ow = 0; ow < ow_n; ++ow) {
-            best[ow] = -std::numeric_limits<T>::infinity();
-            at[ow] = -1;
+            std::size_t kw0 = 0;
+            while (g.w.at(ow, kw0) < 0)
+                ++kw0;
+            const long long i = ih0 * static_cast<long long>(g.w.in) + g.w.at(ow, kw0);
+            best[ow] = plane[i];
+            at[ow] = static_cast<std::int32_t>(i);
         }
-        for (std::size_t kh = 0; kh < g.h.kernel; ++kh) {
+        for (std::size_t kh = kh0; kh < g.h.kernel; ++kh) {
             const long long ih = g.h.at(oh, kh);
-            if (ih < 0 || ih >= static_cast<long long>(g.h.in)) continue;
+            if (ih >= static_cast<long long>(g.h.in)) break;
             const T* row = plane + static_cast<std::size_t>(ih) * g.w.in;
             for (std::size_t kw = 0; kw < g.w.kernel; ++kw) {
-                const auto [first, last] = g.w.inside(kw);
+                const auto [first, last] = columns[kw];
                 const long long shift = g.w.at(0, kw);
+                const T* __restrict src = row + shift;
                 const auto base =
                     static_cast<std::int32_t>(ih * static_cast<long long>(g.w.in) + shift);
                 for (std::size_t ow = first; ow < last; ++ow) {
-                    const auto iw = static_cast<std::int32_t>(ow * sw);
-                    const T v = row[iw + shift];
-                    const bool take =
-                        (at[ow] < 0) | (v > best[ow]) | ((v != v) & (best[ow] == best[ow]));
-                    best[ow] = take ? v : best[ow];
-                    at[ow] = take ? base + iw : at[ow];
+                    const T v = src[ow * sw], b = best[ow];
+                    const bool take = (v > b) | ((v != v) & (b == b));
+                    best[ow] = take ? v : b;
+                    at[ow] = take ? base + static_cast<std::int32_t>(ow * sw) : at[ow];
                 }
             }
         }
@@ -113,12 +124,18 @@ array max_pool2d(const array& x, const pool2d_options& options) {
         T* y = static_cast<T*>(y_data.second);
         auto* from = static_cast<std::int32_t*>(from_data.second);
         const T* in = ptr<T>(x);
+        // Which outputs of a row each kernel column reaches inside the image: the same for
+        // every row of every plane (worked out once: it divides by the stride).
+        std::vector<detail::window_axis::span> columns(g.w.kernel);
+        for (std::size_t kw = 0; kw < g.w.kernel; ++kw)
+            columns[kw] = g.w.inside(kw);
         k::parallel_for(
             g.planes,
             std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(in_plane, 1)),
             [&](std::size_t lo, std::size_t hi) {
                 for (std::size_t p = lo; p < hi; ++p)
-                    max_plane(g, in + p * in_plane, y + p * out_plane, from + p * out_plane);
+                    max_plane(g, columns, in + p * in_plane, y + p * out_plane,
+                              from + p * out_plane);
             });
         const array taken = std::move(from_data.first);
         return detail::traced(std::move(y_data.first), {&x}, [&] {
