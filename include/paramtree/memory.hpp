@@ -4,8 +4,9 @@
 // for the same sizes every step, stops asking the operating system for memory after its
 // first step — no page faults, no heap fragmentation (the reason activation memory saved by
 // rematerialisation is actually given back). Smaller arrays use the global operator new.
-// The cache keeps at most as many idle bytes as the most live bytes seen, so it never holds
-// more than one step's worth; `release_cached_memory()` returns the idle blocks at once.
+// The cache keeps at most twice as many idle bytes as the most live bytes seen (the size
+// classes asked for least recently give theirs up first); `release_cached_memory()` returns
+// the idle blocks at once.
 // PARAMTREE_BUFFER_CACHE=0 (read once, at the first large array) turns the cache off: every
 // buffer then comes from operator new, as small ones always do.
 #pragma once
