@@ -11,7 +11,7 @@ export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 PT_BUILD_PACKAGES=(g++ meson ninja-build pkg-config ccache python3 libfmt-dev libxtensor-dev
                    xtl-dev libxsimd-dev libopenblas-dev libdnnl-dev nlohmann-json3-dev
                    librange-v3-dev python3-numpy catch2 locales libcli11-dev doxygen
-                   gnuplot-nox libopenmpi-dev openmpi-bin)
+                   gnuplot-nox libopenmpi-dev openmpi-bin clang-format git)
 
 # Installs the named Debian packages that are not installed yet (apt-get update first, once).
 pt_ensure_packages() {
