@@ -8,11 +8,13 @@
 // packed and handed to MPI_Iallreduce before the next is packed.
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/walk.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/distributed.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/print.hpp>
+#include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
 #include "structure_codec.hpp"
@@ -406,6 +408,102 @@ std::uint64_t digest(const tree& t) {
 
 bool identical_on_all(const communicator& comm, const tree& t) {
     return all_equal(raw(comm), digest(t));
+}
+
+// ---- shard plans ---------------------------------------------------------------------------
+
+sharding shard_plan(const tree& t, int processes) {
+    if (processes < 1)
+        detail::throw_value("shard_plan", {}, "at least one process", fmt::format("{}", processes));
+    auto [leaves, def] = flatten(t);
+    sharding plan;
+    plan.processes = processes;
+    plan.bytes.assign(static_cast<std::size_t>(processes), 0);
+    const auto& paths = def.leaf_paths();
+    const auto groups = tie_groups(t);
+    for (std::size_t i = 0; i < leaves.size(); ++i) {
+        if (!leaves[i].is_array()) continue;
+        shard_entry e{paths[i], leaves[i].as_array().nbytes(), 0, {}};
+        // A leaf under a tie's source is used again at each tied position (same relative path).
+        for (const auto& g : groups) {
+            const path& src = g.source;
+            if (src.size() > e.where.size() || !std::equal(src.begin(), src.end(), e.where.begin()))
+                continue;
+            for (const path& at : g.tied) {
+                path there = at;
+                for (std::size_t k = src.size(); k < e.where.size(); ++k)
+                    there.push_back(e.where[k]);
+                e.also_at.push_back(std::move(there));
+            }
+        }
+        plan.leaves.push_back(std::move(e));
+    }
+    // Largest first, each to the least loaded process (lowest rank on a draw): the classic
+    // greedy for balancing, within 4/3 of the best possible maximum.
+    std::vector<std::size_t> order(plan.leaves.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return plan.leaves[a].bytes > plan.leaves[b].bytes;
+    });
+    for (const std::size_t i : order) {
+        const auto least = std::min_element(plan.bytes.begin(), plan.bytes.end());
+        plan.leaves[i].owner = static_cast<int>(least - plan.bytes.begin());
+        *least += plan.leaves[i].bytes;
+    }
+    plan.structure = std::move(def);
+    return plan;
+}
+
+double sharding::imbalance() const noexcept {
+    std::size_t total = 0, most = 0;
+    for (const std::size_t b : bytes) {
+        total += b;
+        most = std::max(most, b);
+    }
+    if (total == 0) return 0;
+    const double mean = static_cast<double>(total) / static_cast<double>(bytes.size());
+    return static_cast<double>(most) / mean - 1;
+}
+
+std::string sharding::to_string() const {
+    std::size_t total = 0;
+    for (const std::size_t b : bytes)
+        total += b;
+    std::string out = fmt::format("shard plan: {} leaves, {} bytes, over {} processes "
+                                  "(imbalance {:.1f}%)\n",
+                                  leaves.size(), total, processes, 100 * imbalance());
+    for (int p = 0; p < processes; ++p) {
+        const auto n = std::count_if(leaves.begin(), leaves.end(),
+                                     [&](const shard_entry& e) { return e.owner == p; });
+        out += fmt::format("  process {}: {} bytes in {} {}\n", p,
+                           bytes[static_cast<std::size_t>(p)], n, n == 1 ? "leaf" : "leaves");
+    }
+    for (const shard_entry& e : leaves) {
+        out += fmt::format("  {} -> process {} ({} bytes)", display_path(keystr(e.where)), e.owner,
+                           e.bytes);
+        if (!e.also_at.empty()) {
+            std::vector<std::string> at;
+            for (const path& p : e.also_at)
+                at.push_back(keystr(p));
+            out += fmt::format("; tie: also {} (one leaf, one owner)", fmt::join(at, ", "));
+        }
+        out += "\n";
+    }
+    return out;
+}
+
+tree sharding::owned(const tree& t, int process) const {
+    auto [leaves, def] = flatten(t);
+    if (!(def == structure))
+        detail::throw_structure_mismatch("sharding::owned", structure, def, "the plan", "the tree");
+    std::size_t k = 0;
+    for (tree& leaf : leaves) {
+        if (!leaf.is_array()) continue;
+        if (k >= this->leaves.size() || this->leaves[k].owner != process) leaf = tree{};
+        ++k;
+    }
+    return unflatten(def, std::move(leaves));
 }
 
 } // namespace paramtree::distributed

@@ -13,6 +13,7 @@
 #include <paramtree/random.hpp>
 #include <paramtree/shared.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -221,4 +222,69 @@ TEST_CASE("distributed: batch_slice splits a global batch into disjoint covering
 int main(int argc, char** argv) {
     const dist::environment mpi(argc, argv);
     return Catch::Session().run(argc, argv);
+}
+
+namespace {
+/// Bytes of the arrays in `t` of rank 1 and up: a model's parameters, or an optimizer state's
+/// per-parameter moments (the 0-d step counter, which every process keeps, is left out).
+std::size_t array_bytes(const pt::tree& t) {
+    std::size_t n = 0;
+    for (const pt::tree& leaf : pt::leaves(t))
+        if (leaf.is_array() && leaf.as_array().ndim() > 0) n += leaf.as_array().nbytes();
+    return n;
+}
+} // namespace
+
+TEST_CASE("distributed: a shard plan owns each pruned leaf once, a tie as one, balanced",
+          "[distributed][shard]") {
+    const pt::tree model = language_model(3, true);
+    for (const int n : {1, 2, 3, 5, 64}) {
+        const dist::sharding plan = dist::shard_plan(model, n);
+        INFO(plan.to_string());
+        // Every array leaf of the pruned tree, once; the tied embedding is one of them.
+        std::size_t arrays = 0;
+        for (const pt::tree& leaf : pt::leaves(model))
+            arrays += leaf.is_array();
+        REQUIRE(plan.leaves.size() == arrays);
+        const auto tie =
+            std::find_if(plan.leaves.begin(), plan.leaves.end(),
+                         [](const dist::shard_entry& e) { return !e.also_at.empty(); });
+        REQUIRE(tie != plan.leaves.end());
+        CHECK(pt::keystr(tie->where) == "[0].weight");
+        CHECK(pt::keystr(tie->also_at.at(0)) == "[1].weight");
+        // Bytes add up; no process holds more than the greedy bound allows.
+        const std::size_t total =
+            std::accumulate(plan.bytes.begin(), plan.bytes.end(), std::size_t{0});
+        CHECK(total == array_bytes(model));
+        std::size_t largest = 0;
+        for (const auto& e : plan.leaves)
+            largest = std::max(largest, e.bytes);
+        const double mean = double(total) / n;
+        CHECK(double(*std::max_element(plan.bytes.begin(), plan.bytes.end())) <=
+              std::max(mean * 4.0 / 3.0, double(largest)) + 1);
+        // Every process computes the same plan (it is a pure function of the tree).
+        CHECK(dist::shard_plan(model, n).to_string() == plan.to_string());
+        // Optimizer state per process: what it owns only; the shards add up to the whole.
+        const auto adamw = pt::optim::adamw(1e-3);
+        const std::size_t full = array_bytes(adamw.init(model));
+        std::size_t sum = 0, most = 0;
+        for (int p = 0; p < n; ++p) {
+            const std::size_t mine = array_bytes(adamw.init(plan.owned(model, p)));
+            sum += mine;
+            most = std::max(most, mine);
+        }
+        CHECK(sum == full);
+        CHECK(double(most) <= std::max(double(full) / n * 4.0 / 3.0, 2.0 * double(largest)) + 64);
+        if (n == 64) // more processes than leaves: some own nothing
+            CHECK(std::count(plan.bytes.begin(), plan.bytes.end(), std::size_t{0}) > 0);
+    }
+}
+
+TEST_CASE("distributed: shard plans refuse bad input naming it", "[distributed][shard][errors]") {
+    const pt::tree model = language_model(4, true);
+    CHECK_THROWS_AS(dist::shard_plan(model, 0), pt::value_error);
+    const dist::sharding plan = dist::shard_plan(model, 2);
+    CHECK_THROWS_AS(plan.owned(language_model(4, false), 0), pt::structure_error);
+    CHECK_THROWS_WITH(plan.owned(language_model(4, false), 0),
+                      Catch::StartsWith("sharding::owned: structure mismatch"));
 }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include <paramtree/tree.hpp>
+#include <paramtree/treedef.hpp>
 
 namespace paramtree::distributed {
 
@@ -113,5 +114,42 @@ struct allreduce_stats {
 
 /// True when `digest(t)` is the same on every process.
 [[nodiscard]] bool identical_on_all(const communicator& comm, const tree& t);
+
+/// One array leaf of the pruned tree in a shard plan: where it is, its bytes, which process
+/// owns it, and the other positions that use it (a tie group is one leaf: never split).
+struct shard_entry {
+    path where;
+    std::size_t bytes = 0;
+    int owner = 0;
+    std::vector<path> also_at;
+};
+
+/// Which process owns each array leaf of a tree (ZeRO's partition of optimizer state): every
+/// leaf of the PRUNED tree goes to exactly one process, balanced by bytes.
+struct sharding {
+    int processes = 1;
+    treedef structure;               ///< of the tree planned
+    std::vector<shard_entry> leaves; ///< the array leaves, in flatten order
+    std::vector<std::size_t> bytes;  ///< per process
+    /// max / mean - 1 over the processes' bytes (0: perfectly even).
+    [[nodiscard]] double imbalance() const noexcept;
+    /// The plan as text: per process bytes and leaves, then every leaf with its owner, ties
+    /// named as one leaf.
+    [[nodiscard]] std::string to_string() const;
+    /// `t` (the planned structure) with None at every array leaf `process` does not own: what
+    /// that process keeps optimizer state for. Throws structure_error naming the first
+    /// difference if `t` is not of the planned structure.
+    [[nodiscard]] tree owned(const tree& t, int process) const;
+};
+
+/// Plans the sharding of `t` over `processes`: its pruned array leaves, largest first, each to
+/// the process with the fewest bytes so far (greedy, deterministic: every process computes the
+/// same plan). A tied weight is one leaf, so a tie group is never split; with more processes
+/// than leaves some own nothing. Throws value_error for fewer than one process.
+///
+///     const pt::distributed::sharding plan = pt::distributed::shard_plan(lm, 2);
+///     std::cout << plan.to_string();          // the tie: one leaf, one owner
+///     assert(plan.leaves.size() == 2 && plan.leaves[0].owner != plan.leaves[1].owner);
+[[nodiscard]] sharding shard_plan(const tree& t, int processes);
 
 } // namespace paramtree::distributed
