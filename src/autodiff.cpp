@@ -186,20 +186,14 @@ void backward_into(tape& t, std::vector<std::pair<std::uint32_t, array>> seeds,
 
 tape_scope::tape_scope() : tape_(std::make_shared<tape>()) {}
 
-namespace {
-void close(tape& t) {
-    t.closed.store(true, std::memory_order_release);
+tape_scope::~tape_scope() {
+    tape_->closed.store(true, std::memory_order_release);
     // Recorded closures hold traced arrays, which hold the tape: clearing breaks the cycle.
     std::vector<tape_entry> entries;
     {
-        const std::lock_guard lock(t.mutex);
-        entries.swap(t.entries);
+        const std::lock_guard lock(tape_->mutex);
+        entries.swap(tape_->entries);
     }
-}
-} // namespace
-
-tape_scope::~tape_scope() {
-    close(*tape_);
 }
 
 std::vector<array> record_multi(const std::shared_ptr<tape>& t, std::vector<array> outputs,
@@ -250,12 +244,6 @@ namespace {
 }
 } // namespace
 
-grad_session::grad_session() : tape_(std::make_shared<tape>()) {}
-
-grad_session::~grad_session() {
-    close(*tape_);
-}
-
 tree grad_session::trace(const tree& params, const leaf_filter& filter) {
     auto [leaves, def] = flatten(params);
     def_ = std::move(def);
@@ -270,7 +258,7 @@ tree grad_session::trace(const tree& params, const leaf_filter& filter) {
                        "a float array leaf to differentiate", describe(leaf));
         if (selected) {
             if (leaf.as_array().trace()) throw_nested(def_.leaf_paths()[i]);
-            array v = make_variable(tape_, leaf.as_array());
+            array v = make_variable(tape_.get(), leaf.as_array());
             vars_.push_back(v.trace()->id);
             traced.emplace_back(std::move(v));
         } else {
@@ -289,7 +277,7 @@ array grad_session::trace(const array& x) {
         throw_leaf("value_and_grad", {}, "a float array to differentiate", x.describe());
     if (x.trace()) throw_nested({});
     is_array_ = true;
-    array v = make_variable(tape_, x);
+    array v = make_variable(tape_.get(), x);
     vars_.push_back(v.trace()->id);
     leaves_.emplace_back(x);
     return v;
@@ -299,7 +287,7 @@ tree grad_session::gradient(const array& value) {
     if (!is_inexact(value.dtype()) || value.size() != 1)
         throw_shape("value_and_grad", "f to return a one-element float array",
                     fmt::format("{}", value.describe()));
-    auto cotangents = backward(*tape_, value, vars_);
+    auto cotangents = backward(*tape_.get(), value, vars_);
     std::vector<tree> grads;
     grads.reserve(leaves_.size());
     for (std::size_t i = 0; i < leaves_.size(); ++i) {

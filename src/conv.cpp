@@ -290,14 +290,18 @@ array conv2d_impl(const std::string& op, const array& x, const array& w, const a
     });
 }
 
-conv2d_options as_2d(const conv1d_options& o) {
-    return {{1, o.stride}, {0, o.padding}, {1, o.dilation}, o.groups};
-}
-
-void check_1d(const array& x, const array& w, const array* b) {
+/// conv1d as a conv2d over a height of 1: x [N, C, L] and w [O, C/g, K] seen as [N, C, 1, L]
+/// and [O, C/g, 1, K] (views, traced like any reshape), the result seen back as [N, O, L'].
+array conv1d_impl(const array& x, const array& w, const array* b, const conv1d_options& o) {
     if (x.ndim() != 3 || w.ndim() != 3)
         detail::throw_shape("conv1d", "x [N, C, L] and weight [O, C / groups, K]",
                             b ? k::describe_all({&x, &w, b}) : k::describe_all({&x, &w}));
+    const auto& xs = x.shape();
+    const auto& ws = w.shape();
+    const array y = conv2d_impl("conv1d", reshape(x, {xs[0], xs[1], 1, xs[2]}),
+                                reshape(w, {ws[0], ws[1], 1, ws[2]}), b,
+                                {{1, o.stride}, {0, o.padding}, {1, o.dilation}, o.groups});
+    return reshape(y, {y.shape()[0], y.shape()[1], y.shape()[3]});
 }
 
 } // namespace
@@ -311,21 +315,11 @@ array conv2d(const array& x, const array& w, const conv2d_options& options) {
 }
 
 array conv1d(const array& x, const array& w, const array& b, const conv1d_options& options) {
-    check_1d(x, w, &b);
-    const auto& xs = x.shape();
-    const auto& ws = w.shape();
-    const array y = conv2d_impl("conv1d", reshape(x, {xs[0], xs[1], 1, xs[2]}),
-                                reshape(w, {ws[0], ws[1], 1, ws[2]}), &b, as_2d(options));
-    return reshape(y, {y.shape()[0], y.shape()[1], y.shape()[3]});
+    return conv1d_impl(x, w, &b, options);
 }
 
 array conv1d(const array& x, const array& w, const conv1d_options& options) {
-    check_1d(x, w, nullptr);
-    const auto& xs = x.shape();
-    const auto& ws = w.shape();
-    const array y = conv2d_impl("conv1d", reshape(x, {xs[0], xs[1], 1, xs[2]}),
-                                reshape(w, {ws[0], ws[1], 1, ws[2]}), nullptr, as_2d(options));
-    return reshape(y, {y.shape()[0], y.shape()[1], y.shape()[3]});
+    return conv1d_impl(x, w, nullptr, options);
 }
 
 } // namespace paramtree

@@ -118,6 +118,21 @@ void vectorized_parallel(std::size_t n, Body&& body) {
     });
 }
 
+/// The grain, in rows, that splits rows of `width` elements across threads in parts of at
+/// least parallel_grain elements.
+[[nodiscard]] constexpr std::size_t row_grain(std::size_t width) noexcept {
+    return std::max<std::size_t>(1, parallel_grain / std::max<std::size_t>(width, 1));
+}
+
+/// `body(first, last)` (a PT_INLINE lambda) over rows [0, rows) of `width` elements each:
+/// split across threads by whole rows, each part compiled for the active ISA.
+template <class Body>
+void vectorized_rows(std::size_t rows, std::size_t width, Body&& body) {
+    parallel_for(rows, row_grain(width), [&](std::size_t b, std::size_t e) {
+        vectorized((e - b) * width, [&]() PT_INLINE { body(b, e); });
+    });
+}
+
 /// The elements of `x` as T (the caller has dispatched on its dtype).
 template <class T>
 [[nodiscard]] const T* ptr(const array& x) noexcept {

@@ -20,17 +20,13 @@
 
 #include <fmt/format.h>
 
-namespace paramtree::nn {
-
-namespace detail {
+namespace paramtree::detail {
 struct state_updates {
     std::map<const void*, tree> updated;
 };
-using paramtree::detail::reserved_record;
-using paramtree::detail::throw_leaf;
-using paramtree::detail::throw_shape;
-using paramtree::detail::throw_structure;
-} // namespace detail
+} // namespace paramtree::detail
+
+namespace paramtree::nn {
 
 // ---- context -------------------------------------------------------------------------------
 
@@ -188,13 +184,20 @@ tree flatten() {
     return detail::reserved_record("pt.nn.Flatten", {});
 }
 
+namespace {
+/// BatchNorm's state record: the one place its fields are named.
+tree batch_norm_state(array running_mean, array running_var, std::int64_t batches) {
+    return detail::reserved_record(
+        "pt.nn.State", {{"running_mean", std::move(running_mean)},
+                        {"running_var", std::move(running_var)},
+                        {"num_batches_tracked", array::full({}, double(batches), dtype::int64)}});
+}
+} // namespace
+
 tree batch_norm(std::size_t channels, double eps, double momentum, dtype d) {
     if (!(momentum >= 0 && momentum <= 1))
         detail::throw_shape("nn::batch_norm", "a momentum in [0, 1]", fmt::format("{}", momentum));
-    const tree state = detail::reserved_record(
-        "pt.nn.State", {{"running_mean", array::zeros({channels}, d)},
-                        {"running_var", array::ones({channels}, d)},
-                        {"num_batches_tracked", array::zeros({}, dtype::int64)}});
+    const tree state = batch_norm_state(array::zeros({channels}, d), array::ones({channels}, d), 0);
     return detail::reserved_record(
         "pt.nn.BatchNorm",
         {{"weight", array::ones({channels}, d)},
@@ -398,11 +401,10 @@ array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
     if (ctx.training && ctx.updates) {
         const double momentum = double_field(m, "momentum");
         const array count = state["num_batches_tracked"].as_array();
-        ctx.updates->updated[stored.identity()] = detail::reserved_record(
-            "pt.nn.State",
-            {{"running_mean", stop_gradient(mean * (1 - momentum) + out.mean * momentum)},
-             {"running_var", stop_gradient(var * (1 - momentum) + out.variance * momentum)},
-             {"num_batches_tracked", array::full({}, count.item() + 1, dtype::int64)}});
+        ctx.updates->updated[stored.identity()] =
+            batch_norm_state(stop_gradient(mean * (1 - momentum) + out.mean * momentum),
+                             stop_gradient(var * (1 - momentum) + out.variance * momentum),
+                             static_cast<std::int64_t>(count.item()) + 1);
     }
     return out.y;
 }

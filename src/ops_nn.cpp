@@ -507,29 +507,25 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
         // Rows are independent: split across threads, each part at the active ISA level.
-        k::parallel_for(
-            rows, std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(d, 1)),
-            [&](std::size_t lo, std::size_t hi) {
-                k::vectorized((hi - lo) * d, [&]() PT_INLINE {
-                    for (std::size_t r = lo; r < hi; ++r) {
-                        const T* row = in + r * d;
-                        const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
-                        // The centred values go through the output row, which is overwritten below.
-                        T* centred = out + r * d;
-                        for (std::size_t j = 0; j < d; ++j)
-                            centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-                        const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
-                        const T mean = static_cast<T>(mu);
-                        const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
-                        st[2 * r] = mean;
-                        st[2 * r + 1] = rstd;
-                        for (std::size_t j = 0; j < d; ++j) {
-                            const T h = (row[j] - mean) * rstd;
-                            out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
-                        }
-                    }
-                });
-            });
+        k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+            for (std::size_t r = lo; r < hi; ++r) {
+                const T* row = in + r * d;
+                const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
+                // The centred values go through the output row, which is overwritten below.
+                T* centred = out + r * d;
+                for (std::size_t j = 0; j < d; ++j)
+                    centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
+                const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
+                const T mean = static_cast<T>(mu);
+                const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
+                st[2 * r] = mean;
+                st[2 * r + 1] = rstd;
+                for (std::size_t j = 0; j < d; ++j) {
+                    const T h = (row[j] - mean) * rstd;
+                    out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+                }
+            }
+        });
         std::vector<const array*> inputs{&x};
         if (gamma) inputs.push_back(gamma);
         if (beta) inputs.push_back(beta);
@@ -606,22 +602,18 @@ array rms_norm(const array& x, const array& gamma, double eps) {
         auto* rs = static_cast<T*>(r_rd.second);
         const T* in = ptr<T>(x);
         const T* gm = ptr<T>(gamma);
-        k::parallel_for(
-            rows, std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(d, 1)),
-            [&](std::size_t lo, std::size_t hi) {
-                k::vectorized((hi - lo) * d, [&]() PT_INLINE {
-                    for (std::size_t r = lo; r < hi; ++r) {
-                        const T* row = in + r * d;
-                        double sq = 0;
-                        for (std::size_t j = 0; j < d; ++j)
-                            sq += static_cast<double>(row[j]) * row[j];
-                        const T rstd = static_cast<T>(1.0 / std::sqrt(sq / double(d) + eps));
-                        rs[r] = rstd;
-                        for (std::size_t j = 0; j < d; ++j)
-                            out[r * d + j] = row[j] * rstd * gm[j];
-                    }
-                });
-            });
+        k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+            for (std::size_t r = lo; r < hi; ++r) {
+                const T* row = in + r * d;
+                double sq = 0;
+                for (std::size_t j = 0; j < d; ++j)
+                    sq += static_cast<double>(row[j]) * row[j];
+                const T rstd = static_cast<T>(1.0 / std::sqrt(sq / double(d) + eps));
+                rs[r] = rstd;
+                for (std::size_t j = 0; j < d; ++j)
+                    out[r * d + j] = row[j] * rstd * gm[j];
+            }
+        });
         const array rstd = std::move(r_rd.first);
         return traced(std::move(y_yd.first), {&x, &gamma}, [&] {
             return [x, gamma, rstd, rows, d](const array& g, cotangent_sink& s) {

@@ -129,14 +129,10 @@ array max_pool2d(const array& x, const pool2d_options& options) {
         std::vector<detail::window_axis::span> columns(g.w.kernel);
         for (std::size_t kw = 0; kw < g.w.kernel; ++kw)
             columns[kw] = g.w.inside(kw);
-        k::parallel_for(
-            g.planes,
-            std::max<std::size_t>(1, k::parallel_grain / std::max<std::size_t>(in_plane, 1)),
-            [&](std::size_t lo, std::size_t hi) {
-                for (std::size_t p = lo; p < hi; ++p)
-                    max_plane(g, columns, in + p * in_plane, y + p * out_plane,
-                              from + p * out_plane);
-            });
+        k::parallel_for(g.planes, k::row_grain(in_plane), [&](std::size_t lo, std::size_t hi) {
+            for (std::size_t p = lo; p < hi; ++p)
+                max_plane(g, columns, in + p * in_plane, y + p * out_plane, from + p * out_plane);
+        });
         const array taken = std::move(from_data.first);
         return detail::traced(std::move(y_data.first), {&x}, [&] {
             return

@@ -10,17 +10,15 @@ namespace paramtree::detail {
 
 namespace {
 
-/// The result's leaves, refusing any that the enclosing gradient call traced: the inputs
-/// were passed untraced, so a traced result can only come from a captured traced array.
-std::vector<tree> untraced_leaves(const tree& out, const treedef& def) {
-    std::vector<tree> leaves = paramtree::leaves(out);
+/// Refuses a result leaf that the enclosing gradient call traced: the inputs were passed
+/// untraced, so a traced result can only come from a captured traced array.
+void check_untraced(const std::vector<tree>& leaves, const treedef& def) {
     for (std::size_t j = 0; j < leaves.size(); ++j)
         if (leaves[j].is_array() && leaves[j].as_array().trace())
             throw_sharing("remat", def.leaf_paths()[j], "a result computed from f's arguments",
                           "a value traced by the gradient call: f used a traced array it did "
                           "not receive as an argument (pass it as an argument instead of "
                           "capturing it)");
-    return leaves;
 }
 
 } // namespace
@@ -40,9 +38,8 @@ tree remat_call(std::vector<tree> leaves, std::shared_ptr<const leaf_call> call)
     std::vector<tree> plain = leaves;
     for (const std::size_t i : positions)
         plain[i] = tree(strip_trace(plain[i].as_array()));
-    const tree out = (*call)(plain);
-    const treedef out_def = structure(out);
-    std::vector<tree> out_leaves = untraced_leaves(out, out_def);
+    auto [out_leaves, out_def] = flatten((*call)(plain));
+    check_untraced(out_leaves, out_def);
 
     // The array results are the operation's outputs.
     std::vector<std::size_t> out_positions;
@@ -53,7 +50,7 @@ tree remat_call(std::vector<tree> leaves, std::shared_ptr<const leaf_call> call)
             outputs.push_back(out_leaves[j].as_array());
         }
 
-    auto backward = [call, plain = std::move(plain), positions, out_positions, out_def](
+    auto backward = [call, plain = std::move(plain), positions, out_positions, out_def = out_def](
                         std::span<const std::optional<array>> cotangents, cotangent_sink& sink) {
         // The second run, on a tape of its own whose first entries are the inputs: every
         // contribution to an input goes straight to the enclosing tape (backward_into), in
@@ -62,12 +59,11 @@ tree remat_call(std::vector<tree> leaves, std::shared_ptr<const leaf_call> call)
         std::vector<tree> traced = plain;
         for (const std::size_t i : positions)
             traced[i] = tree(make_variable(nested.get(), plain[i].as_array()));
-        const tree again = (*call)(traced);
-        if (structure(again) != out_def)
+        const auto [again_leaves, again_def] = flatten((*call)(traced));
+        if (again_def != out_def)
             throw_structure("remat (recomputing f for the backward pass)", {},
                             fmt::format("the structure of the first run, {}", out_def.to_string()),
-                            structure(again).to_string());
-        const std::vector<tree> again_leaves = paramtree::leaves(again);
+                            again_def.to_string());
         std::vector<std::pair<std::uint32_t, array>> seeds;
         for (std::size_t o = 0; o < out_positions.size(); ++o) {
             const tree& leaf = again_leaves[out_positions[o]];

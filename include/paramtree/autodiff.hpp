@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/detail/tape.hpp>
 #include <paramtree/partition.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
@@ -47,17 +48,11 @@ struct value_and_grad_aux_result {
 };
 
 namespace detail {
-struct tape;
 
-/// One gradient call: owns the tape for its duration and closes it on the way out (also on
-/// an exception), so traced arrays that escape can no longer record.
+/// One gradient call: owns the tape for its duration (a tape_scope, closed on the way out,
+/// also on an exception, so traced arrays that escape can no longer record).
 class grad_session {
 public:
-    grad_session();
-    ~grad_session();
-    grad_session(const grad_session&) = delete;
-    grad_session& operator=(const grad_session&) = delete;
-
     /// `params` with its selected leaves traced, ties expanded: what `f` sees.
     [[nodiscard]] tree trace(const tree& params, const leaf_filter& filter);
     /// An array argument, traced.
@@ -66,7 +61,7 @@ public:
     [[nodiscard]] tree gradient(const array& value);
 
 private:
-    std::shared_ptr<tape> tape_;
+    tape_scope tape_;
     bool is_array_ = false;
     treedef def_;
     std::vector<tree> leaves_;        // the differentiated argument's leaves

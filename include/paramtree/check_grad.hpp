@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/detail/arguments.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/shared.hpp>
@@ -82,50 +83,22 @@ check_grad_leaves(const std::function<array(const std::vector<tree>&)>& f,
 template <class F, class... Args>
 [[nodiscard]] grad_check_result check_grad(const F& f, const std::tuple<Args...>& args,
                                            const grad_check_options& options = {}) {
-    constexpr std::size_t n = sizeof...(Args);
-    std::vector<tree> leaves;
+    const auto flat =
+        std::apply([](const Args&... a) { return detail::flat_arguments<Args...>(a...); }, args);
     std::vector<detail::argument_leaf> places;
-    std::array<treedef, n> defs;
-    std::array<std::size_t, n + 1> offsets{};
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-        const auto take = [&]<std::size_t J>() {
-            using A = std::tuple_element_t<J, std::tuple<Args...>>;
-            offsets[J] = leaves.size();
-            if constexpr (std::same_as<A, tree>) {
-                auto [l, d] = flatten(std::get<J>(args));
-                for (std::size_t i = 0; i < l.size(); ++i) {
-                    places.push_back({J, d.leaf_paths()[i]});
-                    leaves.push_back(std::move(l[i]));
-                }
-                defs[J] = std::move(d);
-            } else if constexpr (std::same_as<A, array>) {
-                places.push_back({J, {}});
-                leaves.emplace_back(std::get<J>(args));
-            }
-        };
-        (take.template operator()<I>(), ...);
-    }
-    (std::make_index_sequence<n>{});
-    offsets[n] = leaves.size();
-    const auto call = [&](const std::vector<tree>& in) -> array {
-        const auto argument = [&]<std::size_t I>() {
-            using A = std::tuple_element_t<I, std::tuple<Args...>>;
-            if constexpr (std::same_as<A, tree>) {
-                // As value_and_grad does: the function sees the ties filled in.
-                return expand(unflatten(defs[I], std::vector<tree>(in.begin() + offsets[I],
-                                                                   in.begin() + offsets[I + 1])));
-            } else if constexpr (std::same_as<A, array>) {
-                return in[offsets[I]].as_array();
-            } else {
-                return std::get<I>(args);
-            }
-        };
-        return [&]<std::size_t... I>(std::index_sequence<I...>) {
-            return array(std::invoke(f, argument.template operator()<I>()...));
+    for (std::size_t i = 0; i < flat.count; ++i) {
+        if (!flat.is_tree[i]) {
+            if (flat.first(i + 1) > flat.first(i)) places.push_back({i, {}}); // an array
+            continue;
         }
-        (std::make_index_sequence<n>{});
+        for (const path& p : flat.structure(i).leaf_paths())
+            places.push_back({i, p});
+    }
+    // As value_and_grad does, the function sees each tree with its ties filled in.
+    const auto call = [&](const std::vector<tree>& in) {
+        return array(flat.call(f, in, true, args));
     };
-    return detail::check_grad_leaves(call, leaves, places, options);
+    return detail::check_grad_leaves(call, flat.leaves, places, options);
 }
 
 } // namespace paramtree

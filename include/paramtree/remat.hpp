@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/detail/arguments.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
@@ -35,9 +36,6 @@ using leaf_call = std::function<tree(const std::vector<tree>& leaves)>;
 /// backward runs `call` again on a nested tape. Throws sharing_error when the result is
 /// traced by the enclosing call although its inputs were not (a captured traced array).
 [[nodiscard]] tree remat_call(std::vector<tree> leaves, std::shared_ptr<const leaf_call> call);
-
-template <class A>
-inline constexpr bool is_differentiable_argument = std::same_as<A, tree> || std::same_as<A, array>;
 
 } // namespace detail
 
@@ -69,27 +67,6 @@ template <class F>
         using result = std::invoke_result_t<const F&, const Args&...>;
         static_assert(std::same_as<result, array> || std::same_as<result, tree>,
                       "remat: f must return pt::array or pt::tree");
-        constexpr std::size_t n = sizeof...(Args);
-        // The leaves of the differentiable arguments, one after another; each tree's
-        // structure, to put it back together.
-        std::vector<tree> leaves;
-        std::array<treedef, n> defs;
-        std::array<std::size_t, n + 1> offsets{};
-        std::size_t index = 0;
-        const auto take = [&]<class A>(const A& arg) {
-            offsets[index] = leaves.size();
-            if constexpr (std::same_as<A, tree>) {
-                auto [l, d] = flatten(arg);
-                defs[index] = std::move(d);
-                for (tree& leaf : l)
-                    leaves.push_back(std::move(leaf));
-            } else if constexpr (std::same_as<A, array>) {
-                leaves.emplace_back(arg);
-            }
-            ++index;
-        };
-        (take(args), ...);
-        offsets[n] = leaves.size();
         // The other arguments are kept as they are; the differentiable ones only as leaves.
         using constants = std::tuple<
             std::conditional_t<detail::is_differentiable_argument<Args>, std::monostate, Args>...>;
@@ -99,24 +76,11 @@ template <class F>
             else
                 return args;
         }()...};
+        auto flat = std::make_shared<detail::flat_arguments<Args...>>(args...);
+        std::vector<tree> leaves = std::move(flat->leaves);
         auto call = std::make_shared<const detail::leaf_call>(
-            [f, defs = std::move(defs), offsets,
-             kept = std::move(kept)](const std::vector<tree>& in) -> tree {
-                const auto argument = [&]<std::size_t I>() {
-                    using A = std::tuple_element_t<I, std::tuple<Args...>>;
-                    if constexpr (std::same_as<A, tree>) {
-                        return unflatten(defs[I], std::vector<tree>(in.begin() + offsets[I],
-                                                                    in.begin() + offsets[I + 1]));
-                    } else if constexpr (std::same_as<A, array>) {
-                        return in[offsets[I]].as_array();
-                    } else {
-                        return std::get<I>(kept);
-                    }
-                };
-                return [&]<std::size_t... I>(std::index_sequence<I...>) {
-                    return tree(std::invoke(*f, argument.template operator()<I>()...));
-                }
-                (std::make_index_sequence<n>{});
+            [f, flat = std::move(flat), kept = std::move(kept)](const std::vector<tree>& in) {
+                return tree(flat->call(*f, in, false, kept));
             });
         tree out = detail::remat_call(std::move(leaves), std::move(call));
         if constexpr (std::same_as<result, array>)

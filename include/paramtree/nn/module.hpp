@@ -15,14 +15,14 @@
 #include <paramtree/random.hpp>
 #include <paramtree/tree.hpp>
 
-namespace paramtree::nn {
-
-namespace detail {
-/// The state updates of one apply_with_state call: the updated State record for each State
-/// node applied (by the node's identity, so a tied module, applied twice, updates one state
-/// twice in order).
+namespace paramtree::detail {
+/// The state updates of one nn::apply_with_state call: the updated State record for each
+/// State node applied (by the node's identity, so a tied module, applied twice, updates one
+/// state twice in order).
 struct state_updates;
-} // namespace detail
+} // namespace paramtree::detail
+
+namespace paramtree::nn {
 
 /// How a module is applied.
 ///
