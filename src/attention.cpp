@@ -1,5 +1,6 @@
 // paramtree — fused scaled dot-product attention (see <paramtree/attention.hpp>).
 #include <paramtree/attention.hpp>
+#include <paramtree/ops.hpp>
 #include <paramtree/detail/tape.hpp>
 
 #include "kernels.hpp"
@@ -138,6 +139,31 @@ const T* data(const array& x) {
 
 } // namespace
 
+namespace {
+/// The same attention written with recorded operations: its differentiable backward (for a
+/// gradient that is differentiated again) is the sweep of this recording.
+array composed_attention(const array& q, const array& k, const array& v, const attention_shape& a) {
+    const bool batched = q.ndim() == 3;
+    auto heads = [&](const array& x, std::size_t len) { // [B, L, H*dh] -> [B, H, L, dh]
+        return transpose(x.reshape({a.batch, len, a.heads, a.dh}), {0, 2, 1, 3});
+    };
+    const array qh = heads(q, a.t), kh = heads(k, a.s), vh = heads(v, a.s);
+    array scores = matmul(qh, swapaxes(kh, -1, -2)) * a.scale;
+    if (a.causal) {
+        std::vector<std::uint8_t> keep(a.t * a.s);
+        for (std::size_t i = 0; i < a.t; ++i)
+            for (std::size_t j = 0; j < a.s; ++j)
+                keep[i * a.s + j] = j <= i ? 1 : 0;
+        const array mask =
+            array::from_vector<bool>({a.t, a.s}, std::vector<bool>(keep.begin(), keep.end()));
+        scores = where(mask, scores, array::full({}, -1e30, scores.dtype()));
+    }
+    const array out = matmul(softmax(scores, -1), vh); // [B, H, T, dh]
+    const array merged = transpose(out, {0, 2, 1, 3}).reshape({a.batch, a.t, a.d});
+    return batched ? merged : merged.reshape({a.t, a.d});
+}
+} // namespace
+
 array scaled_dot_product_attention(const array& q, const array& k, const array& v,
                                    std::size_t heads, const attention_options& options) {
     const bool ranks_ok =
@@ -171,21 +197,29 @@ array scaled_dot_product_attention(const array& q, const array& k, const array& 
         array p = std::move(p_data.first);
         T* pd = static_cast<T*>(p_data.second); // named: clang 14 cannot capture bindings
         forward<T>(a, data<T>(q), data<T>(k), data<T>(v), static_cast<T*>(out_data.second), pd);
-        return detail::traced(std::move(out_data.first), {&q, &k, &v}, [&] {
-            return [a, q, k, v, p](const array& g, detail::cotangent_sink& s) {
-                auto grad = [&](std::size_t i, const array& like) {
-                    return s.needs(i) ? detail::array_access::allocate(like.dtype(), like.shape())
-                                      : std::pair<array, void*>{array{}, nullptr};
+        return detail::traced(
+            {"scaled_dot_product_attention", true}, std::move(out_data.first), {&q, &k, &v}, [&] {
+                return [a, q, k, v, p](const array& g, detail::cotangent_sink& s) {
+                    if (s.differentiable()) {
+                        detail::composed_vjp(s, {q, k, v}, g, [a](const std::vector<array>& in) {
+                            return composed_attention(in[0], in[1], in[2], a);
+                        });
+                        return;
+                    }
+                    auto grad = [&](std::size_t i, const array& like) {
+                        return s.needs(i)
+                                   ? detail::array_access::allocate(like.dtype(), like.shape())
+                                   : std::pair<array, void*>{array{}, nullptr};
+                    };
+                    auto dq = grad(0, q), dk = grad(1, k), dv = grad(2, v);
+                    backward<T>(a, data<T>(q), data<T>(k), data<T>(v), data<T>(p), data<T>(g),
+                                static_cast<T*>(dq.second), static_cast<T*>(dk.second),
+                                static_cast<T*>(dv.second));
+                    if (dq.second) s.add(0, std::move(dq.first));
+                    if (dk.second) s.add(1, std::move(dk.first));
+                    if (dv.second) s.add(2, std::move(dv.first));
                 };
-                auto dq = grad(0, q), dk = grad(1, k), dv = grad(2, v);
-                backward<T>(a, data<T>(q), data<T>(k), data<T>(v), data<T>(p), data<T>(g),
-                            static_cast<T*>(dq.second), static_cast<T*>(dk.second),
-                            static_cast<T*>(dv.second));
-                if (dq.second) s.add(0, std::move(dq.first));
-                if (dk.second) s.add(1, std::move(dk.first));
-                if (dv.second) s.add(2, std::move(dv.first));
-            };
-        });
+            });
     });
 }
 

@@ -281,7 +281,9 @@ array conv2d_impl(const std::string& op, const array& x, const array& w, const a
         array y = forward<T>(g, x, w, b, kept.second);
         std::vector<const array*> inputs{&x, &w};
         if (b) inputs.push_back(b);
-        return detail::traced(std::move(y), detail::input_list(inputs), [&] {
+        // A first-order rule only (named, so differentiating through it again says so).
+        const char* name = op == "conv1d" ? "conv1d" : "conv2d";
+        return detail::traced({name}, std::move(y), detail::input_list(inputs), [&] {
             return [g, x, w, with_bias = b != nullptr,
                     columns = std::move(kept.first)](const array& gy, cotangent_sink& s) {
                 backward<T>(g, x, w, with_bias, columns, gy, s);

@@ -4,6 +4,7 @@
 #include <paramtree/ops.hpp>
 
 #include "kernels.hpp"
+#include "rule_ops.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
@@ -21,6 +22,7 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
+using detail::rule_ops;
 using detail::traced;
 
 namespace {
@@ -30,15 +32,21 @@ array scalar_like(const array& x, double s) {
     return array::full({}, s, x.dtype());
 }
 
-/// An elementwise float function with derivative `deriv(x, y)` (y = f(x)).
-template <class Fwd, class Deriv>
-array unary_op(std::string_view name, const array& x, Fwd fwd, Deriv deriv) {
+/// An elementwise float function with derivative `deriv(x, y)` (y = f(x)), fused into one
+/// kernel pass for first-order gradients, and `graph(g, x, y)`, the same product g·f'(x)
+/// written with recorded operations, for gradients that are differentiated again.
+template <class Fwd, class Deriv, class Graph>
+array unary_op(const char* name, const array& x, Fwd fwd, Deriv deriv, Graph graph) {
     array y = k::float_dispatch(name, x, [&](auto tag) {
         using T = decltype(tag);
         return k::unary<T>(x, [&](T v) { return static_cast<T>(fwd(v)); });
     });
-    return traced(y, {&x}, [&] {
-        return [x, y, deriv](const array& g, cotangent_sink& s) {
+    return traced({name, true}, y, {&x}, [&] {
+        return [x, y, deriv, graph](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                s.add(0, graph(g, x, s.output(y)));
+                return;
+            }
             s.add(0, k::float_dispatch("", g, [&](auto tag) {
                       using T = decltype(tag);
                       return k::zip3<T>(g, x, y, [&](T gv, T xv, T yv) {
@@ -54,47 +62,52 @@ array unary_op(std::string_view name, const array& x, Fwd fwd, Deriv deriv) {
 // ---- arithmetic ----------------------------------------------------------------------------
 
 array add(const array& a, const array& b) {
-    return traced(k::add(a, b), {&a, &b}, [&] {
+    return traced({"add", true}, k::add(a, b), {&a, &b}, [&] {
         return [sa = a.shape(), sb = b.shape()](const array& g, cotangent_sink& s) {
-            if (s.needs(0)) s.add(0, k::sum_to(g, sa));
-            if (s.needs(1)) s.add(1, k::sum_to(g, sb));
+            const rule_ops o(s);
+            if (s.needs(0)) s.add(0, o.sum_to(g, sa));
+            if (s.needs(1)) s.add(1, o.sum_to(g, sb));
         };
     });
 }
 
 array subtract(const array& a, const array& b) {
-    return traced(k::sub(a, b), {&a, &b}, [&] {
+    return traced({"subtract", true}, k::sub(a, b), {&a, &b}, [&] {
         return [sa = a.shape(), sb = b.shape()](const array& g, cotangent_sink& s) {
-            if (s.needs(0)) s.add(0, k::sum_to(g, sa));
-            if (s.needs(1)) s.add(1, k::neg(k::sum_to(g, sb)));
+            const rule_ops o(s);
+            if (s.needs(0)) s.add(0, o.sum_to(g, sa));
+            if (s.needs(1)) s.add(1, o.neg(o.sum_to(g, sb)));
         };
     });
 }
 
 array multiply(const array& a, const array& b) {
-    return traced(k::mul(a, b), {&a, &b}, [&] {
+    return traced({"multiply", true}, k::mul(a, b), {&a, &b}, [&] {
         return [a, b](const array& g, cotangent_sink& s) {
-            if (s.needs(0)) s.add(0, k::sum_to(k::mul(g, b), a.shape()));
-            if (s.needs(1)) s.add(1, k::sum_to(k::mul(g, a), b.shape()));
+            const rule_ops o(s);
+            if (s.needs(0)) s.add(0, o.sum_to(o.mul(g, b), a.shape()));
+            if (s.needs(1)) s.add(1, o.sum_to(o.mul(g, a), b.shape()));
         };
     });
 }
 
 array divide(const array& a, const array& b) {
     array out = k::div(a, b);
-    return traced(out, {&a, &b}, [&] {
+    return traced({"divide", true}, out, {&a, &b}, [&] {
         return [a, b, out](const array& g, cotangent_sink& s) {
-            const array ga = k::div(g, b);
-            if (s.needs(0)) s.add(0, k::sum_to(ga, a.shape()));
+            const rule_ops o(s);
+            const array ga = o.div(g, b);
+            if (s.needs(0)) s.add(0, o.sum_to(ga, a.shape()));
             // d(a/b)/db = -(a/b)/b
-            if (s.needs(1)) s.add(1, k::sum_to(k::neg(k::mul(ga, out)), b.shape()));
+            if (s.needs(1)) s.add(1, o.sum_to(o.neg(o.mul(ga, s.output(out))), b.shape()));
         };
     });
 }
 
 array negative(const array& x) {
-    return traced(k::neg(x), {&x},
-                  [] { return [](const array& g, cotangent_sink& s) { s.add(0, k::neg(g)); }; });
+    return traced({"negative", true}, k::neg(x), {&x}, [] {
+        return [](const array& g, cotangent_sink& s) { s.add(0, rule_ops(s).neg(g)); };
+    });
 }
 
 array pow(const array& a, const array& b) {
@@ -104,8 +117,21 @@ array pow(const array& a, const array& b) {
         using T = decltype(tag);
         return k::binary<T>(a, b, shape, [](T x, T y) { return std::pow(x, y); });
     });
-    return traced(out, {&a, &b}, [&] {
+    return traced({"pow", true}, out, {&a, &b}, [&] {
         return [a, b, out, shape](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                // b a^(b-1) where b != 0 (0 at b = 0, also at a = 0), and a^b log a.
+                const array nonzero = k::float_dispatch("pow", b, [&](auto tag) {
+                    using T = decltype(tag);
+                    return k::unary<T>(b, [](T y) { return y != T{0}; }).astype(dtype::boolean);
+                });
+                const array zero = array::zeros({}, g.dtype());
+                const array safe_b = where(nonzero, b, array::ones({}, b.dtype()));
+                const array d = where(nonzero, b * pow(a, safe_b - 1.0), zero);
+                if (s.needs(0)) s.add(0, detail::sum_to(g * d, a.shape()));
+                if (s.needs(1)) s.add(1, detail::sum_to(g * s.output(out) * log(a), b.shape()));
+                return;
+            }
             k::float_dispatch("pow", g, [&](auto tag) {
                 using T = decltype(tag);
                 if (s.needs(0)) {
@@ -131,19 +157,22 @@ array pow(const array& a, double p) {
         [p](auto x, auto) {
             using T = decltype(x);
             return p == 0 ? T{0} : static_cast<T>(p) * std::pow(x, static_cast<T>(p - 1));
+        },
+        [p](const array& g, const array& x, const array&) {
+            return p == 0 ? g * 0.0 : g * (pow(x, p - 1) * p);
         });
 }
 
 array operator+(const array& a, double s) {
-    return traced(k::offset(a, s), {&a},
+    return traced({"add", true}, k::offset(a, s), {&a},
                   [] { return [](const array& g, cotangent_sink& sk) { sk.add(0, g); }; });
 }
 array operator-(const array& a, double s) {
     return a + (-s);
 }
 array operator*(const array& a, double s) {
-    return traced(k::scale(a, s), {&a}, [s] {
-        return [s](const array& g, cotangent_sink& sk) { sk.add(0, k::scale(g, s)); };
+    return traced({"multiply", true}, k::scale(a, s), {&a}, [s] {
+        return [s](const array& g, cotangent_sink& sk) { sk.add(0, rule_ops(sk).scale(g, s)); };
     });
 }
 array operator/(const array& a, double s) {
@@ -167,22 +196,26 @@ array operator/(double s, const array& a) {
 
 array exp(const array& x) {
     return unary_op(
-        "exp", x, [](auto v) { return k::fast_exp(v); }, [](auto, auto y) { return y; });
+        "exp", x, [](auto v) { return k::fast_exp(v); }, [](auto, auto y) { return y; },
+        [](const array& g, const array&, const array& y) { return g * y; });
 }
 array log(const array& x) {
     return unary_op(
         "log", x, [](auto v) { return std::log(v); },
-        [](auto v, auto) { return decltype(v){1} / v; });
+        [](auto v, auto) { return decltype(v){1} / v; },
+        [](const array& g, const array& x, const array&) { return g / x; });
 }
 array sqrt(const array& x) {
     return unary_op(
         "sqrt", x, [](auto v) { return std::sqrt(v); },
-        [](auto, auto y) { return decltype(y){0.5} / y; });
+        [](auto, auto y) { return decltype(y){0.5} / y; },
+        [](const array& g, const array&, const array& y) { return g * 0.5 / y; });
 }
 array tanh(const array& x) {
     return unary_op(
         "tanh", x, [](auto v) { return k::fast_tanh(v); },
-        [](auto, auto y) { return decltype(y){1} - y * y; });
+        [](auto, auto y) { return decltype(y){1} - y * y; },
+        [](const array& g, const array&, const array& y) { return g * (1.0 - y * y); });
 }
 array sigmoid(const array& x) {
     return unary_op(
@@ -193,15 +226,43 @@ array sigmoid(const array& x) {
             const T e = k::fast_exp(v); // no overflow for very negative v
             return e / (T{1} + e);
         },
-        [](auto, auto y) { return y * (decltype(y){1} - y); });
+        [](auto, auto y) { return y * (decltype(y){1} - y); },
+        [](const array& g, const array&, const array& y) { return g * (y * (1.0 - y)); });
 }
 array relu(const array& x) {
     return unary_op(
         "relu", x, [](auto v) { return v > decltype(v){0} ? v : decltype(v){0}; },
-        [](auto v, auto) { return v > decltype(v){0} ? decltype(v){1} : decltype(v){0}; });
+        [](auto v, auto) { return v > decltype(v){0} ? decltype(v){1} : decltype(v){0}; },
+        [](const array& g, const array& x, const array&) {
+            // The mask is a constant: relu is piecewise linear.
+            const array positive = k::float_dispatch("relu", x, [&](auto tag) {
+                using T = decltype(tag);
+                return k::unary<T>(x, [](T v) { return v > T{0}; }).astype(dtype::boolean);
+            });
+            return where(positive, g, array::zeros({}, g.dtype()));
+        });
 }
 namespace {
 constexpr double c = 0.7978845608028654; // sqrt(2/pi), for the tanh approximation of gelu
+constexpr double inv_sqrt_2pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;
+
+/// Phi(x), the standard normal CDF, whose derivative phi(x) is recorded in terms of exp: the
+/// differentiable form of gelu's derivative needs it to be differentiable again.
+array normal_cdf(const array& x) {
+    return unary_op(
+        "normal_cdf", x,
+        [](auto v) {
+            using T = decltype(v);
+            return T(0.5) * (T{1} + std::erf(v * T(std::numbers::sqrt2 / 2)));
+        },
+        [](auto v, auto) {
+            using T = decltype(v);
+            return std::exp(T(-0.5) * v * v) * T(inv_sqrt_2pi);
+        },
+        [](const array& g, const array& v, const array&) {
+            return g * exp(v * v * -0.5) * inv_sqrt_2pi;
+        });
+}
 } // namespace
 
 array gelu(const array& x, bool approximate) {
@@ -227,8 +288,14 @@ array gelu(const array& x, bool approximate) {
                     yp[i] = T(0.5) * v * (T{1} + tv);
                 }
             });
-            return traced(y, {&x}, [&] {
+            return traced({"gelu", true}, y, {&x}, [&] {
                 return [x, t](const array& g, cotangent_sink& s) {
+                    if (s.differentiable()) {
+                        const array tt = tanh((x + x * x * x * 0.044715) * c);
+                        s.add(0, g * ((tt + 1.0) * 0.5 + x * (1.0 - tt * tt) * (0.5 * c) *
+                                                             (x * x * (3 * 0.044715) + 1.0)));
+                        return;
+                    }
                     s.add(0, k::zip3<T>(g, x, t, [](T gv, T v, T tv) {
                               return gv *
                                      (T(0.5) * (T{1} + tv) + T(0.5) * v * (T{1} - tv * tv) * T(c) *
@@ -251,6 +318,9 @@ array gelu(const array& x, bool approximate) {
             const T pdf =
                 std::exp(T(-0.5) * v * v) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
             return cdf + v * pdf;
+        },
+        [](const array& g, const array& x, const array&) {
+            return g * (normal_cdf(x) + x * exp(x * x * -0.5) * inv_sqrt_2pi);
         });
 }
 
@@ -260,12 +330,13 @@ namespace {
 /// Finishes a keepdims reduction result: drops the kept axes unless asked to keep them, and
 /// records `backward(g_keepdims)` for the input.
 template <class Backward>
-array finish_reduction(const array& x, const array& kept, const std::vector<std::size_t>& axes,
-                       bool keepdims, Backward backward) {
+array finish_reduction(const char* name, const array& x, const array& kept,
+                       const std::vector<std::size_t>& axes, bool keepdims, Backward backward) {
     array out = keepdims ? kept : k::view(kept, k::reduced_shape(x.shape(), axes, false));
-    return traced(out, {&x}, [&] {
+    return traced({name, true}, out, {&x}, [&] {
         return [kept_shape = kept.shape(), backward](const array& g, cotangent_sink& s) {
-            s.add(0, backward(k::view(g, kept_shape)));
+            const rule_ops o(s);
+            s.add(0, backward(o, o.view(g, kept_shape)));
         };
     });
 }
@@ -279,9 +350,10 @@ std::size_t count_of(const array& x, const std::vector<std::size_t>& axes) {
 
 array sum(const array& x, const std::vector<int>& axes, bool keepdims) {
     const auto ax = k::normalize_axes("sum", x, axes);
-    return finish_reduction(x, k::sum(x, ax), ax, keepdims, [shape = x.shape()](const array& g) {
-        return k::broadcast_to(g, shape);
-    });
+    return finish_reduction("sum", x, k::sum(x, ax), ax, keepdims,
+                            [shape = x.shape()](const rule_ops& o, const array& g) {
+                                return o.broadcast_to(g, shape);
+                            });
 }
 
 array mean(const array& x, const std::vector<int>& axes, bool keepdims) {
@@ -289,41 +361,44 @@ array mean(const array& x, const std::vector<int>& axes, bool keepdims) {
     k::float_dispatch("mean", x, [](auto) { return 0; });
     const std::size_t n = count_of(x, ax);
     const double inv = n == 0 ? std::nan("") : 1.0 / static_cast<double>(n);
-    return finish_reduction(x, k::scale(k::sum(x, ax), inv), ax, keepdims,
-                            [shape = x.shape(), inv](const array& g) {
-                                return k::broadcast_to(k::scale(g, inv), shape);
+    return finish_reduction("mean", x, k::scale(k::sum(x, ax), inv), ax, keepdims,
+                            [shape = x.shape(), inv](const rule_ops& o, const array& g) {
+                                return o.broadcast_to(o.scale(g, inv), shape);
                             });
 }
 
 array max(const array& x, const std::vector<int>& axes, bool keepdims) {
     const auto ax = k::normalize_axes("max", x, axes);
     const array kept = k::max(x, ax);
-    return finish_reduction(x, kept, ax, keepdims, [x, kept, ax](const array& g) {
-        // The gradient goes to the maxima, shared equally among ties.
-        return k::float_dispatch("max", x, [&](auto tag) {
-            using T = decltype(tag);
-            const array hit =
-                k::binary<T>(x, kept, x.shape(), [](T v, T m) { return v == m ? T{1} : T{0}; });
-            const array share = k::div(g, k::sum(hit, ax));
-            return k::mul(hit, share);
+    return finish_reduction(
+        "max", x, kept, ax, keepdims, [x, kept, ax](const rule_ops& o, const array& g) {
+            // The gradient goes to the maxima, shared equally among ties
+            // (which are constants: max is piecewise linear).
+            return k::float_dispatch("max", x, [&](auto tag) {
+                using T = decltype(tag);
+                const array hit =
+                    k::binary<T>(x, kept, x.shape(), [](T v, T m) { return v == m ? T{1} : T{0}; });
+                const array share = o.div(g, k::sum(hit, ax));
+                return o.mul(hit, share);
+            });
         });
-    });
 }
 
 // ---- shapes --------------------------------------------------------------------------------
 
 namespace detail {
 array traced_reshape(const array& in, array out) {
-    return traced(std::move(out), {&in}, [&] {
+    return traced({"reshape", true}, std::move(out), {&in}, [&] {
         return [shape = in.shape()](const array& g, cotangent_sink& s) {
-            s.add(0, k::view(g, shape));
+            s.add(0, rule_ops(s).view(g, shape));
         };
     });
 }
 array traced_astype(const array& in, array out) {
     // Only float-to-float conversions carry a gradient (as in JAX).
     if (!is_inexact(in.dtype()) || !is_inexact(out.dtype())) return out;
-    return traced(std::move(out), {&in}, [&] {
+    // g.astype records itself when g is traced: the rule is differentiable as written.
+    return traced({"astype", true}, std::move(out), {&in}, [&] {
         return [d = in.dtype()](const array& g, cotangent_sink& s) { s.add(0, g.astype(d)); };
     });
 }
@@ -355,11 +430,13 @@ array transpose(const array& x, const std::vector<int>& axes) {
         detail::throw_shape("transpose",
                             fmt::format("a permutation of the {} axes of {}", rank, x.describe()),
                             fmt::format("({})", fmt::join(axes, ",")));
-    return traced(k::permute(x, perm), {&x}, [&] {
+    return traced({"transpose", true}, k::permute(x, perm), {&x}, [&] {
         std::vector<std::size_t> inverse(perm.size());
         for (std::size_t i = 0; i < perm.size(); ++i)
             inverse[perm[i]] = i;
-        return [inverse](const array& g, cotangent_sink& s) { s.add(0, k::permute(g, inverse)); };
+        return [inverse](const array& g, cotangent_sink& s) {
+            s.add(0, rule_ops(s).permute(g, inverse));
+        };
     });
 }
 
@@ -373,10 +450,26 @@ array swapaxes(const array& x, int a, int b) {
 }
 
 array broadcast_to(const array& x, const shape_type& shape) {
-    return traced(k::broadcast_to(x, shape), {&x}, [&] {
-        return [in = x.shape()](const array& g, cotangent_sink& s) { s.add(0, k::sum_to(g, in)); };
+    return traced({"broadcast_to", true}, k::broadcast_to(x, shape), {&x}, [&] {
+        return [in = x.shape()](const array& g, cotangent_sink& s) {
+            s.add(0, rule_ops(s).sum_to(g, in));
+        };
     });
 }
+
+namespace detail {
+array sum_to(const array& g, const shape_type& shape) {
+    if (g.shape() == shape) return g;
+    if (g.ndim() < shape.size())
+        throw_shape("sum_to (internal)", describe(g.dtype(), shape), g.describe());
+    const std::size_t lead = g.ndim() - shape.size();
+    std::vector<int> axes;
+    for (std::size_t i = 0; i < g.ndim(); ++i)
+        if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1))
+            axes.push_back(static_cast<int>(i));
+    return sum(g, axes).reshape(shape);
+}
+} // namespace detail
 
 array stop_gradient(const array& x) {
     return x.trace() ? x.with_trace(nullptr) : x;

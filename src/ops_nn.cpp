@@ -4,6 +4,7 @@
 #include <paramtree/ops.hpp>
 
 #include "kernels.hpp"
+#include "rule_ops.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
@@ -72,7 +73,7 @@ array concatenate(const std::vector<array>& xs, int axis) {
     std::vector<const array*> inputs;
     for (const array& x : xs)
         inputs.push_back(&x);
-    return traced(out, detail::input_list(inputs), [&] {
+    return traced({"concatenate"}, out, detail::input_list(inputs), [&] {
         return [widths, shape, ax, outer, inner, esize](const array& g, cotangent_sink& s) {
             const std::size_t grow = shape[ax] * inner * esize;
             std::size_t from = 0;
@@ -132,8 +133,20 @@ array take(const array& table, const array& indices) {
     for (std::size_t i = 0; i < idx.size(); ++i)
         std::copy_n(table.bytes() + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes,
                     dst + i * row_bytes);
-    return traced(out, {&table}, [&] {
+    return traced({"take", true}, out, {&table}, [&] {
         return [idx, tshape = table.shape(), width](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                // The scatter-add as a product with the (constant) one-hot matrix of the
+                // indices: linear in g, so recorded through matmul.
+                const std::size_t n = idx.size();
+                std::vector<double> hot(n * tshape[0], 0.0);
+                for (std::size_t i = 0; i < n; ++i)
+                    hot[i * tshape[0] + static_cast<std::size_t>(idx[i])] = 1.0;
+                const array onehot =
+                    array::from_vector<double>({n, tshape[0]}, hot).astype(g.dtype());
+                s.add(0, matmul(transpose(onehot), g.reshape({n, width})).reshape(tshape));
+                return;
+            }
             // Scatter-add: a row used twice gets both contributions.
             s.add(0, k::float_dispatch("take", g, [&](auto tag) {
                       using T = decltype(tag);
@@ -162,11 +175,12 @@ array where(const array& mask, const array& a, const array& b) {
         detail::throw_shape("where", "a bool mask", mask.describe());
     k::check_same_dtype("where", {&a, &b});
     const auto shape = k::broadcast_shapes("where", {&mask, &a, &b});
-    return traced(k::select(mask, a, b, shape), {&a, &b}, [&] {
+    return traced({"where", true}, k::select(mask, a, b, shape), {&a, &b}, [&] {
         return [mask, sa = a.shape(), sb = b.shape(), shape](const array& g, cotangent_sink& s) {
+            const detail::rule_ops o(s);
             const array zero = array::zeros({}, g.dtype());
-            if (s.needs(0)) s.add(0, k::sum_to(k::select(mask, g, zero, shape), sa));
-            if (s.needs(1)) s.add(1, k::sum_to(k::select(mask, zero, g, shape), sb));
+            if (s.needs(0)) s.add(0, o.sum_to(o.select(mask, g, zero, shape), sa));
+            if (s.needs(1)) s.add(1, o.sum_to(o.select(mask, zero, g, shape), sb));
         };
     });
 }
@@ -224,8 +238,14 @@ array matmul(const array& a, const array& b) {
             using T = decltype(tag);
             return batched<T>(a, b, false, false, 1, mm, n, kk, out_shape);
         });
-        return traced(out, {&a, &b}, [&] {
+        return traced({"matmul", true}, out, {&a, &b}, [&] {
             return [a, b, mm, n, kk](const array& g, cotangent_sink& s) {
+                if (s.differentiable()) {
+                    if (s.needs(0)) s.add(0, matmul(g, transpose(b)));
+                    if (s.needs(1))
+                        s.add(1, matmul(transpose(a.reshape({mm, kk})), g.reshape({mm, n})));
+                    return;
+                }
                 k::float_dispatch("matmul", g, [&](auto tag) {
                     using T = decltype(tag);
                     if (s.needs(0)) // dA = G B^T
@@ -262,9 +282,14 @@ array matmul(const array& a, const array& b) {
         using T = decltype(tag);
         return batched<T>(af, bf, false, false, batch, m, n, kk, full({m, n}));
     });
-    return traced(out, {&a, &b}, [&] {
-        return [af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
+    return traced({"matmul", true}, out, {&a, &b}, [&] {
+        return [a, b, af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
                 fb = full({kk, n})](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                if (s.needs(0)) s.add(0, detail::sum_to(matmul(g, swapaxes(b, -1, -2)), sa));
+                if (s.needs(1)) s.add(1, detail::sum_to(matmul(swapaxes(a, -1, -2), g), sb));
+                return;
+            }
             k::float_dispatch("matmul", g, [&](auto tag) {
                 using T = decltype(tag);
                 if (s.needs(0)) // dA = G B^T per batch slice, summed over broadcast axes
@@ -306,8 +331,15 @@ array linear_impl(const array& x, const array& w, const array* b) {
     });
     std::vector<const array*> inputs{&x, &w};
     if (b) inputs.push_back(b);
-    return traced(y, detail::input_list(inputs), [&] {
+    return traced({"linear", true}, y, detail::input_list(inputs), [&] {
         return [x, w, rows, in, out_f](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                const array g2 = g.reshape({rows, out_f});
+                if (s.needs(0)) s.add(0, matmul(g, w));
+                if (s.needs(1)) s.add(1, matmul(transpose(g2), x.reshape({rows, in})));
+                if (s.needs(2)) s.add(2, sum(g2, {0}));
+                return;
+            }
             k::float_dispatch("linear", g, [&](auto tag) {
                 using T = decltype(tag);
                 if (s.needs(0)) // dx = g w
@@ -397,8 +429,15 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
         });
         return std::move(out_data.first);
     });
-    return traced(y, {&x}, [&] {
-        return [name, y, L, log](const array& g, cotangent_sink& s) {
+    const int ax = static_cast<int>(k::normalize_axes(name, x, {axis})[0]);
+    return traced({name, true}, y, {&x}, [&] {
+        return [name, y, L, log, ax](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                const array yt = s.output(y);
+                s.add(0,
+                      log ? g - exp(yt) * sum(g, {ax}, true) : yt * (g - sum(g * yt, {ax}, true)));
+                return;
+            }
             s.add(0, k::float_dispatch(name, g, [&](auto tag) {
                       using T = decltype(tag);
                       auto gx = detail::array_access::allocate(g.dtype(), g.shape());
@@ -459,9 +498,19 @@ array cross_entropy(const array& logits, const array& targets) {
             total -= static_cast<double>(lp[i * classes + static_cast<std::size_t>(idx[i])]);
         const double loss = rows == 0 ? std::nan("") : total / static_cast<double>(rows);
         array out = array::full({}, loss, logits.dtype());
-        return traced(out, {&logits}, [&] {
-            return [logp, idx, classes](const array& g, cotangent_sink& s) {
+        return traced({"cross_entropy", true}, out, {&logits}, [&] {
+            return [logits, logp, idx, classes](const array& g, cotangent_sink& s) {
                 const std::size_t n = idx.size();
+                if (s.differentiable()) {
+                    // (softmax(logits) - onehot(targets)) g / n, with softmax recorded.
+                    std::vector<double> hot(n * classes, 0.0);
+                    for (std::size_t i = 0; i < n; ++i)
+                        hot[i * classes + static_cast<std::size_t>(idx[i])] = 1.0;
+                    const array onehot =
+                        array::from_vector<double>(logits.shape(), hot).astype(logits.dtype());
+                    s.add(0, (softmax(logits, -1) - onehot) * (g / static_cast<double>(n)));
+                    return;
+                }
                 const T scale = static_cast<T>(g.item() / static_cast<double>(n));
                 auto gx_gd = detail::array_access::allocate(logp.dtype(), logp.shape());
                 array gx = std::move(gx_gd.first);
@@ -530,9 +579,20 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         if (gamma) inputs.push_back(gamma);
         if (beta) inputs.push_back(beta);
         const array g_one = gamma ? *gamma : array::ones({d}, x.dtype());
-        return traced(y, detail::input_list(inputs), [&] {
+        return traced({"layer_norm", true}, y, detail::input_list(inputs), [&] {
             const bool affine = gamma != nullptr; // inputs: x, or x, gamma, beta
-            return [x, g_one, stats, rows, d, affine](const array& g, cotangent_sink& s) {
+            return [x, g_one, stats, rows, d, affine, eps,
+                    beta = beta ? *beta : array{}](const array& g, cotangent_sink& s) {
+                if (s.differentiable()) {
+                    std::vector<array> in{x};
+                    if (affine) in.insert(in.end(), {g_one, beta});
+                    detail::composed_vjp(s, in, g, [eps](const std::vector<array>& v) {
+                        const array xc = v[0] - mean(v[0], {-1}, true);
+                        const array h = xc / sqrt(mean(xc * xc, {-1}, true) + eps);
+                        return v.size() == 1 ? h : h * v[1] + v[2];
+                    });
+                    return;
+                }
                 const T* gy = ptr<T>(g);
                 const T* in = ptr<T>(x);
                 const T* st = ptr<T>(stats);
@@ -615,8 +675,14 @@ array rms_norm(const array& x, const array& gamma, double eps) {
             }
         });
         const array rstd = std::move(r_rd.first);
-        return traced(std::move(y_yd.first), {&x, &gamma}, [&] {
-            return [x, gamma, rstd, rows, d](const array& g, cotangent_sink& s) {
+        return traced({"rms_norm", true}, std::move(y_yd.first), {&x, &gamma}, [&] {
+            return [x, gamma, rstd, rows, d, eps](const array& g, cotangent_sink& s) {
+                if (s.differentiable()) {
+                    detail::composed_vjp(s, {x, gamma}, g, [eps](const std::vector<array>& v) {
+                        return v[0] / sqrt(mean(v[0] * v[0], {-1}, true) + eps) * v[1];
+                    });
+                    return;
+                }
                 const T* gy = ptr<T>(g);
                 const T* in = ptr<T>(x);
                 const T* rs = ptr<T>(rstd);
@@ -701,8 +767,8 @@ array dropout(const random::key& key, const array& x, double rate) {
     const array zero = array::zeros({}, x.dtype());
     // The mask, scaled: y = x * m, dy/dx = m.
     const array m = k::select(keep, array::full({}, 1 / (1 - rate), x.dtype()), zero, x.shape());
-    return traced(k::mul(x, m), {&x}, [&] {
-        return [m](const array& g, cotangent_sink& s) { s.add(0, k::mul(g, m)); };
+    return traced({"dropout", true}, k::mul(x, m), {&x}, [&] {
+        return [m](const array& g, cotangent_sink& s) { s.add(0, detail::rule_ops(s).mul(g, m)); };
     });
 }
 

@@ -134,7 +134,7 @@ array max_pool2d(const array& x, const pool2d_options& options) {
                 max_plane(g, columns, in + p * in_plane, y + p * out_plane, from + p * out_plane);
         });
         const array taken = std::move(from_data.first);
-        return detail::traced(std::move(y_data.first), {&x}, [&] {
+        return detail::traced({"max_pool2d"}, std::move(y_data.first), {&x}, [&] {
             return
                 [g, taken, shape = x.shape(), dt = x.dtype()](const array& gy, cotangent_sink& s) {
                     const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
@@ -169,7 +169,7 @@ array avg_pool2d(const array& x, const pool2d_options& options) {
             windows(g, [&](std::size_t oh, std::size_t ow, std::size_t ih, std::size_t iw) {
                 y[p * out_plane + oh * g.w.out + ow] += in[p * in_plane + ih * g.w.in + iw] * scale;
             });
-        return detail::traced(std::move(y_data.first), {&x}, [&] {
+        return detail::traced({"avg_pool2d"}, std::move(y_data.first), {&x}, [&] {
             return [g, scale, shape = x.shape(), dt = x.dtype()](const array& gy,
                                                                  cotangent_sink& s) {
                 const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;

@@ -5,7 +5,10 @@
 //   conv1d IN OUT stride padding dilation groups
 //   max_pool2d|avg_pool2d IN OUT kh kw sh sw ph pw   (IN: x, r)
 //   batch_norm IN OUT                               (IN: x, w, b, r; training mode)
-// OUT holds y and d_<input> for every input: the gradient of sum(y * r).
+//   tanh|sigmoid|gelu|gelu_tanh|softmax|log_softmax|cross_entropy|layer_norm|rms_norm|
+//   mlp|matmul|pow|divide|attention|gradient_penalty IN OUT
+// OUT holds y and d_<input> for every input: the gradient of sum(y * r). When IN also holds
+// v_<input> arrays, OUT holds hv_<input>: the Hessian of sum(y * r) times v (pt::hvp).
 #include <paramtree/paramtree.hpp>
 #include <paramtree/conv.hpp>
 #include <paramtree/pool.hpp>
@@ -29,13 +32,46 @@ int main(int argc, char** argv) {
     try {
         const auto in = pt::load_arrays(argv[2]);
         const pt::array r = in.at("r");
-        std::vector<std::pair<std::string, pt::tree>> inputs{{"x", in.at("x")}};
-        if (in.contains("w")) inputs.emplace_back("w", in.at("w"));
-        if (in.contains("b")) inputs.emplace_back("b", in.at("b"));
+        std::vector<std::pair<std::string, pt::tree>> inputs, directions;
+        for (const auto& [name, value] : in) {
+            if (name == "r" || name.starts_with("v_")) continue;
+            inputs.emplace_back(name, value);
+            // v has the gradient's structure: None where nothing is differentiated.
+            directions.emplace_back(name, in.contains("v_" + name) ? pt::tree(in.at("v_" + name))
+                                                                   : pt::tree());
+        }
         const bool has_b = in.contains("b");
         const pt::tree params = pt::dict(inputs);
         auto apply = [&](const pt::tree& p) -> pt::array {
             const pt::array x = p["x"].as_array();
+            auto arg = [&](const char* name) { return p[name].as_array(); };
+            if (op == "tanh") return pt::tanh(x);
+            if (op == "sigmoid") return pt::sigmoid(x);
+            if (op == "gelu") return pt::gelu(x);
+            if (op == "gelu_tanh") return pt::gelu(x, true);
+            if (op == "softmax") return pt::softmax(x, -1);
+            if (op == "log_softmax") return pt::log_softmax(x, 0);
+            if (op == "cross_entropy") return pt::cross_entropy(x, arg("t"));
+            if (op == "layer_norm") return pt::layer_norm(x, arg("w"), arg("b"), 1e-5);
+            if (op == "rms_norm") return pt::rms_norm(x, arg("w"), 1e-6);
+            if (op == "mlp")
+                return pt::linear(pt::tanh(pt::linear(x, arg("w"), arg("b"))), arg("w2"));
+            if (op == "matmul") return pt::matmul(x, arg("w"));
+            if (op == "pow") return pt::pow(x, arg("w"));
+            if (op == "divide") return x / arg("w") + pt::exp(x) * pt::log(arg("w"));
+            if (op == "attention")
+                return pt::scaled_dot_product_attention(x, arg("k"), arg("vv"), 2,
+                                                        {.causal = true});
+            if (op == "gradient_penalty") {
+                // WGAN-GP: (|d critic / d x| - 1)^2 per row, the critic's gradient taken
+                // inside the differentiated function.
+                auto critic = [&](const pt::array& at) {
+                    return pt::sum(
+                        pt::linear(pt::tanh(pt::linear(at, arg("w"), arg("b"))), arg("w2")));
+                };
+                const pt::array gx = pt::grad(critic)(x).as_array();
+                return pt::pow(pt::sqrt(pt::sum(gx * gx, {1}) + 1e-12) - 1.0, 2.0);
+            }
             if (op == "conv2d") {
                 const pt::conv2d_options o{
                     {n.at(0), n.at(1)}, {n.at(2), n.at(3)}, {n.at(4), n.at(5)}, n.at(6)};
@@ -74,7 +110,13 @@ int main(int argc, char** argv) {
             out.emplace_back("variance", bn.variance);
         }
         for (const auto& [name, leaf] : inputs)
-            out.emplace_back("d_" + name, grads[name]);
+            if (!grads[name].is_none()) out.emplace_back("d_" + name, grads[name]);
+        if (in.contains("v_x")) {
+            const pt::tree hv = pt::hvp([&](const pt::tree& p) { return pt::sum(apply(p) * r); },
+                                        params, pt::dict(directions));
+            for (const auto& [name, leaf] : inputs)
+                if (!hv[name].is_none()) out.emplace_back("hv_" + name, hv[name]);
+        }
         pt::save(argv[3], pt::dict(out));
     } catch (const std::exception& e) {
         std::cerr << "ops_interop: " << e.what() << "\n";

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Convolution, pooling and batch norm against PyTorch: forward values and the gradients of sum(y * r) for
-random inputs, computed by paramtree (the ops_interop tool) and by torch in float64.
+random inputs, computed by paramtree (the ops_interop tool) and by torch in float64. Then second
+order: Hessian-vector products (pt::hvp against torch's double backward, create_graph=True) and a
+WGAN-GP gradient penalty, whose gradient goes through the critic's own gradient.
 
 Usage: ops_interop.py PATH/TO/ops_interop   (skips, with a message, without python3-torch)
 """
@@ -25,19 +27,29 @@ TMP = tempfile.mkdtemp(prefix="pt-ops-")
 rng = np.random.default_rng(0)
 
 
-def compare(name, op, args, inputs, torch_fn):
-    """Runs `op` in paramtree and `torch_fn` in torch on `inputs`; checks y and every grad."""
-    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+def compare(name, op, args, inputs, torch_fn, hvp=False):
+    """Runs `op` in paramtree and `torch_fn` in torch on `inputs`; checks y and every grad
+    (and, with `hvp`, the Hessian of sum(y * r) times a random direction v)."""
+    leaves = {k: torch.tensor(v, requires_grad=v.dtype == np.float64) for k, v in inputs.items()}
+    wrt = {k: t for k, t in leaves.items() if t.requires_grad}
     y = torch_fn(**leaves)
     r = rng.uniform(0.5, 1.5, size=tuple(y.shape))
-    (y * torch.tensor(r)).sum().backward()
+    loss = (y * torch.tensor(r)).sum()
+    grads = torch.autograd.grad(loss, list(wrt.values()), create_graph=hvp)
+    directions = {k: rng.standard_normal(t.shape) for k, t in wrt.items()} if hvp else {}
+    checks = [("y", y.detach().numpy())] + [("d_" + k, g.detach().numpy())
+                                            for k, g in zip(wrt, grads)]
+    if hvp:
+        dot = sum((g * torch.tensor(directions[k])).sum() for k, g in zip(wrt, grads))
+        hv = torch.autograd.grad(dot, list(wrt.values()), allow_unused=True)
+        checks += [("hv_" + k, (h if h is not None else torch.zeros_like(wrt[k])).numpy())
+                   for k, h in zip(wrt, hv)]
     src, dst = os.path.join(TMP, "in.safetensors"), os.path.join(TMP, "out.safetensors")
-    write_st(src, [*inputs.items(), ("r", r)])
+    write_st(src, [*inputs.items(), ("r", r), *(("v_" + k, v) for k, v in directions.items())])
     result = subprocess.run([TOOL, op, src, dst, *map(str, args)], capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"FAILED {name}: {result.stderr.strip()}")
     ours, _ = read_st(dst)
-    checks = [("y", y.detach().numpy())] + [("d_" + k, t.grad.numpy()) for k, t in leaves.items()]
     for key, want in checks:
         got = ours[key]
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-10, atol=1e-10):
@@ -95,4 +107,49 @@ for shape in [(6, 3), (4, 3, 5, 5)]:
     for key, want in [("mean", running_mean), ("variance", running_var)]:
         if not np.allclose(ours[key], want.numpy(), rtol=1e-10, atol=1e-10):
             sys.exit(f"FAILED batch_norm {list(shape)}: {key} differs from PyTorch's running update")
+
+# Second order: pt::hvp against torch's double backward.
+def attention(x, k, vv, heads=2):
+    b, t, d = x.shape
+    split = lambda a: a.reshape(b, t, heads, d // heads).transpose(1, 2)
+    scores = split(x) @ split(k).transpose(-1, -2) / (d // heads) ** 0.5
+    mask = torch.ones(t, t, dtype=torch.bool).tril()
+    p = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)
+    return (p @ split(vv)).transpose(1, 2).reshape(b, t, d)
+
+
+positive = lambda *shape: rng.uniform(0.5, 2.0, size=shape)
+for name, inputs, fn in [
+        ("tanh", {"x": normal(3, 4)}, torch.tanh),
+        ("sigmoid", {"x": normal(3, 4)}, torch.sigmoid),
+        ("gelu", {"x": normal(3, 4)}, F.gelu),
+        ("gelu_tanh", {"x": normal(3, 4)}, lambda x: F.gelu(x, approximate="tanh")),
+        ("softmax", {"x": normal(3, 5)}, lambda x: torch.softmax(x, -1)),
+        ("log_softmax", {"x": normal(4, 3)}, lambda x: torch.log_softmax(x, 0)),
+        ("cross_entropy", {"x": normal(5, 4), "t": np.array([0, 3, 1, 1, 2], dtype=np.int64)},
+         lambda x, t: F.cross_entropy(x, t)),
+        ("layer_norm", {"x": normal(3, 6), "w": normal(6), "b": normal(6)},
+         lambda x, w, b: F.layer_norm(x, (6,), w, b, 1e-5)),
+        ("rms_norm", {"x": normal(3, 6), "w": normal(6)},
+         lambda x, w: x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * w),
+        ("mlp", {"x": normal(4, 3), "w": normal(5, 3), "b": normal(5), "w2": normal(2, 5)},
+         lambda x, w, b, w2: F.linear(torch.tanh(F.linear(x, w, b)), w2)),
+        ("matmul", {"x": normal(2, 3, 4), "w": normal(4, 5)}, lambda x, w: x @ w),
+        ("pow", {"x": positive(3, 4), "w": normal(3, 4)}, lambda x, w: torch.pow(x, w)),
+        ("divide", {"x": normal(3, 4), "w": positive(3, 4)},
+         lambda x, w: x / w + torch.exp(x) * torch.log(w)),
+        ("attention", {"x": normal(2, 5, 4), "k": normal(2, 5, 4), "vv": normal(2, 5, 4)},
+         attention)]:
+    compare(f"hvp {name}", name, [], inputs, fn, hvp=True)
+
+
+def gradient_penalty(x, w, b, w2):
+    d = F.linear(torch.tanh(F.linear(x, w, b)), w2).sum()
+    gx, = torch.autograd.grad(d, x, create_graph=True)
+    return (torch.sqrt((gx * gx).sum(1) + 1e-12) - 1) ** 2
+
+
+compare("WGAN-GP gradient penalty (double backward)", "gradient_penalty", [],
+        {"x": normal(4, 3), "w": normal(5, 3), "b": normal(5), "w2": normal(1, 5)},
+        gradient_penalty)
 print("all operations match PyTorch")

@@ -5,6 +5,9 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/autodiff.hpp>
+#include <paramtree/conv.hpp>
+#include <paramtree/attention.hpp>
+#include <paramtree/random.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
@@ -25,6 +28,19 @@ pt::tree linear(std::uint32_t seed, std::size_t in, std::size_t out) {
 }
 pt::array apply_linear(const pt::tree& l, const pt::array& x) {
     return pt::matmul(x, pt::transpose(l["weight"].as_array())) + l["bias"].as_array();
+}
+/// A weight-tied autoencoder (dec.weight = enc.weight^T, one Shared tie), 5 -> 3 -> 5.
+pt::tree tied_autoencoder(std::uint32_t seed) {
+    return pt::share(
+        pt::record("AE", {{"enc", linear(seed, 5, 3)}, {"dec", linear(seed + 2, 3, 5)}}),
+        pt::parse_path(".dec.weight"),
+        pt::source(pt::parse_path(".enc.weight"), {pt::transform::transpose()}));
+}
+/// Its reconstruction loss on `x`.
+pt::array reconstruction(const pt::tree& m, const pt::array& x) {
+    const pt::array h = pt::tanh(apply_linear(m["enc"], x));
+    const pt::array d = apply_linear(m["dec"], h) - x;
+    return pt::mean(d * d);
 }
 } // namespace
 
@@ -164,16 +180,9 @@ TEST_CASE("autodiff: a transposed tie sends its gradient back transposed", "[aut
     CHECK(pt::array_equal(pt::leaves(g)[0].as_array(), A + pt::transpose(B), 1e-12, 1e-12));
 
     // Weight-tied autoencoder, checked against finite differences and the untied model.
-    const pt::tree ae =
-        pt::share(pt::record("AE", {{"enc", linear(43, 5, 3)}, {"dec", linear(45, 3, 5)}}),
-                  pt::parse_path(".dec.weight"),
-                  pt::source(pt::parse_path(".enc.weight"), {pt::transform::transpose()}));
+    const pt::tree ae = tied_autoencoder(43);
     const pt::array x = rand(47, {4, 5});
-    auto recon = [&](const pt::tree& m) {
-        const pt::array h = pt::tanh(apply_linear(m["enc"], x));
-        const pt::array d = apply_linear(m["dec"], h) - x;
-        return pt::mean(d * d);
-    };
+    auto recon = [&](const pt::tree& m) { return reconstruction(m, x); };
     gradcheck::check_tree(recon, ae);
     const auto g_tied = pt::grad(recon)(ae);
     const auto g_untied = pt::grad(recon)(pt::expand(ae));
@@ -268,43 +277,229 @@ TEST_CASE("autodiff: bad use is a clear paramtree error", "[autodiff][errors]") 
     CHECK(escaped.trace() != nullptr);
     CHECK_THROWS_AS(escaped + escaped, pt::sharing_error);
     CHECK(pt::stop_gradient(escaped).item() == 2); // its value is still readable
-    // Arrays from two gradient calls do not mix.
-    pt::array outer;
-    CHECK_THROWS_AS(pt::grad([&](const pt::array& x) {
-                        outer = x;
-                        return pt::grad([&](const pt::array& y) { return pt::sum(outer * y); })(x)
-                            .as_array()
-                            .reshape({1});
-                    })(pt::array{1.0}),
-                    pt::sharing_error);
 }
 
-TEST_CASE("autodiff: grad of grad raises the documented error instead of returning zeros",
-          "[autodiff][errors]") {
-    // d/dx sum(x^2) = 2x; the second derivative (of sum(2x)) would be 2 everywhere. Until
-    // nested tapes exist, the inner call must refuse the outer call's traced argument rather
-    // than cut it off the outer tape (which made the outer gradient [0, 0, 0]).
+TEST_CASE("autodiff: grad of grad, to third order, over arrays and trees", "[autodiff][higher]") {
+    // f = sum(x^4): first derivative 4x^3, second 12x^2, third 24x.
     const pt::array x{1.0, 2.0, 3.0};
-    auto inner = [](const pt::array& y) { return pt::sum(y * y); };
-    auto outer = [&](const pt::array& y) { return pt::sum(pt::grad(inner)(y).as_array()); };
-    try {
-        (void)pt::grad(outer)(x);
-        FAIL("grad of grad returned");
-    } catch (const pt::sharing_error& e) {
-        CHECK(std::string(e.what()).find("grad of grad") != std::string::npos);
-    }
-    // Over trees too, naming the leaf.
-    const pt::tree params = pt::dict({{"w", x}});
-    auto inner_tree = [](const pt::tree& p) {
-        return pt::sum(p["w"].as_array() * p["w"].as_array());
+    auto f = [](const pt::array& y) { return pt::sum(y * y * y * y); };
+    auto d1 = [&](const pt::array& y) { return pt::sum(pt::grad(f)(y).as_array()); };
+    auto d2 = [&](const pt::array& y) { return pt::sum(pt::grad(d1)(y).as_array()); };
+    CHECK(pt::array_equal(pt::grad(f)(x).as_array(), pt::array{4.0, 32.0, 108.0}, 1e-12, 0));
+    CHECK(pt::array_equal(pt::grad(d1)(x).as_array(), pt::array{12.0, 48.0, 108.0}, 1e-12, 0));
+    CHECK(pt::array_equal(pt::grad(d2)(x).as_array(), pt::array{24.0, 48.0, 72.0}, 1e-12, 0));
+
+    // Over a tree, with value_and_grad inside: the inner value stays differentiable too.
+    const pt::tree params = pt::dict({{"w", x}, {"b", pt::array{0.5}}});
+    auto inner = [](const pt::tree& p) {
+        return pt::sum(pt::exp(p["w"].as_array() * p["b"].as_array()));
     };
-    auto outer_tree = [&](const pt::tree& p) {
-        return pt::sum(pt::grad(inner_tree)(p)["w"].as_array());
+    bool traced = false;
+    auto outer = [&](const pt::tree& p) {
+        const auto [value, g] = pt::value_and_grad(inner)(p);
+        traced = value.trace() != nullptr; // traced by the outer call, when there is one
+        return value + pt::sum(g["w"].as_array() * g["w"].as_array());
     };
+    gradcheck::check_tree(outer, params);
+    (void)pt::grad(outer)(params);
+    CHECK(traced);
+}
+
+TEST_CASE("autodiff: second-order rules match finite differences of the gradient",
+          "[autodiff][higher]") {
+    using gradcheck::check_second_order;
+    const auto a = rand(1, {3, 4}), b = rand(2, {3, 4}), row = rand(3, {4});
+    const auto pos = rand(4, {3, 4}, 0.5, 2.0);
+    using V = std::vector<pt::array>;
+    check_second_order("arithmetic",
+                       [](const V& v) {
+                           return (v[0] + v[1]) * (v[0] - v[2]) / (v[1] * v[1] + 1.0) - v[0] * 3.0 +
+                                  2.0 / (v[1] + 4.0) - v[2];
+                       },
+                       {a, b, row});
+    check_second_order(
+        "exp log sqrt",
+        [](const V& v) { return pt::exp(v[0] * 0.5) * pt::log(v[1]) + pt::sqrt(v[1]) * v[0]; },
+        {a, pos});
+    check_second_order("pow",
+                       [](const V& v) {
+                           return pt::pow(v[1], v[0]) + pt::pow(v[1], 3.0) * v[0] +
+                                  pt::pow(v[1], 0.0);
+                       },
+                       {a, pos});
+    check_second_order("tanh sigmoid relu",
+                       [](const V& v) {
+                           return pt::tanh(v[0] * v[1]) + pt::sigmoid(v[0]) * pt::relu(v[1]) * v[0];
+                       },
+                       {a, b});
+    check_second_order(
+        "gelu",
+        [](const V& v) { return pt::gelu(v[0] * v[1]) + pt::gelu(v[1] * v[0], true) * v[0]; },
+        {a, b});
+    check_second_order("reductions",
+                       [](const V& v) {
+                           const pt::array s = pt::sum(v[0] * v[0], {1}, true);
+                           return pt::mean(s * v[1], {0}) * pt::max(v[0] * v[1], {0}) +
+                                  pt::sum(pt::exp(v[0]));
+                       },
+                       {a, b});
+    check_second_order("shapes",
+                       [](const V& v) {
+                           const pt::array t = pt::transpose(v[0]) * pt::transpose(v[0]);
+                           const pt::array r = v[0].reshape({4, 3}) * t;
+                           return pt::broadcast_to(v[1], {2, 3, 4}) *
+                                  pt::swapaxes(r.reshape({4, 3, 1}), 0, 2).reshape({1, 3, 4});
+                       },
+                       {a, row});
+    check_second_order(
+        "where and astype",
+        [](const V& v) {
+            const auto mask = pt::array::from_vector<bool>({3, 1}, {true, false, true});
+            const pt::array y = pt::where(mask, v[0] * v[0], pt::exp(v[1]));
+            return (y * v[0]).astype(pt::dtype::float32).astype(pt::dtype::float64);
+        },
+        {a, b}, 1e-3);
+    check_second_order(
+        "matmul: matrices, batches, vectors",
+        [](const V& v) {
+            const pt::array m = pt::matmul(pt::tanh(v[0]), pt::transpose(v[1])); // [3, 3]
+            const pt::array batch = pt::broadcast_to(pt::tanh(v[0]), {2, 3, 4}) * 0.5;
+            const pt::array bt = pt::matmul(batch, pt::transpose(v[1] * v[1]));  // [2, 3, 3]
+            const pt::array bb = pt::matmul(batch, pt::swapaxes(batch, -1, -2)); // both batched
+            const pt::array vec = pt::matmul(v[2], pt::transpose(v[0]));         // [3]
+            return pt::sum(m * m) + pt::sum(bt * bt) * 0.1 + pt::sum(bb) + vec * vec;
+        },
+        {a, b, row});
+    check_second_order("linear, with and without bias",
+                       [](const V& v) {
+                           const pt::array h = pt::tanh(pt::linear(v[0], v[1], v[2]));
+                           return pt::linear(h * h, pt::transpose(v[1]));
+                       },
+                       {rand(5, {2, 3, 4}), rand(6, {5, 4}), rand(7, {5})});
+    check_second_order(
+        "softmax family and cross entropy",
+        [](const V& v) {
+            const auto targets = pt::array::from_vector<std::int64_t>({3}, {2, 0, 3});
+            return pt::softmax(v[0], 1) * pt::log_softmax(v[0] * v[1], 0) +
+                   pt::cross_entropy(v[0] * v[1], targets);
+        },
+        {a, b});
+    check_second_order("layer norm and rms norm",
+                       [](const V& v) {
+                           return pt::layer_norm(v[0], v[1], v[2], 1e-5) *
+                                      pt::rms_norm(v[0] * v[0], v[1], 1e-6) +
+                                  pt::layer_norm(v[0] * v[2], 1e-5);
+                       },
+                       {a, row, rand(8, {4})});
+    check_second_order("attention",
+                       [](const V& v) {
+                           return pt::scaled_dot_product_attention(v[0], v[1], v[0] * v[1], 2,
+                                                                   {.causal = true});
+                       },
+                       {rand(9, {2, 5, 4}), rand(10, {2, 5, 4})});
+    check_second_order(
+        "take and dropout",
+        [](const V& v) {
+            const auto idx = pt::array::from_vector<std::int64_t>({2, 2}, {1, 0, 2, 1});
+            const pt::array e = pt::take(v[0] * v[0], idx);
+            return pt::dropout(pt::random::make_key(3), e, 0.3) * pt::tanh(e);
+        },
+        {a});
+}
+
+TEST_CASE("autodiff: a tied model's Hessian-vector product is the untied one's, contracted",
+          "[autodiff][higher][sharing]") {
+    // Weight-tied autoencoder: dec.weight = enc.weight^T. With u = E(theta) the expansion,
+    // H_theta v = E^T H_u (E v): expand v, take the untied product, contract it back.
+    const pt::tree ae = tied_autoencoder(60);
+    const pt::array x = rand(64, {4, 5});
+    auto recon = [&](const pt::tree& m) { return reconstruction(m, x); };
+    std::uint32_t seed = 70;
+    const pt::tree v = pt::tree_map(
+        [&](const pt::tree& leaf) { return pt::tree(rand(seed++, leaf.as_array().shape())); }, ae);
+    const pt::tree hv = pt::hvp(recon, ae, v);
+    CHECK(pt::structure(hv) == pt::structure(ae)); // one leaf for the tie, at second order too
+    const pt::tree hv_untied = pt::hvp(recon, pt::expand(ae), pt::expand(v));
+    const pt::tree contracted = pt::contract(ae, hv_untied);
+    const auto got = pt::leaves(hv), want = pt::leaves(contracted);
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+        CHECK(pt::array_equal(got[i].as_array(), want[i].as_array(), 1e-10, 1e-12));
+    // Against central differences of the tied gradient along v (the pruned leaves move).
+    const double eps = 1e-5;
+    const auto up = pt::leaves(pt::grad(recon)(gradcheck::along(ae, v, eps)));
+    const auto down = pt::leaves(pt::grad(recon)(gradcheck::along(ae, v, -eps)));
+    for (std::size_t i = 0; i < got.size(); ++i)
+        CHECK(pt::array_equal(got[i].as_array(),
+                              (up[i].as_array() - down[i].as_array()) / (2 * eps), 1e-6, 1e-6));
+}
+
+TEST_CASE("autodiff: a gradient penalty and a MAML step differentiate through the inner grad",
+          "[autodiff][higher]") {
+    const pt::tree critic = pt::dict({{"l1", linear(80, 3, 6)}, {"l2", linear(82, 6, 1)}});
+    const pt::array real = rand(84, {5, 3});
+    auto score = [](const pt::tree& p, const pt::array& x) {
+        return apply_linear(p["l2"], pt::tanh(apply_linear(p["l1"], x)));
+    };
+    // WGAN-GP: the penalty's gradient w.r.t. the critic goes through d critic / d x.
+    auto penalty = [&](const pt::tree& p) {
+        const pt::array gx =
+            pt::grad([&](const pt::array& x) { return pt::sum(score(p, x)); })(real).as_array();
+        return pt::mean(pt::pow(pt::sqrt(pt::sum(gx * gx, {1})) - 1.0, 2.0));
+    };
+    gradcheck::check_tree(penalty, critic);
+
+    // MAML: one inner SGD step on a support set, the loss after it on a query set.
+    const pt::array xs = rand(86, {4, 3}), ys = rand(87, {4, 1}), xq = rand(88, {4, 3}),
+                    yq = rand(89, {4, 1});
+    auto task_loss = [&](const pt::tree& p, const pt::array& x, const pt::array& y) {
+        const pt::array d = score(p, x) - y;
+        return pt::mean(d * d);
+    };
+    auto meta_loss = [&](const pt::tree& p) {
+        const pt::tree g = pt::grad(task_loss)(p, xs, ys);
+        const pt::tree adapted = pt::tree_map(
+            [](const pt::tree& w, const pt::tree& dw) {
+                return pt::tree(w.as_array() - dw.as_array() * 0.1);
+            },
+            p, g);
+        return task_loss(adapted, xq, yq);
+    };
+    gradcheck::check_tree(meta_loss, critic);
+}
+
+TEST_CASE("autodiff: differentiating through a first-order-only rule names the operation",
+          "[autodiff][higher][errors]") {
+    const pt::array x = rand(90, {1, 1, 5, 5}), w = rand(91, {2, 1, 3, 3});
+    auto conv_loss = [&](const pt::array& k) {
+        const pt::array y = pt::conv2d(x, k);
+        return pt::sum(y * y);
+    };
+    // The inner gradient as a value (not differentiated again through conv2d) works...
+    auto uses_value = [&](const pt::array& k) {
+        return pt::sum(k * pt::stop_gradient(pt::grad(conv_loss)(k).as_array()));
+    };
+    CHECK(pt::array_equal(pt::grad(uses_value)(w).as_array(), pt::grad(conv_loss)(w).as_array(),
+                          1e-12, 0));
+    // ...differentiating through it is refused by name, not answered without conv2d's terms.
+    auto through = [&](const pt::array& k) { return pt::sum(pt::grad(conv_loss)(k).as_array()); };
     try {
-        (void)pt::grad(outer_tree)(params);
-        FAIL("grad of grad returned");
-    } catch (const pt::sharing_error& e) {
-        CHECK(e.path() == "['w']");
+        (void)pt::grad(through)(w);
+        FAIL("differentiated through conv2d's first-order rule");
+    } catch (const pt::value_error& e) {
+        CHECK(std::string(e.what()).find("conv2d") != std::string::npos);
+        CHECK(std::string(e.what()).find("first-order") != std::string::npos);
     }
+    // A gradient taken inside f that closes over the outer call's traced array (no traced
+    // argument) records on the outer tape too: d/dx [d/dy sum(x * y)] = d/dx x = 1.
+    pt::array outer;
+    const pt::array g = pt::grad([&](const pt::array& x) {
+                            outer = x;
+                            return pt::sum(pt::grad([&](const pt::array& y) {
+                                               return pt::sum(outer * y);
+                                           })(pt::array{5.0})
+                                               .as_array());
+                        })(pt::array{1.0})
+                            .as_array();
+    CHECK(g.item() == 1.0);
 }

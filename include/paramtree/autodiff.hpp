@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -37,7 +38,7 @@ struct grad_options {
 
 /// What value_and_grad returns: `auto [loss, grads] = ...`.
 struct value_and_grad_result {
-    array value; // f's scalar result (untraced)
+    array value; // f's scalar result (untraced, unless f runs inside a differentiated function)
     tree grad;   // the structure of the differentiated argument
 };
 /// With auxiliary outputs (`f` returned `std::pair<array, tree>`): `auto [loss, aux, grads]`.
@@ -50,7 +51,10 @@ struct value_and_grad_aux_result {
 namespace detail {
 
 /// One gradient call: owns the tape for its duration (a tape_scope, closed on the way out,
-/// also on an exception, so traced arrays that escape can no longer record).
+/// also on an exception, so traced arrays that escape can no longer record). Inside a
+/// differentiated function (its argument traced by an enclosing call, or called while the
+/// enclosing call's `f` runs) it records on the enclosing tape instead, and its gradient is
+/// itself traced: grad of grad.
 class grad_session {
 public:
     /// `params` with its selected leaves traced, ties expanded: what `f` sees.
@@ -59,9 +63,19 @@ public:
     [[nodiscard]] array trace(const array& x);
     /// Runs the backward pass from `value` and returns the gradient of what was traced.
     [[nodiscard]] tree gradient(const array& value);
+    /// One of `f`'s results as the caller receives it: untraced, except inside a
+    /// differentiated function, where it stays traced by the enclosing call.
+    [[nodiscard]] array result(const array& x) const;
+    [[nodiscard]] tree result(const tree& t) const;
 
 private:
-    tape_scope tape_;
+    void open(const std::vector<const array*>& traced_inputs);
+    [[nodiscard]] array variable(const array& x);
+
+    std::optional<tape_scope> own_; // absent when recording on an enclosing call's tape
+    std::shared_ptr<tape> tape_;
+    std::optional<enclosing_scope> enclosing_; // while `f` runs
+    bool nested_ = false;
     bool is_array_ = false;
     treedef def_;
     std::vector<tree> leaves_;        // the differentiated argument's leaves
@@ -73,6 +87,13 @@ private:
 /// `x` without its trace.
 [[nodiscard]] array strip_trace(const array& x);
 [[noreturn]] void throw_bad_argnum(std::size_t argnum, std::size_t count);
+/// sum over the leaves of sum(a * b), recorded; a and b must have one structure (None leaves
+/// are skipped). Throws structure_error naming the first differing path.
+[[nodiscard]] array tree_vdot(const tree& a, const tree& b);
+/// The leaves of `t`'s pruned structure as a list, and back: what hvp differentiates, so
+/// that ties stay one leaf at both orders.
+[[nodiscard]] std::pair<tree, treedef> leaf_list(const tree& t);
+[[nodiscard]] tree from_leaf_list(const treedef& def, const tree& list);
 [[noreturn]] void throw_not_differentiable(std::size_t argnum);
 
 template <class R>
@@ -122,22 +143,52 @@ template <class F>
         using R = decltype(out);
         if constexpr (detail::is_aux_result<R>::value) {
             tree grad = session.gradient(out.first);
-            return value_and_grad_aux_result{detail::strip_trace(out.first),
-                                             detail::strip_traces(out.second), std::move(grad)};
+            return value_and_grad_aux_result{session.result(out.first), session.result(out.second),
+                                             std::move(grad)};
         } else {
             static_assert(std::same_as<R, array>,
                           "f must return pt::array or std::pair<pt::array, pt::tree>");
             tree grad = session.gradient(out);
-            return value_and_grad_result{detail::strip_trace(out), std::move(grad)};
+            return value_and_grad_result{session.result(out), std::move(grad)};
         }
     };
 }
 
 /// Only the gradient: `pt::grad(f)(params, x)` is `value_and_grad(f)(params, x).grad`.
+///
+/// Gradients nest (grad of grad): a `grad` taken inside a differentiated function records
+/// its own backward pass, so the outer call differentiates through it — a gradient penalty,
+/// a MAML inner step, a Hessian-vector product. Operations whose backward has a
+/// differentiable form are listed in docs/autodiff.md; differentiating through one that has
+/// none (convolution, pooling, custom ops, remat) throws value_error naming it.
+///
+///     auto f = [](const pt::array& x) { return pt::sum(x * x * x); };   // f' = 3x^2
+///     auto df = [&](const pt::array& x) { return pt::sum(pt::grad(f)(x).as_array()); };
+///     pt::array f2 = pt::grad(df)(pt::array{1.0, 2.0}).as_array();      // f'' = 6x: {6, 12}
 template <class F>
 [[nodiscard]] auto grad(F f, grad_options options = {}) {
     return [vg = value_and_grad(std::move(f), std::move(options))]<class... Args>(
                const Args&... args) { return vg(args...).grad; };
+}
+
+/// The Hessian of `f` at `params` times `v`: (d²f/dp²)·v, by differentiating the
+/// directional derivative <grad f(p), v> (reverse over reverse). `v` has the structure of
+/// the gradient — for a tree with ties, the pruned one — and so has the result: a tied
+/// weight is one leaf at second order too (the product of the untied model's Hessian,
+/// contracted on both sides). `f` takes the tree and returns a one-element float array;
+/// its float array leaves are differentiated.
+///
+///     auto f = [](const pt::tree& p) { return pt::sum(pt::pow(p["w"].as_array(), 3.0)); };
+///     const pt::tree p = pt::dict({{"w", pt::array{1.0, 2.0}}});
+///     const pt::tree v = pt::dict({{"w", pt::array{1.0, 0.0}}});
+///     pt::tree hv = pt::hvp(f, p, v);               // {'w': [6, 0]}: H = diag(6w)
+template <class F>
+[[nodiscard]] tree hvp(F f, const tree& params, const tree& v) {
+    auto [leaves, def] = detail::leaf_list(params);
+    auto directional = [&, def = def](const tree& flat) {
+        return detail::tree_vdot(grad(f)(detail::from_leaf_list(def, flat)), v);
+    };
+    return detail::from_leaf_list(def, grad(directional)(leaves));
 }
 
 } // namespace paramtree

@@ -39,16 +39,38 @@ public:
     [[nodiscard]] virtual bool needs(std::size_t k) const noexcept = 0;
     /// Adds `g` (which must have input `k`'s shape and dtype) to input `k`'s cotangent.
     virtual void add(std::size_t k, array g) = 0;
+    /// True when the gradient being computed will itself be differentiated (a `grad` inside
+    /// a differentiated function): the cotangent is traced, and a rule recorded as
+    /// `higher_order` must then compute with the differentiable operations of ops.hpp, on
+    /// the traced inputs it captured, so that its own arithmetic is recorded. Otherwise (the
+    /// common, first-order case) rules compute with kernels and nothing is recorded.
+    [[nodiscard]] virtual bool differentiable() const noexcept { return false; }
+    /// In a differentiable pass: `y`, the operation's output as computed in the forward pass
+    /// (which rules keep untraced), with the operation's own trace, for rules whose
+    /// derivative is written in terms of it (exp, tanh, softmax). `y` itself otherwise.
+    [[nodiscard]] virtual array output(const array& y) const { return y; }
 };
 
 /// Maps the cotangent of an op's output to cotangents of its inputs. Uses kernels only: the
 /// backward pass itself is not recorded.
 using backward_fn = std::function<void(const array& cotangent, cotangent_sink& sink)>;
 
+/// What an operation tells the tape about itself: its name (for errors) and whether its
+/// backward rule also has the differentiable form (`cotangent_sink::differentiable`), so
+/// that a gradient through it can be differentiated again.
+struct op_info {
+    const char* name = "an operation";
+    bool higher_order = false;
+};
+
 struct tape_entry {
     // Tape ids of the inputs (`untraced` for constants); most ops have at most three, so
     // those live inline and only wider ones (concatenate) allocate.
     std::array<std::uint32_t, 3> inputs{untraced, untraced, untraced};
+    // op_info's fields, unpacked so the flag sits in the padding after `inputs`: entries are
+    // moved whenever the tape grows, and the tape benchmark sees every byte (88 -> 80).
+    bool higher_order = false;
+    const char* name = "an operation";
     std::vector<std::uint32_t> more_inputs;
     backward_fn backward; // empty for variables (the differentiated leaves)
 
@@ -72,20 +94,31 @@ using input_list = std::span<const array* const>;
 /// Records `out = op(inputs...)` on `t` and returns `out` traced. `backward` receives the
 /// cotangent of `out` and delivers one per traced input.
 [[nodiscard]] array record(const std::shared_ptr<tape>& t, array out, input_list inputs,
-                           backward_fn backward);
+                           backward_fn backward, op_info info = {});
 
 /// `record` if any input is traced, else `out` unchanged; `make_backward` is called only
 /// then, so an untraced call pays nothing for the closure.
 template <class MakeBackward>
-[[nodiscard]] array traced(array out, input_list inputs, MakeBackward&& make_backward) {
+[[nodiscard]] array traced(op_info info, array out, input_list inputs,
+                           MakeBackward&& make_backward) {
     auto t = find_tape(inputs);
     if (!t) return out;
-    return record(t, std::move(out), inputs, backward_fn(make_backward()));
+    return record(t, std::move(out), inputs, backward_fn(make_backward()), info);
+}
+template <class MakeBackward>
+[[nodiscard]] array traced(op_info info, array out, std::initializer_list<const array*> inputs,
+                           MakeBackward&& make_backward) {
+    return traced(info, std::move(out), input_list(inputs.begin(), inputs.size()),
+                  std::forward<MakeBackward>(make_backward));
+}
+template <class MakeBackward>
+[[nodiscard]] array traced(array out, input_list inputs, MakeBackward&& make_backward) {
+    return traced(op_info{}, std::move(out), inputs, std::forward<MakeBackward>(make_backward));
 }
 template <class MakeBackward>
 [[nodiscard]] array traced(array out, std::initializer_list<const array*> inputs,
                            MakeBackward&& make_backward) {
-    return traced(std::move(out), input_list(inputs.begin(), inputs.size()),
+    return traced(op_info{}, std::move(out), input_list(inputs.begin(), inputs.size()),
                   std::forward<MakeBackward>(make_backward));
 }
 
@@ -96,6 +129,43 @@ template <class MakeBackward>
 /// variable in `vars` (nullopt where the output does not depend on it).
 [[nodiscard]] std::vector<std::optional<array>> backward(tape& t, const array& output,
                                                          const std::vector<std::uint32_t>& vars);
+
+/// The backward pass of a gradient taken inside a differentiated function (grad of grad):
+/// like `backward`, but every rule runs in its differentiable form, recording its arithmetic
+/// on `t` after `output`, so the cotangents returned are traced arrays the enclosing
+/// gradient differentiates. Only entries that depend on `vars` are visited (the enclosing
+/// computation's other entries are constants here), and the sweep stops at `vars`. A rule
+/// without a differentiable form gives its first-order cotangent, recorded so that
+/// differentiating through it again throws an error naming the operation.
+[[nodiscard]] std::vector<std::optional<array>>
+backward_differentiable(const std::shared_ptr<tape>& t, const array& output,
+                        const std::vector<std::uint32_t>& vars);
+
+/// The differentiable form of a rule whose first-order form is a fused kernel: records
+/// `f(inputs)` — the same function written with the differentiable operations of ops.hpp —
+/// on the inputs' tape and hands `s` the cotangents of the inputs it needs for `cotangent`,
+/// computed by a differentiable sweep of that recording. (Layer norm, RMS norm and attention
+/// get their second-order rules this way.)
+void composed_vjp(cotangent_sink& s, const std::vector<array>& inputs, const array& cotangent,
+                  const std::function<array(const std::vector<array>&)>& f);
+
+/// The innermost gradient call running `f` on this thread, or null. A `grad` inside a
+/// differentiated function records on it, which is what makes the inner gradient
+/// differentiable; it is set only while `f` runs (not during the backward pass).
+[[nodiscard]] const std::shared_ptr<tape>* enclosing_tape() noexcept;
+
+/// Marks `t` as the tape of the gradient call whose `f` is running on this thread, for the
+/// object's lifetime (scopes nest; each restores the one before).
+class enclosing_scope {
+public:
+    explicit enclosing_scope(const std::shared_ptr<tape>* t) noexcept;
+    ~enclosing_scope();
+    enclosing_scope(const enclosing_scope&) = delete;
+    enclosing_scope& operator=(const enclosing_scope&) = delete;
+
+private:
+    const std::shared_ptr<tape>* previous_;
+};
 
 /// A fresh tape owned for one scope: closed and cleared on the way out (also on an
 /// exception), so traced arrays that escape can no longer record, and the closures recorded
