@@ -412,10 +412,19 @@ bool identical_on_all(const communicator& comm, const tree& t) {
 
 // ---- shard plans ---------------------------------------------------------------------------
 
+namespace {
+/// A tree flattened for sharding: None is a leaf, so the trees of a sharded step (gradients
+/// with None at filtered leaves, a process's owned tree with None elsewhere) keep the
+/// structure of the plan.
+flat_tree flatten_planned(const tree& t) {
+    return flatten(t, [](const tree& x) { return x.is_none(); });
+}
+} // namespace
+
 sharding shard_plan(const tree& t, int processes) {
     if (processes < 1)
         detail::throw_value("shard_plan", {}, "at least one process", fmt::format("{}", processes));
-    auto [leaves, def] = flatten(t);
+    auto [leaves, def] = flatten_planned(t);
     sharding plan;
     plan.processes = processes;
     plan.bytes.assign(static_cast<std::size_t>(processes), 0);
@@ -423,7 +432,8 @@ sharding shard_plan(const tree& t, int processes) {
     const auto groups = tie_groups(t);
     for (std::size_t i = 0; i < leaves.size(); ++i) {
         if (!leaves[i].is_array()) continue;
-        shard_entry e{paths[i], leaves[i].as_array().nbytes(), 0, {}};
+        const array& a = leaves[i].as_array();
+        shard_entry e{paths[i], a.nbytes(), 0, {}, a.dtype(), a.shape(), i};
         // A leaf under a tie's source is used again at each tied position (same relative path).
         for (const auto& g : groups) {
             const path& src = g.source;
@@ -494,15 +504,178 @@ std::string sharding::to_string() const {
 }
 
 tree sharding::owned(const tree& t, int process) const {
-    auto [leaves, def] = flatten(t);
+    auto [leaves, def] = flatten_planned(t);
     if (!(def == structure))
         detail::throw_structure_mismatch("sharding::owned", structure, def, "the plan", "the tree");
-    std::size_t k = 0;
-    for (tree& leaf : leaves) {
-        if (!leaf.is_array()) continue;
-        if (k >= this->leaves.size() || this->leaves[k].owner != process) leaf = tree{};
-        ++k;
+    for (const shard_entry& e : this->leaves)
+        if (e.owner != process) leaves[e.leaf] = tree{};
+    return unflatten(def, std::move(leaves));
+}
+
+// ---- sharded steps ---------------------------------------------------------------------
+
+namespace {
+
+/// The plan: the structure, and each leaf's owner, dtype and shape.
+std::uint64_t plan_digest(const sharding& plan) {
+    hasher h;
+    h.value(std::hash<treedef>{}(plan.structure));
+    for (const shard_entry& e : plan.leaves) {
+        h.value(e.leaf);
+        h.value(e.owner);
+        h.value(static_cast<int>(e.type));
+        for (const auto d : e.shape)
+            h.value(d);
     }
+    return h.done();
+}
+
+/// The flattened tree, checked against the plan, and the plan across processes: the trees
+/// of a sharded step legitimately differ (each holds its own leaves), the plans may not.
+flat_tree planned(const communicator& comm, const tree& t, const sharding& plan,
+                  std::string_view context) {
+    if (plan.processes != comm.size())
+        detail::throw_value(std::string(context), {},
+                            fmt::format("a plan for the communicator's {} processes", comm.size()),
+                            fmt::format("a plan for {}", plan.processes));
+    flat_tree flat = flatten_planned(t);
+    if (!(flat.def == plan.structure))
+        detail::throw_structure_mismatch(std::string(context), plan.structure, flat.def, "the plan",
+                                         "the tree");
+    if (!all_equal(raw(comm), plan_digest(plan)))
+        detail::throw_value(std::string(context), {}, "one shard plan on every process",
+                            "plans that differ (made from trees of another structure, or for "
+                            "another number of processes)");
+    return flat;
+}
+
+} // namespace
+
+tree reduce_scatter_mean(const communicator& comm, const tree& grads, const sharding& plan,
+                         const allreduce_options& options, allreduce_stats* stats) {
+    if (!(options.weight >= 0) || !std::isfinite(options.weight))
+        detail::throw_value("reduce_scatter_mean", {}, "a finite weight >= 0",
+                            fmt::format("{}", options.weight));
+    auto flat = planned(comm, grads, plan, "reduce_scatter_mean");
+    check_structure(comm, grads, flat, "reduce_scatter_mean");
+    auto& [leaves, def] = flat;
+    double weight = options.weight, total = 0;
+    MPI_Request weight_request = MPI_REQUEST_NULL;
+    MPI_Iallreduce(&weight, &total, 1, MPI_DOUBLE, MPI_SUM, raw(comm), &weight_request);
+
+    const int me = comm.rank();
+    // One stream per float dtype: every process's owned leaves, in rank order, so that the
+    // reduce-scatter's k-th segment is exactly what process k owns.
+    std::vector<bucket> sends, mine;
+    std::vector<std::vector<int>> counts;
+    for (const dtype type : {dtype::float32, dtype::float64}) {
+        bucket send{type, {}, {}, MPI_REQUEST_NULL}, own{type, {}, {}, MPI_REQUEST_NULL};
+        std::vector<int> per(static_cast<std::size_t>(comm.size()), 0);
+        for (int p = 0; p < comm.size(); ++p)
+            for (const shard_entry& e : plan.leaves) {
+                const tree& g = leaves[e.leaf];
+                if (e.owner != p || !g.is_array() || g.as_array().dtype() != type) continue;
+                const std::size_t n = g.as_array().size();
+                send.pieces.push_back({e.leaf, 0, n});
+                if (p == me) own.pieces.push_back({e.leaf, 0, n});
+                per[static_cast<std::size_t>(p)] += static_cast<int>(n);
+            }
+        if (send.pieces.empty()) continue;
+        sends.push_back(std::move(send));
+        mine.push_back(std::move(own));
+        counts.push_back(std::move(per));
+    }
+    for (std::size_t b = 0; b < sends.size(); ++b) {
+        const bool f64 = sends[b].type == dtype::float64;
+        if (f64)
+            pack<double>(sends[b], leaves, weight);
+        else
+            pack<float>(sends[b], leaves, weight);
+        mine[b].data.resize(static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)]) *
+                            (f64 ? 8 : 4));
+        MPI_Ireduce_scatter(sends[b].data.data(), mine[b].data.data(), counts[b].data(),
+                            mpi_type(sends[b].type), MPI_SUM, raw(comm), &mine[b].request);
+    }
+    MPI_Wait(&weight_request, MPI_STATUS_IGNORE);
+    if (!(total > 0))
+        detail::throw_value("reduce_scatter_mean", {}, "a positive total weight",
+                            fmt::format("{}", total));
+    // Leaves owned elsewhere become None; owned ones fresh arrays, filled as data arrives.
+    std::vector<void*> outputs(leaves.size(), nullptr);
+    for (const shard_entry& e : plan.leaves)
+        if (e.owner != me) leaves[e.leaf] = tree{};
+    for (const auto& b : mine)
+        for (const auto& p : b.pieces) {
+            const array& a = leaves[p.leaf].as_array();
+            auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
+            outputs[p.leaf] = buffer;
+            leaves[p.leaf] = std::move(fresh);
+        }
+    std::size_t bytes = 0;
+    for (std::size_t b = 0; b < mine.size(); ++b) {
+        MPI_Wait(&mine[b].request, MPI_STATUS_IGNORE);
+        if (mine[b].type == dtype::float64)
+            unpack<double>(mine[b], outputs, 1.0 / total);
+        else
+            unpack<float>(mine[b], outputs, 1.0 / total);
+        bytes += sends[b].data.size();
+    }
+    if (stats != nullptr) *stats = {bytes, sends.size()};
+    return unflatten(def, std::move(leaves));
+}
+
+tree all_gather(const communicator& comm, const tree& owned, const sharding& plan,
+                allreduce_stats* stats) {
+    auto flat = planned(comm, owned, plan, "all_gather");
+    auto& [leaves, def] = flat;
+    const int me = comm.rank();
+    // Bytes, not typed elements: a gather copies, so one stream carries every dtype.
+    std::vector<int> counts(static_cast<std::size_t>(comm.size()), 0);
+    std::vector<std::byte> send;
+    const shard_entry* bad = nullptr;
+    for (const shard_entry& e : plan.leaves) {
+        counts[static_cast<std::size_t>(e.owner)] += static_cast<int>(e.bytes);
+        if (e.owner != me || bad != nullptr) continue;
+        const tree& leaf = leaves[e.leaf];
+        if (!leaf.is_array() || leaf.as_array().dtype() != e.type ||
+            leaf.as_array().shape() != e.shape) {
+            bad = &e;
+            continue;
+        }
+        const std::byte* from = leaf.as_array().bytes();
+        send.insert(send.end(), from, from + e.bytes);
+    }
+    // Agree before the collective: a process that cannot contribute must not leave the others
+    // waiting in it.
+    int failed = bad != nullptr ? me : INT_MAX, first = INT_MAX;
+    MPI_Allreduce(&failed, &first, 1, MPI_INT, MPI_MIN, raw(comm));
+    if (first != INT_MAX) {
+        std::string where = bad != nullptr ? keystr(bad->where) : std::string();
+        broadcast_string(raw(comm), where, first);
+        if (bad != nullptr)
+            detail::throw_leaf(
+                "all_gather", bad->where,
+                fmt::format("this process's updated {}", describe(bad->type, bad->shape)),
+                describe(leaves[bad->leaf]));
+        detail::throw_value(
+            "all_gather", {}, "every owner's updated leaves",
+            fmt::format("process {} without its leaf {}", first, display_path(where)));
+    }
+    std::vector<int> displs(counts.size(), 0);
+    for (std::size_t p = 1; p < counts.size(); ++p)
+        displs[p] = displs[p - 1] + counts[p - 1];
+    std::vector<std::byte> all(static_cast<std::size_t>(displs.back() + counts.back()));
+    MPI_Allgatherv(send.data(), static_cast<int>(send.size()), MPI_BYTE, all.data(), counts.data(),
+                   displs.data(), MPI_BYTE, raw(comm));
+    // Each owner's bytes in plan order, as packed above.
+    std::vector<std::size_t> at(displs.begin(), displs.end());
+    for (const shard_entry& e : plan.leaves) {
+        auto [fresh, buffer] = detail::array_access::allocate(e.type, e.shape);
+        std::memcpy(buffer, all.data() + at[static_cast<std::size_t>(e.owner)], e.bytes);
+        at[static_cast<std::size_t>(e.owner)] += e.bytes;
+        leaves[e.leaf] = std::move(fresh);
+    }
+    if (stats != nullptr) *stats = {all.size(), 1};
     return unflatten(def, std::move(leaves));
 }
 

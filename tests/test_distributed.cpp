@@ -3,6 +3,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include "gpt.hpp"
+
 #include <paramtree/autodiff.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/distributed.hpp>
@@ -10,6 +12,8 @@
 #include <paramtree/map.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/optim.hpp>
+#include <paramtree/path.hpp>
+#include <paramtree/print.hpp>
 #include <paramtree/random.hpp>
 #include <paramtree/shared.hpp>
 
@@ -287,4 +291,127 @@ TEST_CASE("distributed: shard plans refuse bad input naming it", "[distributed][
     CHECK_THROWS_AS(plan.owned(language_model(4, false), 0), pt::structure_error);
     CHECK_THROWS_WITH(plan.owned(language_model(4, false), 0),
                       Catch::StartsWith("sharding::owned: structure mismatch"));
+}
+
+namespace {
+/// `steps` AdamW steps on rows [first, last) of a global batch, sharded ZeRO-2 style:
+/// reduce-scatter the gradient to its owners, each owner updates its leaves, all-gather.
+/// Returns the parameters and this process's optimizer state.
+template <class Loss>
+std::pair<pt::tree, pt::tree>
+sharded_training(const dist::communicator& world, pt::tree p, const Loss& loss, std::size_t first,
+                 std::size_t last, int steps, std::size_t* bytes = nullptr,
+                 const pt::optim::transformation& opt = pt::optim::adamw(0.05)) {
+    const auto plan = dist::shard_plan(p, world.size());
+    pt::tree state = opt.init(plan.owned(p, world.rank()));
+    for (int step = 0; step < steps; ++step) {
+        auto [l, g] = pt::value_and_grad(loss)(p, first, last);
+        dist::allreduce_stats stats;
+        const pt::tree mine = dist::reduce_scatter_mean(
+            world, g, plan, {.weight = static_cast<double>(last - first)}, &stats);
+        if (bytes != nullptr) *bytes = stats.bytes;
+        // What each owner received is the all-reduced mean at its leaves (to rounding: the
+        // two collectives may sum in another order).
+        const pt::tree everywhere = plan.owned(
+            dist::allreduce_mean(world, g, {.weight = static_cast<double>(last - first)}),
+            world.rank());
+        CHECK(pt::tree_equal(mine, everywhere, {.rtol = 1e-6, .atol = 1e-7}));
+        const pt::tree owned = plan.owned(p, world.rank());
+        auto [u, next] = opt.update(mine, state, owned);
+        state = next;
+        p = dist::all_gather(world, pt::optim::apply_updates(owned, u), plan);
+    }
+    return {p, state};
+}
+} // namespace
+
+TEST_CASE("distributed: sharded AdamW (reduce-scatter, owner update, all-gather) equals one "
+          "process",
+          "[distributed][shard][optim]") {
+    const auto world = dist::communicator::world();
+    const std::vector<std::int64_t> tokens{1, 5, 7, 2, 9, 0, 3}, targets{5, 7, 2, 11, 4, 4, 8};
+    auto loss = [&](const pt::tree& m, std::size_t first, std::size_t last) {
+        return lm_loss(m, rows(tokens, first, last), rows(targets, first, last));
+    };
+    const auto [first, last] = dist::batch_slice(tokens.size(), world);
+    const pt::tree start = dist::broadcast(world, language_model(3, true));
+    std::size_t bytes = 0;
+    const auto [p, state] = sharded_training(world, start, loss, first, last, 3, &bytes);
+    // The single-process reference, on every process.
+    const auto [q, unused] =
+        sharded_training(dist::communicator::world().split(world.rank()), start, loss, 0, 7, 3);
+    CHECK(dist::identical_on_all(world, p));
+    CHECK(pt::tree_equal(p, q, {.rtol = 1e-5, .atol = 1e-6}));
+    CHECK(p.num_leaves() == 2); // the tie held
+    // The tie is one slot: the reduce-scatter summed each float of the pruned tree once.
+    CHECK(bytes == float_bytes(start));
+    // Each process keeps moments only for what it owns (the tied LM has two leaves: with
+    // three processes one owns nothing and keeps no moments at all).
+    const auto plan = dist::shard_plan(start, world.size());
+    const std::size_t own_bytes = plan.bytes[static_cast<std::size_t>(world.rank())];
+    CHECK(float_bytes(state) == 2 * own_bytes); // first and second moments
+}
+
+TEST_CASE("distributed: the demo's GPT trained sharded equals single-process training",
+          "[distributed][shard][optim]") {
+    const auto world = dist::communicator::world();
+    const gpt::config c{.vocab = 16, .context = 8, .dim = 16, .layers = 2, .heads = 2};
+    const pt::tree start = dist::broadcast(world, gpt::make(pt::random::make_key(5), c));
+    const std::size_t batch = 5;
+    std::vector<std::int64_t> all(batch * (c.context + 1));
+    for (std::size_t i = 0; i < all.size(); ++i)
+        all[i] = static_cast<std::int64_t>((i * 7 + i / 3) % c.vocab);
+    auto loss = [&](const pt::tree& m, std::size_t first, std::size_t last) {
+        std::vector<std::int64_t> in, out;
+        for (std::size_t b = first; b < last; ++b)
+            for (std::size_t t = 0; t < c.context; ++t) {
+                in.push_back(all[b * (c.context + 1) + t]);
+                out.push_back(all[b * (c.context + 1) + t + 1]);
+            }
+        const pt::shape_type s{last - first, c.context};
+        return gpt::loss(m, pt::array::from_vector<std::int64_t>(s, in),
+                         pt::array::from_vector<std::int64_t>(s, out));
+    };
+    // SGD with momentum: the update is linear in the gradient, so the two runs agree to
+    // float32 rounding. (With Adam, a parameter whose gradient is ~0 moves by ±lr on the sign
+    // of rounding noise; the small model above checks AdamW itself.)
+    const auto opt = pt::optim::sgd(0.1, 0.9);
+    const auto [first, last] = dist::batch_slice(batch, world);
+    const auto [p, state] = sharded_training(world, start, loss, first, last, 3, nullptr, opt);
+    const auto [q, unused] = sharded_training(dist::communicator::world().split(world.rank()),
+                                              start, loss, 0, batch, 3, nullptr, opt);
+    CHECK(dist::identical_on_all(world, p));
+    CHECK(pt::tree_equal(p, q, {.rtol = 1e-5, .atol = 1e-6}));
+    CHECK(p.num_leaves() == start.num_leaves()); // the tied head is still one leaf
+    // About 1/n of the momentum per process.
+    const auto total = float_bytes(start);
+    const auto mine = float_bytes(state);
+    INFO("momentum " << mine << " of " << total);
+    CHECK(mine < total / static_cast<std::size_t>(world.size()) * 5 / 4 + 64);
+}
+
+TEST_CASE("distributed: sharded steps refuse a wrong plan, tree or owned leaf, naming it",
+          "[distributed][shard][errors]") {
+    const auto world = dist::communicator::world();
+    const pt::tree m = language_model(1, true);
+    const auto plan = dist::shard_plan(m, world.size());
+    const auto wrong = dist::shard_plan(m, world.size() + 1);
+    CHECK_THROWS_AS(dist::reduce_scatter_mean(world, m, wrong), pt::value_error);
+    CHECK_THROWS_AS(dist::reduce_scatter_mean(world, language_model(1, false), plan),
+                    pt::structure_error);
+    // The owner of the embedding passes None for it: the error names the leaf there, and the
+    // other processes are told which process and leaf instead of waiting in the collective.
+    const int owner = plan.leaves[0].owner;
+    pt::tree owned = plan.owned(m, world.rank());
+    if (world.rank() == owner) owned = pt::tree_at(plan.leaves[0].where, owned, pt::tree{});
+    try {
+        (void)dist::all_gather(world, owned, plan);
+        FAIL("all_gather accepted a missing owned leaf");
+    } catch (const pt::leaf_error& e) {
+        CHECK(world.rank() == owner);
+        CHECK(e.path() == pt::keystr(plan.leaves[0].where));
+    } catch (const pt::value_error& e) {
+        CHECK(world.rank() != owner);
+        CHECK(std::string(e.what()).find(pt::keystr(plan.leaves[0].where)) != std::string::npos);
+    }
 }

@@ -122,13 +122,17 @@ struct shard_entry {
     std::size_t bytes = 0;
     int owner = 0;
     std::vector<path> also_at;
+    dtype type = dtype::float32; ///< the leaf's dtype and shape (all_gather rebuilds it)
+    shape_type shape;
+    std::size_t leaf = 0; ///< its position among the tree's flattened leaves
 };
 
 /// Which process owns each array leaf of a tree (ZeRO's partition of optimizer state): every
 /// leaf of the PRUNED tree goes to exactly one process, balanced by bytes.
 struct sharding {
     int processes = 1;
-    treedef structure;               ///< of the tree planned
+    treedef structure;               ///< of the tree planned (None counted as a leaf, so a
+                                     ///< tree with None at leaves it does not own matches)
     std::vector<shard_entry> leaves; ///< the array leaves, in flatten order
     std::vector<std::size_t> bytes;  ///< per process
     /// max / mean - 1 over the processes' bytes (0: perfectly even).
@@ -151,5 +155,36 @@ struct sharding {
 ///     std::cout << plan.to_string();          // the tie: one leaf, one owner
 ///     assert(plan.leaves.size() == 2 && plan.leaves[0].owner != plan.leaves[1].owner);
 [[nodiscard]] sharding shard_plan(const tree& t, int processes);
+
+/// ZeRO-2's gradient step: the (weighted) mean over all processes of `grads` — the pruned
+/// gradient, of `plan`'s structure — delivered only to each leaf's owner. Every float leaf
+/// is summed once and lands on one process (one MPI_Reduce_scatter per dtype, the owners'
+/// leaves laid out in rank order), so each process receives about 1/n of the gradient bytes
+/// instead of all of them. The result has the plan's structure with None at the leaves this
+/// process does not own, ready for an optimizer whose state was built from
+/// `plan.owned(params, rank)`. Throws value_error if the plan is not for `comm.size()`
+/// processes, structure_error if `grads` is not of the plan's structure, and fails on every
+/// process, naming the first differing path, if the processes' trees differ.
+///
+///     const auto plan = pt::distributed::shard_plan(params, world.size());
+///     const pt::tree mine = pt::distributed::reduce_scatter_mean(world, grads, plan);
+///     // mine: the mean gradient at the leaves this process owns, None elsewhere
+[[nodiscard]] tree reduce_scatter_mean(const communicator& comm, const tree& grads,
+                                       const sharding& plan, const allreduce_options& options = {},
+                                       allreduce_stats* stats = nullptr);
+
+/// The other half of a sharded step: each process passes the tree with its owned leaves
+/// updated (other array leaves may be None or stale), and every process gets the whole tree,
+/// each leaf from its owner (one MPI_Allgatherv of the owned bytes, any dtype). Ties stay
+/// one leaf: the result has the plan's structure. Throws as `reduce_scatter_mean`, and
+/// leaf_error naming the path if an owned leaf is missing or has another dtype or shape (on
+/// the process that passed it; the others get a value_error naming that process and path,
+/// so nobody waits in the collective).
+///
+///     const auto plan = pt::distributed::shard_plan(params, world.size());
+///     const pt::tree owned = plan.owned(params, world.rank());   // updated by its owner
+///     params = pt::distributed::all_gather(world, owned, plan);  // whole again everywhere
+[[nodiscard]] tree all_gather(const communicator& comm, const tree& owned, const sharding& plan,
+                              allreduce_stats* stats = nullptr);
 
 } // namespace paramtree::distributed
