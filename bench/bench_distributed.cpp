@@ -1,6 +1,7 @@
 // paramtree benchmark — data parallelism over MPI (run by scripts/bench under mpirun -np 2):
 // the gradient all-reduce of the demo model (tied, and its untied twin) against an MPI
-// ping-pong of the same bytes, and the optimizer-state bytes each process holds. Process 0
+// ping-pong of the same bytes, the sharded step's reduce-scatter and all-gather, and the
+// optimizer-state bytes each process holds, whole and sharded. Process 0
 // writes the medians as JSON to the file named by argv[1].
 #include "gpt.hpp"
 
@@ -83,14 +84,30 @@ int main(int argc, char** argv) {
     const double t_ping = world.size() >= 2 ? ping_pong(world, st.bytes, reps) : 0.0;
     const auto opt = pt::optim::adamw(1e-3);
     const std::size_t state_bytes = float_bytes(opt.init(tied));
+    // The sharded step's communication: the gradient reduce-scattered to its owners, then the
+    // updated parameters all-gathered from them (ZeRO-2), and the moments each process keeps.
+    const auto plan = dist::shard_plan(tied, world.size());
+    const pt::tree owned = plan.owned(tied, world.rank());
+    dist::allreduce_stats rs, ag;
+    (void)dist::reduce_scatter_mean(world, tied, plan, {}, &rs);
+    (void)dist::all_gather(world, owned, plan, &ag);
+    const double t_rs =
+        time_median(world, reps, [&] { (void)dist::reduce_scatter_mean(world, tied, plan); });
+    const double t_ag =
+        time_median(world, reps, [&] { (void)dist::all_gather(world, owned, plan); });
+    // Every process's sharded moments, for the largest.
+    std::uint64_t mine = float_bytes(opt.init(owned)), most = 0;
+    MPI_Allreduce(&mine, &most, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     if (world.rank() == 0 && argc > 1) {
         std::ofstream(argv[1]) << fmt::format(
             "{{\"processes\": {}, \"tied_bytes\": {}, \"untied_bytes\": {}, \"tied_buckets\": {}, "
             "\"allreduce_tied_s\": {}, \"allreduce_untied_s\": {}, \"allreduce_small_buckets_s\": "
             "{}, "
-            "\"ping_pong_s\": {}, \"optimizer_state_bytes\": {}, \"parameter_bytes\": {}}}\n",
+            "\"ping_pong_s\": {}, \"optimizer_state_bytes\": {}, \"parameter_bytes\": {}, "
+            "\"reduce_scatter_s\": {}, \"reduce_scatter_bytes\": {}, \"all_gather_s\": {}, "
+            "\"all_gather_bytes\": {}, \"sharded_state_bytes_max\": {}}}\n",
             world.size(), st.bytes, su.bytes, st.buckets, t_tied, t_untied, t_small, t_ping,
-            state_bytes, float_bytes(tied));
+            state_bytes, float_bytes(tied), t_rs, rs.bytes, t_ag, ag.bytes, most);
     }
     return 0;
 }

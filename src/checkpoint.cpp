@@ -7,6 +7,7 @@
 #include <paramtree/detail/file_io.hpp>
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
+#include "checkpoint_shards.hpp"
 #include "structure_codec.hpp"
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
@@ -450,23 +451,22 @@ json encode_ties(const tree& t, const detail::encoded_structure& enc, const std:
 }
 } // namespace
 
-void save(const std::filesystem::path& file, const tree& t) {
+namespace detail {
+void write_safetensors(const std::filesystem::path& file,
+                       const std::vector<std::pair<std::string, array>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
     const std::string context = file.string();
-    const auto enc = detail::encode_structure(t, context);
     std::string text;
     try {
         json header = json::object();
         std::size_t offset = 0;
-        for (const auto& [name, a] : enc.tensors) {
+        for (const auto& [name, a] : tensors) {
             header[name] = {{"dtype", st_dtype(a.dtype())},
                             {"shape", a.shape()},
                             {"data_offsets", {offset, offset + a.nbytes()}}};
             offset += a.nbytes();
         }
-        header["__metadata__"] = {{"format", "paramtree"},
-                                  {structure_key, enc.text},
-                                  {ties_key, encode_ties(t, enc, context).dump()},
-                                  {"paramtree.treedef", paramtree::structure(t).to_string()}};
+        header["__metadata__"] = metadata;
         text = header.dump();
     } catch (const json::exception&) {
         throw format_error("save " + context, "", "UTF-8 keys and strings",
@@ -480,20 +480,122 @@ void save(const std::filesystem::path& file, const tree& t) {
         throw format_error(
             "save " + context, "",
             fmt::format("a header of at most {} bytes (what loaders accept)", max_header),
-            fmt::format("{} bytes for {} tensors", text.size(), enc.tensors.size()));
+            fmt::format("{} bytes for {} tensors", text.size(), tensors.size()));
     const std::uint64_t n = text.size();
     atomic_write(file, [&](int fd) {
         write_all(fd, &n, 8, file);
         write_all(fd, text.data(), text.size(), file);
-        for (const auto& [name, a] : enc.tensors)
+        for (const auto& [name, a] : tensors)
             write_all(fd, a.bytes(), a.nbytes(), file);
     });
 }
 
+std::map<std::string, std::string> structure_metadata(const tree& t, const encoded_structure& enc,
+                                                      const std::string& context) {
+    return {{"format", "paramtree"},
+            {structure_key, enc.text},
+            {ties_key, encode_ties(t, enc, context).dump()},
+            {"paramtree.treedef", paramtree::structure(t).to_string()}};
+}
+} // namespace detail
+
+void save(const std::filesystem::path& file, const tree& t) {
+    const std::string context = file.string();
+    const auto enc = detail::encode_structure(t, context);
+    detail::write_safetensors(file, enc.tensors, detail::structure_metadata(t, enc, context));
+}
+
+// ---- sharded checkpoints -------------------------------------------------------------------
+
+namespace {
+/// A sharded checkpoint is named by its index, `*.json` (as `model.safetensors.index.json`).
+bool is_index(const std::filesystem::path& file) {
+    return file.extension() == ".json";
+}
+
+/// The tree a sharded checkpoint's index describes, its tensors read from the shard files
+/// the index names (relative to the index's directory).
+tree load_sharded_tree(const std::filesystem::path& index, const load_options& options) {
+    const std::string source = index.string();
+    const auto bytes = detail::read_file(index);
+    bool too_deep = false;
+    const json j = detail::parse_bounded(
+        std::string_view(reinterpret_cast<const char*>(bytes.bytes.data()), bytes.bytes.size()), 8,
+        &too_deep);
+    const auto bad = [&](std::string where, std::string expected, std::string found) {
+        throw format_error("sharded checkpoint " + source, std::move(where), std::move(expected),
+                           std::move(found));
+    };
+    if (!j.is_object() || !j.contains("metadata") || !j["metadata"].is_object() ||
+        !j.contains("weight_map") || !j["weight_map"].is_object())
+        bad("", "an index with \"metadata\" and \"weight_map\" objects",
+            too_deep ? "JSON nested too deeply" : detail::describe_json(j));
+    const json& meta = j["metadata"];
+    if (!meta.contains(structure_key) || !meta[structure_key].is_string())
+        bad("metadata", "paramtree's structure (an index written by distributed::save_sharded)",
+            "no paramtree.structure string");
+    // Each shard once, in any order; each tensor from the file the index names for it.
+    std::map<std::string, st_file> shards;
+    std::map<std::string, std::pair<const st_file*, const st_tensor*>> where;
+    for (const auto& [name, file] : j["weight_map"].items()) {
+        if (!file.is_string())
+            bad(detail::escaped(name), "a shard file name", detail::describe_json(file));
+        const std::string f = file.get<std::string>();
+        if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+            bad(detail::escaped(name), "a file name next to the index", f);
+        auto it = shards.find(f);
+        if (it == shards.end())
+            it = shards.emplace(f, open_file(index.parent_path() / f, options.memory)).first;
+        const st_tensor* found = nullptr;
+        for (const auto& t : it->second.tensors)
+            if (t.name == name) found = &t;
+        if (found == nullptr) bad(detail::escaped(name), "the tensor in " + f, "no such tensor");
+        where[name] = {&it->second, found};
+    }
+    return detail::decode_structure(
+        meta[structure_key].get<std::string>(),
+        [&](const std::string& name) {
+            const auto t = where.find(name);
+            if (t == where.end())
+                bad(detail::escaped(name), "the tensor the structure names in the weight map",
+                    "no such entry");
+            return tensor_array(*t->second.first, *t->second.second);
+        },
+        source);
+}
+
+/// `t` (loaded from `source`) checked against `like`: the same structure and, leaf by leaf,
+/// the same dtype and shape; every difference reported by path in one format_error.
+tree checked_against(const tree& t, const tree& like, const std::string& source) {
+    if (!(paramtree::structure(t) == paramtree::structure(like)))
+        throw format_error("sharded checkpoint " + source, "",
+                           paramtree::structure(like).to_string() + " (the structure of like)",
+                           paramtree::structure(t).to_string());
+    const auto [got, def] = flatten_with_path(t);
+    const auto want = leaves(like);
+    std::vector<std::string> problems;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        const tree& g = got[i].second;
+        if (want[i].is_array() != g.is_array() ||
+            (g.is_array() && (g.as_array().dtype() != want[i].as_array().dtype() ||
+                              g.as_array().shape() != want[i].as_array().shape())))
+            problems.push_back(fmt::format("{}: {} (expected {})", keystr(got[i].first),
+                                           describe(g), describe(want[i])));
+    }
+    if (!problems.empty())
+        throw format_error("sharded checkpoint " + source, "", "the dtypes and shapes of like",
+                           fmt::format("{}", fmt::join(problems, "; ")));
+    return t;
+}
+} // namespace
+
 tree load(const std::filesystem::path& file, const tree& like, const load_options& options) {
+    if (is_index(file))
+        return checked_against(load_sharded_tree(file, options), like, file.string());
     return load_like(open_file(file, options.memory), like, options);
 }
 tree load_tree(const std::filesystem::path& file, const load_options& options) {
+    if (is_index(file)) return load_sharded_tree(file, options);
     return tree_of(open_file(file, options.memory));
 }
 std::map<std::string, array> load_arrays(const std::filesystem::path& file,

@@ -8,15 +8,18 @@
 // packed and handed to MPI_Iallreduce before the next is packed.
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/file_io.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/distributed.hpp>
+#include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/print.hpp>
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
+#include "checkpoint_shards.hpp"
 #include "structure_codec.hpp"
 
 // The C API only: MPI's deprecated C++ bindings are not warning-clean.
@@ -31,6 +34,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace paramtree::distributed {
 
@@ -677,6 +681,137 @@ tree all_gather(const communicator& comm, const tree& owned, const sharding& pla
     }
     if (stats != nullptr) *stats = {all.size(), 1};
     return unflatten(def, std::move(leaves));
+}
+
+// ---- sharded checkpoints ---------------------------------------------------------------
+
+namespace {
+
+/// `model.safetensors.index.json` -> `model.safetensors`, the stem shard names start from.
+std::string shard_stem(const std::filesystem::path& index) {
+    std::string name = index.filename().string();
+    for (const std::string_view suffix : {".index.json", ".json"})
+        if (name.size() > suffix.size() && name.ends_with(suffix)) {
+            name.resize(name.size() - suffix.size());
+            break;
+        }
+    if (name.ends_with(".safetensors")) name.resize(name.size() - 12);
+    return name;
+}
+
+std::string shard_name(const std::string& stem, std::uint64_t generation, int rank, int size) {
+    return fmt::format("{}.g{}-{:05}-of-{:05}.safetensors", stem, generation, rank + 1, size);
+}
+
+/// The generation of the checkpoint `index` holds now (0 if none can be read): the next
+/// save writes the one after it, under new file names.
+std::uint64_t current_generation(const std::filesystem::path& index) {
+    std::error_code ec;
+    if (!std::filesystem::exists(index, ec)) return 0;
+    try {
+        const auto bytes = detail::read_file(index);
+        const auto j = detail::parse_bounded(
+            std::string_view(reinterpret_cast<const char*>(bytes.bytes.data()), bytes.bytes.size()),
+            8);
+        const auto& g = j.at("metadata").at("paramtree.generation");
+        return std::stoull(g.get<std::string>());
+    } catch (const std::exception&) {
+        return 0; // not ours, or unreadable: it is replaced, never read
+    }
+}
+
+/// Runs `write` on every process, then agrees: if it threw anywhere, every process throws
+/// (the failing one its own error, the others an io_error naming it), so no process goes on
+/// to the next step of a save that did not happen.
+template <class Write>
+void on_all_or_none(const communicator& comm, const std::string& context, Write&& write) {
+    std::string message;
+    std::exception_ptr failure;
+    try {
+        write();
+    } catch (const std::exception& e) {
+        failure = std::current_exception();
+        message = e.what();
+    }
+    int failed = failure ? comm.rank() : INT_MAX, first = INT_MAX;
+    MPI_Allreduce(&failed, &first, 1, MPI_INT, MPI_MIN, raw(comm));
+    if (first == INT_MAX) return;
+    broadcast_string(raw(comm), message, first);
+    if (failure) std::rethrow_exception(failure);
+    throw io_error(context, "", "every process's part written",
+                   fmt::format("process {} failed: {}", first, message));
+}
+
+} // namespace
+
+void save_sharded(const communicator& comm, const std::filesystem::path& index, const tree& local) {
+    const std::string context = "save_sharded " + index.string();
+    auto [leaves, def] = flatten_planned(local);
+    if (!all_equal(raw(comm), std::hash<treedef>{}(def)))
+        detail::throw_value(context, {},
+                            "one structure on every process (None where a "
+                            "process does not hold a leaf)",
+                            "trees of different structures");
+    // The writer of each leaf: the lowest process holding an array there.
+    std::vector<int> held(leaves.size()), writer(leaves.size());
+    for (std::size_t i = 0; i < leaves.size(); ++i)
+        held[i] = leaves[i].is_array() ? comm.rank() : INT_MAX;
+    MPI_Allreduce(held.data(), writer.data(), static_cast<int>(held.size()), MPI_INT, MPI_MIN,
+                  raw(comm));
+    std::uint64_t generation = comm.rank() == 0 ? current_generation(index) + 1 : 0;
+    MPI_Bcast(&generation, 1, MPI_UINT64_T, 0, raw(comm));
+    const std::string stem = shard_stem(index);
+    const auto dir = index.parent_path();
+    const auto& paths = def.leaf_paths(); // once per save, for the tensor names
+    std::vector<std::string> files;
+    for (int p = 0; p < comm.size(); ++p)
+        files.push_back(shard_name(stem, generation, p, comm.size()));
+
+    // 1. Every process writes its shard (atomically, under this generation's name).
+    on_all_or_none(comm, context, [&] {
+        std::vector<std::pair<std::string, array>> tensors;
+        for (std::size_t i = 0; i < leaves.size(); ++i)
+            if (writer[i] == comm.rank())
+                tensors.emplace_back(detail::tensor_name(paths[i]), leaves[i].as_array());
+        detail::write_safetensors(
+            dir / files[static_cast<std::size_t>(comm.rank())], tensors,
+            {{"format", "paramtree-shard"}, {"paramtree.generation", std::to_string(generation)}});
+    });
+    // 2. Process 0 writes the index: the structure (arrays another process holds stand in as
+    //    0-d placeholders: the text names tensors, it does not store them) and the weight map.
+    on_all_or_none(comm, context, [&] {
+        if (comm.rank() != 0) return;
+        std::vector<tree> whole = leaves;
+        nlohmann::json weight_map = nlohmann::json::object();
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < whole.size(); ++i) {
+            if (writer[i] == INT_MAX) continue; // None on every process: part of the structure
+            if (!whole[i].is_array()) whole[i] = tree(array::zeros({}));
+            weight_map[detail::tensor_name(paths[i])] = files[static_cast<std::size_t>(writer[i])];
+        }
+        for (std::size_t i = 0; i < leaves.size(); ++i)
+            if (leaves[i].is_array() && writer[i] == 0) total += leaves[i].as_array().nbytes();
+        const tree t = unflatten(def, std::move(whole));
+        const auto enc = detail::encode_structure(t, context);
+        nlohmann::json meta = detail::structure_metadata(t, enc, context);
+        meta["paramtree.generation"] = std::to_string(generation);
+        meta["paramtree.processes"] = std::to_string(comm.size());
+        const std::string text =
+            nlohmann::json{{"metadata", meta}, {"weight_map", weight_map}}.dump(1);
+        detail::atomic_write(
+            index, [&](int fd) { detail::write_all(fd, text.data(), text.size(), index); });
+    });
+    // 3. The new set is complete and named by the index: the previous generation's shards go.
+    if (comm.rank() != 0) return;
+    std::error_code ec;
+    const std::string prefix = stem + ".g";
+    for (const auto& entry : std::filesystem::directory_iterator(dir.empty() ? "." : dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        const bool ours = name.starts_with(prefix) && name.ends_with(".safetensors") &&
+                          name.find("-of-") != std::string::npos;
+        if (ours && std::find(files.begin(), files.end(), name) == files.end())
+            std::filesystem::remove(entry.path(), ec); // best effort: a leftover is harmless
+    }
 }
 
 } // namespace paramtree::distributed

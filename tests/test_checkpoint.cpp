@@ -721,3 +721,39 @@ TEST_CASE("checkpoint: a long list of mismatches shows the first ten and a count
         CHECK(what.find("w110") == std::string::npos);
     }
 }
+
+TEST_CASE("checkpoint: a sharded checkpoint's index is validated, naming what is wrong",
+          "[checkpoint][sharded][errors]") {
+    // (Writing sharded checkpoints needs MPI: tests/test_distributed.cpp. Here: reading one
+    // whose index or shards are damaged.)
+    scratch s;
+    const auto index = s.dir / "model.safetensors.index.json";
+    auto write = [&](const std::string& text) { std::ofstream(index) << text; };
+    // A shard as distributed::save_sharded writes it: a plain safetensors file.
+    pt::save(s.dir / "shard.safetensors", pt::dict({{"w", pt::array{1.0f, 2.0f}}}));
+    REQUIRE(pt::load_arrays(s.dir / "shard.safetensors").size() == 1);
+
+    write("[1, 2]");
+    CHECK_THROWS_AS(pt::load_tree(index), pt::format_error);
+    write(R"({"metadata": {}, "weight_map": {}})");
+    try {
+        (void)pt::load_tree(index);
+        FAIL("an index without paramtree's structure loaded");
+    } catch (const pt::format_error& e) {
+        CHECK(std::string(e.what()).find("paramtree.structure") != std::string::npos);
+    }
+    write(
+        R"({"metadata": {"paramtree.structure": "x"}, "weight_map": {"w": "../escape.safetensors"}})");
+    CHECK_THROWS_AS(pt::load_tree(index), pt::format_error);
+    write(
+        R"({"metadata": {"paramtree.structure": "x"}, "weight_map": {"w": "missing.safetensors"}})");
+    CHECK_THROWS_AS(pt::load_tree(index), pt::io_error);
+    write(
+        R"({"metadata": {"paramtree.structure": "x"}, "weight_map": {"v": "shard.safetensors"}})");
+    try {
+        (void)pt::load_tree(index);
+        FAIL("a tensor missing from its shard loaded");
+    } catch (const pt::format_error& e) {
+        CHECK(e.path() == "v");
+    }
+}

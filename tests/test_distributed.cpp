@@ -6,6 +6,7 @@
 #include "gpt.hpp"
 
 #include <paramtree/autodiff.hpp>
+#include <paramtree/checkpoint.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/distributed.hpp>
 #include <paramtree/flatten.hpp>
@@ -18,6 +19,9 @@
 #include <paramtree/shared.hpp>
 
 #include <algorithm>
+#include <filesystem>
+#include <fmt/format.h>
+#include <unistd.h>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -414,4 +418,143 @@ TEST_CASE("distributed: sharded steps refuse a wrong plan, tree or owned leaf, n
         CHECK(world.rank() != owner);
         CHECK(std::string(e.what()).find(pt::keystr(plan.leaves[0].where)) != std::string::npos);
     }
+}
+
+namespace {
+/// A directory every process of `comm` names the same (process 0's pid), emptied first.
+std::filesystem::path shared_directory(const dist::communicator& comm, const std::string& tag) {
+    const pt::tree pid = dist::broadcast(
+        comm, pt::tree(pt::array::scalar<std::int64_t>(static_cast<std::int64_t>(::getpid()))));
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("pt-shards-" + tag + "-" +
+                      std::to_string(static_cast<std::int64_t>(pid.as_array().item())));
+    if (comm.rank() == 0) {
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+    }
+    comm.barrier();
+    return dir;
+}
+
+std::size_t files_in(const std::filesystem::path& dir) {
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(dir),
+                                                  std::filesystem::directory_iterator{}));
+}
+} // namespace
+
+TEST_CASE("distributed: a sharded checkpoint saves each leaf once and reshards on load",
+          "[distributed][shard][checkpoint]") {
+    const auto world = dist::communicator::world();
+    const auto dir = shared_directory(world, "reshard");
+    const auto index = dir / "model.safetensors.index.json";
+    const gpt::config c{.vocab = 16, .context = 8, .dim = 16, .layers = 2, .heads = 2};
+    const pt::tree params = dist::broadcast(world, gpt::make(pt::random::make_key(9), c));
+
+    // Saved on every process of the world: one shard file per process plus the index.
+    const auto plan = dist::shard_plan(params, world.size());
+    dist::save_sharded(world, index, plan.owned(params, world.rank()));
+    world.barrier();
+    const pt::tree back = pt::load_tree(index);
+    CHECK(pt::tree_equal(back, params)); // exactly, tie and static fields included
+    CHECK(pt::structure(back) == pt::structure(params));
+    CHECK(pt::tree_equal(pt::load(index, params), params));
+    CHECK(files_in(dir) == static_cast<std::size_t>(world.size()) + 1);
+    // Every tensor of the pruned tree is in exactly one shard: the tied head is not stored.
+    std::size_t tensors = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        if (entry.path().extension() == ".safetensors")
+            tensors += pt::load_arrays(entry.path()).size();
+    CHECK(tensors == pt::count_parameters(params).arrays);
+
+    // Resharding: saved by two processes, then by all of them, then by one, each time loaded
+    // whole. (With two processes in the world the "two" are the world itself.)
+    const auto pair = world.split(world.rank() < 2 ? 0 : 1);
+    if (world.rank() < 2) {
+        const auto two = dist::shard_plan(params, pair.size());
+        dist::save_sharded(pair, index, two.owned(params, pair.rank()));
+    }
+    world.barrier();
+    const pt::tree from_two = pt::load_tree(index);
+    CHECK(pt::tree_equal(from_two, params));
+    dist::save_sharded(world, index, plan.owned(from_two, world.rank()));
+    world.barrier();
+    CHECK(pt::tree_equal(pt::load_tree(index), params));
+    const auto alone = world.split(world.rank());
+    if (world.rank() == 0) dist::save_sharded(alone, index, pt::load_tree(index));
+    world.barrier();
+    CHECK(pt::tree_equal(pt::load_tree(index), params));
+    CHECK(files_in(dir) == 2); // the index and the one process's shard: old generations gone
+
+    // A single-process checkpoint loads into a sharded run.
+    if (world.rank() == 0) pt::save(dir / "single.safetensors", params);
+    world.barrier();
+    const pt::tree mine = plan.owned(pt::load_tree(dir / "single.safetensors"), world.rank());
+    CHECK(pt::tree_equal(dist::all_gather(world, mine, plan), params));
+    world.barrier();
+    if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("distributed: a sharded optimizer state saves and loads whole",
+          "[distributed][shard][checkpoint]") {
+    const auto world = dist::communicator::world();
+    const auto dir = shared_directory(world, "state");
+    const pt::tree params = dist::broadcast(world, language_model(4, true));
+    const auto plan = dist::shard_plan(params, world.size());
+    const auto opt = pt::optim::adamw(0.01);
+    // One step's moments at the owned leaves (a gradient of ones).
+    const pt::tree owned = plan.owned(params, world.rank());
+    const pt::tree ones = pt::tree_map(
+        [](const pt::tree& l) {
+            return pt::tree(pt::array::ones(l.as_array().shape(), l.as_array().dtype()));
+        },
+        owned);
+    const auto [u, state] = opt.update(ones, opt.init(owned), owned);
+    dist::save_sharded(world, dir / "state.index.json", state);
+    world.barrier();
+    const pt::tree whole = pt::load_tree(dir / "state.index.json");
+    // The single-process state after the same step, every moment present.
+    const pt::tree all_ones = pt::tree_map(
+        [](const pt::tree& l) {
+            return pt::tree(pt::array::ones(l.as_array().shape(), l.as_array().dtype()));
+        },
+        params);
+    const auto [uq, reference] = opt.update(all_ones, opt.init(params), params);
+    CHECK(pt::tree_equal(whole, reference));
+    world.barrier();
+    if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("distributed: a sharded save that fails anywhere fails everywhere and keeps the "
+          "previous checkpoint",
+          "[distributed][shard][checkpoint][errors]") {
+    const auto world = dist::communicator::world();
+    const auto dir = shared_directory(world, "atomic");
+    const auto index = dir / "model.safetensors.index.json";
+    const pt::tree before = dist::broadcast(world, language_model(5, true));
+    const auto plan = dist::shard_plan(before, world.size());
+    dist::save_sharded(world, index, plan.owned(before, world.rank()));
+    world.barrier();
+    // The last process cannot write its next shard: a directory sits at its file name
+    // (generation 2), as if the disk refused it.
+    const int last = world.size() - 1;
+    if (world.rank() == 0)
+        std::filesystem::create_directories(
+            dir / fmt::format("model.g2-{:05}-of-{:05}.safetensors", last + 1, world.size()));
+    world.barrier();
+    const pt::tree after = language_model(6, true);
+    try {
+        dist::save_sharded(world, index, plan.owned(after, world.rank()));
+        FAIL("a failed shard write was not reported");
+    } catch (const pt::error& e) {
+        // The failing process reports its own error; the others name it.
+        if (world.rank() != last)
+            CHECK(std::string(e.what()).find(fmt::format("process {}", last)) != std::string::npos);
+    }
+    world.barrier();
+    CHECK(pt::tree_equal(pt::load_tree(index), before)); // the previous set, intact
+    // Mixed structures are refused on every process before anything is written.
+    const pt::tree odd = world.rank() == 0 ? language_model(5, false) : language_model(5, true);
+    CHECK_THROWS_AS(dist::save_sharded(world, index, odd), pt::value_error);
+    world.barrier();
+    if (world.rank() == 0) std::filesystem::remove_all(dir);
 }

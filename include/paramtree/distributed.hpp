@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -186,5 +187,25 @@ struct sharding {
 ///     params = pt::distributed::all_gather(world, owned, plan);  // whole again everywhere
 [[nodiscard]] tree all_gather(const communicator& comm, const tree& owned, const sharding& plan,
                               allreduce_stats* stats = nullptr);
+
+/// Saves a tree held in pieces as a sharded checkpoint: every process passes its `local`
+/// tree — one structure on all processes, each with arrays at the leaves it holds and None
+/// elsewhere (`plan.owned(params, rank)`, or a sharded optimizer state) — and writes the
+/// arrays it holds (a leaf several processes hold is written by the lowest of them) to its
+/// own safetensors file next to `index`; process 0 then writes `index`, a JSON file in the
+/// layout of Hugging Face's `model.safetensors.index.json` (`weight_map`: tensor -> file)
+/// whose metadata holds the structure and the ties, once. The set is atomic: shard files
+/// carry a generation number in their names, the index is replaced (write, fsync, rename)
+/// only after every process has written its shard, and the previous generation's files are
+/// removed only then — a crash at any point leaves the previous checkpoint loadable.
+/// `pt::load_tree(index)` / `pt::load(index, like)` read it back whole, on any number of
+/// processes (one included). Throws io_error (on every process, naming the one that failed)
+/// if a file cannot be written, value_error if the structures differ across processes.
+///
+///     const auto plan = pt::distributed::shard_plan(params, world.size());
+///     pt::distributed::save_sharded(world, "ckpt/model.safetensors.index.json",
+///                                   plan.owned(params, world.rank()));
+///     pt::tree back = pt::load_tree("ckpt/model.safetensors.index.json");  // the whole tree
+void save_sharded(const communicator& comm, const std::filesystem::path& index, const tree& local);
 
 } // namespace paramtree::distributed
