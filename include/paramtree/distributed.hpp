@@ -203,9 +203,9 @@ struct sharding {
 /// if a file cannot be written, value_error if the structures differ across processes.
 ///
 ///     const auto plan = pt::distributed::shard_plan(params, world.size());
-///     pt::distributed::save_sharded(world, "ckpt/model.safetensors.index.json",
+///     pt::distributed::save_sharded(world, "model.safetensors.index.json",
 ///                                   plan.owned(params, world.rank()));
-///     pt::tree back = pt::load_tree("ckpt/model.safetensors.index.json");  // the whole tree
+///     pt::tree back = pt::load_tree("model.safetensors.index.json");  // the whole tree
 void save_sharded(const communicator& comm, const std::filesystem::path& index, const tree& local);
 
 } // namespace paramtree::distributed
