@@ -16,52 +16,42 @@
 
 namespace paramtree {
 
+namespace {
+// In the enum's order: info(d) is an index.
+constexpr dtype_info dtypes[] = {
+    {dtype::float32, "float32", "f32", 4, "F32", "f4"},
+    {dtype::float64, "float64", "f64", 8, "F64", "f8"},
+    {dtype::int32, "int32", "i32", 4, "I32", "i4"},
+    {dtype::int64, "int64", "i64", 8, "I64", "i8"},
+    {dtype::boolean, "bool", "bool", 1, "BOOL", "b1"},
+};
+constexpr bool in_enum_order() {
+    for (std::size_t i = 0; i < std::size(dtypes); ++i)
+        if (static_cast<std::size_t>(dtypes[i].type) != i) return false;
+    return true;
+}
+static_assert(in_enum_order(), "dtypes[] is indexed by the enum's value");
+} // namespace
+
+const dtype_info& info(dtype d) noexcept {
+    const auto i = static_cast<std::size_t>(d);
+    return dtypes[i < std::size(dtypes) ? i : 0]; // every enumerator has a row (static_assert)
+}
+
+std::span<const dtype_info> dtype_table() noexcept {
+    return dtypes;
+}
+
 std::string_view dtype_name(dtype d) noexcept {
-    switch (d) {
-    case dtype::float32:
-        return "float32";
-    case dtype::float64:
-        return "float64";
-    case dtype::int32:
-        return "int32";
-    case dtype::int64:
-        return "int64";
-    case dtype::boolean:
-        return "bool";
-    }
-    return "?";
+    return info(d).name;
 }
 
 std::string_view dtype_short_name(dtype d) noexcept {
-    switch (d) {
-    case dtype::float32:
-        return "f32";
-    case dtype::float64:
-        return "f64";
-    case dtype::int32:
-        return "i32";
-    case dtype::int64:
-        return "i64";
-    case dtype::boolean:
-        return "bool";
-    }
-    return "?";
+    return info(d).short_name;
 }
 
 std::size_t dtype_size(dtype d) noexcept {
-    switch (d) {
-    case dtype::float32:
-        return 4;
-    case dtype::float64:
-        return 8;
-    case dtype::int32:
-        return 4;
-    case dtype::int64:
-        return 8;
-    case dtype::boolean:
-        return 1;
-    }
-    return 1;
+    return info(d).size;
 }
 
 std::string describe(dtype d, const shape_type& shape) {

@@ -56,32 +56,13 @@ using detail::write_all;
 
 // ---- dtypes ---------------------------------------------------------------------------------
 
-/// Each dtype's name in safetensors headers and its numpy kind (`f4`): one table for both
-/// formats, both directions.
-struct dtype_names {
-    dtype dt;
-    std::string_view safetensors;
-    std::string_view npy_kind;
-};
-constexpr dtype_names dtype_table[] = {{dtype::float32, "F32", "f4"},
-                                       {dtype::float64, "F64", "f8"},
-                                       {dtype::int32, "I32", "i4"},
-                                       {dtype::int64, "I64", "i8"},
-                                       {dtype::boolean, "BOOL", "b1"}};
-
-const dtype_names& names_of(dtype d) {
-    for (const auto& n : dtype_table)
-        if (n.dt == d) return n;
-    return dtype_table[0]; // unreachable: the table lists every dtype
-}
-
 std::string_view st_dtype(dtype d) {
-    return names_of(d).safetensors;
+    return info(d).safetensors;
 }
 
 dtype parse_st_dtype(const std::string& source, const std::string& name, const std::string& s) {
-    for (const auto& n : dtype_table)
-        if (s == n.safetensors) return n.dt;
+    for (const auto& n : dtype_table())
+        if (s == n.safetensors) return n.type;
     static constexpr std::string_view other[] = {"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "U8",
                                                  "I16", "U16",  "U32",     "U64",     "C64"};
     const bool known = std::find(std::begin(other), std::end(other), s) != std::end(other);
@@ -617,7 +598,7 @@ std::map<std::string, array> load_arrays(std::span<const std::byte> bytes) {
 namespace {
 std::string npy_descr(dtype d) {
     // Little-endian, except bool, whose single byte has no byte order.
-    return std::string(d == dtype::boolean ? "|" : "<") + std::string(names_of(d).npy_kind);
+    return std::string(d == dtype::boolean ? "|" : "<") + std::string(info(d).npy_kind);
 }
 
 [[noreturn]] void bad_npy(const std::filesystem::path& file, std::string expected,
@@ -703,8 +684,8 @@ array load_npy(const std::filesystem::path& file) {
     const char order = descr[1];
     const std::string kind = descr.substr(2, 2);
     std::optional<dtype> dt;
-    for (const auto& n : dtype_table)
-        if (kind == n.npy_kind) dt = n.dt;
+    for (const auto& n : dtype_table())
+        if (kind == n.npy_kind) dt = n.type;
     if (!dt || !(order == '<' || order == '>' || order == '|' || order == '='))
         bad_npy(file, "descr <f4, <f8, <i4, <i8 or |b1 (either byte order)", descr);
     if (fortran != "False" && fortran != "True")

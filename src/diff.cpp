@@ -1,5 +1,6 @@
 // paramtree — tree_diff / tree_equal: a simultaneous pre-order walk of two trees.
 #include <paramtree/detail/walk.hpp>
+#include <paramtree/detail/enum_names.hpp>
 #include <paramtree/diff.hpp>
 
 #include <cmath>
@@ -89,19 +90,9 @@ bool tree_equal(const tree& a, const tree& b, tolerance tol) {
 }
 
 std::string_view diff_kind_name(diff_kind k) noexcept {
-    switch (k) {
-    case diff_kind::structure:
-        return "structure";
-    case diff_kind::leaf_type:
-        return "leaf type";
-    case diff_kind::dtype:
-        return "dtype";
-    case diff_kind::shape:
-        return "shape";
-    case diff_kind::value:
-        return "value";
-    }
-    return "?";
+    static constexpr std::array<std::string_view, 5> names{"structure", "leaf type", "dtype",
+                                                           "shape", "value"};
+    return detail::name_in(names, k);
 }
 
 } // namespace paramtree

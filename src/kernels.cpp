@@ -5,6 +5,7 @@
 #include <paramtree/error.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <string_view>
 #include <limits>
@@ -48,15 +49,9 @@ int max_threads() noexcept {
 }
 
 const char* isa_name(isa_level l) noexcept {
-    switch (l) {
-    case isa_level::avx512:
-        return "avx512";
-    case isa_level::avx2:
-        return "avx2";
-    case isa_level::sse2:
-        break;
-    }
-    return "sse2";
+    static constexpr std::array<const char*, 3> names{"sse2", "avx2", "avx512"};
+    const auto i = static_cast<std::size_t>(l);
+    return i < names.size() ? names[i] : "sse2";
 }
 
 isa_level active_isa() {

@@ -29,22 +29,6 @@ struct item {
     std::size_t inline_width = 0;
 };
 
-std::string leaf_text(const detail::leaf_value& v) {
-    return std::visit(
-        [](const auto& x) -> std::string {
-            using X = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<X, std::monostate>)
-                return "?";
-            else if constexpr (std::is_same_v<X, array>)
-                return x.describe();
-            else if constexpr (std::is_same_v<X, std::string>)
-                return "'" + x + "'";
-            else
-                return fmt::format("{}", x);
-        },
-        v);
-}
-
 std::vector<item> layout(const tree& t) {
     std::vector<item> items;
     struct pending {
@@ -66,7 +50,7 @@ std::vector<item> layout(const tree& t) {
         std::vector<std::pair<std::size_t, std::string>> kids; // child index, label
         switch (n.kind) {
         case node_kind::leaf:
-            it.open = leaf_text(n.value);
+            it.open = detail::describe_leaf(n.value, detail::leaf_style::print);
             break;
         case node_kind::none:
             it.open = "None";

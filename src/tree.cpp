@@ -1,4 +1,5 @@
 // paramtree — tree nodes: construction, iterative destruction, accessors.
+#include <paramtree/detail/enum_names.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/transform.hpp>
@@ -352,22 +353,24 @@ std::string describe_node(node_kind kind, std::size_t arity, const node_meta& me
     return "?";
 }
 
-std::string describe_leaf(const leaf_value& v) {
+std::string describe_leaf(const leaf_value& v, leaf_style style) {
+    const bool message = style == leaf_style::message;
     return std::visit(
-        [](const auto& x) -> std::string {
+        [message](const auto& x) -> std::string {
             using X = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<X, std::monostate>)
-                return "an empty leaf";
+                return message ? "an empty leaf" : "?";
             else if constexpr (std::is_same_v<X, array>)
                 return x.describe();
-            else if constexpr (std::is_same_v<X, bool>)
-                return fmt::format("the bool {}", x);
-            else if constexpr (std::is_same_v<X, std::int64_t>)
-                return fmt::format("the integer {}", x);
-            else if constexpr (std::is_same_v<X, double>)
-                return fmt::format("the double {}", x);
-            else
-                return fmt::format("the string '{}'", x);
+            else if constexpr (std::is_same_v<X, std::string>)
+                return (message ? "the string '" : "'") + x + "'";
+            else {
+                // bool, integer, double: the value, named by its type in messages.
+                constexpr std::string_view type = std::is_same_v<X, bool>           ? "bool"
+                                                  : std::is_same_v<X, std::int64_t> ? "integer"
+                                                                                    : "double";
+                return message ? fmt::format("the {} {}", type, x) : fmt::format("{}", x);
+            }
         },
         v);
 }
@@ -413,25 +416,9 @@ std::string static_value::to_string() const {
 }
 
 std::string_view kind_name(node_kind k) noexcept {
-    switch (k) {
-    case node_kind::leaf:
-        return "leaf";
-    case node_kind::none:
-        return "None";
-    case node_kind::list:
-        return "list";
-    case node_kind::tuple:
-        return "tuple";
-    case node_kind::dict:
-        return "dict";
-    case node_kind::record:
-        return "record";
-    case node_kind::shared:
-        return "Shared";
-    case node_kind::tied:
-        return "tied";
-    }
-    return "?";
+    static constexpr std::array<std::string_view, 8> names{"leaf", "None",   "list",   "tuple",
+                                                           "dict", "record", "Shared", "tied"};
+    return detail::name_in(names, k);
 }
 
 tree::tree() noexcept : node_(detail::none_node()) {}

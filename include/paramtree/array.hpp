@@ -21,6 +21,25 @@ namespace paramtree {
 /// Element types an array can hold.
 enum class dtype : std::uint8_t { float32, float64, int32, int64, boolean };
 
+/// Everything paramtree knows about a dtype, in one table: the printers, the array layer and
+/// both file formats read it, so a dtype is described in exactly one place.
+struct dtype_info {
+    dtype type;
+    std::string_view name;        ///< numpy's name: `float32`, `int64`, `bool`
+    std::string_view short_name;  ///< in printed shapes: `f32`, `i64`, `bool`
+    std::size_t size;             ///< bytes per element
+    std::string_view safetensors; ///< the safetensors header's dtype: `F32`, `I64`, `BOOL`
+    std::string_view npy_kind;    ///< numpy's kind and size code: `f4`, `i8`, `b1`
+};
+
+/// The row of `d`.
+///
+///     assert(pt::info(pt::dtype::float64).safetensors == "F64" &&
+///            pt::info(pt::dtype::float64).size == 8);
+[[nodiscard]] const dtype_info& info(dtype d) noexcept;
+/// Every row, in the enum's order.
+[[nodiscard]] std::span<const dtype_info> dtype_table() noexcept;
+
 /// Long name as used by numpy and safetensors lower-cased: `float32`, `int64`, `bool`.
 [[nodiscard]] std::string_view dtype_name(dtype d) noexcept;
 /// Short name used in pretty printing: `f32`, `f64`, `i32`, `i64`, `bool`.

@@ -60,7 +60,11 @@ struct difference {
 /// `a list of length 3`, `a dict with keys ['a', 'b']`, `a Linear record with fields (w, b)`.
 [[nodiscard]] std::string describe_node(node_kind kind, std::size_t arity, const node_meta& meta);
 /// For leaves: `f32[3]`, `the integer 3`, `the string 'x'`.
-[[nodiscard]] std::string describe_leaf(const leaf_value& v);
+/// How `describe_leaf` words a leaf: for an error message (`the integer 3`, `the string
+/// 'a'`) or as the printer shows it (`3`, `'a'`). Arrays are `f32[2,3]` either way.
+enum class leaf_style { message, print };
+[[nodiscard]] std::string describe_leaf(const leaf_value& v,
+                                        leaf_style style = leaf_style::message);
 /// What `n` is, for messages.
 [[nodiscard]] std::string describe(const node& n);
 /// Same kind, arity and metadata: the one-level structure check shared by all algorithms.
