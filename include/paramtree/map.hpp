@@ -39,6 +39,34 @@ struct flat_inputs {
 /// path). The path is only built here, on the error path; the loop itself builds none.
 [[noreturn]] void rethrow_at_leaf(const error& e, const char* context, const treedef& def,
                                   std::size_t i);
+
+/// The one body of tree_map and tree_map_with_path: flattens the trees together, calls `f`
+/// on each leaf's tuple (its key path first when `WithPath`), names the leaf in an error `f`
+/// raises, and rebuilds the first tree's structure from the results.
+template <bool WithPath, class F, class... Rest>
+[[nodiscard]] tree map_leaves(const char* context, const map_options& options, F& f, const tree& t,
+                              const Rest&... rest) {
+    const tree* all[] = {&t, &rest...};
+    auto in = flatten_all(context, all, options.is_leaf, WithPath);
+    std::vector<tree> out;
+    out.reserve(in.leaves[0].size());
+    std::size_t i = 0;
+    try {
+        [&]<std::size_t... K>(std::index_sequence<K...>) {
+            for (; i < in.leaves[0].size(); ++i) {
+                if constexpr (WithPath)
+                    out.emplace_back(std::invoke(f, std::as_const(in.paths[i]), in.leaves[0][i],
+                                                 in.leaves[K + 1][i]...));
+                else
+                    out.emplace_back(std::invoke(f, in.leaves[0][i], in.leaves[K + 1][i]...));
+            }
+        }
+        (std::index_sequence_for<Rest...>{});
+    } catch (const error& e) {
+        rethrow_at_leaf(e, context, in.def, i);
+    }
+    return unflatten(in.def, std::move(out));
+}
 } // namespace detail
 
 /// Applies `f` to corresponding leaves of `t` and of every tree in `rest` (which must have
@@ -55,21 +83,7 @@ template <class F, class... Rest>
     // clang-format on
     [[nodiscard]] tree
     tree_map(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
-    const tree* all[] = {&t, &rest...};
-    auto in = detail::flatten_all("tree_map", all, options.is_leaf, false);
-    std::vector<tree> out;
-    out.reserve(in.leaves[0].size());
-    std::size_t i = 0;
-    try {
-        [&]<std::size_t... K>(std::index_sequence<K...>) {
-            for (; i < in.leaves[0].size(); ++i)
-                out.emplace_back(std::invoke(f, in.leaves[0][i], in.leaves[K + 1][i]...));
-        }
-        (std::index_sequence_for<Rest...>{});
-    } catch (const error& e) {
-        detail::rethrow_at_leaf(e, "tree_map", in.def, i);
-    }
-    return unflatten(in.def, std::move(out));
+    return detail::map_leaves<false>("tree_map", options, f, t, rest...);
 }
 // clang-format off
 template <class F, class... Rest>
@@ -90,22 +104,7 @@ template <class F, class... Rest>
     // clang-format on
     [[nodiscard]] tree
     tree_map_with_path(const map_options& options, F&& f, const tree& t, const Rest&... rest) {
-    const tree* all[] = {&t, &rest...};
-    auto in = detail::flatten_all("tree_map_with_path", all, options.is_leaf, true);
-    std::vector<tree> out;
-    out.reserve(in.leaves[0].size());
-    std::size_t i = 0;
-    try {
-        [&]<std::size_t... K>(std::index_sequence<K...>) {
-            for (; i < in.leaves[0].size(); ++i)
-                out.emplace_back(std::invoke(f, std::as_const(in.paths[i]), in.leaves[0][i],
-                                             in.leaves[K + 1][i]...));
-        }
-        (std::index_sequence_for<Rest...>{});
-    } catch (const error& e) {
-        detail::rethrow_at_leaf(e, "tree_map_with_path", in.def, i);
-    }
-    return unflatten(in.def, std::move(out));
+    return detail::map_leaves<true>("tree_map_with_path", options, f, t, rest...);
 }
 // clang-format off
 template <class F, class... Rest>
