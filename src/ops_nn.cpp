@@ -208,6 +208,15 @@ array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batc
 }
 } // namespace
 
+namespace {
+/// matmul's backward as recorded operations (for a gradient that is differentiated again):
+/// dA = G Bᵀ and dB = Aᵀ G, summed over broadcast batch axes.
+void matmul_graph_rule(const array& a, const array& b, const array& g, cotangent_sink& s) {
+    if (s.needs(0)) s.add(0, detail::sum_to(matmul(g, swapaxes(b, -1, -2)), a.shape()));
+    if (s.needs(1)) s.add(1, detail::sum_to(matmul(swapaxes(a, -1, -2), g), b.shape()));
+}
+} // namespace
+
 array matmul(const array& a, const array& b) {
     if (a.ndim() == 0 || b.ndim() == 0 || a.dtype() != b.dtype() || !is_inexact(a.dtype()))
         throw_matmul(a, b);
@@ -240,12 +249,7 @@ array matmul(const array& a, const array& b) {
         });
         return traced({"matmul", true}, out, {&a, &b}, [&] {
             return [a, b, mm, n, kk](const array& g, cotangent_sink& s) {
-                if (s.differentiable()) {
-                    if (s.needs(0)) s.add(0, matmul(g, transpose(b)));
-                    if (s.needs(1))
-                        s.add(1, matmul(transpose(a.reshape({mm, kk})), g.reshape({mm, n})));
-                    return;
-                }
+                if (s.differentiable()) return matmul_graph_rule(a, b, g, s);
                 k::float_dispatch("matmul", g, [&](auto tag) {
                     using T = decltype(tag);
                     if (s.needs(0)) // dA = G B^T
@@ -285,11 +289,7 @@ array matmul(const array& a, const array& b) {
     return traced({"matmul", true}, out, {&a, &b}, [&] {
         return [a, b, af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
                 fb = full({kk, n})](const array& g, cotangent_sink& s) {
-            if (s.differentiable()) {
-                if (s.needs(0)) s.add(0, detail::sum_to(matmul(g, swapaxes(b, -1, -2)), sa));
-                if (s.needs(1)) s.add(1, detail::sum_to(matmul(swapaxes(a, -1, -2), g), sb));
-                return;
-            }
+            if (s.differentiable()) return matmul_graph_rule(a, b, g, s);
             k::float_dispatch("matmul", g, [&](auto tag) {
                 using T = decltype(tag);
                 if (s.needs(0)) // dA = G B^T per batch slice, summed over broadcast axes
@@ -532,6 +532,15 @@ array cross_entropy(const array& logits, const array& targets) {
 // ---- layer norm ----------------------------------------------------------------------------
 
 namespace {
+/// Layer norm written with recorded operations: v = {x} or {x, gamma, beta}. Its recording
+/// is what a differentiable backward pass differentiates (the fused kernel's rule is first
+/// order only).
+array composed_layer_norm(const std::vector<array>& v, double eps) {
+    const array xc = v[0] - mean(v[0], {-1}, true);
+    const array h = xc / sqrt(mean(xc * xc, {-1}, true) + eps);
+    return v.size() == 1 ? h : h * v[1] + v[2];
+}
+
 array layer_norm_impl(const array& x, const array* gamma, const array* beta, double eps) {
     if (x.ndim() == 0) detail::throw_shape("layer_norm", "an array of rank >= 1", x.describe());
     const std::size_t d = x.shape().back();
@@ -583,16 +592,10 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
             const bool affine = gamma != nullptr; // inputs: x, or x, gamma, beta
             return [x, g_one, stats, rows, d, affine, eps,
                     beta = beta ? *beta : array{}](const array& g, cotangent_sink& s) {
-                if (s.differentiable()) {
-                    std::vector<array> in{x};
-                    if (affine) in.insert(in.end(), {g_one, beta});
-                    detail::composed_vjp(s, in, g, [eps](const std::vector<array>& v) {
-                        const array xc = v[0] - mean(v[0], {-1}, true);
-                        const array h = xc / sqrt(mean(xc * xc, {-1}, true) + eps);
-                        return v.size() == 1 ? h : h * v[1] + v[2];
-                    });
-                    return;
-                }
+                if (s.differentiable())
+                    return detail::composed_vjp(
+                        s, affine ? std::vector<array>{x, g_one, beta} : std::vector<array>{x}, g,
+                        [eps](const std::vector<array>& v) { return composed_layer_norm(v, eps); });
                 const T* gy = ptr<T>(g);
                 const T* in = ptr<T>(x);
                 const T* st = ptr<T>(stats);
