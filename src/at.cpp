@@ -77,18 +77,10 @@ std::vector<path> canonical_paths(const tree& t, std::vector<path> paths) {
     return paths;
 }
 
-tree tree_at_paths(const tree& t, std::span<const path> requested,
-                   const std::function<tree(std::size_t, const tree&)>& replace_at,
-                   bool follow_ties) {
-    std::vector<path> paths(requested.begin(), requested.end());
-    std::vector<std::vector<transform>> chains(paths.size());
-    if (follow_ties && (t.node()->flags & has_tied) != 0)
-        for (std::size_t k = 0; k < paths.size(); ++k)
-            paths[k] = through_ties(t, std::move(paths[k]), chains[k]);
-    const auto replace = [&](std::size_t k, const tree& old) -> tree {
-        if (chains[k].empty()) return replace_at(k, old);
-        return invert_chain(replace_at(k, apply_chain(old, chains[k])), chains[k], old);
-    };
+namespace {
+/// Every path exists in `t` and no selection contains another (tree_at replaces disjoint
+/// subtrees); path_error naming the first offending path otherwise.
+void check_selections(const tree& t, const std::vector<path>& paths) {
     for (const auto& p : paths) {
         if (!t.contains(p)) (void)t.at(p); // throws a path_error naming the failing step
     }
@@ -105,6 +97,22 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
                            : fmt::format("a node that also contains the selection {}",
                                          display_path(keystr(*sorted[i]))));
     }
+}
+} // namespace
+
+tree tree_at_paths(const tree& t, std::span<const path> requested,
+                   const std::function<tree(std::size_t, const tree&)>& replace_at,
+                   bool follow_ties) {
+    std::vector<path> paths(requested.begin(), requested.end());
+    std::vector<std::vector<transform>> chains(paths.size());
+    if (follow_ties && (t.node()->flags & has_tied) != 0)
+        for (std::size_t k = 0; k < paths.size(); ++k)
+            paths[k] = through_ties(t, std::move(paths[k]), chains[k]);
+    const auto replace = [&](std::size_t k, const tree& old) -> tree {
+        if (chains[k].empty()) return replace_at(k, old);
+        return invert_chain(replace_at(k, apply_chain(old, chains[k])), chains[k], old);
+    };
+    check_selections(t, paths);
 
     // One pass over the union of the paths: each touched node is copied once, whatever the
     // number of selections below it (k edits in one wide node cost O(width + k), not O(k*width)).

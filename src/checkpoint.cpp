@@ -253,16 +253,76 @@ st_file open_bytes(std::span<const std::byte> bytes) {
 
 // ---- loading against a target ---------------------------------------------------------------
 
+/// Everything wrong with a load, by tensor name, reported together in one format_error.
+struct problem_list {
+    std::vector<std::string> problems;
+    std::string first_path;
+    void operator()(const std::string& where, std::string what) {
+        if (first_path.empty()) first_path = where;
+        problems.push_back(where + ": " + std::move(what));
+    }
+    void throw_if_any(const std::string& source) {
+        if (problems.empty()) return;
+        // A resume into a model of another size can list hundreds: the first ten and a count.
+        constexpr std::size_t shown = 10;
+        const std::size_t total = problems.size();
+        if (total > shown) problems.resize(shown);
+        throw format_error(
+            "load " + source, first_path, "a file matching the target",
+            fmt::format(
+                "{} problem{}: {}{}", total, total == 1 ? "" : "s", fmt::join(problems, "; "),
+                total > shown ? fmt::format("; ... and {} more", total - shown) : std::string()));
+    }
+};
+
+/// The ties a file written by paramtree records, tied name -> source name and transforms
+/// (`enc.weight.T`); nullopt for a file without them (another tool's).
+std::optional<std::map<std::string, std::string>> file_ties_of(const st_file& f) {
+    const auto meta = f.metadata.find(ties_key);
+    if (meta == f.metadata.end()) return std::nullopt;
+    std::map<std::string, std::string> file_ties;
+    // {"tied name": {"source": "name", "transforms": [".T"]}}: three levels.
+    bool too_deep = false;
+    const json j = detail::parse_bounded(meta->second, 3, &too_deep);
+    if (j.is_discarded() || !j.is_object())
+        bad_file(f.source, std::string("__metadata__.") + ties_key, "a JSON object",
+                 too_deep ? "JSON nested deeper than 3 levels" : "invalid JSON");
+    for (const auto& [tied, v] : j.items()) {
+        if (!detail::valid_tensor_name(tied))
+            bad_file(f.source, std::string("__metadata__.") + ties_key,
+                     "tie names without control characters",
+                     fmt::format("'{}'", detail::escaped(tied)));
+        if (!v.is_object() || !v.contains("source") || !v["source"].is_string())
+            bad_file(f.source, std::string("__metadata__.") + ties_key, "{source, transforms}",
+                     describe_json(v));
+        std::string text = v["source"].get<std::string>();
+        if (v.contains("transforms") && v["transforms"].is_array())
+            for (const auto& tr : v["transforms"])
+                if (tr.is_string()) text += tr.get<std::string>();
+        file_ties[tied] = std::move(text);
+    }
+    return file_ties;
+}
+
+/// A file from another tool may hold a tied tensor under its own name too: true when `t` is
+/// then a copy of the (transformed) source, or when that cannot be checked (the source
+/// failed to load, or the tie's get is a callable).
+bool is_copy_of_source(const st_file& f, const st_tensor& t, const tie_info& tie,
+                       const std::map<std::string, array>& loaded) {
+    const auto src = loaded.find(tensor_name(tie.source));
+    if (src == loaded.end() || !tie.getter.empty()) return true;
+    array expected = src->second;
+    for (const auto& tr : tie.transforms)
+        expected = tr.apply(expected);
+    return t.dt == expected.dtype() && t.shape == expected.shape() &&
+           array_equal(tensor_array(f, t), expected, 0, 0, /*equal_nan=*/true);
+}
+
 tree load_like(const st_file& f, const tree& like, const load_options& options) {
     std::map<std::string, const st_tensor*> by_name;
     for (const auto& t : f.tensors)
         by_name[t.name] = &t;
-    std::vector<std::string> problems;
-    std::string first_path;
-    auto problem = [&](const std::string& where, std::string what) {
-        if (first_path.empty()) first_path = where;
-        problems.push_back(where + ": " + std::move(what));
-    };
+    problem_list problem;
     std::set<std::string> used;
 
     auto [leaves, def] = flatten_with_path(like);
@@ -296,36 +356,14 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
     }
 
     // Ties: the file's (when paramtree wrote it) against the target's.
-    std::map<std::string, std::string> file_ties;
-    const auto meta = f.metadata.find(ties_key);
-    if (meta != f.metadata.end()) {
-        // {"tied name": {"source": "name", "transforms": [".T"]}}: three levels.
-        bool too_deep = false;
-        const json j = detail::parse_bounded(meta->second, 3, &too_deep);
-        if (j.is_discarded() || !j.is_object())
-            bad_file(f.source, std::string("__metadata__.") + ties_key, "a JSON object",
-                     too_deep ? "JSON nested deeper than 3 levels" : "invalid JSON");
-        for (const auto& [tied, v] : j.items()) {
-            if (!detail::valid_tensor_name(tied))
-                bad_file(f.source, std::string("__metadata__.") + ties_key,
-                         "tie names without control characters",
-                         fmt::format("'{}'", detail::escaped(tied)));
-            if (!v.is_object() || !v.contains("source") || !v["source"].is_string())
-                bad_file(f.source, std::string("__metadata__.") + ties_key, "{source, transforms}",
-                         describe_json(v));
-            std::string text = v["source"].get<std::string>();
-            if (v.contains("transforms") && v["transforms"].is_array())
-                for (const auto& tr : v["transforms"])
-                    if (tr.is_string()) text += tr.get<std::string>();
-            file_ties[tied] = std::move(text);
-        }
-    }
+    const auto recorded = file_ties_of(f);
+    const std::map<std::string, std::string> file_ties = recorded.value_or(decltype(file_ties){});
     std::map<std::string, std::string> like_ties;
     for (const auto& tie : ties(like)) {
         std::string text = tensor_name(tie.source) + to_string(tie.transforms);
         const std::string name = tensor_name(tie.tied);
         like_ties[name] = text;
-        if (meta != f.metadata.end()) {
+        if (recorded) {
             const auto ft = file_ties.find(name);
             if (ft == file_ties.end())
                 problem(name,
@@ -334,19 +372,10 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
                 problem(name,
                         fmt::format("the file ties it to {}, the target to {}", ft->second, text));
         }
-        // A file from another tool may hold the tied tensor under its own name too: it must
-        // then be a copy of the (transformed) source.
         const auto copy = by_name.find(name);
         if (copy == by_name.end()) continue;
         used.insert(name);
-        const auto src = loaded.find(tensor_name(tie.source));
-        if (src == loaded.end() || !tie.getter.empty()) continue;
-        array expected = src->second;
-        for (const auto& tr : tie.transforms)
-            expected = tr.apply(expected);
-        const st_tensor& t = *copy->second;
-        if (t.dt != expected.dtype() || t.shape != expected.shape() ||
-            !array_equal(tensor_array(f, t), expected, 0, 0, /*equal_nan=*/true))
+        if (!is_copy_of_source(f, *copy->second, tie, loaded))
             problem(name, fmt::format("holds a copy of the tied {} that differs from it", text));
     }
     for (const auto& [tied, source] : file_ties)
@@ -360,17 +389,7 @@ tree load_like(const st_file& f, const tree& like, const load_options& options) 
                 problem(t.name,
                         fmt::format("{} in the file has no place in the target (strict load)",
                                     describe(t.dt, t.shape)));
-    if (!problems.empty()) {
-        // A resume into a model of another size can list hundreds: the first ten and a count.
-        constexpr std::size_t shown = 10;
-        const std::size_t total = problems.size();
-        if (total > shown) problems.resize(shown);
-        throw format_error(
-            "load " + f.source, first_path, "a file matching the target",
-            fmt::format(
-                "{} problem{}: {}{}", total, total == 1 ? "" : "s", fmt::join(problems, "; "),
-                total > shown ? fmt::format("; ... and {} more", total - shown) : std::string()));
-    }
+    problem.throw_if_any(f.source);
     return unflatten(def, std::move(out));
 }
 
@@ -651,6 +670,31 @@ void save_npy(const std::filesystem::path& file, const array& a) {
     });
 }
 
+namespace {
+/// The shape tuple of a .npy header, `(3, 4)`; one whose byte size would not fit in 64 bits
+/// is refused here, before anything is allocated.
+shape_type npy_shape(const std::filesystem::path& file, const std::string& text) {
+    shape_type shape;
+    if (text.size() < 2 || text.front() != '(' || text.back() != ')')
+        bad_npy(file, "a shape tuple", text);
+    std::size_t count = 1;
+    for (std::size_t i = 1; i + 1 < text.size();) {
+        while (i + 1 < text.size() && (text[i] == ' ' || text[i] == ','))
+            ++i;
+        if (i + 1 >= text.size()) break;
+        std::size_t e = 0;
+        const auto [end, ec] = std::from_chars(text.data() + i, text.data() + text.size() - 1, e);
+        if (ec != std::errc{}) bad_npy(file, "a shape of non-negative integers", text);
+        if (e != 0 && count > std::numeric_limits<std::size_t>::max() / 16 / e)
+            bad_npy(file, "a shape whose byte size fits in 64 bits", text);
+        count *= e;
+        shape.push_back(e);
+        i = static_cast<std::size_t>(end - text.data());
+    }
+    return shape;
+}
+} // namespace
+
 array load_npy(const std::filesystem::path& file) {
     const auto m = detail::read_file(file);
     const auto& b = m.bytes;
@@ -691,24 +735,8 @@ array load_npy(const std::filesystem::path& file) {
     if (fortran != "False" && fortran != "True")
         bad_npy(file, "fortran_order True or False", fortran);
 
-    shape_type shape;
-    if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
-        bad_npy(file, "a shape tuple", shape_text);
-    std::size_t count = 1;
-    for (std::size_t i = 1; i + 1 < shape_text.size();) {
-        while (i + 1 < shape_text.size() && (shape_text[i] == ' ' || shape_text[i] == ','))
-            ++i;
-        if (i + 1 >= shape_text.size()) break;
-        std::size_t e = 0;
-        const auto [end, ec] =
-            std::from_chars(shape_text.data() + i, shape_text.data() + shape_text.size() - 1, e);
-        if (ec != std::errc{}) bad_npy(file, "a shape of non-negative integers", shape_text);
-        if (e != 0 && count > std::numeric_limits<std::size_t>::max() / 16 / e)
-            bad_npy(file, "a shape whose byte size fits in 64 bits", shape_text);
-        count *= e;
-        shape.push_back(e);
-        i = static_cast<std::size_t>(end - shape_text.data());
-    }
+    const shape_type shape = npy_shape(file, shape_text);
+    const std::size_t count = detail::checked_size(shape);
     const std::size_t esize = dtype_size(*dt);
     const std::size_t data_start = start + header_len;
     if (b.size() - data_start != count * esize)

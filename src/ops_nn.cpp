@@ -217,6 +217,50 @@ void matmul_graph_rule(const array& a, const array& b, const array& g, cotangent
 }
 } // namespace
 
+namespace {
+/// matmul with broadcast batch axes ([..., m, k] @ [..., k, n], neither operand 2-d): both
+/// broadcast to the common batch shape, one product per batch slice.
+array matmul_batched(const array& a, const array& b, std::size_t m, std::size_t kk, std::size_t n) {
+    const std::size_t rank = std::max(a.ndim(), b.ndim()) - 2;
+    shape_type batch_shape(rank, 1);
+    for (const array* x : {&a, &b})
+        for (std::size_t i = 0; i + 2 < x->ndim(); ++i) {
+            const std::size_t e = x->shape()[i];
+            auto& o = batch_shape[rank - (x->ndim() - 2) + i];
+            if (e != o && e != 1 && o != 1) throw_matmul(a, b);
+            if (e != 1) o = e;
+        }
+    std::size_t batch = 1;
+    for (auto e : batch_shape)
+        batch *= e;
+    auto full = [&](shape_type tail) {
+        shape_type s = batch_shape;
+        s.insert(s.end(), tail.begin(), tail.end());
+        return s;
+    };
+    const array af = k::broadcast_to(a, full({m, kk}));
+    const array bf = k::broadcast_to(b, full({kk, n}));
+    array out = k::float_dispatch("matmul", a, [&](auto tag) {
+        using T = decltype(tag);
+        return batched<T>(af, bf, false, false, batch, m, n, kk, full({m, n}));
+    });
+    return traced({"matmul", true}, out, {&a, &b}, [&] {
+        return [a, b, af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
+                fb = full({kk, n})](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) return matmul_graph_rule(a, b, g, s);
+            k::float_dispatch("matmul", g, [&](auto tag) {
+                using T = decltype(tag);
+                if (s.needs(0)) // dA = G B^T per batch slice, summed over broadcast axes
+                    s.add(0, k::sum_to(batched<T>(g, bf, false, true, batch, m, kk, n, fa), sa));
+                if (s.needs(1)) // dB = A^T G per batch slice
+                    s.add(1, k::sum_to(batched<T>(af, g, true, false, batch, kk, n, m, fb), sb));
+                return 0;
+            });
+        };
+    });
+}
+} // namespace
+
 array matmul(const array& a, const array& b) {
     if (a.ndim() == 0 || b.ndim() == 0 || a.dtype() != b.dtype() || !is_inexact(a.dtype()))
         throw_matmul(a, b);
@@ -262,44 +306,7 @@ array matmul(const array& a, const array& b) {
         });
     }
 
-    // General case: broadcast the batch axes, one product per batch slice.
-    const std::size_t rank = std::max(a.ndim(), b.ndim()) - 2;
-    shape_type batch_shape(rank, 1);
-    for (const array* x : {&a, &b})
-        for (std::size_t i = 0; i + 2 < x->ndim(); ++i) {
-            const std::size_t e = x->shape()[i];
-            auto& o = batch_shape[rank - (x->ndim() - 2) + i];
-            if (e != o && e != 1 && o != 1) throw_matmul(a, b);
-            if (e != 1) o = e;
-        }
-    std::size_t batch = 1;
-    for (auto e : batch_shape)
-        batch *= e;
-    auto full = [&](shape_type tail) {
-        shape_type s = batch_shape;
-        s.insert(s.end(), tail.begin(), tail.end());
-        return s;
-    };
-    const array af = k::broadcast_to(a, full({m, kk}));
-    const array bf = k::broadcast_to(b, full({kk, n}));
-    array out = k::float_dispatch("matmul", a, [&](auto tag) {
-        using T = decltype(tag);
-        return batched<T>(af, bf, false, false, batch, m, n, kk, full({m, n}));
-    });
-    return traced({"matmul", true}, out, {&a, &b}, [&] {
-        return [a, b, af, bf, sa = a.shape(), sb = b.shape(), batch, m, n, kk, fa = full({m, kk}),
-                fb = full({kk, n})](const array& g, cotangent_sink& s) {
-            if (s.differentiable()) return matmul_graph_rule(a, b, g, s);
-            k::float_dispatch("matmul", g, [&](auto tag) {
-                using T = decltype(tag);
-                if (s.needs(0)) // dA = G B^T per batch slice, summed over broadcast axes
-                    s.add(0, k::sum_to(batched<T>(g, bf, false, true, batch, m, kk, n, fa), sa));
-                if (s.needs(1)) // dB = A^T G per batch slice
-                    s.add(1, k::sum_to(batched<T>(af, g, true, false, batch, kk, n, m, fb), sb));
-                return 0;
-            });
-        };
-    });
+    return matmul_batched(a, b, m, kk, n);
 }
 
 // ---- linear --------------------------------------------------------------------------------
@@ -541,6 +548,79 @@ array composed_layer_norm(const std::vector<array>& v, double eps) {
     return v.size() == 1 ? h : h * v[1] + v[2];
 }
 
+/// Layer norm of `rows` rows of width `d`: `out` the normalised rows (times gamma, plus beta
+/// when given), `st` each row's mean and 1/sqrt(var + eps) for the backward pass. Rows are
+/// independent: split across threads, each part at the active ISA level.
+template <class T>
+void layer_norm_rows(const T* in, T* out, T* st, const T* gm, const T* bt, std::size_t rows,
+                     std::size_t d, double eps) {
+    k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+        for (std::size_t r = lo; r < hi; ++r) {
+            const T* row = in + r * d;
+            const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
+            // The centred values go through the output row, which is overwritten below.
+            T* centred = out + r * d;
+            for (std::size_t j = 0; j < d; ++j)
+                centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
+            const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
+            const T mean = static_cast<T>(mu);
+            const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
+            st[2 * r] = mean;
+            st[2 * r + 1] = rstd;
+            for (std::size_t j = 0; j < d; ++j) {
+                const T h = (row[j] - mean) * rstd;
+                out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
+            }
+        }
+    });
+}
+
+/// The fused first-order backward of layer norm from the saved row statistics: dx for every
+/// row in one pass, and d gamma, d beta (when `affine`) summed in double.
+template <class T>
+void layer_norm_backward(const array& g, const array& x, const array& stats, const array& g_one,
+                         bool affine, cotangent_sink& s) {
+    const std::size_t d = x.shape().back(), rows = d == 0 ? 0 : x.size() / d;
+    const T* gy = ptr<T>(g);
+    const T* in = ptr<T>(x);
+    const T* st = ptr<T>(stats);
+    const T* gm = ptr<T>(g_one);
+    std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
+    auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
+    array gx = std::move(gx_gd.first);
+    void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
+    auto* dx = static_cast<T*>(gd);
+    k::vectorized(rows * d, [&]() PT_INLINE {
+        for (std::size_t r = 0; r < rows; ++r) {
+            const T mean = st[2 * r], rstd = st[2 * r + 1];
+            double sum_g = 0, sum_gh = 0;
+            for (std::size_t j = 0; j < d; ++j) {
+                const T h = (in[r * d + j] - mean) * rstd;
+                const T gh = gy[r * d + j] * gm[j];
+                sum_g += gh;
+                sum_gh += gh * h;
+                dgamma[j] += gy[r * d + j] * h;
+                dbeta[j] += gy[r * d + j];
+            }
+            const T mg = static_cast<T>(sum_g / static_cast<double>(d));
+            const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
+            for (std::size_t j = 0; j < d; ++j) {
+                const T h = (in[r * d + j] - mean) * rstd;
+                dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
+            }
+        }
+    });
+    s.add(0, gx);
+    auto vec = [&](const std::vector<double>& v) {
+        return array::build<T>({d}, [&](std::span<T> o) {
+            for (std::size_t j = 0; j < d; ++j)
+                o[j] = static_cast<T>(v[j]);
+        });
+    };
+    if (affine && s.needs(1)) s.add(1, vec(dgamma));
+    if (affine && s.needs(2)) s.add(2, vec(dbeta));
+}
+
 array layer_norm_impl(const array& x, const array* gamma, const array* beta, double eps) {
     if (x.ndim() == 0) detail::throw_shape("layer_norm", "an array of rank >= 1", x.describe());
     const std::size_t d = x.shape().back();
@@ -564,76 +644,20 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         const T* in = ptr<T>(x);
         const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
-        // Rows are independent: split across threads, each part at the active ISA level.
-        k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
-            for (std::size_t r = lo; r < hi; ++r) {
-                const T* row = in + r * d;
-                const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
-                // The centred values go through the output row, which is overwritten below.
-                T* centred = out + r * d;
-                for (std::size_t j = 0; j < d; ++j)
-                    centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-                const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
-                const T mean = static_cast<T>(mu);
-                const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
-                st[2 * r] = mean;
-                st[2 * r + 1] = rstd;
-                for (std::size_t j = 0; j < d; ++j) {
-                    const T h = (row[j] - mean) * rstd;
-                    out[r * d + j] = (gm ? h * gm[j] : h) + (bt ? bt[j] : T{0});
-                }
-            }
-        });
+        layer_norm_rows<T>(in, out, st, gm, bt, rows, d, eps);
         std::vector<const array*> inputs{&x};
         if (gamma) inputs.push_back(gamma);
         if (beta) inputs.push_back(beta);
         const array g_one = gamma ? *gamma : array::ones({d}, x.dtype());
         return traced({"layer_norm", true}, y, detail::input_list(inputs), [&] {
             const bool affine = gamma != nullptr; // inputs: x, or x, gamma, beta
-            return [x, g_one, stats, rows, d, affine, eps,
+            return [x, g_one, stats, affine, eps,
                     beta = beta ? *beta : array{}](const array& g, cotangent_sink& s) {
                 if (s.differentiable())
                     return detail::composed_vjp(
                         s, affine ? std::vector<array>{x, g_one, beta} : std::vector<array>{x}, g,
                         [eps](const std::vector<array>& v) { return composed_layer_norm(v, eps); });
-                const T* gy = ptr<T>(g);
-                const T* in = ptr<T>(x);
-                const T* st = ptr<T>(stats);
-                const T* gm = ptr<T>(g_one);
-                std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
-                auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
-                array gx = std::move(gx_gd.first);
-                void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
-                auto* dx = static_cast<T*>(gd);
-                k::vectorized(rows * d, [&]() PT_INLINE {
-                    for (std::size_t r = 0; r < rows; ++r) {
-                        const T mean = st[2 * r], rstd = st[2 * r + 1];
-                        double sum_g = 0, sum_gh = 0;
-                        for (std::size_t j = 0; j < d; ++j) {
-                            const T h = (in[r * d + j] - mean) * rstd;
-                            const T gh = gy[r * d + j] * gm[j];
-                            sum_g += gh;
-                            sum_gh += gh * h;
-                            dgamma[j] += gy[r * d + j] * h;
-                            dbeta[j] += gy[r * d + j];
-                        }
-                        const T mg = static_cast<T>(sum_g / static_cast<double>(d));
-                        const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
-                        for (std::size_t j = 0; j < d; ++j) {
-                            const T h = (in[r * d + j] - mean) * rstd;
-                            dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
-                        }
-                    }
-                });
-                s.add(0, gx);
-                auto vec = [&](const std::vector<double>& v) {
-                    return array::build<T>({d}, [&](std::span<T> o) {
-                        for (std::size_t j = 0; j < d; ++j)
-                            o[j] = static_cast<T>(v[j]);
-                    });
-                };
-                if (affine && s.needs(1)) s.add(1, vec(dgamma));
-                if (affine && s.needs(2)) s.add(2, vec(dbeta));
+                layer_norm_backward<T>(g, x, stats, g_one, affine, s);
             };
         });
     });

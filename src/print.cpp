@@ -29,6 +29,25 @@ struct item {
     std::size_t inline_width = 0;
 };
 
+/// Each item's width on one line, bottom-up (children come after their parent).
+void measure(std::vector<item>& items) {
+    constexpr std::size_t cap = static_cast<std::size_t>(1) << 40;
+    for (std::size_t i = items.size(); i-- > 0;) {
+        auto& it = items[i];
+        std::size_t w = it.label.size() + it.open.size();
+        if (!it.atom) {
+            const std::size_t parts = it.children.size() + it.extras.size();
+            for (const auto c : it.children)
+                w += items[c].inline_width;
+            for (const auto& e : it.extras)
+                w += e.size();
+            w += parts > 0 ? 2 * (parts - 1) : 0;
+            w += it.close.size() + (it.single_tuple ? 1 : 0);
+        }
+        it.inline_width = std::min(w, cap);
+    }
+}
+
 std::vector<item> layout(const tree& t) {
     std::vector<item> items;
     struct pending {
@@ -100,22 +119,8 @@ std::vector<item> layout(const tree& t) {
         for (std::size_t k = kids.size(); k-- > 0;)
             stack.push_back({n.children[kids[k].first].get(), std::move(kids[k].second), id});
     }
-    // Children were appended in pop order, which is display order. Widths bottom-up:
-    constexpr std::size_t cap = static_cast<std::size_t>(1) << 40;
-    for (std::size_t i = items.size(); i-- > 0;) {
-        auto& it = items[i];
-        std::size_t w = it.label.size() + it.open.size();
-        if (!it.atom) {
-            const std::size_t parts = it.children.size() + it.extras.size();
-            for (const auto c : it.children)
-                w += items[c].inline_width;
-            for (const auto& e : it.extras)
-                w += e.size();
-            w += parts > 0 ? 2 * (parts - 1) : 0;
-            w += it.close.size() + (it.single_tuple ? 1 : 0);
-        }
-        it.inline_width = std::min(w, cap);
-    }
+    // Children were appended in pop order, which is display order.
+    measure(items);
     return items;
 }
 

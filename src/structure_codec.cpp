@@ -112,137 +112,172 @@ const Meta& meta_of(const node& n) {
 
 } // namespace
 
-encoded_structure encode_structure(const tree& t, const std::string& context) {
-    encoded_structure out;
-    json nodes = json::array();
-    std::map<std::string, path> names; // tensor name -> the leaf it came from
-    auto fail = [&](const path& p, std::string expected, std::string found) {
-        throw format_error("save " + context, keystr(p), std::move(expected), std::move(found));
-    };
+namespace {
+
+using node_t = node;
+
+/// One pre-order walk over a tree, appending each node's JSON to `nodes` and each array leaf
+/// to `out.tensors` under its dotted path (checked unique and printable).
+class encoder {
+public:
+    explicit encoder(const std::string& context) : context_(context) {}
+
+    encoded_structure run(const tree& t) {
+        stack_.push_back({t.node(), 0, 0, std::nullopt});
+        while (!stack_.empty()) {
+            item it = std::move(stack_.back());
+            stack_.pop_back();
+            move_to(cur_, it.path_depth, it.entry);
+            if (it.depth >= max_structure_depth)
+                fail(fmt::format("a tree at most {} levels deep", max_structure_depth), "deeper");
+            visit(it);
+        }
+        try {
+            out_.text = json{{"version", 2}, {"nodes", std::move(nodes_)}}.dump();
+        } catch (const json::exception&) {
+            throw format_error("save " + context_, "", "UTF-8 keys, names and strings",
+                               "a string that is not valid UTF-8");
+        }
+        return std::move(out_);
+    }
+
+private:
     struct item {
         node_ptr n;
         std::size_t depth;      // nodes above it
         std::size_t path_depth; // entries of its parent's path
         std::optional<path_entry> entry;
     };
-    std::vector<item> stack{{t.node(), 0, 0, std::nullopt}};
-    path cur;
+
+    [[noreturn]] void fail(std::string expected, std::string found) const {
+        throw format_error("save " + context_, keystr(cur_), std::move(expected), std::move(found));
+    }
+
     // Children are pushed in reverse so they come off the stack in order: pre-order output.
-    auto push_children = [&](const item& it, const std::vector<node_ptr>& children,
-                             const std::vector<std::optional<path_entry>>& entries) {
+    void push_children(const item& it, const std::vector<node_ptr>& children,
+                       const std::vector<std::optional<path_entry>>& entries) {
         for (std::size_t k = children.size(); k-- > 0;)
-            stack.push_back({children[k], it.depth + 1, cur.size(), entries[k]});
-    };
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
-        move_to(cur, it.path_depth, it.entry);
-        if (it.depth >= max_structure_depth)
-            fail(cur, fmt::format("a tree at most {} levels deep", max_structure_depth), "deeper");
-        const tree node_tree(it.n);
-        const node& n = *it.n;
+            stack_.push_back({children[k], it.depth + 1, cur_.size(), entries[k]});
+    }
+
+    void visit(const item& it) {
+        const node_t& n = *it.n;
         switch (n.kind) {
         case node_kind::leaf:
-            if (const auto* a = std::get_if<array>(&n.value)) {
-                std::string name = tensor_name(cur);
-                if (!valid_tensor_name(name))
-                    fail(cur, "a tensor name without control characters, not __metadata__",
-                         fmt::format("'{}'", escaped(name)));
-                const auto [at, fresh] = names.emplace(name, cur);
-                if (!fresh)
-                    fail(cur, "a tensor name of its own",
-                         fmt::format("'{}', also the name of {}", escaped(name),
-                                     display_path(keystr(at->second))));
-                nodes.push_back({{"k", "array"}, {"name", name}});
-                out.tensors.emplace_back(std::move(name), *a);
-            } else if (std::holds_alternative<std::monostate>(n.value)) {
-                nodes.push_back({{"k", "none"}});
-            } else {
-                nodes.push_back(encode_static(std::visit(
-                    [](const auto& v) -> static_value {
-                        using T = std::decay_t<decltype(v)>;
-                        if constexpr (std::is_same_v<T, array> || std::is_same_v<T, std::monostate>)
-                            return static_value(false); // handled above
-                        else
-                            return static_value(v);
-                    },
-                    n.value)));
-            }
-            break;
+            return leaf(n);
         case node_kind::none:
-            nodes.push_back({{"k", "none"}});
-            break;
+            nodes_.push_back({{"k", "none"}});
+            return;
         case node_kind::list:
         case node_kind::tuple: {
-            nodes.push_back(
+            nodes_.push_back(
                 {{"k", n.kind == node_kind::list ? "list" : "tuple"}, {"n", n.children.size()}});
             std::vector<node_ptr> children(n.children.begin(), n.children.end());
             std::vector<std::optional<path_entry>> entries;
             for (std::size_t k = 0; k < children.size(); ++k)
                 entries.emplace_back(index_key{k});
-            push_children(it, children, entries);
-            break;
+            return push_children(it, children, entries);
         }
         case node_kind::dict:
-        case node_kind::record: {
-            // Children in insertion (dicts) or declaration (records) order, as keys() lists them.
-            const auto keys = node_tree.keys();
-            std::vector<node_ptr> children;
-            std::vector<std::optional<path_entry>> entries;
-            for (const auto& k : keys) {
-                const path_entry e =
-                    n.kind == node_kind::dict ? path_entry{dict_key{k}} : path_entry{field_key{k}};
-                const auto index = find_child(n, e);
-                if (!index) throw std::logic_error("paramtree internal error: a key without child");
-                children.push_back(n.children[*index]);
-                entries.emplace_back(e);
-            }
-            if (n.kind == node_kind::dict) {
-                nodes.push_back({{"k", "dict"}, {"keys", keys}});
-            } else {
-                json statics = json::array();
-                for (const auto& [name, v] : node_tree.static_fields())
-                    statics.push_back({name, encode_static(v)});
-                nodes.push_back({{"k", "record"},
-                                 {"name", std::string(node_tree.record_name())},
-                                 {"fields", keys},
-                                 {"statics", std::move(statics)}});
-            }
-            push_children(it, children, entries);
-            break;
-        }
+        case node_kind::record:
+            return keyed(it);
         case node_kind::shared: {
             const auto& m = meta_of<shared_meta>(n);
             json tags = json::array();
             for (const auto& [tag, at] : m.tags)
                 tags.push_back({tag, keystr(at)});
-            nodes.push_back({{"k", "shared"}, {"tags", std::move(tags)}});
+            nodes_.push_back({{"k", "shared"}, {"tags", std::move(tags)}});
             // Paths pass through a Shared node without an entry of their own.
-            stack.push_back({n.children[0], it.depth + 1, cur.size(), std::nullopt});
-            break;
+            stack_.push_back({n.children[0], it.depth + 1, cur_.size(), std::nullopt});
+            return;
         }
-        case node_kind::tied: {
-            const auto& m = meta_of<tie_meta>(n);
-            if (m.fn)
-                throw sharing_error("save " + context, keystr(cur), "a tie to a path (savable)",
-                                    fmt::format("a tie through the callable get '{}'", m.fn_name));
-            json transforms = json::array();
-            for (const auto& tr : m.transforms)
-                if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
-            nodes.push_back({{"k", "tied"},
-                             {"source", keystr(m.source)},
-                             {"transforms", std::move(transforms)}});
-            break;
-        }
+        case node_kind::tied:
+            return tied(n);
         }
     }
-    try {
-        out.text = json{{"version", 2}, {"nodes", std::move(nodes)}}.dump();
-    } catch (const json::exception&) {
-        throw format_error("save " + context, "", "UTF-8 keys, names and strings",
-                           "a string that is not valid UTF-8");
+
+    void leaf(const node_t& n) {
+        if (const auto* a = std::get_if<array>(&n.value)) {
+            std::string name = tensor_name(cur_);
+            if (!valid_tensor_name(name))
+                fail("a tensor name without control characters, not __metadata__",
+                     fmt::format("'{}'", escaped(name)));
+            const auto [at, fresh] = names_.emplace(name, cur_);
+            if (!fresh)
+                fail("a tensor name of its own",
+                     fmt::format("'{}', also the name of {}", escaped(name),
+                                 display_path(keystr(at->second))));
+            nodes_.push_back({{"k", "array"}, {"name", name}});
+            out_.tensors.emplace_back(std::move(name), *a);
+        } else if (std::holds_alternative<std::monostate>(n.value)) {
+            nodes_.push_back({{"k", "none"}});
+        } else {
+            nodes_.push_back(encode_static(std::visit(
+                [](const auto& v) -> static_value {
+                    using T = std::decay_t<decltype(v)>;
+                    if constexpr (std::is_same_v<T, array> || std::is_same_v<T, std::monostate>)
+                        return static_value(false); // handled above
+                    else
+                        return static_value(v);
+                },
+                n.value)));
+        }
     }
-    return out;
+
+    // Dicts and records: children in insertion (dicts) or declaration (records) order, as
+    // keys() lists them.
+    void keyed(const item& it) {
+        const node_t& n = *it.n;
+        const tree node_tree(it.n);
+        const auto keys = node_tree.keys();
+        std::vector<node_ptr> children;
+        std::vector<std::optional<path_entry>> entries;
+        for (const auto& k : keys) {
+            const path_entry e =
+                n.kind == node_kind::dict ? path_entry{dict_key{k}} : path_entry{field_key{k}};
+            const auto index = find_child(n, e);
+            if (!index) throw std::logic_error("paramtree internal error: a key without child");
+            children.push_back(n.children[*index]);
+            entries.emplace_back(e);
+        }
+        if (n.kind == node_kind::dict) {
+            nodes_.push_back({{"k", "dict"}, {"keys", keys}});
+        } else {
+            json statics = json::array();
+            for (const auto& [name, v] : node_tree.static_fields())
+                statics.push_back({name, encode_static(v)});
+            nodes_.push_back({{"k", "record"},
+                              {"name", std::string(node_tree.record_name())},
+                              {"fields", keys},
+                              {"statics", std::move(statics)}});
+        }
+        push_children(it, children, entries);
+    }
+
+    void tied(const node_t& n) {
+        const auto& m = meta_of<tie_meta>(n);
+        if (m.fn)
+            throw sharing_error("save " + context_, keystr(cur_), "a tie to a path (savable)",
+                                fmt::format("a tie through the callable get '{}'", m.fn_name));
+        json transforms = json::array();
+        for (const auto& tr : m.transforms)
+            if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
+        nodes_.push_back(
+            {{"k", "tied"}, {"source", keystr(m.source)}, {"transforms", std::move(transforms)}});
+    }
+
+    const std::string& context_;
+    encoded_structure out_;
+    json nodes_ = json::array();
+    std::map<std::string, path> names_; // tensor name -> the leaf it came from
+    std::vector<item> stack_;
+    path cur_;
+};
+
+} // namespace
+
+encoded_structure encode_structure(const tree& t, const std::string& context) {
+    return encoder(context).run(t);
 }
 
 // ---- decoding -------------------------------------------------------------------------------
@@ -335,6 +370,12 @@ private:
     };
 
     tree finish(frame& f);
+    /// A `tied` node: recorded against the enclosing Shared scope, tied when it finishes.
+    void tie(const json& j);
+    /// A `record` node's frame, its statics decoded; `remaining` nodes follow it.
+    frame record_frame(const json& j, std::size_t remaining);
+    /// A `shared` node: opens a scope for the ties below it.
+    void open_shared(const json& j);
 
     const std::function<array(const std::string&)>& tensor_;
     const std::string& context_;
@@ -369,6 +410,52 @@ tree decoder::finish(frame& f) {
     }
     child = tree_at(where, child, values);
     return share_impl(child, std::move(where), std::move(gets), std::move(s.tags));
+}
+
+void decoder::tie(const json& j) {
+    if (scopes_.empty()) bad("a tie inside a Shared node", j);
+    const scope& s = scopes_.back();
+    pending_tie tie{path(std::vector<path_entry>(cur_.begin() + static_cast<std::ptrdiff_t>(s.base),
+                                                 cur_.end())),
+                    {},
+                    {}};
+    const std::string source = text(j, "source");
+    const json& transforms = list_of(j, "transforms");
+    for (const auto& tr : transforms)
+        if (!tr.is_string()) bad("transform texts", tr);
+    try {
+        tie.source = parse_path(source);
+        for (const auto& tr : transforms)
+            tie.transforms.push_back(transform::parse(tr.get<std::string>()));
+    } catch (const error& e) {
+        bad_text("a tie source path and transforms: " + e.expected(), e.found());
+    }
+    scopes_.back().ties.push_back(std::move(tie));
+}
+
+decoder::frame decoder::record_frame(const json& j, std::size_t remaining) {
+    frame f{"record", 0, strings(j, "fields"), text(j, "name"), {}, {}, cur_.size()};
+    if (f.names.size() > remaining) bad("a child per field", j);
+    f.expected = f.names.size();
+    for (const auto& s : list_of(j, "statics")) {
+        if (!s.is_array() || s.size() != 2 || !s[0].is_string()) bad("[name, value] statics", s);
+        f.statics.emplace_back(s[0].get<std::string>(), decode_static(s[1]));
+    }
+    return f;
+}
+
+void decoder::open_shared(const json& j) {
+    scope s{cur_.size(), {}, {}};
+    for (const auto& t : list_of(j, "tags")) {
+        if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_string())
+            bad("[tag, path] tags", t);
+        try {
+            s.tags.emplace_back(t[0].get<std::string>(), parse_path(t[1].get<std::string>()));
+        } catch (const path_error&) {
+            bad("a tag path", t[1]);
+        }
+    }
+    scopes_.push_back(std::move(s));
 }
 
 tree decoder::decode(const json& nodes) {
@@ -410,24 +497,7 @@ tree decoder::decode(const json& nodes) {
         } else if (k == "bool" || k == "int" || k == "double" || k == "str") {
             deliver(std::visit([](const auto& v) { return tree(v); }, decode_static(j).get()));
         } else if (k == "tied") {
-            if (scopes_.empty()) bad("a tie inside a Shared node", j);
-            const scope& s = scopes_.back();
-            pending_tie tie{path(std::vector<path_entry>(
-                                cur_.begin() + static_cast<std::ptrdiff_t>(s.base), cur_.end())),
-                            {},
-                            {}};
-            const std::string source = text(j, "source");
-            const json& transforms = list_of(j, "transforms");
-            for (const auto& tr : transforms)
-                if (!tr.is_string()) bad("transform texts", tr);
-            try {
-                tie.source = parse_path(source);
-                for (const auto& tr : transforms)
-                    tie.transforms.push_back(transform::parse(tr.get<std::string>()));
-            } catch (const error& e) {
-                bad_text("a tie source path and transforms: " + e.expected(), e.found());
-            }
-            scopes_.back().ties.push_back(std::move(tie));
+            tie(j);
             deliver(tree{}); // filled in and tied again when the Shared node finishes
         } else if (k == "list" || k == "tuple") {
             const json& n = field(j, "n");
@@ -440,28 +510,9 @@ tree decoder::decode(const json& nodes) {
             const std::size_t count = keys.size();
             frames.push_back({k, count, std::move(keys), {}, {}, {}, cur_.size()});
         } else if (k == "record") {
-            frame f{k, 0, strings(j, "fields"), text(j, "name"), {}, {}, cur_.size()};
-            if (f.names.size() > nodes.size() - i) bad("a child per field", j);
-            f.expected = f.names.size();
-            for (const auto& s : list_of(j, "statics")) {
-                if (!s.is_array() || s.size() != 2 || !s[0].is_string())
-                    bad("[name, value] statics", s);
-                f.statics.emplace_back(s[0].get<std::string>(), decode_static(s[1]));
-            }
-            frames.push_back(std::move(f));
+            frames.push_back(record_frame(j, nodes.size() - i));
         } else if (k == "shared") {
-            scope s{cur_.size(), {}, {}};
-            for (const auto& t : list_of(j, "tags")) {
-                if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_string())
-                    bad("[tag, path] tags", t);
-                try {
-                    s.tags.emplace_back(t[0].get<std::string>(),
-                                        parse_path(t[1].get<std::string>()));
-                } catch (const path_error&) {
-                    bad("a tag path", t[1]);
-                }
-            }
-            scopes_.push_back(std::move(s));
+            open_shared(j);
             frames.push_back({k, 1, {}, {}, {}, {}, cur_.size()});
         } else {
             bad("a known node kind", j["k"]);
