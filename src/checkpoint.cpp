@@ -99,6 +99,41 @@ std::size_t as_size(const std::string& source, const std::string& name, const js
     return v.get<std::uint64_t>();
 }
 
+/// One tensor's header entry, checked: a known dtype, a shape whose byte size fits, offsets
+/// spanning exactly those bytes within the data section.
+st_tensor parse_tensor(const st_file& f, const std::string& name, const json& v) {
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets") || !v["dtype"].is_string() || !v["shape"].is_array() ||
+        !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
+        bad_file(f.source, name,
+                 "{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}",
+                 describe_json(v));
+    st_tensor t;
+    t.name = name;
+    t.dt = parse_st_dtype(f.source, name, v["dtype"].get<std::string>());
+    std::size_t bytes_needed = dtype_size(t.dt);
+    for (const auto& e : v["shape"]) {
+        const std::size_t d = as_size(f.source, name, e, "extent");
+        t.shape.push_back(d);
+        if (d != 0 && bytes_needed > std::numeric_limits<std::size_t>::max() / d)
+            bad_file(f.source, name, "a shape whose byte size fits in 64 bits",
+                     fmt::format("an extent of {} after {} bytes", d, bytes_needed));
+        bytes_needed *= d;
+    }
+    t.begin = as_size(f.source, name, v["data_offsets"][0], "offset");
+    t.end = as_size(f.source, name, v["data_offsets"][1], "offset");
+    if (t.begin > t.end || t.end - t.begin != bytes_needed)
+        bad_file(f.source, name,
+                 fmt::format("data_offsets spanning {} bytes ({})", bytes_needed,
+                             describe(t.dt, t.shape)),
+                 fmt::format("[{}, {}]", t.begin, t.end));
+    if (t.end > f.data_size)
+        bad_file(f.source, name,
+                 fmt::format("data within the {} bytes after the header", f.data_size),
+                 fmt::format("[{}, {}]", t.begin, t.end));
+    return t;
+}
+
 st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owner,
               std::string source) {
     st_file f;
@@ -162,36 +197,7 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
             f.has_metadata = true;
             continue;
         }
-        if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
-            !v.contains("data_offsets") || !v["dtype"].is_string() || !v["shape"].is_array() ||
-            !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-            bad_file(f.source, name,
-                     "{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}",
-                     describe_json(v));
-        st_tensor t;
-        t.name = name;
-        t.dt = parse_st_dtype(f.source, name, v["dtype"].get<std::string>());
-        std::size_t bytes_needed = dtype_size(t.dt);
-        for (const auto& e : v["shape"]) {
-            const std::size_t d = as_size(f.source, name, e, "extent");
-            t.shape.push_back(d);
-            if (d != 0 && bytes_needed > std::numeric_limits<std::size_t>::max() / d)
-                bad_file(f.source, name, "a shape whose byte size fits in 64 bits",
-                         fmt::format("an extent of {} after {} bytes", d, bytes_needed));
-            bytes_needed *= d;
-        }
-        t.begin = as_size(f.source, name, v["data_offsets"][0], "offset");
-        t.end = as_size(f.source, name, v["data_offsets"][1], "offset");
-        if (t.begin > t.end || t.end - t.begin != bytes_needed)
-            bad_file(f.source, name,
-                     fmt::format("data_offsets spanning {} bytes ({})", bytes_needed,
-                                 describe(t.dt, t.shape)),
-                     fmt::format("[{}, {}]", t.begin, t.end));
-        if (t.end > f.data_size)
-            bad_file(f.source, name,
-                     fmt::format("data within the {} bytes after the header", f.data_size),
-                     fmt::format("[{}, {}]", t.begin, t.end));
-        f.tensors.push_back(std::move(t));
+        f.tensors.push_back(parse_tensor(f, name, v));
     }
     // The data section is covered exactly once: no overlap, no hole (as the format requires,
     // so no file is also something else).
