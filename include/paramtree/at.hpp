@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <paramtree/error.hpp>
+#include <paramtree/detail/subscript.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/tree.hpp>
 
@@ -19,21 +20,15 @@ namespace paramtree {
 
 /// A checked cursor into a tree used by `where` callables: `s["layers"][3]["weight"]`
 /// records the path while validating every step against the tree (O(depth)).
-class selector {
+class selector : public detail::subscript_sugar<selector, selector> {
 public:
     explicit selector(const tree& t) : node_(t) {}
 
-    /// Element `i` of a list or tuple. Throws path_error.
+    /// Element `i` of a list or tuple (any integer type). Throws path_error.
     [[nodiscard]] selector operator[](std::size_t i) const;
-    template <std::integral T>
-    requires(!std::same_as<T, bool>) [[nodiscard]] selector operator[](T i) const {
-        return (*this)[static_cast<std::size_t>(i)];
-    }
-    /// Dict entry or record field `name`. Throws path_error.
+    /// Dict entry or record field `name` (a string literal too). Throws path_error.
     [[nodiscard]] selector operator[](std::string_view name) const;
-    [[nodiscard]] selector operator[](const char* name) const {
-        return (*this)[std::string_view(name)];
-    }
+    using detail::subscript_sugar<selector, selector>::operator[];
     /// Follows a whole path.
     [[nodiscard]] selector operator[](const path& p) const;
 

@@ -201,9 +201,31 @@ template <leaf_filter F>
     }
 }
 
+/// What both walk iterators share: postfix increment, equality (the same node at the same
+/// position of the walk) and the default sentinel (the walk is over). `D` provides prefix
+/// increment and `walk()`.
+template <class D>
+class walk_iterator_ops {
+public:
+    D operator++(int) {
+        D old = self();
+        ++self();
+        return old;
+    }
+    [[nodiscard]] friend bool operator==(const D& a, const D& b) noexcept {
+        return a.walk().current() == b.walk().current() && a.walk().ordinal() == b.walk().ordinal();
+    }
+    [[nodiscard]] friend bool operator==(const D& a, std::default_sentinel_t) noexcept {
+        return a.walk().current() == nullptr;
+    }
+
+private:
+    [[nodiscard]] D& self() noexcept { return static_cast<D&>(*this); }
+};
+
 /// The iterator of every leaf view: forward, with a default sentinel at the end.
 template <leaf_filter F, bool Paths>
-class leaf_iterator {
+class leaf_iterator : public walk_iterator_ops<leaf_iterator<F, Paths>> {
 public:
     using difference_type = std::ptrdiff_t;
     using value_type =
@@ -229,17 +251,8 @@ public:
         skip();
         return *this;
     }
-    leaf_iterator operator++(int) {
-        auto old = *this;
-        ++*this;
-        return old;
-    }
-    [[nodiscard]] friend bool operator==(const leaf_iterator& a, const leaf_iterator& b) noexcept {
-        return a.walk_.current() == b.walk_.current() && a.walk_.ordinal() == b.walk_.ordinal();
-    }
-    [[nodiscard]] friend bool operator==(const leaf_iterator& a, std::default_sentinel_t) noexcept {
-        return a.walk_.current() == nullptr;
-    }
+    using walk_iterator_ops<leaf_iterator>::operator++;
+    [[nodiscard]] const detail::preorder_walk<true, Paths>& walk() const noexcept { return walk_; }
 
 private:
     void skip() {
@@ -249,7 +262,7 @@ private:
     detail::preorder_walk<true, Paths> walk_;
 };
 
-class node_iterator {
+class node_iterator : public walk_iterator_ops<node_iterator> {
 public:
     using difference_type = std::ptrdiff_t;
     using value_type = node_ref;
@@ -263,17 +276,8 @@ public:
         walk_.advance();
         return *this;
     }
-    node_iterator operator++(int) {
-        auto old = *this;
-        ++*this;
-        return old;
-    }
-    [[nodiscard]] friend bool operator==(const node_iterator& a, const node_iterator& b) noexcept {
-        return a.walk_.ordinal() == b.walk_.ordinal() && a.walk_.current() == b.walk_.current();
-    }
-    [[nodiscard]] friend bool operator==(const node_iterator& a, std::default_sentinel_t) noexcept {
-        return a.walk_.current() == nullptr;
-    }
+    using walk_iterator_ops<node_iterator>::operator++;
+    [[nodiscard]] const detail::preorder_walk<false, false>& walk() const noexcept { return walk_; }
 
 private:
     detail::preorder_walk<false, false> walk_;

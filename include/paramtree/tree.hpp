@@ -16,6 +16,7 @@
 
 #include <paramtree/array.hpp>
 #include <paramtree/detail/node.hpp>
+#include <paramtree/detail/subscript.hpp>
 #include <paramtree/path.hpp>
 
 namespace paramtree {
@@ -30,7 +31,7 @@ namespace paramtree {
 ///     pt::tree t = pt::dict({{"w", pt::array::zeros({3})}, {"lr", 0.1}, {"name", "mlp"}});
 ///     pt::tree u = t;                   // O(1): u and t are the same node
 ///     assert(pt::same_node(t, u) && t.num_leaves() == 3);
-class tree {
+class tree : public detail::subscript_sugar<tree, tree> {
 public:
     /// None: a node with no leaves.
     tree() noexcept;
@@ -70,17 +71,13 @@ public:
     [[nodiscard]] tree child(std::size_t i) const;
     /// All children in storage order.
     [[nodiscard]] std::vector<tree> children() const;
-    /// Element `i` of a list or tuple. Throws path_error if not a sequence or out of range.
+    /// Element `i` of a list or tuple (any integer type). Throws path_error if not a
+    /// sequence or out of range.
     [[nodiscard]] tree operator[](std::size_t i) const;
-    template <std::integral T>
-    requires(!std::same_as<T, bool>) [[nodiscard]] tree operator[](T i) const {
-        return (*this)[static_cast<std::size_t>(i)];
-    }
-    /// Dict entry or record field `name`. Throws path_error if there is none.
+    /// Dict entry or record field `name` (a string literal too). Throws path_error if there is
+    /// none.
     [[nodiscard]] tree operator[](std::string_view name) const;
-    [[nodiscard]] tree operator[](const char* name) const {
-        return (*this)[std::string_view(name)];
-    }
+    using detail::subscript_sugar<tree, tree>::operator[];
     /// The subtree at `p`. Throws path_error naming the longest valid prefix.
     [[nodiscard]] tree at(const path& p) const;
     /// True if `p` names a node of this tree.
