@@ -35,6 +35,25 @@ std::size_t product(const shape_type& s, std::size_t from, std::size_t to) {
 
 // ---- concatenate ---------------------------------------------------------------------------
 
+namespace {
+/// Elements [begin, begin + count) of `g` along `axis`, as recorded operations (the axis moved
+/// to the front, its rows taken, moved back): the differentiable form of concatenate's rule.
+array slice_along(const array& g, std::size_t axis, std::size_t begin, std::size_t count) {
+    std::vector<int> perm{static_cast<int>(axis)};
+    for (std::size_t d = 0; d < g.ndim(); ++d)
+        if (d != axis) perm.push_back(static_cast<int>(d));
+    std::vector<int> back(perm.size());
+    for (std::size_t d = 0; d < perm.size(); ++d)
+        back[static_cast<std::size_t>(perm[d])] = static_cast<int>(d);
+    std::vector<std::int64_t> rows(count);
+    for (std::size_t r = 0; r < count; ++r)
+        rows[r] = static_cast<std::int64_t>(begin + r);
+    const array picked =
+        take(transpose(g, perm), array::from_vector<std::int64_t>({count}, std::move(rows)));
+    return transpose(picked, back);
+}
+} // namespace
+
 array concatenate(const std::vector<array>& xs, int axis) {
     if (xs.empty()) detail::throw_shape("concatenate", "at least one array", "an empty list");
     const array& first = xs.front();
@@ -73,8 +92,14 @@ array concatenate(const std::vector<array>& xs, int axis) {
     std::vector<const array*> inputs;
     for (const array& x : xs)
         inputs.push_back(&x);
-    return traced({"concatenate"}, out, detail::input_list(inputs), [&] {
+    return traced({"concatenate", true}, out, detail::input_list(inputs), [&] {
         return [widths, shape, ax, outer, inner, esize](const array& g, cotangent_sink& s) {
+            if (s.differentiable()) {
+                std::size_t begin = 0;
+                for (std::size_t i = 0; i < widths.size(); begin += widths[i++])
+                    if (s.needs(i)) s.add(i, slice_along(g, ax, begin, widths[i]));
+                return;
+            }
             const std::size_t grow = shape[ax] * inner * esize;
             std::size_t from = 0;
             for (std::size_t i = 0; i < widths.size(); ++i) {

@@ -398,6 +398,13 @@ TEST_CASE("autodiff: second-order rules match finite differences of the gradient
                        },
                        {rand(9, {2, 5, 4}), rand(10, {2, 5, 4})});
     check_second_order(
+        "concatenate",
+        [](const V& v) {
+            const pt::array c = pt::concatenate({v[0] * v[0], pt::tanh(v[1]), v[0]}, 1);
+            return c * pt::concatenate({v[1], v[0], v[1] * v[0]}, 1);
+        },
+        {a, b});
+    check_second_order(
         "take and dropout",
         [](const V& v) {
             const auto idx = pt::array::from_vector<std::int64_t>({2, 2}, {1, 0, 2, 1});
