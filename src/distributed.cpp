@@ -207,7 +207,7 @@ struct bucket {
 std::vector<bucket> plan_buckets(const std::vector<tree>& leaves, std::size_t bucket_bytes) {
     std::vector<bucket> out;
     for (const dtype type : {dtype::float32, dtype::float64}) {
-        const std::size_t item = type == dtype::float64 ? 8 : 4;
+        const std::size_t item = dtype_size(type);
         const std::size_t capacity =
             std::clamp<std::size_t>(bucket_bytes / item, 1, static_cast<std::size_t>(INT_MAX));
         std::size_t used = capacity; // start a bucket at the first leaf
@@ -260,6 +260,67 @@ void unpack(const bucket& b, std::vector<void*>& outputs, double scale) {
         in += p.count;
     }
 }
+
+/// `pack` for the bucket's own float dtype.
+void pack_bucket(bucket& b, const std::vector<tree>& leaves, double weight) {
+    if (b.type == dtype::float64)
+        pack<double>(b, leaves, weight);
+    else
+        pack<float>(b, leaves, weight);
+}
+
+/// The reduced leaves: a fresh array for every leaf the buckets carry (a leaf spread over
+/// several buckets gets one), each bucket waited for and unpacked, times `scale`, as it
+/// arrives.
+void receive(std::vector<bucket>& buckets, std::vector<tree>& leaves, double scale) {
+    std::vector<void*> outputs(leaves.size(), nullptr);
+    for (const auto& b : buckets)
+        for (const auto& p : b.pieces)
+            if (outputs[p.leaf] == nullptr) {
+                const array& a = leaves[p.leaf].as_array();
+                auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
+                outputs[p.leaf] = buffer;
+                leaves[p.leaf] = std::move(fresh);
+            }
+    for (auto& b : buckets) {
+        MPI_Wait(&b.request, MPI_STATUS_IGNORE);
+        if (b.type == dtype::float64)
+            unpack<double>(b, outputs, scale);
+        else
+            unpack<float>(b, outputs, scale);
+    }
+}
+
+/// The sum of every process's weight in a mean, travelling alongside the buckets: started
+/// before them, waited for before the result is scaled.
+class weight_total {
+public:
+    weight_total(const communicator& comm, double weight, const char* context)
+        : weight_(weight), context_(context) {
+        if (!(weight >= 0) || !std::isfinite(weight))
+            detail::throw_value(context, {}, "a finite weight >= 0", fmt::format("{}", weight));
+        MPI_Iallreduce(&weight_, &total_, 1, MPI_DOUBLE, MPI_SUM, raw(comm), &request_);
+    }
+    ~weight_total() {
+        // An exception between start and finish: MPI still writes into total_.
+        if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    }
+    weight_total(const weight_total&) = delete; // MPI writes into total_ until finished
+    weight_total& operator=(const weight_total&) = delete;
+    [[nodiscard]] double weight() const noexcept { return weight_; }
+    /// The total, which must be positive.
+    [[nodiscard]] double finish() {
+        MPI_Wait(&request_, MPI_STATUS_IGNORE);
+        if (!(total_ > 0))
+            detail::throw_value(context_, {}, "a positive total weight", fmt::format("{}", total_));
+        return total_;
+    }
+
+private:
+    double weight_, total_ = 0;
+    const char* context_;
+    MPI_Request request_ = MPI_REQUEST_NULL;
+};
 
 } // namespace
 
@@ -345,16 +406,10 @@ tree broadcast(const communicator& comm, const tree& t, int root) {
 
 tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce_options& options,
                     allreduce_stats* stats) {
-    if (!(options.weight >= 0) || !std::isfinite(options.weight))
-        detail::throw_value("allreduce_mean", {}, "a finite weight >= 0",
-                            fmt::format("{}", options.weight));
     auto flat = flatten(grads);
     check_structure(comm, grads, flat, "allreduce_mean");
     auto& [leaves, def] = flat;
-    // The total weight travels first, alongside the buckets.
-    double weight = options.weight, total = 0;
-    MPI_Request weight_request = MPI_REQUEST_NULL;
-    MPI_Iallreduce(&weight, &total, 1, MPI_DOUBLE, MPI_SUM, raw(comm), &weight_request);
+    weight_total total(comm, options.weight, "allreduce_mean");
 
     std::vector<bucket> buckets = plan_buckets(leaves, options.bucket_bytes);
     // Each bucket as a reduce-scatter, then an all-gather (the two halves of a ring
@@ -363,11 +418,8 @@ tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce
     // padded to a multiple of the process count; the padding is reduced and ignored.
     const auto n = static_cast<std::size_t>(comm.size());
     for (auto& b : buckets) {
-        const std::size_t item = b.type == dtype::float64 ? 8 : 4;
-        if (b.type == dtype::float64)
-            pack<double>(b, leaves, weight);
-        else
-            pack<float>(b, leaves, weight);
+        const std::size_t item = dtype_size(b.type);
+        pack_bucket(b, leaves, total.weight());
         const std::size_t count = b.data.size() / item;
         const std::size_t per = (count + n - 1) / n;
         b.data.resize(per * n * item, std::byte{0});
@@ -377,35 +429,15 @@ tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce
     }
     for (auto& b : buckets) {
         MPI_Wait(&b.request, MPI_STATUS_IGNORE);
-        const int per = static_cast<int>(b.chunk.size() / (b.type == dtype::float64 ? 8 : 4));
+        const int per = static_cast<int>(b.chunk.size() / dtype_size(b.type));
         MPI_Iallgather(b.chunk.data(), per, mpi_type(b.type), b.data.data(), per, mpi_type(b.type),
                        raw(comm), &b.request);
     }
-    MPI_Wait(&weight_request, MPI_STATUS_IGNORE);
-    if (!(total > 0))
-        detail::throw_value("allreduce_mean", {}, "a positive total weight",
-                            fmt::format("{}", total));
-
-    // Fresh arrays for the reduced leaves, filled bucket by bucket as each arrives.
-    std::vector<void*> outputs(leaves.size(), nullptr);
-    for (const auto& b : buckets)
-        for (const auto& p : b.pieces)
-            if (outputs[p.leaf] == nullptr) {
-                const array& a = leaves[p.leaf].as_array();
-                auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
-                outputs[p.leaf] = buffer;
-                leaves[p.leaf] = std::move(fresh);
-            }
+    receive(buckets, leaves, 1.0 / total.finish());
     std::size_t bytes = 0;
-    for (auto& b : buckets) {
-        MPI_Wait(&b.request, MPI_STATUS_IGNORE);
-        if (b.type == dtype::float64)
-            unpack<double>(b, outputs, 1.0 / total);
-        else
-            unpack<float>(b, outputs, 1.0 / total);
+    for (const auto& b : buckets)
         for (const auto& p : b.pieces) // the gradient's bytes, not the padding
-            bytes += p.count * (b.type == dtype::float64 ? 8 : 4);
-    }
+            bytes += p.count * dtype_size(b.type);
     if (stats != nullptr) *stats = {bytes, buckets.size()};
     return unflatten(def, std::move(leaves));
 }
@@ -574,15 +606,10 @@ flat_tree planned(const communicator& comm, const tree& t, const sharding& plan,
 
 tree reduce_scatter_mean(const communicator& comm, const tree& grads, const sharding& plan,
                          const allreduce_options& options, allreduce_stats* stats) {
-    if (!(options.weight >= 0) || !std::isfinite(options.weight))
-        detail::throw_value("reduce_scatter_mean", {}, "a finite weight >= 0",
-                            fmt::format("{}", options.weight));
     auto flat = planned(comm, grads, plan, "reduce_scatter_mean");
     check_structure(comm, grads, flat, "reduce_scatter_mean");
     auto& [leaves, def] = flat;
-    double weight = options.weight, total = 0;
-    MPI_Request weight_request = MPI_REQUEST_NULL;
-    MPI_Iallreduce(&weight, &total, 1, MPI_DOUBLE, MPI_SUM, raw(comm), &weight_request);
+    weight_total total(comm, options.weight, "reduce_scatter_mean");
 
     const int me = comm.rank();
     // One stream per float dtype: every process's owned leaves, in rank order, so that the
@@ -607,40 +634,19 @@ tree reduce_scatter_mean(const communicator& comm, const tree& grads, const shar
         counts.push_back(std::move(per));
     }
     for (std::size_t b = 0; b < sends.size(); ++b) {
-        const bool f64 = sends[b].type == dtype::float64;
-        if (f64)
-            pack<double>(sends[b], leaves, weight);
-        else
-            pack<float>(sends[b], leaves, weight);
+        pack_bucket(sends[b], leaves, total.weight());
         mine[b].data.resize(static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)]) *
-                            (f64 ? 8 : 4));
+                            dtype_size(sends[b].type));
         MPI_Ireduce_scatter(sends[b].data.data(), mine[b].data.data(), counts[b].data(),
                             mpi_type(sends[b].type), MPI_SUM, raw(comm), &mine[b].request);
     }
-    MPI_Wait(&weight_request, MPI_STATUS_IGNORE);
-    if (!(total > 0))
-        detail::throw_value("reduce_scatter_mean", {}, "a positive total weight",
-                            fmt::format("{}", total));
     // Leaves owned elsewhere become None; owned ones fresh arrays, filled as data arrives.
-    std::vector<void*> outputs(leaves.size(), nullptr);
+    receive(mine, leaves, 1.0 / total.finish());
     for (const shard_entry& e : plan.leaves)
         if (e.owner != me) leaves[e.leaf] = tree{};
-    for (const auto& b : mine)
-        for (const auto& p : b.pieces) {
-            const array& a = leaves[p.leaf].as_array();
-            auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
-            outputs[p.leaf] = buffer;
-            leaves[p.leaf] = std::move(fresh);
-        }
     std::size_t bytes = 0;
-    for (std::size_t b = 0; b < mine.size(); ++b) {
-        MPI_Wait(&mine[b].request, MPI_STATUS_IGNORE);
-        if (mine[b].type == dtype::float64)
-            unpack<double>(mine[b], outputs, 1.0 / total);
-        else
-            unpack<float>(mine[b], outputs, 1.0 / total);
-        bytes += sends[b].data.size();
-    }
+    for (const auto& b : sends)
+        bytes += b.data.size();
     if (stats != nullptr) *stats = {bytes, sends.size()};
     return unflatten(def, std::move(leaves));
 }
