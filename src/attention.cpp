@@ -150,12 +150,11 @@ array composed_attention(const array& q, const array& k, const array& v, const a
     const array qh = heads(q, a.t), kh = heads(k, a.s), vh = heads(v, a.s);
     array scores = matmul(qh, swapaxes(kh, -1, -2)) * a.scale;
     if (a.causal) {
-        std::vector<std::uint8_t> keep(a.t * a.s);
+        std::vector<bool> keep(a.t * a.s);
         for (std::size_t i = 0; i < a.t; ++i)
             for (std::size_t j = 0; j < a.s; ++j)
-                keep[i * a.s + j] = j <= i ? 1 : 0;
-        const array mask =
-            array::from_vector<bool>({a.t, a.s}, std::vector<bool>(keep.begin(), keep.end()));
+                keep[i * a.s + j] = j <= i;
+        const array mask = array::from_vector<bool>({a.t, a.s}, std::move(keep));
         scores = where(mask, scores, array::full({}, -1e30, scores.dtype()));
     }
     const array out = matmul(softmax(scores, -1), vh); // [B, H, T, dh]

@@ -264,7 +264,7 @@ public:
     [[nodiscard]] bool needs(std::size_t k) const noexcept override { return to_.needs(k); }
     void add(std::size_t k, array g) override {
         std::vector<std::uint32_t> ids{cotangent_.trace() ? cotangent_.trace()->id : untraced};
-        for (std::size_t j = 0; j < entry_.inputs.size() + entry_.more_inputs.size(); ++j)
+        for (std::size_t j = 0; j < entry_.input_slots(); ++j)
             ids.push_back(entry_.input(j));
         const char* name = entry_.name;
         to_.add(k, push_entry(
@@ -312,7 +312,7 @@ std::vector<std::optional<array>> graph_backward(const std::shared_ptr<tape>& t,
         for (std::uint32_t i = sweep.lo; i <= top; ++i) {
             const tape_entry& e = t->entries[i];
             if (source[i - sweep.lo] || !e.backward) continue;
-            for (std::size_t k = 0; k < e.inputs.size() + e.more_inputs.size(); ++k)
+            for (std::size_t k = 0; k < e.input_slots(); ++k)
                 if (e.input(k) < i && sweep.wanted(e.input(k))) {
                     sweep.relevant[i - sweep.lo] = 1;
                     break;
@@ -473,14 +473,9 @@ void grad_session::open(const std::vector<const array*>& traced_inputs) {
 }
 
 array grad_session::variable(const array& x) {
-    if (!x.trace()) {
-        array v = make_variable(tape_, x);
-        vars_.push_back(v.trace()->id);
-        return v;
-    }
     // Traced by the enclosing call: a new entry that passes its cotangent on, so this
     // gradient stops here and the enclosing one continues through it.
-    array v = pass_through(tape_, x);
+    array v = x.trace() ? pass_through(tape_, x) : make_variable(tape_, x);
     vars_.push_back(v.trace()->id);
     return v;
 }
@@ -520,7 +515,7 @@ tree grad_session::trace(const tree& params, const leaf_filter& filter) {
 array grad_session::trace(const array& x) {
     if (!is_inexact(x.dtype()))
         throw_leaf("value_and_grad", {}, "a float array to differentiate", x.describe());
-    open(x.trace() ? std::vector<const array*>{&x} : std::vector<const array*>{});
+    open({&x}); // find_tape passes over it if untraced
     is_array_ = true;
     leaves_.emplace_back(x);
     return variable(x);
@@ -570,18 +565,20 @@ tree strip_traces(const tree& t) {
 }
 
 array tree_vdot(const tree& a, const tree& b) {
+    // flatten_all checks that the structures agree and names the first path where they do not.
+    const tree* both[] = {&a, &b};
+    const auto in =
+        flatten_all("hvp", both, {}, false, std::array<std::string_view, 2>{"the gradient", "v"});
     std::optional<array> total;
-    // tree_map checks that the structures agree and names the first path where they do not.
-    const tree products = tree_map(
-        [&](const tree& x, const tree& y) {
-            if (!x.is_array() || !y.is_array())
-                throw_leaf("hvp", {}, "arrays in both the gradient and v", describe(y));
-            const array p = sum(x.as_array() * y.as_array());
-            total = total ? *total + p : p;
-            return tree(p);
-        },
-        a, b);
-    (void)products;
+    for (std::size_t i = 0; i < in.leaves[0].size(); ++i) {
+        const tree& x = in.leaves[0][i];
+        const tree& y = in.leaves[1][i];
+        if (!x.is_array() || !y.is_array())
+            throw_leaf("hvp", in.def.leaf_paths()[i], "arrays in both the gradient and v",
+                       describe(y));
+        const array p = sum(x.as_array() * y.as_array());
+        total = total ? *total + p : p;
+    }
     return total ? *total : array::zeros({});
 }
 

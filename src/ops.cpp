@@ -32,6 +32,16 @@ array scalar_like(const array& x, double s) {
     return array::full({}, s, x.dtype());
 }
 
+/// `pred(x)` elementwise as a bool array: a constant (not recorded), for the masks of the
+/// piecewise rules (relu's x > 0, pow's b != 0).
+template <class Pred>
+array constant_mask(const char* name, const array& x, Pred pred) {
+    return k::float_dispatch(name, x, [&](auto tag) {
+        using T = decltype(tag);
+        return k::unary<T>(x, [&](T v) { return pred(v); }).astype(dtype::boolean);
+    });
+}
+
 /// An elementwise float function with derivative `deriv(x, y)` (y = f(x)), fused into one
 /// kernel pass for first-order gradients, and `graph(g, x, y)`, the same product g·f'(x)
 /// written with recorded operations, for gradients that are differentiated again.
@@ -121,10 +131,7 @@ array pow(const array& a, const array& b) {
         return [a, b, out, shape](const array& g, cotangent_sink& s) {
             if (s.differentiable()) {
                 // b a^(b-1) where b != 0 (0 at b = 0, also at a = 0), and a^b log a.
-                const array nonzero = k::float_dispatch("pow", b, [&](auto tag) {
-                    using T = decltype(tag);
-                    return k::unary<T>(b, [](T y) { return y != T{0}; }).astype(dtype::boolean);
-                });
+                const array nonzero = constant_mask("pow", b, [](auto y) { return y != 0; });
                 const array zero = array::zeros({}, g.dtype());
                 const array safe_b = where(nonzero, b, array::ones({}, b.dtype()));
                 const array d = where(nonzero, b * pow(a, safe_b - 1.0), zero);
@@ -235,10 +242,7 @@ array relu(const array& x) {
         [](auto v, auto) { return v > decltype(v){0} ? decltype(v){1} : decltype(v){0}; },
         [](const array& g, const array& x, const array&) {
             // The mask is a constant: relu is piecewise linear.
-            const array positive = k::float_dispatch("relu", x, [&](auto tag) {
-                using T = decltype(tag);
-                return k::unary<T>(x, [](T v) { return v > T{0}; }).astype(dtype::boolean);
-            });
+            const array positive = constant_mask("relu", x, [](auto v) { return v > 0; });
             return where(positive, g, array::zeros({}, g.dtype()));
         });
 }

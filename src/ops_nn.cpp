@@ -124,6 +124,17 @@ array concatenate(const std::vector<array>& xs, int axis) {
 // ---- take (embedding lookup) ---------------------------------------------------------------
 
 namespace {
+/// The (constant) one-hot rows of `idx` over `classes`, [idx.size(), classes], in `d`: what
+/// the differentiable rules of take and cross_entropy multiply by.
+array one_hot(const std::vector<std::int64_t>& idx, std::size_t classes, dtype d) {
+    std::vector<double> hot(idx.size() * classes, 0.0);
+    for (std::size_t i = 0; i < idx.size(); ++i)
+        hot[i * classes + static_cast<std::size_t>(idx[i])] = 1.0;
+    return array::from_vector<double>({idx.size(), classes}, std::move(hot)).astype(d);
+}
+} // namespace
+
+namespace {
 /// The indices as int64, checked against [0, rows).
 std::vector<std::int64_t> checked_indices(const char* op, const array& indices, std::size_t rows) {
     if (indices.dtype() != dtype::int32 && indices.dtype() != dtype::int64)
@@ -163,13 +174,8 @@ array take(const array& table, const array& indices) {
             if (s.differentiable()) {
                 // The scatter-add as a product with the (constant) one-hot matrix of the
                 // indices: linear in g, so recorded through matmul.
-                const std::size_t n = idx.size();
-                std::vector<double> hot(n * tshape[0], 0.0);
-                for (std::size_t i = 0; i < n; ++i)
-                    hot[i * tshape[0] + static_cast<std::size_t>(idx[i])] = 1.0;
-                const array onehot =
-                    array::from_vector<double>({n, tshape[0]}, hot).astype(g.dtype());
-                s.add(0, matmul(transpose(onehot), g.reshape({n, width})).reshape(tshape));
+                const array onehot = one_hot(idx, tshape[0], g.dtype());
+                s.add(0, matmul(transpose(onehot), g.reshape({idx.size(), width})).reshape(tshape));
                 return;
             }
             // Scatter-add: a row used twice gets both contributions.
@@ -400,10 +406,11 @@ namespace {
 /// Calls `f(outer, r, inner)` for `x` seen as [outer, r, inner] around `axis`.
 struct axis_layout {
     std::size_t outer, r, inner;
+    std::size_t axis = 0; // the middle axis, normalised
 };
 axis_layout layout_around(const char* op, const array& x, int axis) {
     const std::size_t ax = k::normalize_axes(op, x, {axis})[0];
-    return {product(x.shape(), 0, ax), x.shape()[ax], product(x.shape(), ax + 1, x.ndim())};
+    return {product(x.shape(), 0, ax), x.shape()[ax], product(x.shape(), ax + 1, x.ndim()), ax};
 }
 
 /// exp(d) for d = x - max <= 0, with 0 below the underflow limit: glibc's exp takes a slow
@@ -461,7 +468,7 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
         });
         return std::move(out_data.first);
     });
-    const int ax = static_cast<int>(k::normalize_axes(name, x, {axis})[0]);
+    const int ax = static_cast<int>(L.axis);
     return traced({name, true}, y, {&x}, [&] {
         return [name, y, L, log, ax](const array& g, cotangent_sink& s) {
             if (s.differentiable()) {
@@ -535,11 +542,8 @@ array cross_entropy(const array& logits, const array& targets) {
                 const std::size_t n = idx.size();
                 if (s.differentiable()) {
                     // (softmax(logits) - onehot(targets)) g / n, with softmax recorded.
-                    std::vector<double> hot(n * classes, 0.0);
-                    for (std::size_t i = 0; i < n; ++i)
-                        hot[i * classes + static_cast<std::size_t>(idx[i])] = 1.0;
                     const array onehot =
-                        array::from_vector<double>(logits.shape(), hot).astype(logits.dtype());
+                        one_hot(idx, classes, logits.dtype()).reshape(logits.shape());
                     s.add(0, (softmax(logits, -1) - onehot) * (g / static_cast<double>(n)));
                     return;
                 }

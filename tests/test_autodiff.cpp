@@ -510,3 +510,21 @@ TEST_CASE("autodiff: differentiating through a first-order-only rule names the o
                             .as_array();
     CHECK(g.item() == 1.0);
 }
+
+TEST_CASE("autodiff: hvp refuses a direction of another structure, naming the path",
+          "[autodiff][higher][errors]") {
+    auto f = [](const pt::tree& p) { return pt::sum(pt::pow(p["w"].as_array(), 3.0)); };
+    const pt::tree p = pt::dict({{"w", pt::array{1.0, 2.0}}, {"b", pt::array{0.5}}});
+    try {
+        (void)pt::hvp(f, p, pt::dict({{"w", pt::array{1.0, 0.0}}}));
+        FAIL("a direction without 'b' was accepted");
+    } catch (const pt::structure_error& e) {
+        CHECK(std::string(e.what()).find("hvp") != std::string::npos);
+    }
+    try {
+        (void)pt::hvp(f, p, pt::dict({{"w", pt::tree(2.0)}, {"b", pt::array{0.0}}}));
+        FAIL("a direction with a number for an array was accepted");
+    } catch (const pt::leaf_error& e) {
+        CHECK(e.path() == "['w']");
+    }
+}

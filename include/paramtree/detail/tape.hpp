@@ -74,6 +74,10 @@ struct tape_entry {
     std::vector<std::uint32_t> more_inputs;
     backward_fn backward; // empty for variables (the differentiated leaves)
 
+    /// Input slots to look at: the inline three (unused ones hold `untraced`) and the rest.
+    [[nodiscard]] std::size_t input_slots() const noexcept {
+        return inputs.size() + more_inputs.size();
+    }
     [[nodiscard]] std::uint32_t input(std::size_t k) const noexcept {
         return k < inputs.size() ? inputs[k] : more_inputs[k - inputs.size()];
     }
