@@ -310,6 +310,14 @@ std::optional<std::map<std::string, std::string>> file_ties_of(const st_file& f)
     return file_ties;
 }
 
+/// The file's tensors by name (they are unique: the parser refuses duplicates).
+std::map<std::string, const st_tensor*> tensors_by_name(const st_file& f) {
+    std::map<std::string, const st_tensor*> out;
+    for (const auto& t : f.tensors)
+        out.emplace(t.name, &t);
+    return out;
+}
+
 /// A file from another tool may hold a tied tensor under its own name too: true when `t` is
 /// then a copy of the (transformed) source, or when that cannot be checked (the source
 /// failed to load, or the tie's get is a callable).
@@ -325,9 +333,7 @@ bool is_copy_of_source(const st_file& f, const st_tensor& t, const tie_info& tie
 }
 
 tree load_like(const st_file& f, const tree& like, const load_options& options) {
-    std::map<std::string, const st_tensor*> by_name;
-    for (const auto& t : f.tensors)
-        by_name[t.name] = &t;
+    const auto by_name = tensors_by_name(f);
     problem_list problem;
     std::set<std::string> used;
 
@@ -404,9 +410,7 @@ tree tree_of(const st_file& f) {
     if (it == f.metadata.end())
         bad_file(f.source, "__metadata__", "paramtree's structure (a file written by pt::save)",
                  "no paramtree.structure entry (use load(file, like) or load_arrays)");
-    std::map<std::string, const st_tensor*> by_name;
-    for (const auto& t : f.tensors)
-        by_name[t.name] = &t;
+    const auto by_name = tensors_by_name(f);
     return detail::decode_structure(
         it->second,
         [&](const std::string& name) {
@@ -541,7 +545,11 @@ tree load_sharded_tree(const std::filesystem::path& index, const load_options& o
         bad("metadata", "paramtree's structure (an index written by distributed::save_sharded)",
             "no paramtree.structure string");
     // Each shard once, in any order; each tensor from the file the index names for it.
-    std::map<std::string, st_file> shards;
+    struct shard {
+        st_file file;
+        std::map<std::string, const st_tensor*> tensors; // into file.tensors
+    };
+    std::map<std::string, shard> shards; // node-based: the pointers below stay valid
     std::map<std::string, std::pair<const st_file*, const st_tensor*>> where;
     for (const auto& [name, file] : j["weight_map"].items()) {
         if (!file.is_string())
@@ -550,13 +558,15 @@ tree load_sharded_tree(const std::filesystem::path& index, const load_options& o
         if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
             bad(detail::escaped(name), "a file name next to the index", f);
         auto it = shards.find(f);
-        if (it == shards.end())
-            it = shards.emplace(f, open_file(index.parent_path() / f, options.memory)).first;
-        const st_tensor* found = nullptr;
-        for (const auto& t : it->second.tensors)
-            if (t.name == name) found = &t;
-        if (found == nullptr) bad(detail::escaped(name), "the tensor in " + f, "no such tensor");
-        where[name] = {&it->second, found};
+        if (it == shards.end()) {
+            it = shards.emplace(f, shard{open_file(index.parent_path() / f, options.memory), {}})
+                     .first;
+            it->second.tensors = tensors_by_name(it->second.file);
+        }
+        const auto found = it->second.tensors.find(name);
+        if (found == it->second.tensors.end())
+            bad(detail::escaped(name), "the tensor in " + f, "no such tensor");
+        where[name] = {&it->second.file, found->second};
     }
     return detail::decode_structure(
         meta[structure_key].get<std::string>(),
