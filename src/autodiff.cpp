@@ -58,6 +58,7 @@ array push_entry(const std::shared_ptr<tape>& t, array out, std::size_t n, Id id
             entry.more_inputs.push_back(id(k));
     entry.backward = std::move(backward);
     entry.higher_order = info.higher_order;
+    entry.precision = current_matmul_precision();
     entry.name = info.name;
     const std::uint32_t at = push(*t, std::move(entry));
     return array_access::with_trace(std::move(out),
@@ -162,6 +163,7 @@ void sweep(tape& t, std::vector<cotangent>& grads, std::uint32_t redirected,
         const array g = std::move(*grads[i].value);
         grads[i] = {};
         sink s(grads, entry, redirected, outer);
+        const precision_scope as_recorded(entry.precision);
         entry.backward(g, s);
     }
 }
@@ -337,6 +339,7 @@ std::vector<std::optional<array>> graph_backward(const std::shared_ptr<tape>& t,
             entry = t->entries[i];
         }
         graph_sink s(sweep, entry, i);
+        const precision_scope as_recorded(entry.precision);
         if (entry.higher_order) {
             entry.backward(g, s);
         } else {

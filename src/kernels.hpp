@@ -22,6 +22,7 @@
 
 #include <paramtree/array.hpp>
 #include <paramtree/detail/array_impl.hpp>
+#include <paramtree/precision.hpp>
 #include <paramtree/detail/errors.hpp>
 
 namespace paramtree::kernels {
@@ -83,7 +84,9 @@ void vectorized(std::size_t n, F&& loop) {
 
 /// Runs `body(begin, end)` over [0, n) split into contiguous parts, one per thread, when n is
 /// at least two grains (else on the calling thread). Parts never overlap, so bodies that
-/// write only their own range need no synchronisation.
+/// write only their own range need no synchronisation. The workers run under the caller's
+/// matmul precision (a precision_scope is per thread), so a product inside `body` computes
+/// as it would on the calling thread.
 template <class Body>
 void parallel_for(std::size_t n, std::size_t grain, Body&& body) {
     const std::size_t most = grain == 0 ? 1 : n / grain;
@@ -94,8 +97,10 @@ void parallel_for(std::size_t n, std::size_t grain, Body&& body) {
         return;
     }
 #ifdef _OPENMP
+    const matmul_precision precision = current_matmul_precision();
 #pragma omp parallel num_threads(threads)
     {
+        const precision_scope same_as_caller(precision);
         const auto t = static_cast<std::size_t>(omp_get_thread_num());
         const auto k = static_cast<std::size_t>(omp_get_num_threads());
         body(n * t / k, n * (t + 1) / k);

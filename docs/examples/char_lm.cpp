@@ -57,10 +57,12 @@ struct options {
     bool check = false; // exit non-zero unless the loss fell and the tie held (tests)
     bool print_model = false;
     bool remat = false; // rematerialise each block (same results, less activation memory)
-    std::string save;   // checkpoint file written at the end
-    std::string resume; // checkpoint file to continue from
-    std::string log;    // CSV: step, train loss, eval loss, tokens/s, learning rate
-    std::string plot;   // loss curve picture (.svg or .png) drawn by gnuplot
+    // float32, or bfloat16 products with float32 accumulation, weights and optimizer state
+    pt::matmul_precision precision = pt::matmul_precision::float32;
+    std::string save;               // checkpoint file written at the end
+    std::string resume;             // checkpoint file to continue from
+    std::string log;                // CSV: step, train loss, eval loss, tokens/s, learning rate
+    std::string plot;               // loss curve picture (.svg or .png) drawn by gnuplot
     std::vector<std::string> given; // the run options named on the command line
 };
 
@@ -159,6 +161,17 @@ options parse(int argc, char** argv) {
     app.add_flag("--print-model", o.print_model, "print the whole model, not a summary");
     app.add_flag("--remat", o.remat,
                  "recompute each block's activations in the backward pass (less memory)");
+    app.add_option("--precision", o.precision,
+                   "matrix products in float32 (default) or bfloat16 (float32 accumulation, "
+                   "weights and optimizer state; AMX/AVX512-BF16)")
+        ->type_name("float32|bfloat16")
+        ->transform(CLI::CheckedTransformer(
+            std::map<std::string, pt::matmul_precision>{
+                {"float32", pt::matmul_precision::float32},
+                {"f32", pt::matmul_precision::float32},
+                {"bfloat16", pt::matmul_precision::bfloat16},
+                {"bf16", pt::matmul_precision::bfloat16}},
+            CLI::ignore_case));
     app.add_flag("--check", o.check, "exit 1 unless the loss fell and the tie held");
     try {
         app.parse(argc, argv);
@@ -466,6 +479,11 @@ int run(options o, parallel& par) {
     const pt::compute_backend& backend = pt::backend_info();
     std::cout << pt::to_string(backend) << "\n";
     if (!backend.warning.empty()) std::cerr << backend.warning << "\n";
+    if (const std::string notice = pt::bfloat16_matmul_notice(o.precision); !notice.empty())
+        std::cerr << notice << "\n";
+    else if (o.precision == pt::matmul_precision::bfloat16)
+        std::cout << "training products in bfloat16 (float32 accumulation, weights and "
+                     "optimizer state; held-out losses in float32)\n";
     std::cout << "paramtree char-level GPT on " << o.text << " (" << text.ids.size()
               << " characters, " << text.alphabet.size() << " distinct; the last "
               << text.ids.size() - text.split << " held out)";
@@ -541,9 +559,13 @@ int run(options o, parallel& par) {
         const rnd::key k = rnd::fold_in(root, static_cast<std::uint32_t>(step + 2));
         const auto [first, last_row] = par.slice(o.batch);
         const auto [x, y] = text.rows(k, o.batch, o.context, first, last_row);
-        // Dropout keyed by the process too: its rows are other rows of the global batch.
-        auto [local_loss, local_grads] = step_fn(
-            model, x, y, rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));
+        // Dropout keyed by the process too: its rows are other rows of the global batch. The
+        // forward and backward products run at --precision; the update stays float32.
+        auto [local_loss, local_grads] = [&] {
+            const pt::precision_scope precision(o.precision);
+            return step_fn(model, x, y,
+                           rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));
+        }();
         // One all-reduce carries the gradients and the loss (the pruned tree: the tie once).
         const pt::tree reduced =
             par.mean(pt::tuple({local_grads, pt::tree(local_loss)}), last_row - first);

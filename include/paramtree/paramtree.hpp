@@ -26,6 +26,7 @@
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/pool.hpp>
+#include <paramtree/precision.hpp>
 #include <paramtree/print.hpp>
 #include <paramtree/random.hpp>
 #include <paramtree/ravel.hpp>

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/precision.hpp>
 
 namespace paramtree::detail {
 
@@ -70,6 +71,9 @@ struct tape_entry {
     // op_info's fields, unpacked so the flag sits in the padding after `inputs`: entries are
     // moved whenever the tape grows, and the tape benchmark sees every byte (88 -> 80).
     bool higher_order = false;
+    // The matmul precision the forward ran under: its backward's products run under it too,
+    // wherever the gradient is computed (PyTorch's autocast does the same). Also padding.
+    matmul_precision precision = matmul_precision::float32;
     const char* name = "an operation";
     std::vector<std::uint32_t> more_inputs;
     backward_fn backward; // empty for variables (the differentiated leaves)
