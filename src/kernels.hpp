@@ -357,6 +357,33 @@ template <class T>
         return std::exp(x);
 }
 
+/// GELU's element functions, one definition for `gelu` and `linear_gelu`. The tanh form:
+/// t = tanh(√(2/π) (v + 0.044715 v³)), gelu(v) = ½ v (1 + t), and its slope from v and t.
+inline constexpr double gelu_c = 0.7978845608028654; // √(2/π)
+template <class T>
+[[gnu::always_inline]] inline T gelu_tanh_t(T v) {
+    return fast_tanh(T(gelu_c) * (v + T(0.044715) * v * v * v));
+}
+template <class T>
+[[gnu::always_inline]] inline T gelu_tanh_value(T v, T t) {
+    return T(0.5) * v * (T{1} + t);
+}
+template <class T>
+[[gnu::always_inline]] inline T gelu_tanh_slope(T v, T t) {
+    return T(0.5) * (T{1} + t) +
+           T(0.5) * v * (T{1} - t * t) * T(gelu_c) * (T{1} + T(3 * 0.044715) * v * v);
+}
+/// The exact form: gelu(v) = v Φ(v), slope Φ(v) + v φ(v).
+template <class T>
+[[gnu::always_inline]] inline T gelu_erf_value(T v) {
+    return T(0.5) * v * (T{1} + std::erf(v * T(0.70710678118654752)));
+}
+template <class T>
+[[gnu::always_inline]] inline T gelu_erf_slope(T v) {
+    const T cdf = T(0.5) * (T{1} + std::erf(v * T(0.70710678118654752)));
+    return cdf + v * std::exp(T(-0.5) * v * v) * T(0.39894228040143268); // 1/√(2π)
+}
+
 /// out = f(x) elementwise.
 template <class T, class F>
 [[nodiscard]] array unary(const array& x, F f) {

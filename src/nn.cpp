@@ -319,11 +319,17 @@ array apply_activation(const std::string& fn, const array& x) {
     return x;
 }
 
-array apply_linear(const tree& m, const array& x, const context& ctx) {
+/// A Linear module applied to `x`, followed by the activation `fn` ("identity": none). A
+/// biased Linear followed by GELU is one fused operation (linear_gelu).
+array apply_linear(const tree& m, const array& x, const context& ctx,
+                   const std::string& fn = "identity") {
     check_last(ctx, "Linear", x, size_field(m, "in_features"));
     const tree b = m["bias"];
-    return b.is_none() ? paramtree::linear(x, m["weight"].as_array())
-                       : paramtree::linear(x, m["weight"].as_array(), b.as_array());
+    const array& w = m["weight"].as_array();
+    if (!b.is_none() && (fn == "gelu" || fn == "gelu_tanh"))
+        return paramtree::linear_gelu(x, w, b.as_array(), fn == "gelu_tanh");
+    return apply_activation(fn, b.is_none() ? paramtree::linear(x, w)
+                                            : paramtree::linear(x, w, b.as_array()));
 }
 
 array apply_dropout(double rate, const array& x, const context& ctx) {
@@ -375,8 +381,11 @@ array apply_block(const tree& m, const array& x, const context& ctx) {
     return h + apply_dropout(rate, sub("mlp", sub("norm2", h)), dctx.child(1));
 }
 
+bool is_module(const tree& t, std::string_view name) {
+    return t.kind() == node_kind::record && t.record_name() == name;
+}
 bool is_state_record(const tree& t) {
-    return t.kind() == node_kind::record && t.record_name() == "pt.nn.State";
+    return is_module(t, "pt.nn.State");
 }
 
 array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
@@ -466,17 +475,25 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
         const tree layers = m["layers"];
         const auto& act = static_as<std::string>(m, "activation");
         array h = x;
-        for (std::size_t i = 0; i < layers.size(); ++i) {
-            h = apply_linear(layers[i], h, ctx.child("layers").child(i));
-            if (i + 1 < layers.size()) h = apply_activation(act, h);
-        }
+        for (std::size_t i = 0; i < layers.size(); ++i)
+            h = apply_linear(layers[i], h, ctx.child("layers").child(i),
+                             i + 1 < layers.size() ? act : std::string("identity"));
         return h;
     }
     if (name == "pt.nn.Sequential") {
         const tree layers = m["layers"];
         array h = x;
-        for (std::size_t i = 0; i < layers.size(); ++i)
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            // A Linear followed by an Activation: one call, fused where it can be.
+            if (i + 1 < layers.size() && is_module(layers[i], "pt.nn.Linear") &&
+                is_module(layers[i + 1], "pt.nn.Activation")) {
+                h = apply_linear(layers[i], h, ctx.child("layers").child(i),
+                                 static_as<std::string>(layers[i + 1], "fn"));
+                ++i;
+                continue;
+            }
             h = apply(layers[i], h, ctx.child("layers").child(i));
+        }
         return h;
     }
     if (name == "pt.nn.MultiHeadAttention") return apply_attention(m, x, ctx);

@@ -247,7 +247,6 @@ array relu(const array& x) {
         });
 }
 namespace {
-constexpr double c = 0.7978845608028654; // sqrt(2/pi), for the tanh approximation of gelu
 constexpr double inv_sqrt_2pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;
 
 /// Phi(x), the standard normal CDF, whose derivative phi(x) is recorded in terms of exp: the
@@ -284,26 +283,23 @@ array gelu(const array& x, bool approximate) {
             T* yp = static_cast<T*>(y_data.second);
             const T* xp = reinterpret_cast<const T*>(x.bytes());
             const std::size_t n = x.size();
-            k::vectorized(n, [&]() PT_INLINE {
-                for (std::size_t i = 0; i < n; ++i) {
-                    const T v = xp[i];
-                    const T tv = k::fast_tanh(T(c) * (v + T(0.044715) * v * v * v));
+            k::vectorized_parallel(n, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+                for (std::size_t i = lo; i < hi; ++i) {
+                    const T tv = k::gelu_tanh_t(xp[i]);
                     tp[i] = tv;
-                    yp[i] = T(0.5) * v * (T{1} + tv);
+                    yp[i] = k::gelu_tanh_value(xp[i], tv);
                 }
             });
             return traced({"gelu", true}, y, {&x}, [&] {
                 return [x, t](const array& g, cotangent_sink& s) {
                     if (s.differentiable()) {
-                        const array tt = tanh((x + x * x * x * 0.044715) * c);
-                        s.add(0, g * ((tt + 1.0) * 0.5 + x * (1.0 - tt * tt) * (0.5 * c) *
+                        const array tt = tanh((x + x * x * x * 0.044715) * k::gelu_c);
+                        s.add(0, g * ((tt + 1.0) * 0.5 + x * (1.0 - tt * tt) * (0.5 * k::gelu_c) *
                                                              (x * x * (3 * 0.044715) + 1.0)));
                         return;
                     }
                     s.add(0, k::zip3<T>(g, x, t, [](T gv, T v, T tv) {
-                              return gv *
-                                     (T(0.5) * (T{1} + tv) + T(0.5) * v * (T{1} - tv * tv) * T(c) *
-                                                                 (T{1} + T(3 * 0.044715) * v * v));
+                              return gv * k::gelu_tanh_slope(v, tv);
                           }));
                 };
             });
@@ -311,18 +307,8 @@ array gelu(const array& x, bool approximate) {
     }
     // x Phi(x); d/dx = Phi(x) + x phi(x)
     return unary_op(
-        "gelu", x,
-        [](auto v) {
-            using T = decltype(v);
-            return T(0.5) * v * (T{1} + std::erf(v * T(std::numbers::sqrt2 / 2)));
-        },
-        [](auto v, auto) {
-            using T = decltype(v);
-            const T cdf = T(0.5) * (T{1} + std::erf(v * T(std::numbers::sqrt2 / 2)));
-            const T pdf =
-                std::exp(T(-0.5) * v * v) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-            return cdf + v * pdf;
-        },
+        "gelu", x, [](auto v) { return k::gelu_erf_value(v); },
+        [](auto v, auto) { return k::gelu_erf_slope(v); },
         [](const array& g, const array& x, const array&) {
             return g * (normal_cdf(x) + x * exp(x * x * -0.5) * inv_sqrt_2pi);
         });

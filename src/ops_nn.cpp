@@ -11,6 +11,8 @@
 #include <paramtree/detail/tape.hpp>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <cmath>
 #include <limits>
 
@@ -343,18 +345,27 @@ array matmul(const array& a, const array& b) {
 // ---- linear --------------------------------------------------------------------------------
 
 namespace {
-array linear_impl(const array& x, const array& w, const array* b) {
+/// The sizes of x [..., in] @ w [out, in]ᵀ (+ b [out]), after checking the operands.
+struct linear_shape {
+    std::size_t rows, in, out;
+    shape_type out_shape; // x's with the last axis `out`
+};
+linear_shape check_linear(const char* op, const array& x, const array& w, const array* b) {
     const bool ok = x.ndim() >= 1 && w.ndim() == 2 && x.dtype() == w.dtype() &&
                     is_inexact(x.dtype()) && x.shape().back() == w.shape()[1] &&
                     (!b || (b->dtype() == x.dtype() && b->shape() == shape_type{w.shape()[0]}));
     if (!ok)
-        detail::throw_shape("linear",
-                            "x [..., in], weight [out, in] and bias [out] of one float dtype",
+        detail::throw_shape(op, "x [..., in], weight [out, in] and bias [out] of one float dtype",
                             b ? k::describe_all({&x, &w, b}) : k::describe_all({&x, &w}));
-    const std::size_t in = w.shape()[1], out_f = w.shape()[0];
-    const std::size_t rows = product(x.shape(), 0, x.ndim() - 1);
     shape_type out_shape = x.shape();
-    out_shape.back() = out_f;
+    out_shape.back() = w.shape()[0];
+    return {product(x.shape(), 0, x.ndim() - 1), w.shape()[1], w.shape()[0], std::move(out_shape)};
+}
+
+array linear_impl(const array& x, const array& w, const array* b) {
+    const linear_shape sh = check_linear("linear", x, w, b);
+    const std::size_t rows = sh.rows, in = sh.in, out_f = sh.out; // captured below
+    const shape_type& out_shape = sh.out_shape;
     array y = k::float_dispatch("linear", x, [&](auto tag) {
         using T = decltype(tag);
         auto result_data = detail::array_access::allocate(x.dtype(), out_shape);
@@ -398,6 +409,108 @@ array linear(const array& x, const array& w, const array& b) {
 }
 array linear(const array& x, const array& w) {
     return linear_impl(x, w, nullptr);
+}
+
+// ---- linear + GELU -------------------------------------------------------------------------
+
+namespace {
+/// The backward pass of linear_gelu: d = g · gelu'(pre) and the bias gradient (column sums of
+/// d) in one pass over the rows, then dx = d w and dw = dᵀ x. Each thread sums its rows in
+/// float64; the parts are added in row order, so the result does not depend on scheduling.
+template <class T>
+void linear_gelu_backward(const array& g, const array& pre, const array& x, const array& w,
+                          bool approximate, std::size_t rows, std::size_t in, std::size_t out_f,
+                          cotangent_sink& s) {
+    auto d_data = detail::array_access::allocate(pre.dtype(), {rows, out_f});
+    const array d = std::move(d_data.first);
+    T* dp = static_cast<T*>(d_data.second);
+    const T* gp = ptr<T>(g);
+    const T* hp = ptr<T>(pre);
+    std::mutex parts_mutex;
+    std::map<std::size_t, std::vector<double>> parts; // first row -> column sums
+    k::parallel_for(rows, k::row_grain(out_f), [&](std::size_t lo, std::size_t hi) {
+        std::vector<double> sums(out_f, 0.0);
+        double* acc = sums.data();
+        // One loop per form: a select between them in the loop would call erf for every
+        // element and keep the tanh form from vectorising.
+        const auto rows_of = [&](auto slope) PT_INLINE {
+            k::vectorized((hi - lo) * out_f, [&]() PT_INLINE {
+                for (std::size_t r = lo; r < hi; ++r)
+                    for (std::size_t j = 0; j < out_f; ++j) {
+                        const std::size_t i = r * out_f + j;
+                        dp[i] = gp[i] * slope(hp[i]);
+                        acc[j] += static_cast<double>(dp[i]);
+                    }
+            });
+        };
+        if (approximate)
+            rows_of([](T v) PT_INLINE { return k::gelu_tanh_slope(v, k::gelu_tanh_t(v)); });
+        else
+            rows_of([](T v) { return k::gelu_erf_slope(v); });
+        const std::lock_guard lock(parts_mutex);
+        parts.emplace(lo, std::move(sums));
+    });
+    if (s.needs(0)) s.add(0, batched<T>(d, w, false, false, 1, rows, in, out_f, x.shape()));
+    if (s.needs(1)) s.add(1, batched<T>(d, x, true, false, 1, out_f, in, rows, w.shape()));
+    if (s.needs(2)) {
+        std::vector<double> total(out_f, 0.0);
+        for (const auto& part : parts)
+            for (std::size_t j = 0; j < out_f; ++j)
+                total[j] += part.second[j];
+        s.add(2, array::build<T>({out_f}, [&](std::span<T> out) {
+                  for (std::size_t j = 0; j < out_f; ++j)
+                      out[j] = static_cast<T>(total[j]);
+              }));
+    }
+}
+} // namespace
+
+array linear_gelu(const array& x, const array& w, const array& b, bool approximate) {
+    const linear_shape sh = check_linear("linear_gelu", x, w, &b);
+    const std::size_t rows = sh.rows, in = sh.in, out_f = sh.out; // captured below
+    // The product goes to `pre`, which the activation pass completes with the bias in place
+    // (no bias rows copied in before the product) and the backward pass keeps; the tanh is
+    // computed again there rather than kept (one activation-sized array less per layer).
+    auto pre_data = detail::array_access::allocate(x.dtype(), {rows, out_f});
+    const array pre = std::move(pre_data.first);
+    void* pre_bytes = pre_data.second; // named: clang 14 cannot capture bindings
+    array y = k::float_dispatch("linear_gelu", x, [&](auto tag) {
+        using T = decltype(tag);
+        auto* h = static_cast<T*>(pre_bytes);
+        k::gemm(false, true, rows, out_f, in, ptr<T>(x), ptr<T>(w), h, T{0});
+        auto y_data = detail::array_access::allocate(x.dtype(), sh.out_shape);
+        T* yp = static_cast<T*>(y_data.second);
+        const T* bp = ptr<T>(b);
+        const auto activate = [&](auto gelu_of) PT_INLINE {
+            k::vectorized_rows(rows, out_f, [&](std::size_t lo, std::size_t hi) PT_INLINE {
+                for (std::size_t r = lo; r < hi; ++r)
+                    for (std::size_t j = 0; j < out_f; ++j) {
+                        const std::size_t i = r * out_f + j;
+                        const T v = h[i] + bp[j];
+                        h[i] = v;
+                        yp[i] = gelu_of(v);
+                    }
+            });
+        };
+        if (approximate)
+            activate([](T v) PT_INLINE { return k::gelu_tanh_value(v, k::gelu_tanh_t(v)); });
+        else
+            activate([](T v) { return k::gelu_erf_value(v); });
+        return std::move(y_data.first);
+    });
+    return traced({"linear_gelu", true}, y, {&x, &w, &b}, [&] {
+        return [x, w, b, pre, approximate, rows, in, out_f](const array& g, cotangent_sink& s) {
+            if (s.differentiable())
+                return detail::composed_vjp(s, {x, w, b}, g,
+                                            [approximate](const std::vector<array>& v) {
+                                                return gelu(linear(v[0], v[1], v[2]), approximate);
+                                            });
+            k::float_dispatch("linear_gelu", g, [&](auto tag) {
+                linear_gelu_backward<decltype(tag)>(g, pre, x, w, approximate, rows, in, out_f, s);
+                return 0;
+            });
+        };
+    });
 }
 
 // ---- softmax family ------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 //   max_pool2d|avg_pool2d IN OUT kh kw sh sw ph pw   (IN: x, r)
 //   batch_norm IN OUT                               (IN: x, w, b, r; training mode)
 //   tanh|sigmoid|gelu|gelu_tanh|softmax|log_softmax|cross_entropy|layer_norm|rms_norm|
-//   mlp|matmul|pow|divide|attention|gradient_penalty IN OUT
+//   mlp|linear_gelu|linear_gelu_tanh|matmul|pow|divide|attention|gradient_penalty IN OUT
 // OUT holds y and d_<input> for every input: the gradient of sum(y * r). When IN also holds
 // v_<input> arrays, OUT holds hv_<input>: the Hessian of sum(y * r) times v (pt::hvp).
 #include <paramtree/paramtree.hpp>
@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
             if (op == "rms_norm") return pt::rms_norm(x, arg("w"), 1e-6);
             if (op == "mlp")
                 return pt::linear(pt::tanh(pt::linear(x, arg("w"), arg("b"))), arg("w2"));
+            if (op == "linear_gelu") return pt::linear_gelu(x, arg("w"), arg("b"));
+            if (op == "linear_gelu_tanh") return pt::linear_gelu(x, arg("w"), arg("b"), true);
             if (op == "matmul") return pt::matmul(x, arg("w"));
             if (op == "pow") return pt::pow(x, arg("w"));
             if (op == "divide") return x / arg("w") + pt::exp(x) * pt::log(arg("w"));

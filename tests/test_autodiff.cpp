@@ -370,6 +370,12 @@ TEST_CASE("autodiff: second-order rules match finite differences of the gradient
             return pt::sum(m * m) + pt::sum(bt * bt) * 0.1 + pt::sum(bb) + vec * vec;
         },
         {a, b, row});
+    check_second_order("linear_gelu, both forms",
+                       [](const V& v) {
+                           return pt::linear_gelu(v[0], v[1], v[2]) *
+                                  pt::linear_gelu(v[0], v[1], v[2], true);
+                       },
+                       {rand(8, {2, 3, 4}), rand(9, {5, 4}), rand(10, {5})});
     check_second_order("linear, with and without bias",
                        [](const V& v) {
                            const pt::array h = pt::tanh(pt::linear(v[0], v[1], v[2]));

@@ -78,6 +78,24 @@ TEST_CASE("nn: MLP and Sequential compose Linear layers", "[nn]") {
                                          nn::dropout(0.1), nn::linear(ks[1], 8, 1)});
     CHECK(nn::apply(seq, x).shape() == pt::shape_type{5, 1});
     CHECK(pt::to_string(seq).starts_with("pt.nn.Sequential(layers=[pt.nn.Linear("));
+    // A Linear followed by GELU runs as one fused linear_gelu: the values of the pair.
+    for (const char* fn : {"gelu", "gelu_tanh"}) {
+        INFO(fn);
+        const bool approximate = std::string(fn) == "gelu_tanh";
+        const pt::tree pair = nn::sequential({nn::linear(ks[0], 3, 8), nn::activation(fn)});
+        const pt::array want = pt::gelu(pt::linear(x, pair["layers"][0]["weight"].as_array(),
+                                                   pair["layers"][0]["bias"].as_array()),
+                                        approximate);
+        CHECK(pt::array_equal(nn::apply(pair, x), want, 1e-6, 1e-6));
+        const pt::tree mlp = nn::mlp(ks[1], 3, 4, 6, 2, fn);
+        pt::array h = x;
+        for (std::size_t i = 0; i < 3; ++i) {
+            h = pt::linear(h, mlp["layers"][i]["weight"].as_array(),
+                           mlp["layers"][i]["bias"].as_array());
+            if (i < 2) h = pt::gelu(h, approximate);
+        }
+        CHECK(pt::array_equal(nn::apply(mlp, x), h, 1e-6, 1e-6));
+    }
 }
 
 TEST_CASE("nn: module gradients match finite differences (float64)", "[nn][grad]") {

@@ -396,6 +396,48 @@ TEST_CASE("gradients: linear matches finite differences", "[ops][grad]") {
           {rand(121, {4}), rand(122, {3, 4}), rand(123, {3})});
 }
 
+TEST_CASE("ops: linear_gelu is gelu(linear(...)) in one operation, forward and backward", "[ops]") {
+    for (const bool approximate : {false, true}) {
+        INFO("approximate " << approximate);
+        const pt::array x = rand(130, {2, 3, 4}), w = rand(131, {5, 4}), b = rand(132, {5});
+        CHECK(pt::array_equal(pt::linear_gelu(x, w, b, approximate),
+                              pt::gelu(pt::linear(x, w, b), approximate), 1e-12, 1e-12));
+        // float32, with rows enough to split across threads: the same values and gradients
+        // as the unfused pair (the bias gradient is summed in float64 either way).
+        const auto f32 = [](const pt::array& a) { return a.astype(pt::dtype::float32); };
+        const pt::array xf = f32(rand(133, {64, 64, 96})), wf = f32(rand(134, {160, 96}));
+        const pt::array bf = f32(rand(135, {160})), cf = f32(rand(136, {64, 64, 160}));
+        const auto loss = [&](bool fused) {
+            return [&, fused](const pt::tree& p) {
+                const pt::array &x_ = p[0].as_array(), &w_ = p[1].as_array(), &b_ = p[2].as_array();
+                const pt::array y = fused ? pt::linear_gelu(x_, w_, b_, approximate)
+                                          : pt::gelu(pt::linear(x_, w_, b_), approximate);
+                return pt::sum(y * cf);
+            };
+        };
+        const pt::tree params = pt::tuple({xf, wf, bf});
+        const auto [lf, gf] = pt::value_and_grad(loss(true))(params);
+        const auto [lu, gu] = pt::value_and_grad(loss(false))(params);
+        CHECK(lf.item() == Approx(lu.item()).epsilon(1e-5));
+        for (std::size_t i = 0; i < 3; ++i) {
+            INFO("gradient " << i);
+            CHECK(pt::array_equal(gf[i].as_array(), gu[i].as_array(), 1e-4, 1e-4));
+        }
+    }
+    CHECK_THROWS_AS(pt::linear_gelu(rand(137, {2, 4}), rand(138, {4, 5}), rand(139, {5})),
+                    pt::shape_error);
+    CHECK_THROWS_AS(pt::linear_gelu(rand(137, {2, 4}), rand(138, {5, 4}), rand(139, {4})),
+                    pt::shape_error);
+}
+
+TEST_CASE("gradients: linear_gelu matches finite differences", "[ops][grad]") {
+    for (const bool approximate : {false, true})
+        check(
+            approximate ? "linear_gelu tanh" : "linear_gelu",
+            [approximate](const xs_t& x) { return pt::linear_gelu(x[0], x[1], x[2], approximate); },
+            {rand(140, {2, 3, 4}), rand(141, {5, 4}), rand(142, {5})});
+}
+
 TEST_CASE("gradients: softmax family, cross-entropy, layer norm, dropout", "[ops][grad]") {
     const pt::array a = rand(100, {3, 4, 5}, -3, 3);
     for (const int axis : {-1, 0, 1}) {

@@ -131,6 +131,16 @@ namespace paramtree {
 [[nodiscard]] array linear(const array& x, const array& w, const array& b);
 /// x @ w^T without a bias.
 [[nodiscard]] array linear(const array& x, const array& w);
+/// gelu(x @ w^T + b) as one operation: the bias and the activation in one pass over the
+/// product, and a backward pass that computes the activation's derivative and the bias
+/// gradient together (one pass and one activation-sized array less than `gelu(linear(...))`,
+/// same values). `nn` MLPs and Transformer blocks use it for a Linear followed by GELU.
+///
+///     const pt::tree layer = pt::nn::linear(k1, 3, 5);
+///     pt::array h = pt::linear_gelu(x, layer["weight"].as_array(), layer["bias"].as_array(),
+///                                   /*approximate=*/true);  // GELU's tanh form
+[[nodiscard]] array linear_gelu(const array& x, const array& w, const array& b,
+                                bool approximate = false);
 
 // ---- neural-network building blocks --------------------------------------------------------
 
