@@ -138,8 +138,8 @@ void BM_lm_step(benchmark::State& state) {
                                           const pt::array& b) { return gpt::loss(m, a, b); });
     for (auto _ : state) {
         auto [loss, grads] = vg(model, x, y);
-        auto [updates, next] = opt.update(grads, opt_state, model);
-        model = pt::optim::apply_updates(model, updates);
+        auto [next_model, next] = pt::optim::step(opt, grads, opt_state, model);
+        model = std::move(next_model);
         opt_state = std::move(next);
     }
     state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(batch * cfg.context) *

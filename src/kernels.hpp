@@ -4,12 +4,15 @@
 #pragma once
 
 #include <array>
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,6 +49,15 @@ enum class isa_level : std::uint8_t { sse2, avx2, avx512 };
 [[nodiscard]] const char* isa_name(isa_level l) noexcept;
 
 #define PT_INLINE __attribute__((always_inline))
+
+/// Before a loop whose arrays do not overlap (it writes fresh outputs): with more than a few
+/// pointers GCC's run-time overlap checks exceed its limit (10 pairs) and it does not
+/// vectorise the loop at all — Adam's loop (7 arrays) ran scalar until it said so.
+#if defined(__clang__)
+#define PT_NO_ALIAS _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define PT_NO_ALIAS _Pragma("GCC ivdep")
+#endif
 
 template <class F>
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,f16c"))) void
@@ -136,6 +148,31 @@ void vectorized_rows(std::size_t rows, std::size_t width, Body&& body) {
     parallel_for(rows, row_grain(width), [&](std::size_t b, std::size_t e) {
         vectorized((e - b) * width, [&]() PT_INLINE { body(b, e); });
     });
+}
+
+/// `body(first, last, sums)` (a PT_INLINE lambda) over rows [0, rows) of `width` elements,
+/// split across threads like vectorized_rows, where each part also adds into its own `sums`
+/// (`n` float64 zeros: column sums of a backward pass, a bias or a norm's gain). The parts'
+/// sums are added in row order, so the total does not depend on which thread ran which part.
+template <class Body>
+[[nodiscard]] std::vector<double> rows_with_sums(std::size_t rows, std::size_t width, std::size_t n,
+                                                 Body&& body) {
+    std::vector<std::pair<std::size_t, std::vector<double>>> parts;
+    std::mutex parts_mutex;
+    parallel_for(rows, row_grain(width), [&](std::size_t b, std::size_t e) {
+        std::vector<double> sums(n, 0.0);
+        double* acc = sums.data();
+        vectorized((e - b) * width, [&]() PT_INLINE { body(b, e, acc); });
+        const std::lock_guard lock(parts_mutex);
+        parts.emplace_back(b, std::move(sums));
+    });
+    std::sort(parts.begin(), parts.end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    std::vector<double> total(n, 0.0);
+    for (const auto& part : parts)
+        for (std::size_t j = 0; j < n; ++j)
+            total[j] += part.second[j];
+    return total;
 }
 
 /// The elements of `x` as T (the caller has dispatched on its dtype).

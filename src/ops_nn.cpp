@@ -11,8 +11,6 @@
 #include <paramtree/detail/tape.hpp>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <cmath>
 #include <limits>
 
@@ -415,8 +413,8 @@ array linear(const array& x, const array& w) {
 
 namespace {
 /// The backward pass of linear_gelu: d = g · gelu'(pre) and the bias gradient (column sums of
-/// d) in one pass over the rows, then dx = d w and dw = dᵀ x. Each thread sums its rows in
-/// float64; the parts are added in row order, so the result does not depend on scheduling.
+/// d, in float64 per thread, added in row order) in one pass over the rows, then dx = d w and
+/// dw = dᵀ x.
 template <class T>
 void linear_gelu_backward(const array& g, const array& pre, const array& x, const array& w,
                           bool approximate, std::size_t rows, std::size_t in, std::size_t out_f,
@@ -426,42 +424,29 @@ void linear_gelu_backward(const array& g, const array& pre, const array& x, cons
     T* dp = static_cast<T*>(d_data.second);
     const T* gp = ptr<T>(g);
     const T* hp = ptr<T>(pre);
-    std::mutex parts_mutex;
-    std::map<std::size_t, std::vector<double>> parts; // first row -> column sums
-    k::parallel_for(rows, k::row_grain(out_f), [&](std::size_t lo, std::size_t hi) {
-        std::vector<double> sums(out_f, 0.0);
-        double* acc = sums.data();
-        // One loop per form: a select between them in the loop would call erf for every
-        // element and keep the tanh form from vectorising.
-        const auto rows_of = [&](auto slope) PT_INLINE {
-            k::vectorized((hi - lo) * out_f, [&]() PT_INLINE {
-                for (std::size_t r = lo; r < hi; ++r)
-                    for (std::size_t j = 0; j < out_f; ++j) {
-                        const std::size_t i = r * out_f + j;
-                        dp[i] = gp[i] * slope(hp[i]);
-                        acc[j] += static_cast<double>(dp[i]);
-                    }
-            });
-        };
-        if (approximate)
-            rows_of([](T v) PT_INLINE { return k::gelu_tanh_slope(v, k::gelu_tanh_t(v)); });
-        else
-            rows_of([](T v) { return k::gelu_erf_slope(v); });
-        const std::lock_guard lock(parts_mutex);
-        parts.emplace(lo, std::move(sums));
-    });
+    // One loop per form: a select between them in the loop would call erf for every element
+    // and keep the tanh form from vectorising.
+    const auto pass = [&](auto slope) {
+        return k::rows_with_sums(rows, out_f, out_f,
+                                 [&](std::size_t lo, std::size_t hi, double* acc) PT_INLINE {
+                                     for (std::size_t r = lo; r < hi; ++r)
+                                         for (std::size_t j = 0; j < out_f; ++j) {
+                                             const std::size_t i = r * out_f + j;
+                                             dp[i] = gp[i] * slope(hp[i]);
+                                             acc[j] += static_cast<double>(dp[i]);
+                                         }
+                                 });
+    };
+    const std::vector<double> db =
+        approximate ? pass([](T v) PT_INLINE { return k::gelu_tanh_slope(v, k::gelu_tanh_t(v)); })
+                    : pass([](T v) { return k::gelu_erf_slope(v); });
     if (s.needs(0)) s.add(0, batched<T>(d, w, false, false, 1, rows, in, out_f, x.shape()));
     if (s.needs(1)) s.add(1, batched<T>(d, x, true, false, 1, out_f, in, rows, w.shape()));
-    if (s.needs(2)) {
-        std::vector<double> total(out_f, 0.0);
-        for (const auto& part : parts)
-            for (std::size_t j = 0; j < out_f; ++j)
-                total[j] += part.second[j];
+    if (s.needs(2))
         s.add(2, array::build<T>({out_f}, [&](std::span<T> out) {
                   for (std::size_t j = 0; j < out_f; ++j)
-                      out[j] = static_cast<T>(total[j]);
+                      out[j] = static_cast<T>(db[j]);
               }));
-    }
 }
 } // namespace
 
@@ -727,40 +712,57 @@ void layer_norm_backward(const array& g, const array& x, const array& stats, con
     const T* in = ptr<T>(x);
     const T* st = ptr<T>(stats);
     const T* gm = ptr<T>(g_one);
-    std::vector<double> dgamma(d, 0.0), dbeta(d, 0.0);
     auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
     array gx = std::move(gx_gd.first);
     void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
     auto* dx = static_cast<T*>(gd);
-    k::vectorized(rows * d, [&]() PT_INLINE {
-        for (std::size_t r = 0; r < rows; ++r) {
-            const T mean = st[2 * r], rstd = st[2 * r + 1];
-            double sum_g = 0, sum_gh = 0;
-            for (std::size_t j = 0; j < d; ++j) {
-                const T h = (in[r * d + j] - mean) * rstd;
-                const T gh = gy[r * d + j] * gm[j];
-                sum_g += gh;
-                sum_gh += gh * h;
-                dgamma[j] += gy[r * d + j] * h;
-                dbeta[j] += gy[r * d + j];
+    // Rows split across threads; d gamma and d beta are column sums (sums[0, d) and [d, 2d)).
+    // A row's two sums go to 8 lanes (fixed, so deterministic) that GCC vectorises; one
+    // float64 accumulator would be an in-order reduction it must run element by element.
+    const std::vector<double> sums = k::rows_with_sums(
+        rows, d, 2 * d, [&](std::size_t lo, std::size_t hi, double* acc) PT_INLINE {
+            double* dgamma = acc;
+            double* dbeta = acc + d;
+            for (std::size_t r = lo; r < hi; ++r) {
+                const T mean = st[2 * r], rstd = st[2 * r + 1];
+                const T* gr = gy + r * d;
+                const T* xr = in + r * d;
+                double sum_g[8] = {}, sum_gh[8] = {};
+                const auto column = [&](std::size_t j, std::size_t lane) PT_INLINE {
+                    const T h = (xr[j] - mean) * rstd;
+                    const T gh = gr[j] * gm[j];
+                    sum_g[lane] += gh;
+                    sum_gh[lane] += static_cast<double>(gh * h);
+                    dgamma[j] += static_cast<double>(gr[j] * h);
+                    dbeta[j] += gr[j];
+                };
+                std::size_t j = 0;
+                // The column sums are this thread's own array: no overlap with the inputs.
+                PT_NO_ALIAS for (; j + 8 <= d; j += 8) for (std::size_t u = 0; u < 8; ++u)
+                    column(j + u, u);
+                for (; j < d; ++j)
+                    column(j, 0);
+                const double tg = ((sum_g[0] + sum_g[1]) + (sum_g[2] + sum_g[3])) +
+                                  ((sum_g[4] + sum_g[5]) + (sum_g[6] + sum_g[7]));
+                const double tgh = ((sum_gh[0] + sum_gh[1]) + (sum_gh[2] + sum_gh[3])) +
+                                   ((sum_gh[4] + sum_gh[5]) + (sum_gh[6] + sum_gh[7]));
+                const T mg = static_cast<T>(tg / static_cast<double>(d));
+                const T mgh = static_cast<T>(tgh / static_cast<double>(d));
+                for (std::size_t j = 0; j < d; ++j) {
+                    const T h = (xr[j] - mean) * rstd;
+                    dx[r * d + j] = rstd * (gr[j] * gm[j] - mg - h * mgh);
+                }
             }
-            const T mg = static_cast<T>(sum_g / static_cast<double>(d));
-            const T mgh = static_cast<T>(sum_gh / static_cast<double>(d));
-            for (std::size_t j = 0; j < d; ++j) {
-                const T h = (in[r * d + j] - mean) * rstd;
-                dx[r * d + j] = rstd * (gy[r * d + j] * gm[j] - mg - h * mgh);
-            }
-        }
-    });
+        });
     s.add(0, gx);
-    auto vec = [&](const std::vector<double>& v) {
+    auto vec = [&](std::size_t from) {
         return array::build<T>({d}, [&](std::span<T> o) {
             for (std::size_t j = 0; j < d; ++j)
-                o[j] = static_cast<T>(v[j]);
+                o[j] = static_cast<T>(sums[from + j]);
         });
     };
-    if (affine && s.needs(1)) s.add(1, vec(dgamma));
-    if (affine && s.needs(2)) s.add(2, vec(dbeta));
+    if (affine && s.needs(1)) s.add(1, vec(0));
+    if (affine && s.needs(2)) s.add(2, vec(d));
 }
 
 array layer_norm_impl(const array& x, const array* gamma, const array* beta, double eps) {

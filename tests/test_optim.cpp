@@ -4,12 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <paramtree/at.hpp>
 #include <paramtree/autodiff.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/optim.hpp>
+#include <paramtree/random.hpp>
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
@@ -338,4 +340,122 @@ TEST_CASE("optim: the one-pass AdamW equals its definition as a chain, state and
     // A state of another optimizer is a structure_error.
     CHECK_THROWS_AS(fused.update(params, opt::sgd(0.1, 0.9).init(params), params),
                     pt::structure_error);
+}
+
+namespace {
+/// A model for the fused step: a tied pair (one pruned leaf), float32 and float64 leaves,
+/// 300 small leaves and one large one (so the pass splits across threads inside and across
+/// leaves), and an integer leaf that gets no gradient.
+pt::tree step_model() {
+    std::vector<pt::tree> small;
+    for (std::uint32_t i = 0; i < 300; ++i)
+        small.push_back(pt::random::normal(pt::random::make_key(1000 + i), {7}));
+    const pt::tree base =
+        pt::dict({{"w", pt::random::normal(pt::random::make_key(1), {4, 3})},
+                  {"t", pt::array::zeros({3, 4})},
+                  {"big", pt::random::normal(pt::random::make_key(2), {300, 700})},
+                  {"f64", pt::random::normal(pt::random::make_key(3), {5}, pt::dtype::float64)},
+                  {"small", pt::list(std::move(small))},
+                  {"n", 7}});
+    return pt::share(base, pt::parse_path("['t']"),
+                     pt::source(pt::parse_path("['w']"), {pt::transform::transpose()}));
+}
+
+/// Gradients for `params`: random at float leaves (scaled by `by`), None elsewhere.
+pt::tree step_grads(const pt::tree& params, std::uint32_t seed, double by) {
+    return pt::tree_map(
+        [&](const pt::tree& leaf) -> pt::tree {
+            if (!leaf.is_array() || !pt::is_inexact(leaf.as_array().dtype())) return pt::tree{};
+            const pt::array& a = leaf.as_array();
+            return (pt::random::normal(pt::random::make_key(seed), a.shape(), a.dtype()) * by);
+        },
+        params);
+}
+} // namespace
+
+TEST_CASE("optim: step equals update then apply_updates, bit for bit, fused or not", "[optim]") {
+    const auto mask = [](const pt::path& p, const pt::tree&) {
+        return pt::keystr(p).find("small") == std::string::npos;
+    };
+    const auto lr = opt::warmup_cosine_decay_schedule(0.0, 0.05, 2, 10, 0.001);
+    struct named {
+        const char* name;
+        opt::transformation t;
+        bool fused;
+    };
+    const std::vector<named> cases = {
+        {"adam", opt::adam(lr), true},
+        {"adamw", opt::adamw(lr, 0.9, 0.99, 1e-8, 0.1, mask), true},
+        {"clip + adamw", opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(lr)}), true},
+        {"clip(error) + adam",
+         opt::chain({opt::clip_by_global_norm(5.0, opt::nonfinite_policy::error), opt::adam(lr)}),
+         true},
+        // Not fused: two scalings round twice; sgd has no fused step.
+        {"clip + clip + adamw",
+         opt::chain({opt::clip_by_global_norm(2.0), opt::clip_by_global_norm(1.0), opt::adamw(lr)}),
+         false},
+        {"clip + (clip + adam)",
+         opt::chain({opt::clip_by_global_norm(2.0),
+                     opt::chain({opt::clip_by_global_norm(1.0), opt::adam(lr)})}),
+         true},
+        {"sgd momentum", opt::sgd(0.1, 0.9), false}};
+    const pt::tree params = step_model();
+    for (const auto& [name, t, fused] : cases) {
+        INFO(name);
+        CHECK(static_cast<bool>(t.fused_step) == fused);
+        pt::tree ps = params, pu = params, ss = t.init(params), su = t.init(params);
+        for (std::uint32_t k = 0; k < 4; ++k) {
+            // Steps 0 and 2 are clipped (a norm far above the limits), 1 and 3 are not.
+            const pt::tree g = step_grads(params, 100 + k, k % 2 == 0 ? 10.0 : 1e-3);
+            const opt::step_result r = opt::step(t, g, ss, ps);
+            const opt::update_result u = t.update(g, su, pu);
+            pu = opt::apply_updates(pu, u.updates);
+            su = u.state;
+            CHECK(pt::tree_equal(r.params, pu));
+            CHECK(pt::tree_equal(r.state, su));
+            ps = r.params;
+            ss = r.state;
+        }
+        CHECK(ps.num_leaves() == params.num_leaves()); // the tie is still one leaf
+        CHECK(!pt::tree_equal(ps, params));
+    }
+}
+
+TEST_CASE("optim: a fused step handles non-finite gradients as the clip's policy says", "[optim]") {
+    const pt::tree params = step_model();
+    pt::tree g = step_grads(params, 7, 1.0);
+    g = pt::tree_at(pt::parse_path("['big']"), g,
+                    pt::array::full({300, 700}, std::nan("")).astype(pt::dtype::float32));
+    const auto propagate = opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(1e-3)});
+    const auto r = opt::step(propagate, g, propagate.init(params), params);
+    const auto u = propagate.update(g, propagate.init(params), params);
+    CHECK(pt::tree_equal(r.params, opt::apply_updates(params, u.updates), {.equal_nan = true}));
+    CHECK(std::isnan(r.params["small"][0].as_array().item())); // every update is NaN
+    const auto error =
+        opt::chain({opt::clip_by_global_norm(1.0, opt::nonfinite_policy::error), opt::adamw(1e-3)});
+    CHECK_THROWS_WITH(opt::step(error, g, error.init(params), params),
+                      Catch::Contains("['big']") && Catch::Contains("finite gradients"));
+}
+
+TEST_CASE("optim: a fused step reports the errors update reports", "[optim][errors]") {
+    const pt::tree params = step_model();
+    const auto o = opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(1e-3)});
+    const pt::tree state = o.init(params);
+    // A gradient of the wrong shape names its leaf.
+    pt::tree g = step_grads(params, 9, 1.0);
+    g = pt::tree_at(pt::parse_path("['f64']"), g, pt::array::zeros({6}, pt::dtype::float64));
+    CHECK_THROWS_WITH(opt::step(o, g, state, params),
+                      Catch::Contains("['f64']") && Catch::Contains("f64[5]"));
+    // Another optimizer's state.
+    CHECK_THROWS_AS(opt::step(o, step_grads(params, 9, 1.0), opt::sgd(0.1).init(params), params),
+                    pt::structure_error);
+    // A gradient where the state has none (an integer parameter): the unfused rules apply.
+    const pt::tree plain =
+        pt::dict({{"w", pt::array{1.0f, 2.0f}}, {"n", pt::array::scalar<std::int64_t>(7)}});
+    const pt::tree gi =
+        pt::dict({{"w", pt::array{0.5f, 0.5f}}, {"n", pt::array::scalar<std::int64_t>(1)}});
+    const auto adam = opt::adam(0.1);
+    const auto u = adam.update(gi, adam.init(plain), plain);
+    const auto r = opt::step(adam, gi, adam.init(plain), plain);
+    CHECK(pt::tree_equal(r.params, opt::apply_updates(plain, u.updates)));
 }

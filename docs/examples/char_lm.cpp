@@ -580,16 +580,18 @@ int run(options o, parallel& par) {
                       << " are kept.\n";
             return 2;
         }
-        pt::optim::update_result result;
+        // One pass over every leaf: clipping's factor, the AdamW moments, the decay and the
+        // new parameters together (opt::step fuses what update + apply_updates would do).
+        opt::step_result result;
         try {
-            result = optimizer.update(grads, state, model);
+            result = opt::step(optimizer, grads, state, model);
         } catch (const pt::value_error& e) {
             if (tty) std::cout << "\n";
             std::cerr << "char_lm: stopped at step " << step + 1 << ": a gradient is not finite ("
                       << e.what() << ")\n";
             return 2;
         }
-        model = opt::apply_updates(model, result.updates);
+        model = std::move(result.params);
         state = std::move(result.state);
 
         const std::size_t done = step + 1 - first_step;

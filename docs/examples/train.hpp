@@ -28,9 +28,9 @@ result fit(pt::tree params, const Loss& loss, const pt::optim::transformation& o
     r.first = loss(pt::expand(params)).item();
     for (std::size_t i = 0; i < steps; ++i) {
         auto [value, grads] = step(params);
-        auto [updates, next] = opt.update(grads, state, params);
-        params = pt::optim::apply_updates(params, updates);
-        state = next;
+        auto [next_params, next] = pt::optim::step(opt, grads, state, params);
+        params = std::move(next_params);
+        state = std::move(next);
     }
     r.last = loss(pt::expand(params)).item();
     r.params = std::move(params);

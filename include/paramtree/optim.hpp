@@ -57,10 +57,27 @@ struct update_result {
     tree state;
 };
 
-/// A gradient transformation: two pure functions over trees.
+/// What `step` returns: the parameters after the step and the optimizer's new state.
+struct step_result {
+    tree params;
+    tree state;
+};
+
+/// A gradient transformation: two pure functions over trees, and two optional ones that let
+/// `step` fuse a whole training step into one pass (a transformation of your own needs
+/// neither: `step` then runs `update` and `apply_updates`).
 struct transformation {
     std::function<tree(const tree& params)> init;
     std::function<update_result(const tree& grads, const tree& state, const tree& params)> update;
+    /// Set when all `update` does is scale every gradient by one factor and keep its state
+    /// (clip_by_global_norm): that factor. A chain folds it into the next link's fused step
+    /// instead of writing scaled gradients.
+    std::function<double(const tree& grads)> gradient_scale;
+    /// Set by adam and adamw: `update` followed by `apply_updates`, with the gradients scaled by
+    /// `scale` first, in one pass over all leaves. Same results, bit for bit.
+    std::function<step_result(const tree& grads, double scale, const tree& state,
+                              const tree& params)>
+        fused_step;
 };
 
 /// Transformations applied in order; the state is a tuple of their states.
@@ -111,6 +128,19 @@ clip_by_global_norm(double max_norm, nonfinite_policy policy = nonfinite_policy:
 [[nodiscard]] transformation adamw(learning_rate lr, double b1 = 0.9, double b2 = 0.999,
                                    double eps = 1e-8, double weight_decay = 1e-4,
                                    leaf_mask mask = {});
+
+/// One training step: the new parameters `apply_updates(params, updates)` and the new state,
+/// where `{updates, state} = t.update(grads, state, params)` — bit for bit. For adam, adamw and
+/// a chain of `clip_by_global_norm` and one of them it is one pass over the gradients (the
+/// norm) and one over every leaf at once, split across threads by elements: it reads the
+/// gradient, moments and parameter of each element and writes the moments and the parameter,
+/// without the clipped gradients and the updates `update` writes and `apply_updates` reads.
+///
+///     auto opt = pt::optim::chain({pt::optim::clip_by_global_norm(1.0), pt::optim::adamw(1e-3)});
+///     pt::tree state = opt.init(params);
+///     auto [next_params, next_state] = pt::optim::step(opt, grads, state, params);
+[[nodiscard]] step_result step(const transformation& t, const tree& grads, const tree& state,
+                               const tree& params);
 
 /// params + updates leaf by leaf; a None update leaves the parameter as it is. Throws
 /// structure_error (naming the path) if the trees do not line up, shape_error if a leaf's
