@@ -2,6 +2,7 @@
 #include <paramtree/array.hpp>
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/tape.hpp> // traced_reshape, traced_astype
 
 #include "buffer_pool.hpp"
 

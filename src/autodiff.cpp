@@ -9,6 +9,7 @@
 #include <paramtree/shared.hpp>
 
 #include "kernels.hpp"
+#include "rule_ops.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -604,5 +605,22 @@ void throw_not_differentiable(std::size_t argnum) {
                fmt::format("argument {} of another type", argnum));
 }
 
+// A reshape or dtype conversion of a traced array, recorded (array.cpp calls these).
+array traced_reshape(const array& in, array out) {
+    return traced({"reshape", true}, std::move(out), {&in}, [&] {
+        return [shape = in.shape()](const array& g, cotangent_sink& s) {
+            s.add(0, rule_ops(s).view(g, shape));
+        };
+    });
+}
+array traced_astype(const array& in, array out) {
+    // Only float-to-float conversions carry a gradient (as in JAX).
+    if (!is_inexact(in.dtype()) || !is_inexact(out.dtype())) return out;
+    // g.astype records itself when g is traced: the rule is differentiable as written.
+    return traced({"astype", true}, std::move(out), {&in}, [&] {
+        return [d = in.dtype()](const array& g, cotangent_sink& s) { s.add(0, g.astype(d)); };
+    });
+}
 } // namespace detail
+
 } // namespace paramtree

@@ -1,5 +1,6 @@
-// paramtree — checkpoints: safetensors writing (atomic) and reading (mmap, every byte
-// validated), the tree-structure codec kept in the header, and .npy files.
+// paramtree — checkpoints: trees saved as safetensors files (safetensors.cpp) with their
+// structure (structure_codec.cpp) and ties in the header, loaded against a target or rebuilt
+// without one, and sharded sets read through their index.
 #include <paramtree/at.hpp>
 #include <paramtree/checkpoint.hpp>
 #include <paramtree/detail/array_impl.hpp>
@@ -8,6 +9,7 @@
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include "checkpoint_shards.hpp"
+#include "safetensors.hpp"
 #include "structure_codec.hpp"
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
@@ -37,225 +39,17 @@ static_assert(std::endian::native == std::endian::little,
 namespace {
 
 using json = nlohmann::json;
+using detail::bad_file;
+using detail::describe_json;
+using detail::open_bytes;
+using detail::open_file;
+using detail::st_file;
+using detail::st_tensor;
+using detail::tensor_array;
+using detail::tensor_name;
 
-constexpr std::size_t max_header = 100'000'000; // as the reference implementation
 constexpr const char* structure_key = "paramtree.structure";
 constexpr const char* ties_key = "paramtree.ties";
-
-// ---- errors ---------------------------------------------------------------------------------
-
-[[noreturn]] void bad_file(const std::string& source, const std::string& where,
-                           std::string expected, std::string found) {
-    throw format_error("safetensors " + source, where, std::move(expected), std::move(found));
-}
-
-using detail::atomic_write;
-using detail::describe_json;
-using detail::tensor_name;
-using detail::write_all;
-
-// ---- dtypes ---------------------------------------------------------------------------------
-
-std::string_view st_dtype(dtype d) {
-    return info(d).safetensors;
-}
-
-dtype parse_st_dtype(const std::string& source, const std::string& name, const std::string& s) {
-    for (const auto& n : dtype_table())
-        if (s == n.safetensors) return n.type;
-    static constexpr std::string_view other[] = {"F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "U8",
-                                                 "I16", "U16",  "U32",     "U64",     "C64"};
-    const bool known = std::find(std::begin(other), std::end(other), s) != std::end(other);
-    bad_file(source, name, "dtype F32, F64, I32, I64 or BOOL",
-             known ? fmt::format("{} (a safetensors dtype paramtree does not hold)", s)
-                   : fmt::format("unknown dtype '{}'", s));
-}
-
-// ---- reading --------------------------------------------------------------------------------
-
-struct st_tensor {
-    std::string name;
-    dtype dt = dtype::float32;
-    shape_type shape;
-    std::size_t begin = 0, end = 0;
-};
-
-struct st_file {
-    std::string source;             // the file name, for messages
-    std::vector<st_tensor> tensors; // in offset order
-    std::map<std::string, std::string> metadata;
-    bool has_metadata = false;
-    const std::byte* data = nullptr;
-    std::size_t data_size = 0;
-    std::shared_ptr<const void> owner; // keeps `data` alive
-};
-
-std::size_t as_size(const std::string& source, const std::string& name, const json& v,
-                    const char* what) {
-    if (!v.is_number_unsigned())
-        bad_file(source, name, fmt::format("a non-negative integer {}", what),
-                 v.is_number_integer() ? fmt::format("{}", v.get<std::int64_t>())
-                                       : std::string(v.type_name()));
-    return v.get<std::uint64_t>();
-}
-
-/// One tensor's header entry, checked: a known dtype, a shape whose byte size fits, offsets
-/// spanning exactly those bytes within the data section.
-st_tensor parse_tensor(const st_file& f, const std::string& name, const json& v) {
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
-        !v.contains("data_offsets") || !v["dtype"].is_string() || !v["shape"].is_array() ||
-        !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-        bad_file(f.source, name,
-                 "{\"dtype\": ..., \"shape\": [...], \"data_offsets\": [begin, end]}",
-                 describe_json(v));
-    st_tensor t;
-    t.name = name;
-    t.dt = parse_st_dtype(f.source, name, v["dtype"].get<std::string>());
-    std::size_t bytes_needed = dtype_size(t.dt);
-    for (const auto& e : v["shape"]) {
-        const std::size_t d = as_size(f.source, name, e, "extent");
-        t.shape.push_back(d);
-        if (d != 0 && bytes_needed > std::numeric_limits<std::size_t>::max() / d)
-            bad_file(f.source, name, "a shape whose byte size fits in 64 bits",
-                     fmt::format("an extent of {} after {} bytes", d, bytes_needed));
-        bytes_needed *= d;
-    }
-    t.begin = as_size(f.source, name, v["data_offsets"][0], "offset");
-    t.end = as_size(f.source, name, v["data_offsets"][1], "offset");
-    if (t.begin > t.end || t.end - t.begin != bytes_needed)
-        bad_file(f.source, name,
-                 fmt::format("data_offsets spanning {} bytes ({})", bytes_needed,
-                             describe(t.dt, t.shape)),
-                 fmt::format("[{}, {}]", t.begin, t.end));
-    if (t.end > f.data_size)
-        bad_file(f.source, name,
-                 fmt::format("data within the {} bytes after the header", f.data_size),
-                 fmt::format("[{}, {}]", t.begin, t.end));
-    return t;
-}
-
-st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owner,
-              std::string source) {
-    st_file f;
-    f.source = std::move(source);
-    f.owner = std::move(owner);
-    if (bytes.size() < 8)
-        bad_file(f.source, "", "at least 8 bytes (the header length)",
-                 fmt::format("{} bytes", bytes.size()));
-    std::uint64_t n = 0;
-    std::memcpy(&n, bytes.data(), 8); // little-endian host (static_assert above)
-    if (n > max_header)
-        bad_file(f.source, "", fmt::format("a header of at most {} bytes", max_header),
-                 fmt::format("a header length of {}", n));
-    if (n > bytes.size() - 8)
-        bad_file(f.source, "", "a header length within the file",
-                 fmt::format("{} header bytes in a file of {} bytes", n, bytes.size()));
-    const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
-    // The header starts with '{' (as the reference implementation requires): no BOM, no
-    // leading white space, so one file cannot be read two ways.
-    if (n == 0 || text[0] != '{')
-        bad_file(f.source, "", "a header starting with '{'",
-                 n == 0 ? std::string("an empty header")
-                        : fmt::format("the byte 0x{:02x}", static_cast<unsigned char>(text[0])));
-    // Duplicate names are invalid, but a JSON object keeps only one of them: catch them while
-    // parsing. Nothing in a valid header is nested more than three levels deep.
-    std::string duplicate;
-    bool too_deep = false;
-    std::set<std::string> seen;
-    const json::parser_callback_t watch = [&](int depth, json::parse_event_t event, json& parsed) {
-        if (depth > 4) {
-            too_deep = true;
-            return false;
-        }
-        if (event == json::parse_event_t::key && depth == 1) {
-            const auto& key = parsed.get_ref<const std::string&>();
-            if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-        }
-        return true;
-    };
-    const json header = json::parse(text, text + n, watch, false);
-    if (header.is_discarded() || !header.is_object())
-        bad_file(f.source, "", "a JSON object as header", "invalid JSON");
-    if (too_deep) bad_file(f.source, "", "a header nested at most 4 levels", "deeper nesting");
-    if (!duplicate.empty()) bad_file(f.source, duplicate, "distinct tensor names", "a duplicate");
-    f.data = bytes.data() + 8 + n;
-    f.data_size = bytes.size() - 8 - n;
-
-    for (const auto& [name, v] : header.items()) {
-        if (name != "__metadata__" && !detail::valid_tensor_name(name))
-            bad_file(f.source, detail::escaped(name), "a tensor name without control characters",
-                     fmt::format("'{}'", detail::escaped(name)));
-        if (name == "__metadata__") {
-            if (!v.is_object())
-                bad_file(f.source, name, "an object of strings", std::string(v.type_name()));
-            for (const auto& [k, s] : v.items()) {
-                if (!s.is_string())
-                    bad_file(f.source, "__metadata__." + detail::escaped(k), "a string",
-                             describe_json(s));
-                f.metadata[k] = s.get<std::string>();
-            }
-            f.has_metadata = true;
-            continue;
-        }
-        f.tensors.push_back(parse_tensor(f, name, v));
-    }
-    // The data section is covered exactly once: no overlap, no hole (as the format requires,
-    // so no file is also something else).
-    std::sort(f.tensors.begin(), f.tensors.end(), [](const st_tensor& a, const st_tensor& b) {
-        return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
-    });
-    std::size_t covered = 0;
-    for (const auto& t : f.tensors) {
-        if (t.begin != covered)
-            bad_file(f.source, t.name, fmt::format("data starting at byte {}", covered),
-                     fmt::format("[{}, {}] ({})", t.begin, t.end,
-                                 t.begin < covered ? "overlapping the tensor before"
-                                                   : "a hole before it"));
-        covered = t.end;
-    }
-    if (covered != f.data_size)
-        bad_file(f.source, "", fmt::format("tensors covering all {} data bytes", f.data_size),
-                 fmt::format("{} bytes covered", covered));
-    return f;
-}
-
-/// The tensor as an array: zero-copy on the file's memory when it is aligned for its dtype,
-/// else copied into an aligned buffer. Bool bytes must be 0 or 1.
-array tensor_array(const st_file& f, const st_tensor& t) {
-    const std::byte* p = f.data + t.begin;
-    const std::size_t nbytes = t.end - t.begin;
-    if (t.dt == dtype::boolean)
-        for (std::size_t i = 0; i < nbytes; ++i)
-            if (static_cast<unsigned char>(p[i]) > 1)
-                bad_file(f.source, t.name, "bool bytes 0 or 1",
-                         fmt::format("{} at element {}", static_cast<unsigned>(p[i]), i));
-    std::size_t count = 1;
-    for (const auto e : t.shape)
-        count *= e;
-    // An empty tensor gets a buffer of its own: two of them at one offset would otherwise look
-    // like one buffer (same_storage), and share_aliases would tie them.
-    if (f.owner && nbytes != 0 && reinterpret_cast<std::uintptr_t>(p) % dtype_size(t.dt) == 0)
-        return array::from_owner(t.dt, t.shape, count, p, f.owner);
-    auto a_buf = detail::array_access::allocate(t.dt, t.shape);
-    array a = std::move(a_buf.first);
-    void* buf = a_buf.second; // named: clang 14 cannot capture bindings
-    if (nbytes != 0) std::memcpy(buf, p, nbytes);
-    return a;
-}
-
-st_file open_file(const std::filesystem::path& file, load_memory memory) {
-    auto m = memory == load_memory::map ? detail::map_file(file) : detail::read_file(file);
-    return parse(m.bytes, std::move(m.owner), file.string());
-}
-
-st_file open_bytes(std::span<const std::byte> bytes) {
-    // The arrays must outlive the caller's bytes: one owned, aligned copy.
-    auto buffer = std::make_shared<std::vector<std::max_align_t>>(
-        (bytes.size() + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
-    if (!bytes.empty()) std::memcpy(buffer->data(), bytes.data(), bytes.size());
-    const auto* p = reinterpret_cast<const std::byte*>(buffer->data());
-    return parse({p, bytes.size()}, std::move(buffer), "<bytes>");
-}
 
 // ---- loading against a target ---------------------------------------------------------------
 
@@ -462,44 +256,6 @@ json encode_ties(const tree& t, const detail::encoded_structure& enc, const std:
 } // namespace
 
 namespace detail {
-void write_safetensors(const std::filesystem::path& file,
-                       const std::vector<std::pair<std::string, array>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-    const std::string context = file.string();
-    std::string text;
-    try {
-        json header = json::object();
-        std::size_t offset = 0;
-        for (const auto& [name, a] : tensors) {
-            header[name] = {{"dtype", st_dtype(a.dtype())},
-                            {"shape", a.shape()},
-                            {"data_offsets", {offset, offset + a.nbytes()}}};
-            offset += a.nbytes();
-        }
-        header["__metadata__"] = metadata;
-        text = header.dump();
-    } catch (const json::exception&) {
-        throw format_error("save " + context, "", "UTF-8 keys and strings",
-                           "a string that is not valid UTF-8");
-    }
-    // Spaces pad the header so the data starts 8-byte aligned (the format allows it, and it
-    // lets a reader map float64 tensors in place).
-    text.append((8 - text.size() % 8) % 8, ' ');
-    // What the loader refuses must not be written.
-    if (text.size() > max_header)
-        throw format_error(
-            "save " + context, "",
-            fmt::format("a header of at most {} bytes (what loaders accept)", max_header),
-            fmt::format("{} bytes for {} tensors", text.size(), tensors.size()));
-    const std::uint64_t n = text.size();
-    atomic_write(file, [&](int fd) {
-        write_all(fd, &n, 8, file);
-        write_all(fd, text.data(), text.size(), file);
-        for (const auto& [name, a] : tensors)
-            write_all(fd, a.bytes(), a.nbytes(), file);
-    });
-}
-
 std::map<std::string, std::string> structure_metadata(const tree& t, const encoded_structure& enc,
                                                       const std::string& context) {
     return {{"format", "paramtree"},
@@ -626,160 +382,6 @@ tree load_tree(std::span<const std::byte> bytes) {
 }
 std::map<std::string, array> load_arrays(std::span<const std::byte> bytes) {
     return arrays_of(open_bytes(bytes));
-}
-
-// ---- .npy -----------------------------------------------------------------------------------
-
-namespace {
-std::string npy_descr(dtype d) {
-    // Little-endian, except bool, whose single byte has no byte order.
-    return std::string(d == dtype::boolean ? "|" : "<") + std::string(info(d).npy_kind);
-}
-
-[[noreturn]] void bad_npy(const std::filesystem::path& file, std::string expected,
-                          std::string found) {
-    throw format_error("npy " + file.string(), "", std::move(expected), std::move(found));
-}
-
-/// The value of `'key':` in a .npy header dict (a Python literal), up to the next
-/// top-level comma or closing brace.
-std::string npy_field(const std::filesystem::path& file, const std::string& header,
-                      const std::string& key) {
-    const std::string needle = "'" + key + "'";
-    auto at = header.find(needle);
-    if (at == std::string::npos) bad_npy(file, "a header with " + needle, header);
-    at = header.find(':', at + needle.size());
-    if (at == std::string::npos) bad_npy(file, "'" + key + "': value", header);
-    std::size_t end = at + 1;
-    int depth = 0;
-    for (; end < header.size(); ++end) {
-        const char c = header[end];
-        if (c == '(') ++depth;
-        if (c == ')') --depth;
-        if (depth == 0 && (c == ',' || c == '}')) break;
-    }
-    std::string v = header.substr(at + 1, end - at - 1);
-    v.erase(0, v.find_first_not_of(" \t"));
-    v.erase(v.find_last_not_of(" \t") + 1);
-    return v;
-}
-} // namespace
-
-void save_npy(const std::filesystem::path& file, const array& a) {
-    std::string shape;
-    for (const auto e : a.shape())
-        shape += fmt::format("{}, ", e);
-    if (a.ndim() > 1) shape.erase(shape.size() - 2); // (3,) for one axis, (3, 4) for two
-    if (a.ndim() == 1) shape.erase(shape.size() - 1);
-    std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}",
-                                     npy_descr(a.dtype()), shape);
-    // Magic (6) + version (2) + length (2) + header + '\n', padded to a multiple of 64.
-    const std::size_t total = 10 + header.size() + 1;
-    header.append((64 - total % 64) % 64, ' ');
-    header.push_back('\n');
-    const auto len = static_cast<std::uint16_t>(header.size());
-    atomic_write(file, [&](int fd) {
-        write_all(fd, "\x93NUMPY\x01\x00", 8, file);
-        write_all(fd, &len, 2, file);
-        write_all(fd, header.data(), header.size(), file);
-        write_all(fd, a.bytes(), a.nbytes(), file);
-    });
-}
-
-namespace {
-/// The shape tuple of a .npy header, `(3, 4)`; one whose byte size would not fit in 64 bits
-/// is refused here, before anything is allocated.
-shape_type npy_shape(const std::filesystem::path& file, const std::string& text) {
-    shape_type shape;
-    if (text.size() < 2 || text.front() != '(' || text.back() != ')')
-        bad_npy(file, "a shape tuple", text);
-    std::size_t count = 1;
-    for (std::size_t i = 1; i + 1 < text.size();) {
-        while (i + 1 < text.size() && (text[i] == ' ' || text[i] == ','))
-            ++i;
-        if (i + 1 >= text.size()) break;
-        std::size_t e = 0;
-        const auto [end, ec] = std::from_chars(text.data() + i, text.data() + text.size() - 1, e);
-        if (ec != std::errc{}) bad_npy(file, "a shape of non-negative integers", text);
-        if (e != 0 && count > std::numeric_limits<std::size_t>::max() / 16 / e)
-            bad_npy(file, "a shape whose byte size fits in 64 bits", text);
-        count *= e;
-        shape.push_back(e);
-        i = static_cast<std::size_t>(end - text.data());
-    }
-    return shape;
-}
-} // namespace
-
-array load_npy(const std::filesystem::path& file) {
-    const auto m = detail::read_file(file);
-    const auto& b = m.bytes;
-    if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0)
-        bad_npy(file, "the .npy magic \\x93NUMPY", fmt::format("{} bytes without it", b.size()));
-    const auto major = static_cast<unsigned>(b[6]);
-    std::size_t header_len = 0, start = 0;
-    if (major == 1) {
-        std::uint16_t l = 0;
-        std::memcpy(&l, b.data() + 8, 2);
-        header_len = l;
-        start = 10;
-    } else if (major == 2 || major == 3) {
-        if (b.size() < 12) bad_npy(file, "a version 2 header length", "a truncated file");
-        std::uint32_t l = 0;
-        std::memcpy(&l, b.data() + 8, 4);
-        header_len = l;
-        start = 12;
-    } else {
-        bad_npy(file, "format version 1, 2 or 3", fmt::format("version {}", major));
-    }
-    if (header_len > b.size() - start)
-        bad_npy(file, "a header within the file", fmt::format("{} header bytes", header_len));
-    const std::string header(reinterpret_cast<const char*>(b.data() + start), header_len);
-    const std::string descr = npy_field(file, header, "descr");
-    const std::string fortran = npy_field(file, header, "fortran_order");
-    const std::string shape_text = npy_field(file, header, "shape");
-
-    if (descr.size() != 5 || descr.front() != '\'' || descr.back() != '\'')
-        bad_npy(file, "a descr like '<f4'", descr);
-    const char order = descr[1];
-    const std::string kind = descr.substr(2, 2);
-    std::optional<dtype> dt;
-    for (const auto& n : dtype_table())
-        if (kind == n.npy_kind) dt = n.type;
-    if (!dt || !(order == '<' || order == '>' || order == '|' || order == '='))
-        bad_npy(file, "descr <f4, <f8, <i4, <i8 or |b1 (either byte order)", descr);
-    if (fortran != "False" && fortran != "True")
-        bad_npy(file, "fortran_order True or False", fortran);
-
-    const shape_type shape = npy_shape(file, shape_text);
-    const std::size_t count = detail::checked_size(shape);
-    const std::size_t esize = dtype_size(*dt);
-    const std::size_t data_start = start + header_len;
-    if (b.size() - data_start != count * esize)
-        bad_npy(file, fmt::format("{} data bytes for {}", count * esize, describe(*dt, shape)),
-                fmt::format("{} bytes", b.size() - data_start));
-    auto out_buf = detail::array_access::allocate(*dt, shape);
-    array out = std::move(out_buf.first);
-    void* buf = out_buf.second; // named: clang 14 cannot capture bindings
-    auto* dst = static_cast<std::byte*>(buf);
-    if (count != 0) std::memcpy(dst, b.data() + data_start, count * esize);
-    if (*dt == dtype::boolean)
-        for (std::size_t i = 0; i < count; ++i)
-            if (static_cast<unsigned char>(dst[i]) > 1)
-                bad_npy(file, "bool bytes 0 or 1",
-                        fmt::format("{}", static_cast<unsigned>(dst[i])));
-    if (order == '>' && esize > 1)
-        for (std::size_t i = 0; i < count; ++i)
-            std::reverse(dst + i * esize, dst + (i + 1) * esize);
-    if (fortran == "True" && shape.size() > 1) {
-        // Column-major: the same bytes are the transpose of the reversed shape.
-        shape_type reversed(shape.rbegin(), shape.rend());
-        std::vector<std::size_t> axes(shape.size());
-        for (std::size_t i = 0; i < axes.size(); ++i)
-            axes[i] = axes.size() - 1 - i;
-        return permute_axes(out.reshape(reversed), axes);
-    }
-    return out;
 }
 
 } // namespace paramtree

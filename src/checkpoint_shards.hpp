@@ -1,6 +1,7 @@
 // paramtree — internal: the pieces of checkpoint writing that a sharded save (in the MPI
-// layer, distributed.cpp) shares with `pt::save`: one safetensors writer and the structure
-// metadata. Reading a sharded checkpoint is `pt::load_tree` / `pt::load` of its index.
+// layer, distributed.cpp) shares with `pt::save`: the safetensors writer (safetensors.hpp)
+// and the structure metadata. Reading a sharded checkpoint is `pt::load_tree` / `pt::load` of its
+// index.
 #pragma once
 
 #include <filesystem>
@@ -12,15 +13,10 @@
 #include <paramtree/array.hpp>
 #include <paramtree/tree.hpp>
 
+#include "safetensors.hpp" // write_safetensors
 #include "structure_codec.hpp"
 
 namespace paramtree::detail {
-
-/// Writes `tensors` as a safetensors file, atomically (temporary, fsync, rename), with
-/// `metadata` as the header's `__metadata__`. Throws io_error / format_error as `pt::save`.
-void write_safetensors(const std::filesystem::path& file,
-                       const std::vector<std::pair<std::string, array>>& tensors,
-                       const std::map<std::string, std::string>& metadata);
 
 /// What `pt::save` puts in `__metadata__` for `t`: the structure text `enc` holds, the ties
 /// and the treedef, so the tree can be rebuilt without model code.

@@ -418,6 +418,33 @@ array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
     return out.y;
 }
 
+array apply_mlp(const tree& m, const array& x, const context& ctx) {
+    const tree layers = m["layers"];
+    const auto& act = static_as<std::string>(m, "activation");
+    array h = x;
+    for (std::size_t i = 0; i < layers.size(); ++i)
+        h = apply_linear(layers[i], h, ctx.child("layers").child(i),
+                         i + 1 < layers.size() ? act : std::string("identity"));
+    return h;
+}
+
+array apply_sequential(const tree& m, const array& x, const context& ctx) {
+    const tree layers = m["layers"];
+    array h = x;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        // A Linear followed by an Activation: one call, fused where it can be.
+        if (i + 1 < layers.size() && is_module(layers[i], "pt.nn.Linear") &&
+            is_module(layers[i + 1], "pt.nn.Activation")) {
+            h = apply_linear(layers[i], h, ctx.child("layers").child(i),
+                             static_as<std::string>(layers[i + 1], "fn"));
+            ++i;
+            continue;
+        }
+        h = apply(layers[i], h, ctx.child("layers").child(i));
+    }
+    return h;
+}
+
 array apply_module(const tree& m, const array& x, const context& ctx) {
     const std::string_view name = m.record_name();
     if (name == "pt.nn.Linear") return apply_linear(m, x, ctx);
@@ -471,31 +498,8 @@ array apply_module(const tree& m, const array& x, const context& ctx) {
     if (name == "pt.nn.BatchNorm") return apply_batch_norm(m, x, ctx);
     if (name == "pt.nn.Dropout") return apply_dropout(double_field(m, "rate"), x, ctx);
     if (name == "pt.nn.Activation") return apply_activation(static_as<std::string>(m, "fn"), x);
-    if (name == "pt.nn.MLP") {
-        const tree layers = m["layers"];
-        const auto& act = static_as<std::string>(m, "activation");
-        array h = x;
-        for (std::size_t i = 0; i < layers.size(); ++i)
-            h = apply_linear(layers[i], h, ctx.child("layers").child(i),
-                             i + 1 < layers.size() ? act : std::string("identity"));
-        return h;
-    }
-    if (name == "pt.nn.Sequential") {
-        const tree layers = m["layers"];
-        array h = x;
-        for (std::size_t i = 0; i < layers.size(); ++i) {
-            // A Linear followed by an Activation: one call, fused where it can be.
-            if (i + 1 < layers.size() && is_module(layers[i], "pt.nn.Linear") &&
-                is_module(layers[i + 1], "pt.nn.Activation")) {
-                h = apply_linear(layers[i], h, ctx.child("layers").child(i),
-                                 static_as<std::string>(layers[i + 1], "fn"));
-                ++i;
-                continue;
-            }
-            h = apply(layers[i], h, ctx.child("layers").child(i));
-        }
-        return h;
-    }
+    if (name == "pt.nn.MLP") return apply_mlp(m, x, ctx);
+    if (name == "pt.nn.Sequential") return apply_sequential(m, x, ctx);
     if (name == "pt.nn.MultiHeadAttention") return apply_attention(m, x, ctx);
     if (name == "pt.nn.TransformerBlock") return apply_block(m, x, ctx);
     // Dispatch is on the reserved `pt.nn.` record names, which `pt::record` refuses: a user

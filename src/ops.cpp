@@ -376,24 +376,6 @@ array max(const array& x, const std::vector<int>& axes, bool keepdims) {
 
 // ---- shapes --------------------------------------------------------------------------------
 
-namespace detail {
-array traced_reshape(const array& in, array out) {
-    return traced({"reshape", true}, std::move(out), {&in}, [&] {
-        return [shape = in.shape()](const array& g, cotangent_sink& s) {
-            s.add(0, rule_ops(s).view(g, shape));
-        };
-    });
-}
-array traced_astype(const array& in, array out) {
-    // Only float-to-float conversions carry a gradient (as in JAX).
-    if (!is_inexact(in.dtype()) || !is_inexact(out.dtype())) return out;
-    // g.astype records itself when g is traced: the rule is differentiable as written.
-    return traced({"astype", true}, std::move(out), {&in}, [&] {
-        return [d = in.dtype()](const array& g, cotangent_sink& s) { s.add(0, g.astype(d)); };
-    });
-}
-} // namespace detail
-
 array reshape(const array& x, shape_type shape) {
     return x.reshape(std::move(shape));
 }

@@ -17,35 +17,6 @@ namespace paramtree {
 
 namespace detail {
 
-tree apply_chain(const tree& v, const std::vector<transform>& chain) {
-    if (chain.empty()) return v;
-    if (v.is_array()) {
-        array a = v.as_array();
-        for (const auto& t : chain)
-            a = t.apply(a);
-        return a;
-    }
-    return tree_map([&](const tree& leaf) { return apply_chain(leaf, chain); }, v);
-}
-
-tree invert_chain(const tree& v, const std::vector<transform>& chain, const tree& source) {
-    if (chain.empty()) return v;
-    if (v.is_array() && source.is_array()) {
-        std::vector<shape_type> shapes{source.as_array().shape()};
-        for (const auto& t : chain)
-            shapes.push_back(t.output_shape(shapes.back()));
-        array a = v.as_array();
-        for (std::size_t k = chain.size(); k-- > 0;)
-            a = chain[k].inverse(a, shapes[k]);
-        return a;
-    }
-    if (v.is_array() || source.is_array())
-        throw_sharing("tree_at", {}, "an array for a position tied through " + to_string(chain),
-                      describe(v));
-    return tree_map([&](const tree& x, const tree& s) { return invert_chain(x, chain, s); }, v,
-                    source);
-}
-
 namespace {
 
 std::string get_text(const get_entry& g) {

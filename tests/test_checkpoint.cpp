@@ -1,6 +1,6 @@
 // Tests for <paramtree/checkpoint.hpp>: tie-preserving save/load, validation against a
 // target, PyTorch-style files, atomic saves under an injected failure, the corpus of
-// malformed files, and .npy.
+// malformed files (.npy files: test_npy.cpp).
 #include <catch2/catch.hpp>
 
 #include <paramtree/alias.hpp>
@@ -341,29 +341,6 @@ TEST_CASE("checkpoint: every file of the malformed corpus is a clear format_erro
         pt::load_arrays(fs::path(PT_TEST_DATA) / "safetensors/good_unpadded_unaligned.safetensors")
             .at("x")
             .item() == 0.25);
-}
-
-TEST_CASE("checkpoint: .npy in every byte and memory order", "[checkpoint][npy]") {
-    const fs::path dir = fs::path(PT_TEST_DATA) / "npy";
-    const std::vector<double> expected{0, 1, 2, 3, 4, 5};
-    for (const char* name : {"f4_c.npy", "f8_big_endian.npy", "i4_fortran.npy", "i8_v2.npy"}) {
-        INFO(name);
-        const pt::array a = pt::load_npy(dir / name);
-        CHECK(a.shape() == pt::shape_type{2, 3});
-        CHECK(a.to_doubles() == expected);
-    }
-    CHECK(pt::load_npy(dir / "f8_big_endian.npy").dtype() == pt::dtype::float64);
-    CHECK(pt::load_npy(dir / "b1.npy").to_doubles() == std::vector<double>{1, 0, 1});
-    for (const char* name : {"bad_magic.npy", "bad_descr.npy", "truncated_data.npy"})
-        CHECK_THROWS_AS(pt::load_npy(dir / name), pt::format_error);
-    scratch s;
-    const pt::array r = rnd::normal(rnd::make_key(4), {3, 4, 5}, pt::dtype::float64);
-    pt::save_npy(s / "r.npy", r);
-    CHECK(pt::array_equal(pt::load_npy(s / "r.npy"), r));
-    pt::save_npy(s / "v.npy", pt::array{1, 2, 3});
-    CHECK(pt::load_npy(s / "v.npy").to_doubles() == std::vector<double>{1, 2, 3});
-    pt::save_npy(s / "scalar.npy", pt::array::scalar<std::int64_t>(9));
-    CHECK(pt::load_npy(s / "scalar.npy").item() == 9);
 }
 
 // ---- hostile files, odd names, files changing on disk (issue 12) ----------------------------

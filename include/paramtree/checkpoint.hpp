@@ -15,6 +15,7 @@
 #include <string>
 
 #include <paramtree/array.hpp>
+#include <paramtree/npy.hpp> // save_npy, load_npy: declared here before 0.2
 #include <paramtree/tree.hpp>
 
 namespace paramtree {
@@ -81,11 +82,5 @@ struct load_options {
                         const load_options& options = {});
 [[nodiscard]] tree load_tree(std::span<const std::byte> bytes);
 [[nodiscard]] std::map<std::string, array> load_arrays(std::span<const std::byte> bytes);
-
-/// One array as a numpy `.npy` file (format 1.0, little-endian), written atomically.
-void save_npy(const std::filesystem::path& file, const array& a);
-/// Reads a `.npy` file: float32/64, int32/64 and bool, either byte order, C or Fortran
-/// order (returned row-major). Throws format_error for anything else, naming what it found.
-[[nodiscard]] array load_npy(const std::filesystem::path& file);
 
 } // namespace paramtree

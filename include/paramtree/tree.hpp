@@ -21,9 +21,6 @@
 
 namespace paramtree {
 
-/// Text of a node kind: `leaf`, `None`, `list`, `tuple`, `dict`, `record`, `Shared`, `tied`.
-[[nodiscard]] std::string_view kind_name(node_kind k) noexcept;
-
 /// An immutable tree of parameters.
 ///
 /// Leaves convert implicitly, containers are built with `list`, `tuple`, `dict`, `record`:

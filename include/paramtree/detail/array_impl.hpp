@@ -36,11 +36,6 @@ struct array_access {
     [[nodiscard]] static array view(const array& a, shape_type shape);
 };
 
-/// The recorded form of `array::reshape` / `array::astype` on a traced array: `out` is the
-/// untraced result; the gradient flows back reshaped / converted (defined in ops.cpp).
-[[nodiscard]] array traced_reshape(const array& in, array out);
-[[nodiscard]] array traced_astype(const array& in, array out);
-
 /// Calls `f` with a value of the C++ element type of `d` (e.g. `float{}` for float32).
 template <class F>
 decltype(auto) dispatch(paramtree::dtype d, F&& f) {

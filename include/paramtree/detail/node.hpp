@@ -15,38 +15,11 @@
 #include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/leaf_value.hpp>
+#include <paramtree/node_kind.hpp>
+#include <paramtree/static_value.hpp>
 
 namespace paramtree {
-
-/// What a node is. `shared` roots a tie scope; `tied` is the leafless placeholder that a
-/// Shared node leaves where it pruned a duplicate (see <paramtree/shared.hpp>).
-enum class node_kind : std::uint8_t { leaf, none, list, tuple, dict, record, shared, tied };
-
-/// A record's static (non-leaf) field value: part of the structure, not of the leaves.
-class static_value {
-public:
-    using variant_type = std::variant<bool, std::int64_t, double, std::string>;
-    static_value() : value_(std::int64_t{0}) {}
-    static_value(bool v) : value_(v) {}
-    template <std::integral T>
-    requires(!std::same_as<T, bool>) static_value(T v) : value_(static_cast<std::int64_t>(v)) {}
-    static_value(double v) : value_(v) {}
-    static_value(float v) : value_(static_cast<double>(v)) {}
-    static_value(std::string v) : value_(std::move(v)) {}
-    static_value(const char* v) : value_(std::string(v)) {}
-
-    [[nodiscard]] const variant_type& get() const noexcept { return value_; }
-    template <class T>
-    [[nodiscard]] bool holds() const noexcept {
-        return std::holds_alternative<T>(value_);
-    }
-    /// Python-like text: `64`, `0.5`, `true`, `'gelu'`.
-    [[nodiscard]] std::string to_string() const;
-    friend bool operator==(const static_value&, const static_value&) = default;
-
-private:
-    variant_type value_;
-};
 
 namespace detail {
 
@@ -70,8 +43,7 @@ using node_meta = std::variant<std::monostate, std::shared_ptr<const dict_meta>,
                                std::shared_ptr<const record_meta>,
                                std::shared_ptr<const shared_meta>, std::shared_ptr<const tie_meta>>;
 
-// monostate first: interior nodes must not construct (and allocate) an array.
-using leaf_value = std::variant<std::monostate, array, bool, std::int64_t, double, std::string>;
+using paramtree::leaf_value; // <paramtree/leaf_value.hpp>
 
 struct treedef_impl;
 struct node;

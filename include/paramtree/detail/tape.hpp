@@ -130,6 +130,12 @@ template <class MakeBackward>
                   std::forward<MakeBackward>(make_backward));
 }
 
+/// The recorded form of `array::reshape` / `array::astype` on a traced array: `out` is the
+/// untraced result; the gradient flows back reshaped / converted. Here, with the tape, so
+/// that `array` depends on the tape and not on the operations built over it.
+[[nodiscard]] array traced_reshape(const array& in, array out);
+[[nodiscard]] array traced_astype(const array& in, array out);
+
 /// A new variable on `t` holding `value` (a differentiated leaf).
 [[nodiscard]] array make_variable(const std::shared_ptr<tape>& t, const array& value);
 
