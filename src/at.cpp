@@ -1,5 +1,6 @@
 // paramtree — selectors and path-copying tree_at.
 #include <paramtree/at.hpp>
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
@@ -28,48 +29,6 @@ selector selector::operator[](const paramtree::path& p) const {
 }
 
 namespace detail {
-
-namespace {
-
-// A path that reaches a tied position (or goes through one) is redirected to the tie's source,
-// so an edit through the expanded view changes the one shared value. `chain` collects the
-// transforms the value went through, to invert them on the way back.
-path through_ties(const tree& t, path p, std::vector<transform>& chain) {
-    for (std::size_t guard = 0;; ++guard) {
-        if (guard > p.size() + 64)
-            throw_sharing("tree_at", p, "a tie chain that ends", "a cycle of ties");
-        node_ptr cur = t.node();
-        std::size_t scope_len = 0;
-        bool redirected = false;
-        for (std::size_t k = 0; k <= p.size() && !redirected; ++k) {
-            while (cur->kind == node_kind::shared) {
-                cur = cur->children[0];
-                scope_len = k;
-            }
-            if (cur->kind == node_kind::tied) {
-                const auto& m = *std::get<std::shared_ptr<const tie_meta>>(cur->meta);
-                if (m.fn)
-                    throw_sharing("tree_at", p.prefix(k), "a tie to a named source",
-                                  "a tie through the callable " + m.fn_name +
-                                      "() (untie it first)");
-                path next = p.prefix(scope_len) / m.source;
-                for (std::size_t r = k; r < p.size(); ++r)
-                    next.push_back(p[r]);
-                chain.insert(chain.begin(), m.transforms.begin(), m.transforms.end());
-                p = std::move(next);
-                redirected = true;
-                break;
-            }
-            if (k == p.size()) break;
-            const auto i = find_child(*cur, p[k]);
-            if (!i) return p; // reported by the caller's existence check
-            cur = cur->children[*i];
-        }
-        if (!redirected) return p;
-    }
-}
-
-} // namespace
 
 std::vector<path> canonical_paths(const tree& t, std::vector<path> paths) {
     for (auto& p : paths)
@@ -107,7 +66,10 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
     std::vector<std::vector<transform>> chains(paths.size());
     if (follow_ties && (t.node()->flags & has_tied) != 0)
         for (std::size_t k = 0; k < paths.size(); ++k)
-            paths[k] = through_ties(t, std::move(paths[k]), chains[k]);
+            // A path that reaches a tied position (or goes through one) is redirected to the
+            // tie's source, so an edit through the expanded view changes the one shared value;
+            // the chain's transforms are inverted on the way back.
+            paths[k] = through_ties(*t.node(), std::move(paths[k]), chains[k], "tree_at");
     const auto replace = [&](std::size_t k, const tree& old) -> tree {
         if (chains[k].empty()) return replace_at(k, old);
         return invert_chain(replace_at(k, apply_chain(old, chains[k])), chains[k], old);

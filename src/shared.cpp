@@ -1,5 +1,6 @@
 // paramtree — Shared nodes: construction with validation, expand, contract, untie, ties.
 #include <paramtree/detail/array_impl.hpp>
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
@@ -128,31 +129,15 @@ node_ptr fill(const node_ptr& scope) {
     });
 }
 
-// Finds the node at `p` and the innermost Shared scope on the way (for relative sources).
+// The node at `p` (a path_error from share when it does not exist) and the innermost Shared
+// scope on the way, where a tie's relative source starts.
 struct located {
     node_ptr target;
-    node_ptr scope;        // the child of the innermost Shared node passed, or null
-    std::size_t scope_len; // length of the path prefix at which that scope starts
+    node_ptr scope; // null outside any scope
 };
 located locate(const tree& t, const path& p) {
-    node_ptr cur = t.node();
-    located out{{}, {}, 0};
-    std::size_t depth = 0;
-    for (const auto& e : p) {
-        while (cur->kind == node_kind::shared) {
-            cur = cur->children[0];
-            out.scope = cur;
-            out.scope_len = depth;
-        }
-        const auto i = find_child(*cur, e);
-        if (!i)
-            throw_path("share", p.prefix(depth), fmt::format("a node with child {}", entry_str(e)),
-                       describe(*cur));
-        cur = cur->children[*i];
-        ++depth;
-    }
-    out.target = cur;
-    return out;
+    const location at = detail::locate(*t.node(), p, "share");
+    return {node_ptr::share(at.target), at.scope ? node_ptr::share(at.scope) : node_ptr()};
 }
 
 } // namespace
@@ -281,16 +266,11 @@ std::vector<plan_entry> expansion_plan(const tree& t) {
                 detail::throw_sharing("contract", {},
                                       "ties with named transforms (they have adjoints)",
                                       "a tie through the callable " + m.fn_name + "()");
-            const detail::node* src = it.scope;
-            std::size_t offset = it.scope_offset;
-            for (const auto& e : m.source) {
-                while (src->kind == node_kind::shared)
-                    src = src->children[0].get();
-                const std::size_t k = *detail::find_child(*src, e);
-                for (std::size_t j = 0; j < k; ++j)
-                    offset += src->children[j]->num_leaves;
-                src = src->children[k].get();
-            }
+            // Validated when the tie was made: the source exists in the scope.
+            const detail::location source =
+                detail::locate(*it.scope, m.source, "contract", /*leaf_offsets=*/true);
+            const detail::node* src = source.target;
+            const std::size_t offset = it.scope_offset + source.leaf_offset;
             std::vector<transform> chain = m.transforms;
             chain.insert(chain.end(), it.chain.begin(), it.chain.end());
             stack.push_back({src, offset, std::move(chain), true, it.scope, it.scope_offset});

@@ -1,4 +1,5 @@
 // paramtree — tree nodes: construction, iterative destruction, accessors.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/enum_names.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
@@ -67,38 +68,15 @@ tree tree::operator[](std::string_view name) const {
 }
 
 tree tree::at(const path& p) const {
-    detail::node_ptr cur = node_;
-    path walked;
-    for (const auto& e : p) {
-        while (cur->kind == node_kind::shared)
-            cur = cur->children[0];
-        const auto i = detail::find_child(*cur, e);
-        if (!i)
-            detail::throw_path("tree::at", walked,
-                               fmt::format("a node with child {}", entry_str(e)),
-                               detail::describe(*cur));
-        cur = cur->children[*i];
-        walked.push_back(e);
-    }
-    return tree(std::move(cur));
+    return tree(detail::node_ptr::share(detail::locate(*node_, p, "tree::at").target));
 }
 
 bool tree::contains(const path& p) const noexcept {
-    const detail::node* cur = node().get();
-    for (const auto& e : p) {
-        while (cur->kind == node_kind::shared)
-            cur = cur->children[0].get();
-        const auto i = detail::find_child(*cur, e);
-        if (!i) return false;
-        cur = cur->children[*i].get();
-    }
-    return true;
+    return detail::try_locate(*node_, p).target != nullptr;
 }
 
 std::vector<std::string> tree::keys() const {
-    const detail::node* n = node().get();
-    while (n->kind == node_kind::shared)
-        n = n->children[0].get();
+    const detail::node* n = detail::skip_shared(node().get());
     if (n->kind == node_kind::dict) {
         const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n->meta);
         std::vector<std::string> out;

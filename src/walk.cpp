@@ -1,6 +1,7 @@
 // paramtree — the shared helpers of tree and treedef walks (see <paramtree/detail/walk.hpp>):
 // child entries and lookup by path entry, canonical paths, node and leaf descriptions, level
 // comparison, treedef slices, and the first difference of two structures with its error.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/enum_names.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
@@ -73,8 +74,7 @@ path canonical_path(const node& root, const path& p) {
     path out;
     const node* cur = &root;
     for (std::size_t k = 0; k < p.size(); ++k) {
-        while (cur->kind == node_kind::shared)
-            cur = cur->children[0].get();
+        cur = skip_shared(cur);
         const auto i = find_child(*cur, p[k]);
         if (!i) {
             // The rest is left as written: the caller's existence check names the failing step.
