@@ -53,8 +53,10 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
             // Scores: q_h k_hᵀ, both read in place with row stride D.
             k::gemm(false, true, a.t, a.s, a.dh, q + b * qd + off, a.d, kk + b * kd + off, a.d, ph,
                     a.s, T{0});
-            const T scale = static_cast<T>(a.scale);
             k::vectorized(a.t * a.s, [&]() PT_INLINE {
+                // A local, not a captured reference: a float the row's stores might alias
+                // would be reloaded after every store, which keeps the loops scalar.
+                const T scale = static_cast<T>(a.scale);
                 for (std::size_t i = 0; i < a.t; ++i) {
                     T* row = ph + i * a.s;
                     // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
@@ -66,11 +68,24 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
                     T mx = -std::numeric_limits<T>::infinity();
                     for (std::size_t j = 0; j < visible; ++j)
                         mx = std::max(mx, row[j] * scale);
-                    for (std::size_t j = 0; j < visible; ++j)
+                    // The exponentials and their sum in one pass, the sum in 8 float64 lanes
+                    // (one running sum is an in-order reduction GCC cannot vectorise).
+                    double acc[8] = {};
+                    std::size_t j = 0;
+                    for (; j + 8 <= visible; j += 8)
+                        for (std::size_t u = 0; u < 8; ++u) {
+                            const T e = exp_of<T>(row[j + u] * scale - mx);
+                            row[j + u] = e;
+                            acc[u] += static_cast<double>(e);
+                        }
+                    for (; j < visible; ++j) {
                         row[j] = exp_of<T>(row[j] * scale - mx);
-                    const T inv = static_cast<T>(1.0 / k::strided_sum(row, visible, 1));
-                    for (std::size_t j = 0; j < visible; ++j)
-                        row[j] *= inv;
+                        acc[0] += static_cast<double>(row[j]);
+                    }
+                    const T inv = static_cast<T>(1.0 / (((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                                        ((acc[4] + acc[5]) + (acc[6] + acc[7]))));
+                    for (std::size_t c = 0; c < visible; ++c)
+                        row[c] *= inv;
                     std::fill(row + visible, row + a.s, T{0});
                 }
             });
