@@ -68,7 +68,7 @@ path through_ties(const node& root, path p, std::vector<transform>& chain,
             cur = cur->children[*i].get();
         }
         if (cur->kind != node_kind::tied) return p;
-        const auto& m = *std::get<std::shared_ptr<const tie_meta>>(cur->meta);
+        const auto& m = meta_of<tie_meta>(cur->meta);
         if (m.fn)
             throw_sharing(std::string(context), p.prefix(k), "a tie to a named source",
                           "a tie through the callable " + m.fn_name + "() (untie it first)");

@@ -25,7 +25,7 @@ std::string label(const detail::node& n) {
     case node_kind::leaf:
         return detail::describe_leaf(n.value);
     case node_kind::record: {
-        const auto& m = *std::get<std::shared_ptr<const detail::record_meta>>(n.meta);
+        const auto& m = detail::meta_of<detail::record_meta>(n.meta);
         std::string s = m.name;
         for (const auto& [k, v] : m.statics)
             s += fmt::format("\\n{}={}", k, escape(v.to_string()));

@@ -45,6 +45,7 @@ void rethrow_as(const error& e, std::string context, std::string path) {
     if (const auto* x = dynamic_cast<const format_error*>(&e)) again(x);
     if (const auto* x = dynamic_cast<const io_error*>(&e)) again(x);
     if (const auto* x = dynamic_cast<const value_error*>(&e)) again(x);
+    if (const auto* x = dynamic_cast<const internal_error*>(&e)) again(x);
     throw error(std::move(context), std::move(path), e.expected(), e.found());
 }
 
@@ -69,6 +70,18 @@ void throw_sharing(std::string context, const path& p, std::string expected, std
 }
 void throw_value(std::string context, const path& p, std::string expected, std::string found) {
     throw value_error(std::move(context), keystr(p), std::move(expected), std::move(found));
+}
+void throw_internal(std::string what, std::string found, std::source_location where) {
+    // The file as compiled (a build path): the part from src/ or include/ on is what matters.
+    std::string_view file = where.file_name();
+    for (const std::string_view root : {"src/", "include/"})
+        if (const auto at = file.rfind(root); at != std::string_view::npos) {
+            file.remove_prefix(at);
+            break;
+        }
+    throw internal_error(
+        fmt::format("paramtree internal error at {}:{} (please report it)", file, where.line()), "",
+        std::move(what), std::move(found));
 }
 
 } // namespace detail

@@ -1,11 +1,14 @@
 // paramtree — tree nodes (see <paramtree/detail/node.hpp>): one allocation per node with its
 // children, chunked wide nodes, slabs, iterative destruction, metadata hashing and equality.
+#include <paramtree/detail/enum_names.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/treedef.hpp>
 
 #include <algorithm>
+#include <array>
+#include <string_view>
 #include <limits>
 #include <numeric>
 
@@ -234,6 +237,13 @@ bool meta_equal(const node_meta& a, const node_meta& b) {
             }
         },
         a);
+}
+
+void throw_meta_mismatch(std::size_t found, std::source_location where) {
+    static constexpr std::array<std::string_view, 5> names{
+        "no metadata", "dict metadata", "record metadata", "Shared metadata", "tie metadata"};
+    throw_internal("node metadata of the kind the node's kind implies",
+                   std::string(name_in(names, found)), where);
 }
 
 } // namespace paramtree::detail

@@ -75,7 +75,7 @@ std::vector<item> layout(const tree& t) {
             it.open = "None";
             break;
         case node_kind::tied:
-            it.open = detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta));
+            it.open = detail::tie_text(detail::meta_of<detail::tie_meta>(n.meta));
             break;
         case node_kind::list:
         case node_kind::tuple: {
@@ -89,7 +89,7 @@ std::vector<item> layout(const tree& t) {
             break;
         }
         case node_kind::dict: {
-            const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::dict_meta>(n.meta);
             it.atom = false;
             it.open = "{";
             it.close = "}";
@@ -98,7 +98,7 @@ std::vector<item> layout(const tree& t) {
             break;
         }
         case node_kind::record: {
-            const auto& m = *std::get<std::shared_ptr<const detail::record_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::record_meta>(n.meta);
             it.atom = false;
             it.open = m.name + "(";
             it.close = ")";

@@ -125,7 +125,7 @@ node_ptr resolve(const tie_meta& m, const node_ptr& scope) {
 node_ptr fill(const node_ptr& scope) {
     return rebuild(scope, flag_is(has_tied), [&](const node_ptr& n) {
         if (n->kind != node_kind::tied) return n;
-        return resolve(*std::get<std::shared_ptr<const tie_meta>>(n->meta), scope);
+        return resolve(meta_of<tie_meta>(n->meta), scope);
     });
 }
 
@@ -197,7 +197,7 @@ tree untie_paths(const tree& t, const std::vector<path>& where) {
         const auto loc = locate(t, w);
         if (loc.target->kind != node_kind::tied)
             throw_sharing("untie", w, "a tied position", describe(*loc.target));
-        const auto& m = *std::get<std::shared_ptr<const tie_meta>>(loc.target->meta);
+        const auto& m = meta_of<tie_meta>(loc.target->meta);
         values.push_back(expand(tree(resolve(m, loc.scope))));
     }
     return tree_at_paths(
@@ -261,7 +261,7 @@ std::vector<plan_entry> expansion_plan(const tree& t) {
             plan.push_back({it.offset, std::move(it.chain), it.tied});
             break;
         case node_kind::tied: {
-            const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::tie_meta>(n.meta);
             if (m.fn)
                 detail::throw_sharing("contract", {},
                                       "ties with named transforms (they have adjoints)",
@@ -355,7 +355,7 @@ std::vector<tie_info> ties(const tree& t) {
         const auto& n = *it.n;
         if ((n.flags & detail::has_tied) == 0) continue;
         if (n.kind == node_kind::tied) {
-            const auto& m = *std::get<std::shared_ptr<const detail::tie_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::tie_meta>(n.meta);
             tie_info info;
             info.tied = cur;
             if (m.fn)

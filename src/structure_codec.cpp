@@ -102,14 +102,6 @@ json encode_static(const static_value& v) {
         v.get());
 }
 
-template <class Meta>
-const Meta& meta_of(const node& n) {
-    const auto* m = std::get_if<std::shared_ptr<const Meta>>(&n.meta);
-    if (m == nullptr || !*m)
-        throw std::logic_error("paramtree internal error: node metadata of the wrong kind");
-    return **m;
-}
-
 } // namespace
 
 namespace {

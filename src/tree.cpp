@@ -78,15 +78,14 @@ bool tree::contains(const path& p) const noexcept {
 std::vector<std::string> tree::keys() const {
     const detail::node* n = detail::skip_shared(node().get());
     if (n->kind == node_kind::dict) {
-        const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n->meta);
+        const auto& m = detail::meta_of<detail::dict_meta>(n->meta);
         std::vector<std::string> out;
         out.reserve(m.insertion.size());
         for (const auto s : m.insertion)
             out.push_back(m.sorted_keys[s]);
         return out;
     }
-    if (n->kind == node_kind::record)
-        return std::get<std::shared_ptr<const detail::record_meta>>(n->meta)->fields;
+    if (n->kind == node_kind::record) return detail::meta_of<detail::record_meta>(n->meta).fields;
     return {};
 }
 
@@ -103,13 +102,13 @@ path_entry tree::entry(std::size_t i) const {
 
 std::string_view tree::record_name() const noexcept {
     if (kind() != node_kind::record) return {};
-    return std::get<std::shared_ptr<const detail::record_meta>>(node()->meta)->name;
+    return detail::meta_of<detail::record_meta>(*node()).name;
 }
 
 const std::vector<std::pair<std::string, static_value>>& tree::static_fields() const {
     static const std::vector<std::pair<std::string, static_value>> empty;
     if (kind() != node_kind::record) return empty;
-    return std::get<std::shared_ptr<const detail::record_meta>>(node()->meta)->statics;
+    return detail::meta_of<detail::record_meta>(*node()).statics;
 }
 
 const static_value& tree::static_field(std::string_view name) const {

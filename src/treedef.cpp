@@ -149,7 +149,7 @@ std::string treedef::to_string() const {
             break;
         }
         case node_kind::dict: {
-            const auto& m = *std::get<std::shared_ptr<const detail::dict_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::dict_meta>(n.meta);
             seq.emplace_back(std::string("{"));
             for (std::size_t k = 0; k < m.insertion.size(); ++k) {
                 const auto s = m.insertion[k];
@@ -160,7 +160,7 @@ std::string treedef::to_string() const {
             break;
         }
         case node_kind::record: {
-            const auto& m = *std::get<std::shared_ptr<const detail::record_meta>>(n.meta);
+            const auto& m = detail::meta_of<detail::record_meta>(n.meta);
             seq.emplace_back(m.name + "(");
             for (std::size_t k = 0; k < cs.size(); ++k) {
                 seq.emplace_back(fmt::format("{}{}=", k > 0 ? ", " : "", m.fields[k]));
@@ -178,8 +178,7 @@ std::string treedef::to_string() const {
             seq.emplace_back(std::string(")"));
             break;
         case node_kind::tied:
-            seq.emplace_back(
-                detail::tie_text(*std::get<std::shared_ptr<const detail::tie_meta>>(n.meta)));
+            seq.emplace_back(detail::tie_text(detail::meta_of<detail::tie_meta>(n.meta)));
             break;
         }
         for (std::size_t k = seq.size(); k-- > 0;)

@@ -24,9 +24,9 @@ std::optional<path_entry> child_entry(const node_meta& meta, node_kind kind, std
     case node_kind::tuple:
         return index_key{i};
     case node_kind::dict:
-        return dict_key{std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys[i]};
+        return dict_key{meta_of<dict_meta>(meta).sorted_keys[i]};
     case node_kind::record:
-        return field_key{std::get<std::shared_ptr<const record_meta>>(meta)->fields[i]};
+        return field_key{meta_of<record_meta>(meta).fields[i]};
     default:
         return std::nullopt;
     }
@@ -42,7 +42,7 @@ path_entry name_entry(const node& n, std::string_view name) {
 
 std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
     const auto dict_index = [&](std::string_view key) -> std::optional<std::size_t> {
-        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(n.meta)->sorted_keys;
+        const auto& keys = meta_of<dict_meta>(n.meta).sorted_keys;
         const auto it = std::lower_bound(keys.begin(), keys.end(), key);
         if (it == keys.end() || *it != key) return std::nullopt;
         return static_cast<std::size_t>(it - keys.begin());
@@ -64,7 +64,7 @@ std::optional<std::size_t> find_child(const node& n, const path_entry& e) {
     const auto& f = std::get<field_key>(e);
     if (n.kind == node_kind::dict) return dict_index(f.name);
     if (n.kind != node_kind::record) return std::nullopt;
-    const auto& fields = std::get<std::shared_ptr<const record_meta>>(n.meta)->fields;
+    const auto& fields = meta_of<record_meta>(n.meta).fields;
     const auto it = std::find(fields.begin(), fields.end(), f.name);
     if (it == fields.end()) return std::nullopt;
     return static_cast<std::size_t>(it - fields.begin());
@@ -99,14 +99,14 @@ std::string describe_node(node_kind kind, std::size_t arity, const node_meta& me
     case node_kind::tuple:
         return fmt::format("a tuple of length {}", arity);
     case node_kind::dict: {
-        const auto& keys = std::get<std::shared_ptr<const dict_meta>>(meta)->sorted_keys;
+        const auto& keys = meta_of<dict_meta>(meta).sorted_keys;
         std::vector<std::string> quoted;
         for (const auto& k : keys)
             quoted.push_back("'" + k + "'");
         return fmt::format("a dict with keys [{}]", fmt::join(quoted, ", "));
     }
     case node_kind::record: {
-        const auto& r = *std::get<std::shared_ptr<const record_meta>>(meta);
+        const auto& r = meta_of<record_meta>(meta);
         std::vector<std::string> statics;
         for (const auto& [k, v] : r.statics)
             statics.push_back(k + "=" + v.to_string());
@@ -118,7 +118,7 @@ std::string describe_node(node_kind kind, std::size_t arity, const node_meta& me
     case node_kind::shared:
         return "a Shared node";
     case node_kind::tied: {
-        const auto& t = *std::get<std::shared_ptr<const tie_meta>>(meta);
+        const auto& t = meta_of<tie_meta>(meta);
         if (t.fn) return fmt::format("a tie to {}()", t.fn_name);
         return fmt::format("a tie to {}{}", display_path(keystr(t.source)),
                            to_string(t.transforms));

@@ -1,6 +1,8 @@
 // Tests for <paramtree/error.hpp>: one base, structured fields, the message shape.
 #include <catch2/catch.hpp>
 
+#include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/node.hpp>
 #include <paramtree/paramtree.hpp>
 
 #include <type_traits>
@@ -60,4 +62,21 @@ TEST_CASE("error: every kind is caught by the one base, with a path", "[error]")
     CHECK(raises([] {
               (void)(pt::array::zeros({2}) * pt::array::zeros({3}));
           }).starts_with("multiply: at <root>: expected shapes that broadcast together"));
+}
+
+TEST_CASE("error: a broken invariant is an internal_error naming the file and line", "[error]") {
+    // Metadata of the wrong kind for the node: what a bug in the library would produce.
+    const pt::detail::node_meta none;
+    try {
+        (void)pt::detail::meta_of<pt::detail::dict_meta>(none);
+        FAIL("expected internal_error");
+    } catch (const pt::internal_error& e) {
+        const std::string what = e.what();
+        CHECK(what.find("paramtree internal error at") != std::string::npos);
+        CHECK(what.find("test_error.cpp:") != std::string::npos); // the caller's line
+        CHECK(what.find("please report it") != std::string::npos);
+        CHECK(e.found() == "no metadata");
+        // Relabelled like every paramtree error, it keeps its type.
+        CHECK_THROWS_AS(pt::detail::rethrow_as(e, "outer", ""), pt::internal_error);
+    }
 }

@@ -86,6 +86,13 @@ class value_error : public error {
     using error::error;
 };
 
+/// A broken invariant inside paramtree (a bug, never bad input): the message names the source
+/// file and line that found it, so that it can be reported. Raised instead of undefined
+/// behaviour or a bare `std::bad_variant_access`.
+class internal_error : public error {
+    using error::error;
+};
+
 /// Text of a path for messages: \<root\> for the empty path.
 [[nodiscard]] std::string display_path(const std::string& keystr);
 

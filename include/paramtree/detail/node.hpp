@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <variant>
@@ -49,6 +50,10 @@ struct treedef_impl;
 struct node;
 
 void destroy(const node* n) noexcept;
+
+/// Throws internal_error: a node's metadata (alternative `found` of node_meta) is not the
+/// kind its caller at `where` needed.
+[[noreturn]] void throw_meta_mismatch(std::size_t found, std::source_location where);
 
 /// Intrusive owning pointer to an immutable node.
 class node_ptr {
@@ -228,6 +233,21 @@ private:
 [[nodiscard]] node_ptr make_leaf(leaf_value value);
 /// The shared None node.
 [[nodiscard]] const node_ptr& none_node();
+
+/// The metadata of type M (dict_meta, record_meta, shared_meta, tie_meta) that a node of the
+/// matching kind carries. Metadata of another type breaks an invariant of the library: an
+/// internal_error naming the caller's file and line, not `bad_variant_access` or UB.
+template <class M>
+[[nodiscard]] const M& meta_of(const node_meta& meta,
+                               std::source_location where = std::source_location::current()) {
+    if (const auto* p = std::get_if<std::shared_ptr<const M>>(&meta); p && *p) return **p;
+    throw_meta_mismatch(meta.index(), where);
+}
+template <class M>
+[[nodiscard]] const M& meta_of(const node& n,
+                               std::source_location where = std::source_location::current()) {
+    return meta_of<M>(n.meta, where);
+}
 
 [[nodiscard]] std::size_t hash_meta(const node_meta& m) noexcept;
 [[nodiscard]] bool meta_equal(const node_meta& a, const node_meta& b);
