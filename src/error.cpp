@@ -71,16 +71,16 @@ void throw_sharing(std::string context, const path& p, std::string expected, std
 void throw_value(std::string context, const path& p, std::string expected, std::string found) {
     throw value_error(std::move(context), keystr(p), std::move(expected), std::move(found));
 }
-void throw_internal(std::string what, std::string found, std::source_location where) {
+void throw_internal(std::string what, std::string found, const char* file_name, int line) {
     // The file as compiled (a build path): the part from src/ or include/ on is what matters.
-    std::string_view file = where.file_name();
+    std::string_view file = file_name;
     for (const std::string_view root : {"src/", "include/"})
         if (const auto at = file.rfind(root); at != std::string_view::npos) {
             file.remove_prefix(at);
             break;
         }
     throw internal_error(
-        fmt::format("paramtree internal error at {}:{} (please report it)", file, where.line()), "",
+        fmt::format("paramtree internal error at {}:{} (please report it)", file, line), "",
         std::move(what), std::move(found));
 }
 

@@ -239,11 +239,11 @@ bool meta_equal(const node_meta& a, const node_meta& b) {
         a);
 }
 
-void throw_meta_mismatch(std::size_t found, std::source_location where) {
+void throw_meta_mismatch(std::size_t found, const char* file, int line) {
     static constexpr std::array<std::string_view, 5> names{
         "no metadata", "dict metadata", "record metadata", "Shared metadata", "tie metadata"};
     throw_internal("node metadata of the kind the node's kind implies",
-                   std::string(name_in(names, found)), where);
+                   std::string(name_in(names, found)), file, line);
 }
 
 } // namespace paramtree::detail

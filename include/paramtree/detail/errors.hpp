@@ -1,7 +1,6 @@
 // paramtree — internal: cold, out-of-line throw helpers, so hot loops stay small.
 #pragma once
 
-#include <source_location>
 #include <string>
 
 #include <paramtree/error.hpp>
@@ -22,9 +21,9 @@ namespace paramtree::detail {
 [[noreturn]] void throw_value(std::string context, const path& p, std::string expected,
                               std::string found);
 /// Throws internal_error: `what` (an invariant, "record metadata on a record node") did not
-/// hold at `where`.
+/// hold at the caller's file and line.
 [[noreturn]] void throw_internal(std::string what, std::string found,
-                                 std::source_location where = std::source_location::current());
+                                 const char* file = __builtin_FILE(), int line = __builtin_LINE());
 /// Throws an error of the dynamic type of `e` with another context and path (keystr text),
 /// the same expected and found.
 [[noreturn]] void rethrow_as(const error& e, std::string context, std::string path);

@@ -9,7 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <source_location>
 #include <string>
 #include <utility>
 #include <variant>
@@ -52,8 +51,8 @@ struct node;
 void destroy(const node* n) noexcept;
 
 /// Throws internal_error: a node's metadata (alternative `found` of node_meta) is not the
-/// kind its caller at `where` needed.
-[[noreturn]] void throw_meta_mismatch(std::size_t found, std::source_location where);
+/// kind its caller at `file`:`line` needed.
+[[noreturn]] void throw_meta_mismatch(std::size_t found, const char* file, int line);
 
 /// Intrusive owning pointer to an immutable node.
 class node_ptr {
@@ -237,16 +236,18 @@ private:
 /// The metadata of type M (dict_meta, record_meta, shared_meta, tie_meta) that a node of the
 /// matching kind carries. Metadata of another type breaks an invariant of the library: an
 /// internal_error naming the caller's file and line, not `bad_variant_access` or UB.
+// The caller's file and line come from __builtin_FILE/__builtin_LINE default arguments:
+// std::source_location would do, but clang 14 with libstdc++ 12 does not have it.
 template <class M>
-[[nodiscard]] const M& meta_of(const node_meta& meta,
-                               std::source_location where = std::source_location::current()) {
+[[nodiscard]] const M& meta_of(const node_meta& meta, const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
     if (const auto* p = std::get_if<std::shared_ptr<const M>>(&meta); p && *p) return **p;
-    throw_meta_mismatch(meta.index(), where);
+    throw_meta_mismatch(meta.index(), file, line);
 }
 template <class M>
-[[nodiscard]] const M& meta_of(const node& n,
-                               std::source_location where = std::source_location::current()) {
-    return meta_of<M>(n.meta, where);
+[[nodiscard]] const M& meta_of(const node& n, const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+    return meta_of<M>(n.meta, file, line);
 }
 
 [[nodiscard]] std::size_t hash_meta(const node_meta& m) noexcept;
