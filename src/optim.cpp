@@ -311,6 +311,9 @@ void adam_elements(const adam_rule& r, const adam_job& job, std::size_t lo, std:
 /// leaves is one parallel region per step, not one (too small to split) loop per leaf.
 void run_jobs(const adam_rule& r, const std::vector<adam_job>& jobs) {
     const std::size_t total = jobs.empty() ? 0 : jobs.back().first + jobs.back().n;
+    // Nothing to update (a process that owns no leaf of a sharded model, all gradients None):
+    // the search below needs a job before every index.
+    if (total == 0) return;
     k::parallel_for(total, k::parallel_grain, [&](std::size_t lo, std::size_t hi) {
         auto it = std::upper_bound(jobs.begin(), jobs.end(), lo,
                                    [](std::size_t at, const adam_job& j) { return at < j.first; });

@@ -459,3 +459,16 @@ TEST_CASE("optim: a fused step reports the errors update reports", "[optim][erro
     const auto r = opt::step(adam, gi, adam.init(plain), plain);
     CHECK(pt::tree_equal(r.params, opt::apply_updates(plain, u.updates)));
 }
+
+TEST_CASE("optim: a step with nothing to update (all gradients None) keeps everything", "[optim]") {
+    // What a process that owns no leaf of a sharded model runs.
+    const pt::tree params = pt::dict({{"w", pt::array{1.0f, 2.0f}}, {"b", pt::array{0.5f}}});
+    const pt::tree none = pt::dict({{"w", pt::tree()}, {"b", pt::tree()}});
+    const auto o = opt::chain({opt::clip_by_global_norm(1.0), opt::adamw(1e-2)});
+    const auto r = opt::step(o, none, o.init(params), params);
+    CHECK(pt::tree_equal(r.params, params));
+    const auto u = o.update(none, o.init(params), params);
+    CHECK(pt::tree_equal(r.state, u.state));
+    CHECK(pt::tree_equal(opt::step(o, pt::tree(), o.init(pt::tree()), pt::tree()).params,
+                         pt::tree()));
+}
