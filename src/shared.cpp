@@ -151,9 +151,13 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
             "share", {},
             fmt::format("{} get nodes (one per where node, or one for all)", where.size()),
             fmt::format("{}", gets.size()));
+    // Each where-path resolved once, here; the fit check below reuses it (tree_at_paths
+    // resolves them again as it rebuilds the tree).
+    std::vector<located> targets;
+    targets.reserve(where.size());
     for (const auto& w : where) {
-        const auto loc = locate(t, w);
-        if (loc.target->kind == node_kind::tied)
+        targets.push_back(locate(t, w));
+        if (targets.back().target->kind == node_kind::tied)
             throw_sharing("share", w, "a node that is not tied yet", "a tie (untie it first)");
     }
     check_disjoint(where, gets);
@@ -169,7 +173,7 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
                               "a tie: tie to its source instead");
             value = tree(loc.target);
         }
-        check_fits(where[i], tree(locate(t, where[i]).target), value,
+        check_fits(where[i], tree(targets[i].target), value,
                    g.fn ? std::vector<transform>{} : g.transforms, get_text(g));
     }
     std::vector<tree> holders;

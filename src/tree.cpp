@@ -102,7 +102,9 @@ path_entry tree::entry(std::size_t i) const {
 
 std::string_view tree::record_name() const noexcept {
     if (kind() != node_kind::record) return {};
-    return detail::meta_of<detail::record_meta>(*node()).name;
+    // noexcept: a record without record metadata (a broken invariant) has no name to give.
+    const auto* m = std::get_if<std::shared_ptr<const detail::record_meta>>(&node()->meta);
+    return m && *m ? std::string_view((*m)->name) : std::string_view();
 }
 
 const std::vector<std::pair<std::string, static_value>>& tree::static_fields() const {
