@@ -727,21 +727,26 @@ void layer_norm_backward(const array& g, const array& x, const array& stats, con
                 const T mean = st[2 * r], rstd = st[2 * r + 1];
                 const T* gr = gy + r * d;
                 const T* xr = in + r * d;
+                // The column sums first, in a loop of their own: with the row's two lane
+                // sums beside them GCC could not tell the stores apart and left it scalar.
+                for (std::size_t j = 0; j < d; ++j) {
+                    const T h = (xr[j] - mean) * rstd;
+                    dgamma[j] += static_cast<double>(gr[j] * h);
+                    dbeta[j] += gr[j];
+                }
                 double sum_g[8] = {}, sum_gh[8] = {};
-                const auto column = [&](std::size_t j, std::size_t lane) PT_INLINE {
+                const auto lanes = [&](std::size_t j, std::size_t lane) PT_INLINE {
                     const T h = (xr[j] - mean) * rstd;
                     const T gh = gr[j] * gm[j];
                     sum_g[lane] += gh;
                     sum_gh[lane] += static_cast<double>(gh * h);
-                    dgamma[j] += static_cast<double>(gr[j] * h);
-                    dbeta[j] += gr[j];
                 };
                 std::size_t j = 0;
-                // The column sums are this thread's own array: no overlap with the inputs.
-                PT_NO_ALIAS for (; j + 8 <= d; j += 8) for (std::size_t u = 0; u < 8; ++u)
-                    column(j + u, u);
+                for (; j + 8 <= d; j += 8)
+                    for (std::size_t u = 0; u < 8; ++u)
+                        lanes(j + u, u);
                 for (; j < d; ++j)
-                    column(j, 0);
+                    lanes(j, 0);
                 const double tg = ((sum_g[0] + sum_g[1]) + (sum_g[2] + sum_g[3])) +
                                   ((sum_g[4] + sum_g[5]) + (sum_g[6] + sum_g[7]));
                 const double tgh = ((sum_gh[0] + sum_gh[1]) + (sum_gh[2] + sum_gh[3])) +
