@@ -54,20 +54,11 @@ path through_ties(const node& root, path p, std::vector<transform>& chain,
     // twice means the redirections go round.
     std::set<std::pair<const node*, path>> seen;
     for (;;) {
-        const node* cur = &root;
-        std::size_t scope_depth = 0;
-        std::size_t k = 0;
-        for (;; ++k) {
-            while (cur->kind == node_kind::shared) {
-                cur = cur->children[0].get();
-                scope_depth = k;
-            }
-            if (cur->kind == node_kind::tied || k == p.size()) break;
-            const auto i = find_child(*cur, p[k]);
-            if (!i) return p; // reported by the caller's existence check
-            cur = cur->children[*i].get();
-        }
-        if (cur->kind != node_kind::tied) return p;
+        // A tie has no children: the walk stops at it (`last`), mid-path or at the end.
+        const location at = try_locate(root, p);
+        const node* cur = at.last;
+        if (cur->kind != node_kind::tied) return p; // a missing entry: the caller reports it
+        const std::size_t k = at.depth;
         const auto& m = meta_of<tie_meta>(cur->meta);
         if (m.fn)
             throw_sharing(std::string(context), p.prefix(k), "a tie to a named source",
@@ -78,7 +69,7 @@ path through_ties(const node& root, path p, std::vector<transform>& chain,
         if (!seen.emplace(cur, rest).second)
             throw_sharing(std::string(context), p, "a tie chain that ends", "a cycle of ties");
         chain.insert(chain.begin(), m.transforms.begin(), m.transforms.end());
-        p = p.prefix(scope_depth) / m.source / rest;
+        p = p.prefix(at.scope_depth) / m.source / rest;
     }
 }
 
