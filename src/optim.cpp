@@ -120,18 +120,28 @@ decltype(auto) with_float(const array& a, F&& f) {
     return k::float_dispatch("optimizer", a, std::forward<F>(f));
 }
 
+/// A new array of `like`'s dtype and shape in `out`; returns its elements.
+void* fresh_like(array& out, const array& like) {
+    auto made = detail::array_access::allocate(like.dtype(), like.shape());
+    out = std::move(made.first);
+    return made.second;
+}
 template <class T>
 T* fresh(array& out, const array& like) {
-    auto a_data = detail::array_access::allocate(like.dtype(), like.shape());
-    array a = std::move(a_data.first);
-    void* data = a_data.second; // named: clang 14 cannot capture bindings
-    out = a;
-    return static_cast<T*>(data);
+    return static_cast<T*>(fresh_like(out, like));
 }
 
 template <class T>
 const T* data(const array& a) {
     return reinterpret_cast<const T*>(a.bytes());
+}
+
+/// The state of a chain of `n` transformations (`owner`: chain, adam, adamw) is a tuple of
+/// `n` states. The message is built only on failure: every step checks.
+void check_states(std::string_view owner, const tree& state, std::size_t n) {
+    if (state.kind() != node_kind::tuple || state.size() != n)
+        detail::throw_structure(fmt::format("{}.update", owner), {},
+                                fmt::format("a tuple of {} states", n), describe(state));
 }
 
 /// `grads` with every float leaf multiplied by `factor` (the same tree when it is 1).
@@ -157,10 +167,7 @@ transformation chain(std::vector<transformation> parts) {
         return paramtree::tuple(std::move(states));
     };
     t.update = [parts](const tree& grads, const tree& state, const tree& params) {
-        if (state.kind() != node_kind::tuple || state.size() != parts.size())
-            detail::throw_structure("chain.update", {},
-                                    fmt::format("a tuple of {} states", parts.size()),
-                                    describe(state));
+        check_states("chain", state, parts.size());
         tree updates = grads;
         std::vector<tree> states;
         for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -179,10 +186,7 @@ transformation chain(std::vector<transformation> parts) {
     if (fusable)
         t.fused_step = [parts, update = t.update](const tree& grads, double scale,
                                                   const tree& state, const tree& params) {
-            if (state.kind() != node_kind::tuple || state.size() != parts.size())
-                detail::throw_structure("chain.update", {},
-                                        fmt::format("a tuple of {} states", parts.size()),
-                                        describe(state));
+            check_states("chain", state, parts.size());
             std::vector<tree> states;
             if (parts.size() == 2) {
                 if (scale != 1.0) { // this chain is a link after a scaling: two roundings
@@ -358,18 +362,17 @@ adam_leaves adam_pass(const char* context, const detail::flat_inputs& in, const 
             decay && p && r.weight_decay != 0 && float_leaf(*p) && (*decay)(in.paths[i], *p);
         if (decayed || r.apply) check_leaf(context, in, i, ga, p->as_array());
         array m2, v2, o;
-        adam_job job{
-            ga.dtype(),
-            ga.size(),
-            first,
-            ga.bytes(),
-            out.mus[i].as_array().bytes(),
-            out.nus[i].as_array().bytes(),
-            decayed || r.apply ? p->as_array().bytes() : nullptr,
-            with_float(ga, [&](auto tag) -> void* { return fresh<decltype(tag)>(m2, ga); }),
-            with_float(ga, [&](auto tag) -> void* { return fresh<decltype(tag)>(v2, ga); }),
-            with_float(ga, [&](auto tag) -> void* { return fresh<decltype(tag)>(o, ga); }),
-            decayed};
+        adam_job job{ga.dtype(),
+                     ga.size(),
+                     first,
+                     ga.bytes(),
+                     out.mus[i].as_array().bytes(),
+                     out.nus[i].as_array().bytes(),
+                     decayed || r.apply ? p->as_array().bytes() : nullptr,
+                     fresh_like(m2, ga),
+                     fresh_like(v2, ga),
+                     fresh_like(o, ga),
+                     decayed};
         jobs.push_back(job);
         first += ga.size();
         out.outputs[i] = o;
@@ -533,9 +536,7 @@ struct adam_chain {
     /// fused step met a leaf only the unfused rules cover.
     [[nodiscard]] std::optional<std::pair<tree, tree>>
     run(const tree& grads, const tree& state, const tree& params, double scale, bool apply) const {
-        if (state.kind() != node_kind::tuple || state.size() != states())
-            detail::throw_structure(fmt::format("{}.update", name), {},
-                                    fmt::format("a tuple of {} states", states()), describe(state));
+        check_states(name, state, states());
         const tree adam = state[0];
         const std::int64_t step = count_of(adam, "scale_by_adam") + 1;
         const std::int64_t lr_step = count_of(state[states() - 1], "scale_by_learning_rate");
