@@ -68,22 +68,12 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
                     T mx = -std::numeric_limits<T>::infinity();
                     for (std::size_t j = 0; j < visible; ++j)
                         mx = std::max(mx, row[j] * scale);
-                    // The exponentials and their sum in one pass, the sum in 8 float64 lanes
-                    // (one running sum is an in-order reduction GCC cannot vectorise).
-                    double acc[8] = {};
-                    std::size_t j = 0;
-                    for (; j + 8 <= visible; j += 8)
-                        for (std::size_t u = 0; u < 8; ++u) {
-                            const T e = exp_of<T>(row[j + u] * scale - mx);
-                            row[j + u] = e;
-                            acc[u] += static_cast<double>(e);
-                        }
-                    for (; j < visible; ++j) {
-                        row[j] = exp_of<T>(row[j] * scale - mx);
-                        acc[0] += static_cast<double>(row[j]);
-                    }
-                    const T inv = static_cast<T>(1.0 / (((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                                                        ((acc[4] + acc[5]) + (acc[6] + acc[7]))));
+                    // The exponentials and their sum in one vectorised pass.
+                    const T inv =
+                        static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
+                                           row[j] = exp_of<T>(row[j] * scale - mx);
+                                           return static_cast<double>(row[j]);
+                                       }));
                     for (std::size_t c = 0; c < visible; ++c)
                         row[c] *= inv;
                     std::fill(row + visible, row + a.s, T{0});
@@ -122,16 +112,9 @@ void backward(const attention_shape& a, const T* q, const T* kk, const T* v, con
                 for (std::size_t i = 0; i < a.t; ++i) {
                     T* row = ds.data() + i * a.s;
                     const T* pr = ph + i * a.s;
-                    double dot[8] = {};
-                    std::size_t j = 0;
-                    for (; j + 8 <= a.s; j += 8)
-                        for (std::size_t u = 0; u < 8; ++u)
-                            dot[u] +=
-                                static_cast<double>(row[j + u]) * static_cast<double>(pr[j + u]);
-                    for (; j < a.s; ++j)
-                        dot[0] += static_cast<double>(row[j]) * static_cast<double>(pr[j]);
-                    const T c = static_cast<T>(((dot[0] + dot[1]) + (dot[2] + dot[3])) +
-                                               ((dot[4] + dot[5]) + (dot[6] + dot[7])));
+                    const T c = static_cast<T>(k::lane_sum(a.s, [&](std::size_t j) PT_INLINE {
+                        return static_cast<double>(row[j]) * static_cast<double>(pr[j]);
+                    }));
                     for (std::size_t j2 = 0; j2 < a.s; ++j2)
                         row[j2] = pr[j2] * (row[j2] - c) * scale; // 0 where masked (p = 0)
                 }

@@ -321,20 +321,32 @@ template <class T>
     return (a0 + a1) + (a2 + a3);
 }
 
-/// Σ p[i]² in double, in eight independent partial sums (so the loop vectorises without
-/// reassociating one chain), at the active ISA level.
+/// Σ term(j) over j in [0, n) in float64, in eight lanes (blocks of eight, the tail in lane
+/// 0) added pairwise at the end: one running sum is an in-order reduction GCC leaves scalar,
+/// eight independent ones vectorise, and the order (so the result) is fixed. `term` (a
+/// PT_INLINE lambda) may write as it goes (softmax stores each exponential it sums).
+template <class Term>
+[[gnu::always_inline]] inline double lane_sum(std::size_t n, Term&& term) {
+    double acc[8] = {};
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (std::size_t u = 0; u < 8; ++u)
+            acc[u] += term(j + u);
+    for (; j < n; ++j)
+        acc[0] += term(j);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/// Σ p[i]² in double (lane_sum), at the active ISA level.
 template <class T>
 double sum_of_squares(const T* p, std::size_t n) {
-    double acc[8] = {};
+    double total = 0;
     vectorized(n, [&]() PT_INLINE {
-        std::size_t j = 0;
-        for (; j + 8 <= n; j += 8)
-            for (std::size_t u = 0; u < 8; ++u)
-                acc[u] += static_cast<double>(p[j + u]) * static_cast<double>(p[j + u]);
-        for (; j < n; ++j)
-            acc[0] += static_cast<double>(p[j]) * static_cast<double>(p[j]);
+        total = lane_sum(n, [&](std::size_t j) PT_INLINE {
+            return static_cast<double>(p[j]) * static_cast<double>(p[j]);
+        });
     });
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return total;
 }
 
 /// e^x for float32 without a library call, so that loops over it vectorise: Cody-Waite range

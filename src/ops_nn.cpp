@@ -734,23 +734,11 @@ void layer_norm_backward(const array& g, const array& x, const array& stats, con
                     dgamma[j] += static_cast<double>(gr[j] * h);
                     dbeta[j] += gr[j];
                 }
-                double sum_g[8] = {}, sum_gh[8] = {};
-                const auto lanes = [&](std::size_t j, std::size_t lane) PT_INLINE {
-                    const T h = (xr[j] - mean) * rstd;
-                    const T gh = gr[j] * gm[j];
-                    sum_g[lane] += gh;
-                    sum_gh[lane] += static_cast<double>(gh * h);
-                };
-                std::size_t j = 0;
-                for (; j + 8 <= d; j += 8)
-                    for (std::size_t u = 0; u < 8; ++u)
-                        lanes(j + u, u);
-                for (; j < d; ++j)
-                    lanes(j, 0);
-                const double tg = ((sum_g[0] + sum_g[1]) + (sum_g[2] + sum_g[3])) +
-                                  ((sum_g[4] + sum_g[5]) + (sum_g[6] + sum_g[7]));
-                const double tgh = ((sum_gh[0] + sum_gh[1]) + (sum_gh[2] + sum_gh[3])) +
-                                   ((sum_gh[4] + sum_gh[5]) + (sum_gh[6] + sum_gh[7]));
+                const double tg = k::lane_sum(
+                    d, [&](std::size_t j) PT_INLINE { return static_cast<double>(gr[j] * gm[j]); });
+                const double tgh = k::lane_sum(d, [&](std::size_t j) PT_INLINE {
+                    return static_cast<double>(gr[j] * gm[j] * ((xr[j] - mean) * rstd));
+                });
                 const T mg = static_cast<T>(tg / static_cast<double>(d));
                 const T mgh = static_cast<T>(tgh / static_cast<double>(d));
                 for (std::size_t j = 0; j < d; ++j) {
