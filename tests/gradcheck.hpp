@@ -46,7 +46,14 @@ inline void check_tree(const std::function<pt::array(const pt::tree&)>& loss,
     CHECK(result);
 }
 
-using list_function = std::function<pt::array(const std::vector<pt::array>&)>;
+/// The elements of `a` as doubles, to compare with a literal list.
+inline std::vector<double> vals(const pt::array& a) {
+    return a.to_doubles();
+}
+
+/// The arrays a list function takes.
+using xs_t = std::vector<pt::array>;
+using list_function = std::function<pt::array(const xs_t&)>;
 
 /// `f` of a vector of arrays as a function of one list tree (what the checker differentiates).
 inline auto through_list(const list_function& f) {

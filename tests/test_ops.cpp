@@ -16,13 +16,8 @@
 namespace pt = paramtree;
 using gradcheck::check;
 using gradcheck::rand;
-using xs_t = std::vector<pt::array>;
-
-namespace {
-std::vector<double> vals(const pt::array& a) {
-    return a.to_doubles();
-}
-} // namespace
+using gradcheck::vals;
+using gradcheck::xs_t;
 
 TEST_CASE("ops: arithmetic broadcasts like numpy", "[ops]") {
     const pt::array a{{1.f, 2.f, 3.f}, {4.f, 5.f, 6.f}};
