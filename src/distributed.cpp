@@ -19,6 +19,7 @@
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
+#include "buffer_pool.hpp"
 #include "checkpoint_shards.hpp"
 #include "structure_codec.hpp"
 
@@ -31,6 +32,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -196,12 +198,38 @@ struct piece {
     std::size_t offset; // first element of the leaf in this bucket
     std::size_t count;
 };
+// A bucket's bytes, from the buffer cache and not zeroed: a training loop sends buckets of
+// the same sizes every step, and a std::vector's fresh, zero-filled 1.6 MB cost the demo's
+// all-reduce 0.1-0.2 ms of page faults and memset (perf) before MPI saw a byte.
+class byte_buffer {
+public:
+    byte_buffer() = default;
+    explicit byte_buffer(std::size_t n)
+        : data_(n == 0 ? nullptr : static_cast<std::byte*>(detail::allocate_buffer(n))), size_(n) {}
+    byte_buffer(byte_buffer&& o) noexcept
+        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    byte_buffer& operator=(byte_buffer o) noexcept {
+        std::swap(data_, o.data_);
+        std::swap(size_, o.size_);
+        return *this;
+    }
+    ~byte_buffer() {
+        if (data_ != nullptr) detail::deallocate_buffer(data_, size_);
+    }
+    [[nodiscard]] std::byte* data() const noexcept { return data_; }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+private:
+    std::byte* data_ = nullptr; // owned: given back to the cache with size_
+    std::size_t size_ = 0;
+};
+
 struct bucket {
     dtype type;
     std::vector<piece> pieces;
-    std::vector<std::byte> data;
+    byte_buffer data;   // packed: what this process sends
+    byte_buffer result; // what arrives: the reduced bucket, or this process's part of it
     MPI_Request request = MPI_REQUEST_NULL;
-    std::vector<std::byte> chunk; // this process's 1/n of `data` between the two halves
 };
 
 std::vector<bucket> plan_buckets(const std::vector<tree>& leaves, std::size_t bucket_bytes) {
@@ -216,7 +244,7 @@ std::vector<bucket> plan_buckets(const std::vector<tree>& leaves, std::size_t bu
             const std::size_t n = leaves[i].as_array().size();
             for (std::size_t off = 0; off < n;) {
                 if (used == capacity) {
-                    out.push_back({type, {}, {}, MPI_REQUEST_NULL, {}});
+                    out.push_back({type, {}, {}, {}, MPI_REQUEST_NULL});
                     used = 0;
                 }
                 const std::size_t take = std::min(n - off, capacity - used);
@@ -234,7 +262,7 @@ void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
     std::size_t total = 0;
     for (const auto& p : b.pieces)
         total += p.count;
-    b.data.resize(total * sizeof(T));
+    b.data = byte_buffer(total * sizeof(T));
     T* out = reinterpret_cast<T*>(b.data.data());
     for (const auto& p : b.pieces) {
         const T* in = reinterpret_cast<const T*>(leaves[p.leaf].as_array().bytes()) + p.offset;
@@ -251,7 +279,7 @@ void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
 
 template <class T>
 void unpack(const bucket& b, std::vector<void*>& outputs, double scale) {
-    const T* in = reinterpret_cast<const T*>(b.data.data());
+    const T* in = reinterpret_cast<const T*>(b.result.data());
     const T s = static_cast<T>(scale);
     for (const auto& p : b.pieces) {
         T* out = static_cast<T*>(outputs[p.leaf]) + p.offset;
@@ -412,26 +440,15 @@ tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce
     weight_total total(comm, options.weight, "allreduce_mean");
 
     std::vector<bucket> buckets = plan_buckets(leaves, options.bucket_bytes);
-    // Each bucket as a reduce-scatter, then an all-gather (the two halves of a ring
-    // all-reduce): on shared memory OpenMPI's own MPI_Iallreduce of the demo's 1.6 MB took
-    // 1.35-1.78 ms against 1.03 ms for the two halves (docs/benchmarks.md). The bucket is
-    // padded to a multiple of the process count; the padding is reduced and ignored.
-    const auto n = static_cast<std::size_t>(comm.size());
+    // Out of place: OpenMPI's non-blocking all-reduce copies an in-place buffer aside first
+    // (the demo's 1.6 MB on shared memory, two processes: 0.78 ms in place, 0.50 ms out of
+    // place; its reduce-scatter and all-gather halves 0.56 ms; docs/design.md).
     for (auto& b : buckets) {
-        const std::size_t item = dtype_size(b.type);
         pack_bucket(b, leaves, total.weight());
-        const std::size_t count = b.data.size() / item;
-        const std::size_t per = (count + n - 1) / n;
-        b.data.resize(per * n * item, std::byte{0});
-        b.chunk.resize(per * item);
-        MPI_Ireduce_scatter_block(b.data.data(), b.chunk.data(), static_cast<int>(per),
-                                  mpi_type(b.type), MPI_SUM, raw(comm), &b.request);
-    }
-    for (auto& b : buckets) {
-        MPI_Wait(&b.request, MPI_STATUS_IGNORE);
-        const int per = static_cast<int>(b.chunk.size() / dtype_size(b.type));
-        MPI_Iallgather(b.chunk.data(), per, mpi_type(b.type), b.data.data(), per, mpi_type(b.type),
-                       raw(comm), &b.request);
+        b.result = byte_buffer(b.data.size());
+        MPI_Iallreduce(b.data.data(), b.result.data(),
+                       static_cast<int>(b.data.size() / dtype_size(b.type)), mpi_type(b.type),
+                       MPI_SUM, raw(comm), &b.request);
     }
     receive(buckets, leaves, 1.0 / total.finish());
     std::size_t bytes = 0;
@@ -617,7 +634,7 @@ tree reduce_scatter_mean(const communicator& comm, const tree& grads, const shar
     std::vector<bucket> sends, mine;
     std::vector<std::vector<int>> counts;
     for (const dtype type : {dtype::float32, dtype::float64}) {
-        bucket send{type, {}, {}, MPI_REQUEST_NULL, {}}, own{type, {}, {}, MPI_REQUEST_NULL, {}};
+        bucket send{type, {}, {}, {}, MPI_REQUEST_NULL}, own{type, {}, {}, {}, MPI_REQUEST_NULL};
         std::vector<int> per(static_cast<std::size_t>(comm.size()), 0);
         for (int p = 0; p < comm.size(); ++p)
             for (const shard_entry& e : plan.leaves) {
@@ -635,9 +652,10 @@ tree reduce_scatter_mean(const communicator& comm, const tree& grads, const shar
     }
     for (std::size_t b = 0; b < sends.size(); ++b) {
         pack_bucket(sends[b], leaves, total.weight());
-        mine[b].data.resize(static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)]) *
-                            dtype_size(sends[b].type));
-        MPI_Ireduce_scatter(sends[b].data.data(), mine[b].data.data(), counts[b].data(),
+        mine[b].result =
+            byte_buffer(static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)]) *
+                        dtype_size(sends[b].type));
+        MPI_Ireduce_scatter(sends[b].data.data(), mine[b].result.data(), counts[b].data(),
                             mpi_type(sends[b].type), MPI_SUM, raw(comm), &mine[b].request);
     }
     // Leaves owned elsewhere become None; owned ones fresh arrays, filled as data arrives.

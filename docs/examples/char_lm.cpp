@@ -222,14 +222,9 @@ struct corpus {
         split = ids.size() - ids.size() / 10;
     }
 
-    /// `batch` random windows of `t + 1` characters from the trained part (or the held-out
-    /// one): inputs and next-character targets.
-    [[nodiscard]] std::pair<pt::array, pt::array>
-    batch(const rnd::key& key, std::size_t b, std::size_t t, bool held_out = false) const {
-        return rows(key, b, t, 0, b, held_out);
-    }
-
-    /// Rows [first, last) of that batch: what one of several data-parallel processes trains on.
+    /// Rows [first, last) of `b` random windows of `t + 1` characters from the trained part (or
+    /// the held-out one), as inputs and next-character targets: what one of several
+    /// data-parallel processes trains on (all of them: first 0, last b).
     [[nodiscard]] std::pair<pt::array, pt::array> rows(const rnd::key& key, std::size_t b,
                                                        std::size_t t, std::size_t first,
                                                        std::size_t last,
@@ -324,23 +319,32 @@ struct parallel {
 #endif
         return model;
     }
-    /// The mean of `grads` (and the loss) over all processes, weighted by their rows.
+    /// The mean of `grads` (and the loss) over all processes, weighted by their rows; the time
+    /// it takes is the step's communication.
     [[nodiscard]] pt::tree mean(const pt::tree& t, std::size_t rows) {
+        const auto t0 = std::chrono::steady_clock::now();
+        pt::tree out = average(t, rows, &reduce_bytes);
+        reduce_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return out;
+    }
+    /// The mean of `t` over all processes, weighted by their rows; `bytes`, if given, receives
+    /// what this process sent.
+    [[nodiscard]] pt::tree average(const pt::tree& t, std::size_t rows,
+                                   std::size_t* bytes = nullptr) const {
 #ifdef PARAMTREE_HAVE_MPI
         if (comm) {
-            const auto t0 = std::chrono::steady_clock::now();
             pt::distributed::allreduce_stats stats;
             // 256 KiB buckets, not DDP's 25 MiB: this model's whole gradient is 1.6 MiB, and
-            // several buckets in flight halve the all-reduce time (docs/benchmarks.md).
+            // several buckets in flight cut the all-reduce time by a fifth (docs/benchmarks.md).
             pt::tree out = pt::distributed::allreduce_mean(
                 *comm, t, {.bucket_bytes = 256 << 10, .weight = static_cast<double>(rows)}, &stats);
-            reduce_seconds +=
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            reduce_bytes = stats.bytes;
+            if (bytes != nullptr) *bytes = stats.bytes;
             return out;
         }
 #endif
         (void)rows;
+        if (bytes != nullptr) *bytes = 0;
         return t;
     }
     /// True when `t` is bitwise the same on every process.
@@ -524,9 +528,18 @@ int run(options o, parallel& par) {
             "extends it)",
             first_step, last));
 
-    // Fixed held-out windows measure the loss on text the model never trains on.
-    const auto [eval_x, eval_y] = text.batch(rnd::fold_in(root, 1), 32, o.context, true);
-    const auto eval_loss = [&](const pt::tree& m) { return gpt::loss(m, eval_x, eval_y).item(); };
+    // Fixed held-out windows measure the loss on text the model never trains on. Processes
+    // split them like a training batch (each would otherwise repeat the whole evaluation,
+    // 4% of a data-parallel run's time at 2 processes) and average their losses.
+    constexpr std::size_t eval_windows = 32;
+    const auto [eval_first, eval_last] = par.slice(eval_windows);
+    const auto [eval_x, eval_y] =
+        text.rows(rnd::fold_in(root, 1), eval_windows, o.context, eval_first, eval_last, true);
+    const auto eval_loss = [&](const pt::tree& m) {
+        const std::size_t mine = eval_last - eval_first;
+        const pt::array local = mine > 0 ? gpt::loss(m, eval_x, eval_y) : pt::array::scalar(0.0f);
+        return par.average(pt::tree(local), mine).as_array().item();
+    };
     const double initial = eval_loss(model);
     std::cout << "held-out loss before training: " << initial
               << " (uniform guessing: " << std::log(static_cast<double>(text.alphabet.size()))
