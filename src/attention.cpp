@@ -189,13 +189,12 @@ array scaled_dot_product_attention(const array& q, const array& k, const array& 
     if (a.scale == 0) a.scale = a.dh == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(a.dh));
     return k::float_dispatch("scaled_dot_product_attention", q, [&](auto tag) {
         using T = decltype(tag);
-        auto out_data = detail::array_access::allocate(q.dtype(), q.shape());
-        auto p_data = detail::array_access::allocate(q.dtype(), {a.batch, a.heads, a.t, a.s});
-        array p = std::move(p_data.first);
-        T* pd = static_cast<T*>(p_data.second); // named: clang 14 cannot capture bindings
-        forward<T>(a, data<T>(q), data<T>(k), data<T>(v), static_cast<T*>(out_data.second), pd);
+        auto out = detail::fresh<T>(q.shape());
+        auto probs = detail::fresh<T>({a.batch, a.heads, a.t, a.s});
+        array p = std::move(probs.value);
+        forward<T>(a, data<T>(q), data<T>(k), data<T>(v), out.data, probs.data);
         return detail::traced(
-            {"scaled_dot_product_attention", true}, std::move(out_data.first), {&q, &k, &v}, [&] {
+            {"scaled_dot_product_attention", true}, std::move(out.value), {&q, &k, &v}, [&] {
                 return [a, q, k, v, p](const array& g, detail::cotangent_sink& s) {
                     if (s.differentiable()) {
                         detail::composed_vjp(s, {q, k, v}, g, [a](const std::vector<array>& in) {
@@ -204,17 +203,15 @@ array scaled_dot_product_attention(const array& q, const array& k, const array& 
                         return;
                     }
                     auto grad = [&](std::size_t i, const array& like) {
-                        return s.needs(i)
-                                   ? detail::array_access::allocate(like.dtype(), like.shape())
-                                   : std::pair<array, void*>{array{}, nullptr};
+                        return s.needs(i) ? detail::fresh<T>(like.shape())
+                                          : detail::fresh_array<T>{array{}, nullptr};
                     };
                     auto dq = grad(0, q), dk = grad(1, k), dv = grad(2, v);
                     backward<T>(a, data<T>(q), data<T>(k), data<T>(v), data<T>(p), data<T>(g),
-                                static_cast<T*>(dq.second), static_cast<T*>(dk.second),
-                                static_cast<T*>(dv.second));
-                    if (dq.second) s.add(0, std::move(dq.first));
-                    if (dk.second) s.add(1, std::move(dk.first));
-                    if (dv.second) s.add(2, std::move(dv.first));
+                                dq.data, dk.data, dv.data);
+                    if (dq.data) s.add(0, std::move(dq.value));
+                    if (dk.data) s.add(1, std::move(dk.value));
+                    if (dv.data) s.add(2, std::move(dv.value));
                 };
             });
     });

@@ -105,17 +105,15 @@ void accumulate(cotangent& slot, array g) {
             const auto* add = reinterpret_cast<const T*>(g.bytes());
             const std::size_t n = g.size();
             if (!slot.writable) {
-                auto sum_data = array_access::allocate(have.dtype(), have.shape());
-                array sum = std::move(sum_data.first);
-                void* data = sum_data.second; // named: clang 14 cannot capture bindings
+                auto sum = fresh<T>(have.shape());
                 const auto* a = reinterpret_cast<const T*>(have.bytes());
-                auto* out = static_cast<T*>(data);
+                T* out = sum.data;
                 kernels::vectorized(n, [&]() PT_INLINE {
                     for (std::size_t i = 0; i < n; ++i)
                         out[i] = static_cast<T>(a[i] + add[i]);
                 });
-                slot.value = std::move(sum);
-                slot.writable = data;
+                slot.value = std::move(sum.value);
+                slot.writable = out;
                 return;
             }
             auto* out = static_cast<T*>(slot.writable);

@@ -27,9 +27,8 @@ namespace {
 
 /// A scratch buffer of `n` elements from the buffer cache (reused step after step).
 template <class T>
-std::pair<array, T*> scratch(std::size_t n) {
-    auto data = detail::array_access::allocate(dtype_of<T>, {n});
-    return {std::move(data.first), static_cast<T*>(data.second)};
+detail::fresh_array<T> scratch(std::size_t n) {
+    return detail::fresh<T>({n});
 }
 
 /// Everything about one convolution's shapes.
@@ -190,8 +189,8 @@ std::size_t kept_offset(const conv_geometry& g, std::size_t grp, chunk ch) {
 /// backward: PyTorch's im2col path keeps them too. They are taps times the size of x.
 template <class T>
 array forward(const conv_geometry& g, const array& x, const array& w, const array* b, T* kept) {
-    auto y_data = detail::array_access::allocate(x.dtype(), {g.n, g.o, g.h.out, g.w.out});
-    T* out = static_cast<T*>(y_data.second);
+    auto y_data = detail::fresh<T>({g.n, g.o, g.h.out, g.w.out});
+    T* out = y_data.data;
     const std::size_t pixels = g.pixels(), taps = g.taps();
     for_each_chunk<T>(g, [&](chunk ch, T* scratch_col, T* prod) {
         const std::size_t cols = ch.images() * pixels;
@@ -212,7 +211,7 @@ array forward(const conv_geometry& g, const array& x, const array& w, const arra
             }
         }
     });
-    return std::move(y_data.first);
+    return std::move(y_data.value);
 }
 
 template <class T>
@@ -222,30 +221,26 @@ void backward(const conv_geometry& g, const array& x, const array& w, bool with_
     const T* dy = ptr<T>(gy);
     const bool need_x = s.needs(0), need_w = s.needs(1), need_b = with_bias && s.needs(2);
     if (need_b) {
-        auto db_data = detail::array_access::allocate(x.dtype(), {g.o});
-        T* db = static_cast<T*>(db_data.second);
+        auto db_data = detail::fresh<T>({g.o});
+        T* db = db_data.data;
         for (std::size_t o = 0; o < g.o; ++o) {
             double total = 0;
             for (std::size_t n = 0; n < g.n; ++n)
                 total += k::strided_sum(dy + (n * g.o + o) * pixels, pixels, 1);
             db[o] = static_cast<T>(total);
         }
-        s.add(2, std::move(db_data.first));
+        s.add(2, std::move(db_data.value));
     }
     if (!need_x && !need_w) return;
-    std::pair<array, void*> dx_data, dw_data;
-    if (need_x) dx_data = detail::array_access::allocate(x.dtype(), x.shape());
-    if (need_w) {
-        dw_data = detail::array_access::allocate(x.dtype(), w.shape());
-        std::memset(dw_data.second, 0, w.nbytes());
-    }
+    detail::fresh_array<T> dx_data{array{}, nullptr}, dw_data{array{}, nullptr};
+    if (need_x) dx_data = detail::fresh_zeros<T>(x.shape());
+    if (need_w) dw_data = detail::fresh_zeros<T>(w.shape());
     // The weight's gradient sums over chunks: in order, on one thread, so it is the same on
     // every run whatever the thread count (chunks are processed serially here).
     const std::size_t per = images_per_chunk(g, sizeof(T));
     const std::size_t cols_max = per * pixels;
     const auto [dyt_buffer, dyt] = scratch<T>(g.og * cols_max);
     const auto [col_buffer, col] = scratch<T>(taps * cols_max);
-    if (need_x) std::memset(dx_data.second, 0, x.nbytes());
     for (std::size_t n0 = 0; n0 < g.n; n0 += per) {
         const chunk ch{n0, std::min(g.n, n0 + per)};
         const std::size_t cols = ch.images() * pixels;
@@ -259,16 +254,16 @@ void backward(const conv_geometry& g, const array& x, const array& w, bool with_
             if (need_w) {
                 const T* columns = ptr<T>(kept) + kept_offset(g, grp, ch);
                 k::gemm(false, true, g.og, taps, cols, dyt, columns,
-                        static_cast<T*>(dw_data.second) + grp * g.og * taps, T{1});
+                        dw_data.data + grp * g.og * taps, T{1});
             }
             if (need_x) {
                 k::gemm(true, false, taps, cols, g.og, wg, dyt, col, T{0});
-                col2im(g, grp, ch, col, static_cast<T*>(dx_data.second));
+                col2im(g, grp, ch, col, dx_data.data);
             }
         }
     }
-    if (need_x) s.add(0, std::move(dx_data.first));
-    if (need_w) s.add(1, std::move(dw_data.first));
+    if (need_x) s.add(0, std::move(dx_data.value));
+    if (need_w) s.add(1, std::move(dw_data.value));
 }
 
 array conv2d_impl(const std::string& op, const array& x, const array& w, const array* b,
@@ -276,16 +271,16 @@ array conv2d_impl(const std::string& op, const array& x, const array& w, const a
     const conv_geometry g = geometry(op, x, w, b, options);
     return k::float_dispatch(op, x, [&](auto tag) {
         using T = decltype(tag);
-        std::pair<array, T*> kept{array{}, nullptr};
+        detail::fresh_array<T> kept{array{}, nullptr};
         if (w.trace()) kept = scratch<T>(g.groups * g.taps() * g.columns());
-        array y = forward<T>(g, x, w, b, kept.second);
+        array y = forward<T>(g, x, w, b, kept.data);
         std::vector<const array*> inputs{&x, &w};
         if (b) inputs.push_back(b);
         // A first-order rule only (named, so differentiating through it again says so).
         const char* name = op == "conv1d" ? "conv1d" : "conv2d";
         return detail::traced({name}, std::move(y), detail::input_list(inputs), [&] {
             return [g, x, w, with_bias = b != nullptr,
-                    columns = std::move(kept.first)](const array& gy, cotangent_sink& s) {
+                    columns = std::move(kept.value)](const array& gy, cotangent_sink& s) {
                 backward<T>(g, x, w, with_bias, columns, gy, s);
             };
         });

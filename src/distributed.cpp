@@ -306,9 +306,9 @@ void receive(std::vector<bucket>& buckets, std::vector<tree>& leaves, double sca
         for (const auto& p : b.pieces)
             if (outputs[p.leaf] == nullptr) {
                 const array& a = leaves[p.leaf].as_array();
-                auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
-                outputs[p.leaf] = buffer;
-                leaves[p.leaf] = std::move(fresh);
+                auto made = detail::fresh_bytes(a.dtype(), a.shape());
+                outputs[p.leaf] = made.data;
+                leaves[p.leaf] = std::move(made.value);
             }
     for (auto& b : buckets) {
         MPI_Wait(&b.request, MPI_STATUS_IGNORE);
@@ -421,9 +421,9 @@ tree broadcast(const communicator& comm, const tree& t, int root) {
             // MPI_Bcast's buffer is not const at the root, but it is only read there.
             data = const_cast<std::byte*>(a.bytes());
         } else {
-            auto [fresh, buffer] = detail::array_access::allocate(a.dtype(), a.shape());
-            data = static_cast<std::byte*>(buffer);
-            leaf = std::move(fresh);
+            auto made = detail::fresh_bytes(a.dtype(), a.shape());
+            data = made.data;
+            leaf = std::move(made.value);
         }
         for (std::size_t off = 0; off < n; off += INT_MAX)
             MPI_Bcast(data + off, static_cast<int>(std::min<std::size_t>(n - off, INT_MAX)),
@@ -715,10 +715,10 @@ tree all_gather(const communicator& comm, const tree& owned, const sharding& pla
     // Each owner's bytes in plan order, as packed above.
     std::vector<std::size_t> at(displs.begin(), displs.end());
     for (const shard_entry& e : plan.leaves) {
-        auto [fresh, buffer] = detail::array_access::allocate(e.type, e.shape);
-        std::memcpy(buffer, all.data() + at[static_cast<std::size_t>(e.owner)], e.bytes);
+        auto made = detail::fresh_bytes(e.type, e.shape);
+        std::memcpy(made.data, all.data() + at[static_cast<std::size_t>(e.owner)], e.bytes);
         at[static_cast<std::size_t>(e.owner)] += e.bytes;
-        leaves[e.leaf] = std::move(fresh);
+        leaves[e.leaf] = std::move(made.value);
     }
     if (stats != nullptr) *stats = {all.size(), 1};
     return unflatten(def, std::move(leaves));

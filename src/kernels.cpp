@@ -264,10 +264,9 @@ array sum(const array& x, const std::vector<std::size_t>& axes) {
     const auto out_shape = reduced_shape(x.shape(), axes, true);
     return numeric_dispatch("sum", x, [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(dtype_of<T>, out_shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(out_shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         as_outer_r_inner<T>(x, axes,
                             [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
                                 for (std::size_t o = 0; o < outer; ++o) {
@@ -306,10 +305,9 @@ array max(const array& x, const std::vector<std::size_t>& axes) {
                                 fmt::format("axis {} of {}", a, x.describe()));
     return numeric_dispatch("max", x, [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(dtype_of<T>, out_shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(out_shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         as_outer_r_inner<T>(
             x, axes, [&](const T* in, std::size_t outer, std::size_t r, std::size_t inner) {
                 for (std::size_t o = 0; o < outer; ++o) {
@@ -354,10 +352,9 @@ array transpose_last_two(const array& a, const shape_type& out_shape) {
     const std::size_t batch = r * c == 0 ? 0 : a.size() / (r * c);
     return detail::dispatch(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(a.dtype(), out_shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(out_shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         const auto* in = reinterpret_cast<const T*>(a.bytes());
         constexpr std::size_t tile = 32;
         for (std::size_t b = 0; b < batch; ++b) {
@@ -393,10 +390,9 @@ array permute(const array& a, const std::vector<std::size_t>& axes) {
     const std::size_t n = a.size();
     return detail::dispatch(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(a.dtype(), out_shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(out_shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         const auto* src = reinterpret_cast<const T*>(a.bytes());
         // The innermost output axis walks the input with a fixed stride: copy it as a row.
         const std::size_t inner = rank == 0 ? 1 : out_shape[rank - 1];
@@ -422,10 +418,9 @@ array select(const array& mask, const array& a, const array& b, const shape_type
     const auto plan = plan_broadcast(shape, {&mask.shape(), &a.shape(), &b.shape()});
     return detail::dispatch(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(a.dtype(), shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         const auto* m = reinterpret_cast<const std::uint8_t*>(mask.bytes());
         const auto* x = reinterpret_cast<const T*>(a.bytes());
         const auto* y = reinterpret_cast<const T*>(b.bytes());
@@ -449,10 +444,9 @@ array broadcast_to(const array& x, const shape_type& shape) {
     const auto plan = plan_broadcast(shape, {&x.shape()});
     return detail::dispatch(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(x.dtype(), shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(shape);
+        array result = std::move(result_data.value);
+        auto* out = result_data.data;
         const auto* in = reinterpret_cast<const T*>(x.bytes());
         for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
             if (inc[0] == 0)

@@ -266,10 +266,9 @@ void for_each_row(const broadcast_plan& p, Run&& run) {
 /// out = f(a, b) elementwise with broadcasting, all of element type T.
 template <class T, class F>
 [[nodiscard]] array binary(const array& a, const array& b, const shape_type& out_shape, F f) {
-    auto result_data = detail::array_access::allocate(dtype_of<T>, out_shape);
-    array result = std::move(result_data.first);
-    void* data = result_data.second; // named: clang 14 cannot capture bindings
-    auto* out = static_cast<T*>(data);
+    auto result_data = detail::fresh<T>(out_shape);
+    array result = std::move(result_data.value);
+    auto* out = result_data.data;
     const auto* x = reinterpret_cast<const T*>(a.bytes());
     const auto* y = reinterpret_cast<const T*>(b.bytes());
     if (a.shape() == out_shape && b.shape() == out_shape) {
@@ -438,10 +437,9 @@ template <class T>
 /// out = f(x) elementwise.
 template <class T, class F>
 [[nodiscard]] array unary(const array& x, F f) {
-    auto result_data = detail::array_access::allocate(dtype_of<T>, x.shape());
-    array result = std::move(result_data.first);
-    void* data = result_data.second; // named: clang 14 cannot capture bindings
-    auto* out = static_cast<T*>(data);
+    auto result_data = detail::fresh<T>(x.shape());
+    array result = std::move(result_data.value);
+    auto* out = result_data.data;
     const auto* in = reinterpret_cast<const T*>(x.bytes());
     const std::size_t n = x.size();
     vectorized_parallel(n, [&](std::size_t b, std::size_t e) PT_INLINE {
@@ -454,10 +452,9 @@ template <class T, class F>
 /// out = f(x, y, z) elementwise over three arrays of one shape.
 template <class T, class F>
 [[nodiscard]] array zip3(const array& x, const array& y, const array& z, F f) {
-    auto result_data = detail::array_access::allocate(dtype_of<T>, x.shape());
-    array result = std::move(result_data.first);
-    void* data = result_data.second; // named: clang 14 cannot capture bindings
-    auto* out = static_cast<T*>(data);
+    auto result_data = detail::fresh<T>(x.shape());
+    array result = std::move(result_data.value);
+    auto* out = result_data.data;
     const auto* a = reinterpret_cast<const T*>(x.bytes());
     const auto* b = reinterpret_cast<const T*>(y.bytes());
     const auto* c = reinterpret_cast<const T*>(z.bytes());

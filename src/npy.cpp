@@ -150,10 +150,9 @@ array load_npy(const std::filesystem::path& file) {
     if (b.size() - data_start != count * esize)
         bad_npy(file, fmt::format("{} data bytes for {}", count * esize, describe(*dt, shape)),
                 fmt::format("{} bytes", b.size() - data_start));
-    auto out_buf = detail::array_access::allocate(*dt, shape);
-    array out = std::move(out_buf.first);
-    void* buf = out_buf.second; // named: clang 14 cannot capture bindings
-    auto* dst = static_cast<std::byte*>(buf);
+    auto out_buf = detail::fresh_bytes(*dt, shape);
+    array out = std::move(out_buf.value);
+    auto* dst = out_buf.data;
     if (count != 0) std::memcpy(dst, b.data() + data_start, count * esize);
     if (*dt == dtype::boolean)
         for (std::size_t i = 0; i < count; ++i)

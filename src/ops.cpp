@@ -275,12 +275,12 @@ array gelu(const array& x, bool approximate) {
         return k::float_dispatch("gelu", x, [&](auto tag) {
             using T = decltype(tag);
             // One pass writes both y and the t the backward pass keeps.
-            auto t_data = detail::array_access::allocate(x.dtype(), x.shape());
-            auto y_data = detail::array_access::allocate(x.dtype(), x.shape());
-            const array t = std::move(t_data.first);
-            array y = std::move(y_data.first);
-            T* tp = static_cast<T*>(t_data.second);
-            T* yp = static_cast<T*>(y_data.second);
+            auto t_data = detail::fresh<T>(x.shape());
+            auto y_data = detail::fresh<T>(x.shape());
+            const array t = std::move(t_data.value);
+            array y = std::move(y_data.value);
+            T* tp = t_data.data;
+            T* yp = y_data.data;
             const T* xp = reinterpret_cast<const T*>(x.bytes());
             const std::size_t n = x.size();
             k::vectorized_parallel(n, [&](std::size_t lo, std::size_t hi) PT_INLINE {

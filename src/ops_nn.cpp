@@ -75,10 +75,9 @@ array concatenate(const std::vector<array>& xs, int axis) {
     const std::size_t outer = product(shape, 0, ax);
     const std::size_t inner = product(shape, ax + 1, shape.size());
     const std::size_t esize = dtype_size(first.dtype());
-    auto out_data = detail::array_access::allocate(first.dtype(), shape);
-    array out = std::move(out_data.first);
-    void* data = out_data.second; // named: clang 14 cannot capture bindings
-    auto* dst = static_cast<std::byte*>(data);
+    auto out_data = detail::fresh_bytes(first.dtype(), shape);
+    array out = std::move(out_data.value);
+    auto* dst = out_data.data;
     const std::size_t row = shape[ax] * inner * esize;
     std::size_t at = 0;
     std::vector<std::size_t> widths;
@@ -107,10 +106,9 @@ array concatenate(const std::vector<array>& xs, int axis) {
                 if (s.needs(i)) {
                     shape_type part = shape;
                     part[ax] = widths[i];
-                    auto gi_gd = detail::array_access::allocate(g.dtype(), part);
-                    array gi = std::move(gi_gd.first);
-                    void* gd = gi_gd.second; // named: clang 14 cannot capture bindings
-                    auto* p = static_cast<std::byte*>(gd);
+                    auto gi_gd = detail::fresh_bytes(g.dtype(), part);
+                    array gi = std::move(gi_gd.value);
+                    auto* p = gi_gd.data;
                     for (std::size_t o = 0; o < outer; ++o)
                         std::copy_n(g.bytes() + o * grow + from, w, p + o * w);
                     s.add(i, gi);
@@ -162,10 +160,9 @@ array take(const array& table, const array& indices) {
     shape.insert(shape.end(), table.shape().begin() + 1, table.shape().end());
     const std::size_t width = product(table.shape(), 1, table.ndim());
     const std::size_t row_bytes = width * dtype_size(table.dtype());
-    auto out_data = detail::array_access::allocate(table.dtype(), shape);
-    array out = std::move(out_data.first);
-    void* data = out_data.second; // named: clang 14 cannot capture bindings
-    auto* dst = static_cast<std::byte*>(data);
+    auto out_data = detail::fresh_bytes(table.dtype(), shape);
+    array out = std::move(out_data.value);
+    auto* dst = out_data.data;
     for (std::size_t i = 0; i < idx.size(); ++i)
         std::copy_n(table.bytes() + static_cast<std::size_t>(idx[i]) * row_bytes, row_bytes,
                     dst + i * row_bytes);
@@ -181,10 +178,9 @@ array take(const array& table, const array& indices) {
             // Scatter-add: a row used twice gets both contributions.
             s.add(0, k::float_dispatch("take", g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto gt_gd = detail::array_access::allocate(g.dtype(), tshape);
-                      array gt = std::move(gt_gd.first);
-                      void* gd = gt_gd.second; // named: clang 14 cannot capture bindings
-                      auto* acc = static_cast<T*>(gd);
+                      auto gt_gd = detail::fresh<T>(tshape);
+                      array gt = std::move(gt_gd.value);
+                      auto* acc = gt_gd.data;
                       std::fill_n(acc, gt.size(), T{0});
                       const auto* gv = reinterpret_cast<const T*>(g.bytes());
                       for (std::size_t i = 0; i < idx.size(); ++i) {
@@ -228,10 +224,9 @@ namespace {
 template <class T>
 array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batch, std::size_t m,
               std::size_t n, std::size_t kk, shape_type out_shape) {
-    auto out_data = detail::array_access::allocate(dtype_of<T>, std::move(out_shape));
-    array out = std::move(out_data.first);
-    void* data = out_data.second; // named: clang 14 cannot capture bindings
-    auto* c = static_cast<T*>(data);
+    auto out_data = detail::fresh<T>(std::move(out_shape));
+    array out = std::move(out_data.value);
+    auto* c = out_data.data;
     for (std::size_t i = 0; i < batch; ++i)
         k::gemm(ta, tb, m, n, kk, ptr<T>(a) + i * m * kk, ptr<T>(b) + i * kk * n, c + i * m * n,
                 T{0});
@@ -366,10 +361,9 @@ array linear_impl(const array& x, const array& w, const array* b) {
     const shape_type& out_shape = sh.out_shape;
     array y = k::float_dispatch("linear", x, [&](auto tag) {
         using T = decltype(tag);
-        auto result_data = detail::array_access::allocate(x.dtype(), out_shape);
-        array result = std::move(result_data.first);
-        void* data = result_data.second; // named: clang 14 cannot capture bindings
-        auto* c = static_cast<T*>(data);
+        auto result_data = detail::fresh<T>(out_shape);
+        array result = std::move(result_data.value);
+        auto* c = result_data.data;
         if (b) // the bias rows first, then C = x w^T + C
             for (std::size_t r = 0; r < rows; ++r)
                 std::copy_n(ptr<T>(*b), out_f, c + r * out_f);
@@ -419,9 +413,9 @@ template <class T>
 void linear_gelu_backward(const array& g, const array& pre, const array& x, const array& w,
                           bool approximate, std::size_t rows, std::size_t in, std::size_t out_f,
                           cotangent_sink& s) {
-    auto d_data = detail::array_access::allocate(pre.dtype(), {rows, out_f});
-    const array d = std::move(d_data.first);
-    T* dp = static_cast<T*>(d_data.second);
+    auto d_data = detail::fresh<T>({rows, out_f});
+    const array d = std::move(d_data.value);
+    T* dp = d_data.data;
     const T* gp = ptr<T>(g);
     const T* hp = ptr<T>(pre);
     // One loop per form: a select between them in the loop would call erf for every element
@@ -456,15 +450,15 @@ array linear_gelu(const array& x, const array& w, const array& b, bool approxima
     // The product goes to `pre`, which the activation pass completes with the bias in place
     // (no bias rows copied in before the product) and the backward pass keeps; the tanh is
     // computed again there rather than kept (one activation-sized array less per layer).
-    auto pre_data = detail::array_access::allocate(x.dtype(), {rows, out_f});
-    const array pre = std::move(pre_data.first);
-    void* pre_bytes = pre_data.second; // named: clang 14 cannot capture bindings
+    auto pre_data = detail::fresh_bytes(x.dtype(), {rows, out_f});
+    const array pre = std::move(pre_data.value);
+    std::byte* pre_bytes = pre_data.data;
     array y = k::float_dispatch("linear_gelu", x, [&](auto tag) {
         using T = decltype(tag);
-        auto* h = static_cast<T*>(pre_bytes);
+        auto* h = reinterpret_cast<T*>(pre_bytes);
         k::gemm(false, true, rows, out_f, in, ptr<T>(x), ptr<T>(w), h, T{0});
-        auto y_data = detail::array_access::allocate(x.dtype(), sh.out_shape);
-        T* yp = static_cast<T*>(y_data.second);
+        auto y_data = detail::fresh<T>(sh.out_shape);
+        T* yp = y_data.data;
         const T* bp = ptr<T>(b);
         const auto activate = [&](auto gelu_of) PT_INLINE {
             k::vectorized_rows(rows, out_f, [&](std::size_t lo, std::size_t hi) PT_INLINE {
@@ -481,7 +475,7 @@ array linear_gelu(const array& x, const array& w, const array& b, bool approxima
             activate([](T v) PT_INLINE { return k::gelu_tanh_value(v, k::gelu_tanh_t(v)); });
         else
             activate([](T v) { return k::gelu_erf_value(v); });
-        return std::move(y_data.first);
+        return std::move(y_data.value);
     });
     return traced({"linear_gelu", true}, y, {&x, &w, &b}, [&] {
         return [x, w, b, pre, approximate, rows, in, out_f](const array& g, cotangent_sink& s) {
@@ -560,11 +554,9 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
     const auto L = layout_around(name, x, axis);
     array y = k::float_dispatch(name, x, [&](auto tag) {
         using T = decltype(tag);
-        auto out_data = detail::array_access::allocate(x.dtype(), x.shape());
-        k::vectorized(x.size(), [&]() PT_INLINE {
-            softmax_rows<T>(ptr<T>(x), static_cast<T*>(out_data.second), L, log);
-        });
-        return std::move(out_data.first);
+        auto out = detail::fresh<T>(x.shape());
+        k::vectorized(x.size(), [&]() PT_INLINE { softmax_rows<T>(ptr<T>(x), out.data, L, log); });
+        return std::move(out.value);
     });
     const int ax = static_cast<int>(L.axis);
     return traced({name, true}, y, {&x}, [&] {
@@ -577,8 +569,8 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
             }
             s.add(0, k::float_dispatch(name, g, [&](auto tag) {
                       using T = decltype(tag);
-                      auto gx = detail::array_access::allocate(g.dtype(), g.shape());
-                      auto* out = static_cast<T*>(gx.second);
+                      auto gx = detail::fresh<T>(g.shape());
+                      T* out = gx.data;
                       const T* gy = ptr<T>(g);
                       const T* yy = ptr<T>(y);
                       k::vectorized(g.size(), [&]() PT_INLINE {
@@ -597,7 +589,7 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
                                   }
                               }
                       });
-                      return std::move(gx.first);
+                      return std::move(gx.value);
                   }));
         };
     });
@@ -623,10 +615,9 @@ array cross_entropy(const array& logits, const array& targets) {
     return k::float_dispatch("cross_entropy", logits, [&](auto tag) {
         using T = decltype(tag);
         // Saved for the backward pass: log-probabilities of every class.
-        auto logp_data = detail::array_access::allocate(logits.dtype(), logits.shape());
-        array logp = std::move(logp_data.first);
-        void* data = logp_data.second; // named: clang 14 cannot capture bindings
-        auto* lp = static_cast<T*>(data);
+        auto logp_data = detail::fresh<T>(logits.shape());
+        array logp = std::move(logp_data.value);
+        auto* lp = logp_data.data;
         k::vectorized(rows * classes, [&]() PT_INLINE {
             softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
         });
@@ -646,10 +637,9 @@ array cross_entropy(const array& logits, const array& targets) {
                     return;
                 }
                 const T scale = static_cast<T>(g.item() / static_cast<double>(n));
-                auto gx_gd = detail::array_access::allocate(logp.dtype(), logp.shape());
-                array gx = std::move(gx_gd.first);
-                void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
-                auto* out = static_cast<T*>(gd);
+                auto gx_gd = detail::fresh<T>(logp.shape());
+                array gx = std::move(gx_gd.value);
+                auto* out = gx_gd.data;
                 const T* l = ptr<T>(logp);
                 k::vectorized(n * classes, [&]() PT_INLINE {
                     for (std::size_t i = 0; i < n * classes; ++i)
@@ -712,10 +702,9 @@ void layer_norm_backward(const array& g, const array& x, const array& stats, con
     const T* in = ptr<T>(x);
     const T* st = ptr<T>(stats);
     const T* gm = ptr<T>(g_one);
-    auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
-    array gx = std::move(gx_gd.first);
-    void* gd = gx_gd.second; // named: clang 14 cannot capture bindings
-    auto* dx = static_cast<T*>(gd);
+    auto gx_gd = detail::fresh<T>(x.shape());
+    array gx = std::move(gx_gd.value);
+    auto* dx = gx_gd.data;
     // Rows split across threads; d gamma and d beta are column sums (sums[0, d) and [d, 2d)).
     // A row's two sums go to 8 lanes (fixed, so deterministic) that GCC vectorises; one
     // float64 accumulator would be an in-order reduction it must run element by element.
@@ -769,15 +758,13 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
     const std::size_t rows = d == 0 ? 0 : x.size() / d;
     return k::float_dispatch("layer_norm", x, [&](auto tag) {
         using T = decltype(tag);
-        auto y_yd = detail::array_access::allocate(x.dtype(), x.shape());
-        array y = std::move(y_yd.first);
-        void* yd = y_yd.second; // named: clang 14 cannot capture bindings
+        auto y_yd = detail::fresh<T>(x.shape());
+        array y = std::move(y_yd.value);
         // Saved per row for the backward pass: mean and 1/sqrt(var + eps).
-        auto stats_sd = detail::array_access::allocate(x.dtype(), {rows, 2});
-        array stats = std::move(stats_sd.first);
-        void* sd = stats_sd.second; // named: clang 14 cannot capture bindings
-        auto* out = static_cast<T*>(yd);
-        auto* st = static_cast<T*>(sd);
+        auto stats_sd = detail::fresh<T>({rows, 2});
+        array stats = std::move(stats_sd.value);
+        T* out = y_yd.data;
+        T* st = stats_sd.data;
         const T* in = ptr<T>(x);
         const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
         const T* bt = beta ? ptr<T>(*beta) : nullptr;
@@ -819,11 +806,11 @@ array rms_norm(const array& x, const array& gamma, double eps) {
     const std::size_t rows = d == 0 ? 0 : x.size() / d;
     return k::float_dispatch("rms_norm", x, [&](auto tag) {
         using T = decltype(tag);
-        auto y_yd = detail::array_access::allocate(x.dtype(), x.shape());
+        auto y_yd = detail::fresh<T>(x.shape());
         // Saved per row for the backward pass: 1/sqrt(mean(x^2) + eps).
-        auto r_rd = detail::array_access::allocate(x.dtype(), {rows});
-        auto* out = static_cast<T*>(y_yd.second);
-        auto* rs = static_cast<T*>(r_rd.second);
+        auto r_rd = detail::fresh<T>({rows});
+        T* out = y_yd.data;
+        T* rs = r_rd.data;
         const T* in = ptr<T>(x);
         const T* gm = ptr<T>(gamma);
         k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
@@ -838,8 +825,8 @@ array rms_norm(const array& x, const array& gamma, double eps) {
                     out[r * d + j] = row[j] * rstd * gm[j];
             }
         });
-        const array rstd = std::move(r_rd.first);
-        return traced({"rms_norm", true}, std::move(y_yd.first), {&x, &gamma}, [&] {
+        const array rstd = std::move(r_rd.value);
+        return traced({"rms_norm", true}, std::move(y_yd.value), {&x, &gamma}, [&] {
             return [x, gamma, rstd, rows, d, eps](const array& g, cotangent_sink& s) {
                 if (s.differentiable()) {
                     detail::composed_vjp(s, {x, gamma}, g, [eps](const std::vector<array>& v) {
@@ -852,8 +839,8 @@ array rms_norm(const array& x, const array& gamma, double eps) {
                 const T* rs = ptr<T>(rstd);
                 const T* gm = ptr<T>(gamma);
                 std::vector<double> dgamma(d, 0.0);
-                auto gx_gd = detail::array_access::allocate(x.dtype(), x.shape());
-                auto* dx = static_cast<T*>(gx_gd.second);
+                auto gx_gd = detail::fresh<T>(x.shape());
+                T* dx = gx_gd.data;
                 // With h = x * r: dx = r * (g*gamma - h * mean(g*gamma*h)), dgamma = sum g*h.
                 for (std::size_t r = 0; r < rows; ++r) {
                     double sum_gh = 0;
@@ -868,7 +855,7 @@ array rms_norm(const array& x, const array& gamma, double eps) {
                         dx[r * d + j] = static_cast<T>(rs[r] * (gy[r * d + j] * gm[j] - h * m));
                     }
                 }
-                if (s.needs(0)) s.add(0, std::move(gx_gd.first));
+                if (s.needs(0)) s.add(0, std::move(gx_gd.value));
                 if (s.needs(1))
                     s.add(1, array::build<T>({d}, [&](std::span<T> o) {
                               for (std::size_t j = 0; j < d; ++j)

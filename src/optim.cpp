@@ -122,9 +122,9 @@ decltype(auto) with_float(const array& a, F&& f) {
 
 /// A new array of `like`'s dtype and shape in `out`; returns its elements.
 void* fresh_like(array& out, const array& like) {
-    auto made = detail::array_access::allocate(like.dtype(), like.shape());
-    out = std::move(made.first);
-    return made.second;
+    auto made = detail::fresh_bytes(like.dtype(), like.shape());
+    out = std::move(made.value);
+    return made.data;
 }
 template <class T>
 T* fresh(array& out, const array& like) {

@@ -117,12 +117,11 @@ array max_pool2d(const array& x, const pool2d_options& options) {
     return k::float_dispatch("max_pool2d", x, [&](auto tag) {
         using T = decltype(tag);
         const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
-        auto y_data = detail::array_access::allocate(
-            x.dtype(), {x.shape()[0], x.shape()[1], g.h.out, g.w.out});
+        auto y_data = detail::fresh<T>({x.shape()[0], x.shape()[1], g.h.out, g.w.out});
         // Where each maximum came from (its index in the plane), for the backward pass.
-        auto from_data = detail::array_access::allocate(dtype::int32, y_data.first.shape());
-        T* y = static_cast<T*>(y_data.second);
-        auto* from = static_cast<std::int32_t*>(from_data.second);
+        auto from_data = detail::fresh<std::int32_t>(y_data.value.shape());
+        T* y = y_data.data;
+        std::int32_t* from = from_data.data;
         const T* in = ptr<T>(x);
         // Which outputs of a row each kernel column reaches inside the image: the same for
         // every row of every plane (worked out once: it divides by the stride).
@@ -133,22 +132,20 @@ array max_pool2d(const array& x, const pool2d_options& options) {
             for (std::size_t p = lo; p < hi; ++p)
                 max_plane(g, columns, in + p * in_plane, y + p * out_plane, from + p * out_plane);
         });
-        const array taken = std::move(from_data.first);
-        return detail::traced({"max_pool2d"}, std::move(y_data.first), {&x}, [&] {
-            return
-                [g, taken, shape = x.shape(), dt = x.dtype()](const array& gy, cotangent_sink& s) {
-                    const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
-                    auto dx_data = detail::array_access::allocate(dt, shape);
-                    T* dx = static_cast<T*>(dx_data.second);
-                    std::memset(dx, 0, g.planes * in_plane * sizeof(T));
-                    const T* dy = ptr<T>(gy);
-                    const auto* idx = reinterpret_cast<const std::int32_t*>(taken.bytes());
-                    for (std::size_t p = 0; p < g.planes; ++p)
-                        for (std::size_t o = 0; o < out_plane; ++o)
-                            dx[p * in_plane + static_cast<std::size_t>(idx[p * out_plane + o])] +=
-                                dy[p * out_plane + o];
-                    s.add(0, std::move(dx_data.first));
-                };
+        const array taken = std::move(from_data.value);
+        return detail::traced({"max_pool2d"}, std::move(y_data.value), {&x}, [&] {
+            return [g, taken, shape = x.shape()](const array& gy, cotangent_sink& s) {
+                const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
+                auto dx_data = detail::fresh_zeros<T>(shape);
+                T* dx = dx_data.data;
+                const T* dy = ptr<T>(gy);
+                const auto* idx = reinterpret_cast<const std::int32_t*>(taken.bytes());
+                for (std::size_t p = 0; p < g.planes; ++p)
+                    for (std::size_t o = 0; o < out_plane; ++o)
+                        dx[p * in_plane + static_cast<std::size_t>(idx[p * out_plane + o])] +=
+                            dy[p * out_plane + o];
+                s.add(0, std::move(dx_data.value));
+            };
         });
     });
 }
@@ -160,29 +157,25 @@ array avg_pool2d(const array& x, const pool2d_options& options) {
         const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
         // Padding counts as zeros: every window divides by the whole kernel (PyTorch's default).
         const T scale = T{1} / static_cast<T>(g.h.kernel * g.w.kernel);
-        auto y_data = detail::array_access::allocate(
-            x.dtype(), {x.shape()[0], x.shape()[1], g.h.out, g.w.out});
-        T* y = static_cast<T*>(y_data.second);
+        auto y_data = detail::fresh_zeros<T>({x.shape()[0], x.shape()[1], g.h.out, g.w.out});
+        T* y = y_data.data;
         const T* in = ptr<T>(x);
-        std::memset(y, 0, g.planes * out_plane * sizeof(T));
         for (std::size_t p = 0; p < g.planes; ++p)
             windows(g, [&](std::size_t oh, std::size_t ow, std::size_t ih, std::size_t iw) {
                 y[p * out_plane + oh * g.w.out + ow] += in[p * in_plane + ih * g.w.in + iw] * scale;
             });
-        return detail::traced({"avg_pool2d"}, std::move(y_data.first), {&x}, [&] {
-            return [g, scale, shape = x.shape(), dt = x.dtype()](const array& gy,
-                                                                 cotangent_sink& s) {
+        return detail::traced({"avg_pool2d"}, std::move(y_data.value), {&x}, [&] {
+            return [g, scale, shape = x.shape()](const array& gy, cotangent_sink& s) {
                 const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
-                auto dx_data = detail::array_access::allocate(dt, shape);
-                T* dx = static_cast<T*>(dx_data.second);
-                std::memset(dx, 0, g.planes * in_plane * sizeof(T));
+                auto dx_data = detail::fresh_zeros<T>(shape);
+                T* dx = dx_data.data;
                 const T* dy = ptr<T>(gy);
                 for (std::size_t p = 0; p < g.planes; ++p)
                     windows(g, [&](std::size_t oh, std::size_t ow, std::size_t ih, std::size_t iw) {
                         dx[p * in_plane + ih * g.w.in + iw] +=
                             dy[p * out_plane + oh * g.w.out + ow] * scale;
                     });
-                s.add(0, std::move(dx_data.first));
+                s.add(0, std::move(dx_data.value));
             };
         });
     });

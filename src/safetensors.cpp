@@ -198,11 +198,9 @@ array tensor_array(const st_file& f, const st_tensor& t) {
     // like one buffer (same_storage), and share_aliases would tie them.
     if (f.owner && nbytes != 0 && reinterpret_cast<std::uintptr_t>(p) % dtype_size(t.dt) == 0)
         return array::from_owner(t.dt, t.shape, count, p, f.owner);
-    auto a_buf = detail::array_access::allocate(t.dt, t.shape);
-    array a = std::move(a_buf.first);
-    void* buf = a_buf.second; // named: clang 14 cannot capture bindings
-    if (nbytes != 0) std::memcpy(buf, p, nbytes);
-    return a;
+    auto a = detail::fresh_bytes(t.dt, t.shape);
+    if (nbytes != 0) std::memcpy(a.data, p, nbytes);
+    return std::move(a.value);
 }
 
 st_file open_file(const std::filesystem::path& file, load_memory memory) {

@@ -1,6 +1,7 @@
 // paramtree — internal: what an array handle points at.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <utility>
@@ -35,6 +36,37 @@ struct array_access {
     /// `a`'s buffer seen with `shape` (same size; unchecked) and no trace.
     [[nodiscard]] static array view(const array& a, shape_type shape);
 };
+
+/// A fresh array and its writable buffer, which the caller fills before anyone else sees the
+/// array. Named fields rather than a pair: lambdas capture them (clang 14 cannot capture
+/// structured bindings), and the buffer comes typed instead of as a void* to cast at each use.
+template <class T>
+struct fresh_array {
+    array value;
+    T* data;
+};
+
+/// A fresh array of T's dtype (`fresh<float>({rows, cols})` is float32).
+template <element T>
+[[nodiscard]] fresh_array<T> fresh(shape_type shape) {
+    auto made = array_access::allocate(dtype_of<T>, std::move(shape));
+    return {std::move(made.first), static_cast<T*>(made.second)};
+}
+
+/// fresh<T>(shape) with every element zero: gradients that scatter-add into their input's
+/// shape (pooling, convolution).
+template <element T>
+[[nodiscard]] fresh_array<T> fresh_zeros(shape_type shape) {
+    auto made = fresh<T>(std::move(shape));
+    std::fill_n(made.data, made.value.size(), T{});
+    return made;
+}
+
+/// A fresh array of any dtype `d`, as bytes (copies and decoders that move bytes of any type).
+[[nodiscard]] inline fresh_array<std::byte> fresh_bytes(paramtree::dtype d, shape_type shape) {
+    auto made = array_access::allocate(d, std::move(shape));
+    return {std::move(made.first), static_cast<std::byte*>(made.second)};
+}
 
 /// Calls `f` with a value of the C++ element type of `d` (e.g. `float{}` for float32).
 template <class F>
