@@ -325,8 +325,8 @@ bool array_equal(const array& a, const array& b, double rtol, double atol, bool 
     if (same_storage(a, b) && (equal_nan || !is_inexact(a.dtype()))) return true;
     return detail::dispatch(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        const auto* x = reinterpret_cast<const T*>(a.bytes());
-        const auto* y = reinterpret_cast<const T*>(b.bytes());
+        const auto* x = detail::data<T>(a);
+        const auto* y = detail::data<T>(b);
         const std::size_t n = a.size();
         if constexpr (std::is_floating_point_v<T>) {
             for (std::size_t i = 0; i < n; ++i) {

@@ -15,6 +15,7 @@
 namespace paramtree {
 
 namespace k = kernels;
+using detail::data;
 
 namespace {
 
@@ -128,11 +129,6 @@ void backward(const attention_shape& a, const T* q, const T* kk, const T* v, con
                         dk + b * kd + off, a.d, T{0});
         }
     });
-}
-
-template <class T>
-const T* data(const array& x) {
-    return reinterpret_cast<const T*>(x.bytes());
 }
 
 } // namespace

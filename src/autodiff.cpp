@@ -102,11 +102,11 @@ void accumulate(cotangent& slot, array g) {
         if constexpr (std::is_same_v<T, bool>) {
             throw_shape("gradient accumulation", "a numeric cotangent", "bool");
         } else {
-            const auto* add = reinterpret_cast<const T*>(g.bytes());
+            const auto* add = detail::data<T>(g);
             const std::size_t n = g.size();
             if (!slot.writable) {
                 auto sum = fresh<T>(have.shape());
-                const auto* a = reinterpret_cast<const T*>(have.bytes());
+                const auto* a = detail::data<T>(have);
                 T* out = sum.data;
                 kernels::vectorized(n, [&]() PT_INLINE {
                     for (std::size_t i = 0; i < n; ++i)

@@ -21,7 +21,7 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
-using kernels::ptr;
+using detail::data;
 
 namespace {
 
@@ -196,12 +196,13 @@ array forward(const conv_geometry& g, const array& x, const array& w, const arra
         const std::size_t cols = ch.images() * pixels;
         for (std::size_t grp = 0; grp < g.groups; ++grp) {
             T* col = kept ? kept + kept_offset(g, grp, ch) : scratch_col;
-            im2col(g, grp, ch, ptr<T>(x), col);
+            im2col(g, grp, ch, data<T>(x), col);
             // prod[o, (n, p)] = w_grp[o, taps] · col[taps, (n, p)]
-            k::gemm(false, false, g.og, cols, taps, ptr<T>(w) + grp * g.og * taps, col, prod, T{0});
+            k::gemm(false, false, g.og, cols, taps, data<T>(w) + grp * g.og * taps, col, prod,
+                    T{0});
             for (std::size_t o = 0; o < g.og; ++o) {
                 const std::size_t channel = grp * g.og + o;
-                const T bias = b ? ptr<T>(*b)[channel] : T{0};
+                const T bias = b ? data<T>(*b)[channel] : T{0};
                 for (std::size_t n = ch.n0; n < ch.n1; ++n) {
                     const T* src = prod + o * cols + (n - ch.n0) * pixels;
                     T* dst = out + (n * g.o + channel) * pixels;
@@ -218,7 +219,7 @@ template <class T>
 void backward(const conv_geometry& g, const array& x, const array& w, bool with_bias,
               const array& kept, const array& gy, cotangent_sink& s) {
     const std::size_t pixels = g.pixels(), taps = g.taps();
-    const T* dy = ptr<T>(gy);
+    const T* dy = data<T>(gy);
     const bool need_x = s.needs(0), need_w = s.needs(1), need_b = with_bias && s.needs(2);
     if (need_b) {
         auto db_data = detail::fresh<T>({g.o});
@@ -250,9 +251,9 @@ void backward(const conv_geometry& g, const array& x, const array& w, bool with_
                 for (std::size_t n = ch.n0; n < ch.n1; ++n)
                     std::memcpy(dyt + o * cols + (n - ch.n0) * pixels,
                                 dy + (n * g.o + grp * g.og + o) * pixels, pixels * sizeof(T));
-            const T* wg = ptr<T>(w) + grp * g.og * taps;
+            const T* wg = data<T>(w) + grp * g.og * taps;
             if (need_w) {
-                const T* columns = ptr<T>(kept) + kept_offset(g, grp, ch);
+                const T* columns = data<T>(kept) + kept_offset(g, grp, ch);
                 k::gemm(false, true, g.og, taps, cols, dyt, columns,
                         dw_data.data + grp * g.og * taps, T{1});
             }

@@ -265,7 +265,7 @@ void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
     b.data = byte_buffer(total * sizeof(T));
     T* out = reinterpret_cast<T*>(b.data.data());
     for (const auto& p : b.pieces) {
-        const T* in = reinterpret_cast<const T*>(leaves[p.leaf].as_array().bytes()) + p.offset;
+        const T* in = detail::data<T>(leaves[p.leaf].as_array()) + p.offset;
         if (weight == 1.0) {
             std::memcpy(out, in, p.count * sizeof(T));
         } else {

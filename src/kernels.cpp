@@ -256,7 +256,7 @@ void as_outer_r_inner(const array& x, const std::vector<std::size_t>& axes, F f)
     std::size_t outer = 1, r = 1, inner = 1;
     for (std::size_t d = 0; d < ps.size(); ++d)
         (d < first ? outer : d < last ? r : inner) *= ps[d];
-    f(reinterpret_cast<const T*>(src.bytes()), outer, r, inner);
+    f(detail::data<T>(src), outer, r, inner);
 }
 } // namespace
 
@@ -355,7 +355,7 @@ array transpose_last_two(const array& a, const shape_type& out_shape) {
         auto result_data = detail::fresh<T>(out_shape);
         array result = std::move(result_data.value);
         auto* out = result_data.data;
-        const auto* in = reinterpret_cast<const T*>(a.bytes());
+        const auto* in = detail::data<T>(a);
         constexpr std::size_t tile = 32;
         for (std::size_t b = 0; b < batch; ++b) {
             const T* src = in + b * r * c;
@@ -393,7 +393,7 @@ array permute(const array& a, const std::vector<std::size_t>& axes) {
         auto result_data = detail::fresh<T>(out_shape);
         array result = std::move(result_data.value);
         auto* out = result_data.data;
-        const auto* src = reinterpret_cast<const T*>(a.bytes());
+        const auto* src = detail::data<T>(a);
         // The innermost output axis walks the input with a fixed stride: copy it as a row.
         const std::size_t inner = rank == 0 ? 1 : out_shape[rank - 1];
         const std::size_t step = rank == 0 ? 0 : strides[rank - 1];
@@ -422,8 +422,8 @@ array select(const array& mask, const array& a, const array& b, const shape_type
         array result = std::move(result_data.value);
         auto* out = result_data.data;
         const auto* m = reinterpret_cast<const std::uint8_t*>(mask.bytes());
-        const auto* x = reinterpret_cast<const T*>(a.bytes());
-        const auto* y = reinterpret_cast<const T*>(b.bytes());
+        const auto* x = detail::data<T>(a);
+        const auto* y = detail::data<T>(b);
         for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
             for (std::size_t i = 0; i < n; ++i)
                 out[o + i] =
@@ -447,7 +447,7 @@ array broadcast_to(const array& x, const shape_type& shape) {
         auto result_data = detail::fresh<T>(shape);
         array result = std::move(result_data.value);
         auto* out = result_data.data;
-        const auto* in = reinterpret_cast<const T*>(x.bytes());
+        const auto* in = detail::data<T>(x);
         for_each_row(plan, [&](std::size_t o, const auto& off, std::size_t n, const auto& inc) {
             if (inc[0] == 0)
                 std::fill_n(out + o, n, in[off[0]]);

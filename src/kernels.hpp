@@ -177,12 +177,6 @@ template <class Body>
     return total;
 }
 
-/// The elements of `x` as T (the caller has dispatched on its dtype).
-template <class T>
-[[nodiscard]] const T* ptr(const array& x) noexcept {
-    return reinterpret_cast<const T*>(x.bytes());
-}
-
 /// `f32[2,3] and f64[3]`, for messages.
 [[nodiscard]] std::string describe_all(std::initializer_list<const array*> xs);
 
@@ -269,8 +263,8 @@ template <class T, class F>
     auto result_data = detail::fresh<T>(out_shape);
     array result = std::move(result_data.value);
     auto* out = result_data.data;
-    const auto* x = reinterpret_cast<const T*>(a.bytes());
-    const auto* y = reinterpret_cast<const T*>(b.bytes());
+    const auto* x = detail::data<T>(a);
+    const auto* y = detail::data<T>(b);
     if (a.shape() == out_shape && b.shape() == out_shape) {
         const std::size_t n = result.size();
         vectorized_parallel(n, [&](std::size_t b, std::size_t e) PT_INLINE {
@@ -440,7 +434,7 @@ template <class T, class F>
     auto result_data = detail::fresh<T>(x.shape());
     array result = std::move(result_data.value);
     auto* out = result_data.data;
-    const auto* in = reinterpret_cast<const T*>(x.bytes());
+    const auto* in = detail::data<T>(x);
     const std::size_t n = x.size();
     vectorized_parallel(n, [&](std::size_t b, std::size_t e) PT_INLINE {
         for (std::size_t i = b; i < e; ++i)
@@ -455,9 +449,9 @@ template <class T, class F>
     auto result_data = detail::fresh<T>(x.shape());
     array result = std::move(result_data.value);
     auto* out = result_data.data;
-    const auto* a = reinterpret_cast<const T*>(x.bytes());
-    const auto* b = reinterpret_cast<const T*>(y.bytes());
-    const auto* c = reinterpret_cast<const T*>(z.bytes());
+    const auto* a = detail::data<T>(x);
+    const auto* b = detail::data<T>(y);
+    const auto* c = detail::data<T>(z);
     const std::size_t n = x.size();
     vectorized_parallel(n, [&](std::size_t lo, std::size_t hi) PT_INLINE {
         for (std::size_t i = lo; i < hi; ++i)

@@ -281,7 +281,7 @@ array gelu(const array& x, bool approximate) {
             array y = std::move(y_data.value);
             T* tp = t_data.data;
             T* yp = y_data.data;
-            const T* xp = reinterpret_cast<const T*>(x.bytes());
+            const T* xp = detail::data<T>(x);
             const std::size_t n = x.size();
             k::vectorized_parallel(n, [&](std::size_t lo, std::size_t hi) PT_INLINE {
                 for (std::size_t i = lo; i < hi; ++i) {

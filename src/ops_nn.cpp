@@ -21,8 +21,8 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
+using detail::data;
 using detail::traced;
-using kernels::ptr;
 
 namespace {
 std::size_t product(const shape_type& s, std::size_t from, std::size_t to) {
@@ -182,7 +182,7 @@ array take(const array& table, const array& indices) {
                       array gt = std::move(gt_gd.value);
                       auto* acc = gt_gd.data;
                       std::fill_n(acc, gt.size(), T{0});
-                      const auto* gv = reinterpret_cast<const T*>(g.bytes());
+                      const auto* gv = detail::data<T>(g);
                       for (std::size_t i = 0; i < idx.size(); ++i) {
                           T* row = acc + static_cast<std::size_t>(idx[i]) * width;
                           const T* from = gv + i * width;
@@ -228,7 +228,7 @@ array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batc
     array out = std::move(out_data.value);
     auto* c = out_data.data;
     for (std::size_t i = 0; i < batch; ++i)
-        k::gemm(ta, tb, m, n, kk, ptr<T>(a) + i * m * kk, ptr<T>(b) + i * kk * n, c + i * m * n,
+        k::gemm(ta, tb, m, n, kk, data<T>(a) + i * m * kk, data<T>(b) + i * kk * n, c + i * m * n,
                 T{0});
     return out;
 }
@@ -366,8 +366,8 @@ array linear_impl(const array& x, const array& w, const array* b) {
         auto* c = result_data.data;
         if (b) // the bias rows first, then C = x w^T + C
             for (std::size_t r = 0; r < rows; ++r)
-                std::copy_n(ptr<T>(*b), out_f, c + r * out_f);
-        k::gemm(false, true, rows, out_f, in, ptr<T>(x), ptr<T>(w), c, b ? T{1} : T{0});
+                std::copy_n(data<T>(*b), out_f, c + r * out_f);
+        k::gemm(false, true, rows, out_f, in, data<T>(x), data<T>(w), c, b ? T{1} : T{0});
         return result;
     });
     std::vector<const array*> inputs{&x, &w};
@@ -416,8 +416,8 @@ void linear_gelu_backward(const array& g, const array& pre, const array& x, cons
     auto d_data = detail::fresh<T>({rows, out_f});
     const array d = std::move(d_data.value);
     T* dp = d_data.data;
-    const T* gp = ptr<T>(g);
-    const T* hp = ptr<T>(pre);
+    const T* gp = data<T>(g);
+    const T* hp = data<T>(pre);
     // One loop per form: a select between them in the loop would call erf for every element
     // and keep the tanh form from vectorising.
     const auto pass = [&](auto slope) {
@@ -456,10 +456,10 @@ array linear_gelu(const array& x, const array& w, const array& b, bool approxima
     array y = k::float_dispatch("linear_gelu", x, [&](auto tag) {
         using T = decltype(tag);
         auto* h = reinterpret_cast<T*>(pre_bytes);
-        k::gemm(false, true, rows, out_f, in, ptr<T>(x), ptr<T>(w), h, T{0});
+        k::gemm(false, true, rows, out_f, in, data<T>(x), data<T>(w), h, T{0});
         auto y_data = detail::fresh<T>(sh.out_shape);
         T* yp = y_data.data;
-        const T* bp = ptr<T>(b);
+        const T* bp = data<T>(b);
         const auto activate = [&](auto gelu_of) PT_INLINE {
             k::vectorized_rows(rows, out_f, [&](std::size_t lo, std::size_t hi) PT_INLINE {
                 for (std::size_t r = lo; r < hi; ++r)
@@ -555,7 +555,7 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
     array y = k::float_dispatch(name, x, [&](auto tag) {
         using T = decltype(tag);
         auto out = detail::fresh<T>(x.shape());
-        k::vectorized(x.size(), [&]() PT_INLINE { softmax_rows<T>(ptr<T>(x), out.data, L, log); });
+        k::vectorized(x.size(), [&]() PT_INLINE { softmax_rows<T>(data<T>(x), out.data, L, log); });
         return std::move(out.value);
     });
     const int ax = static_cast<int>(L.axis);
@@ -571,8 +571,8 @@ array softmax_op(const char* name, const array& x, int axis, bool log) {
                       using T = decltype(tag);
                       auto gx = detail::fresh<T>(g.shape());
                       T* out = gx.data;
-                      const T* gy = ptr<T>(g);
-                      const T* yy = ptr<T>(y);
+                      const T* gy = data<T>(g);
+                      const T* yy = data<T>(y);
                       k::vectorized(g.size(), [&]() PT_INLINE {
                           for (std::size_t o = 0; o < L.outer; ++o)
                               for (std::size_t i = 0; i < L.inner; ++i) {
@@ -619,7 +619,7 @@ array cross_entropy(const array& logits, const array& targets) {
         array logp = std::move(logp_data.value);
         auto* lp = logp_data.data;
         k::vectorized(rows * classes, [&]() PT_INLINE {
-            softmax_rows<T>(ptr<T>(logits), lp, {rows, classes, 1}, true);
+            softmax_rows<T>(data<T>(logits), lp, {rows, classes, 1}, true);
         });
         double total = 0;
         for (std::size_t i = 0; i < rows; ++i)
@@ -640,7 +640,7 @@ array cross_entropy(const array& logits, const array& targets) {
                 auto gx_gd = detail::fresh<T>(logp.shape());
                 array gx = std::move(gx_gd.value);
                 auto* out = gx_gd.data;
-                const T* l = ptr<T>(logp);
+                const T* l = data<T>(logp);
                 k::vectorized(n * classes, [&]() PT_INLINE {
                     for (std::size_t i = 0; i < n * classes; ++i)
                         out[i] = exp_nonpositive(l[i]) * scale;
@@ -698,10 +698,10 @@ template <class T>
 void layer_norm_backward(const array& g, const array& x, const array& stats, const array& g_one,
                          bool affine, cotangent_sink& s) {
     const std::size_t d = x.shape().back(), rows = d == 0 ? 0 : x.size() / d;
-    const T* gy = ptr<T>(g);
-    const T* in = ptr<T>(x);
-    const T* st = ptr<T>(stats);
-    const T* gm = ptr<T>(g_one);
+    const T* gy = data<T>(g);
+    const T* in = data<T>(x);
+    const T* st = data<T>(stats);
+    const T* gm = data<T>(g_one);
     auto gx_gd = detail::fresh<T>(x.shape());
     array gx = std::move(gx_gd.value);
     auto* dx = gx_gd.data;
@@ -765,9 +765,9 @@ array layer_norm_impl(const array& x, const array* gamma, const array* beta, dou
         array stats = std::move(stats_sd.value);
         T* out = y_yd.data;
         T* st = stats_sd.data;
-        const T* in = ptr<T>(x);
-        const T* gm = gamma ? ptr<T>(*gamma) : nullptr;
-        const T* bt = beta ? ptr<T>(*beta) : nullptr;
+        const T* in = data<T>(x);
+        const T* gm = gamma ? data<T>(*gamma) : nullptr;
+        const T* bt = beta ? data<T>(*beta) : nullptr;
         layer_norm_rows<T>(in, out, st, gm, bt, rows, d, eps);
         std::vector<const array*> inputs{&x};
         if (gamma) inputs.push_back(gamma);
@@ -811,8 +811,8 @@ array rms_norm(const array& x, const array& gamma, double eps) {
         auto r_rd = detail::fresh<T>({rows});
         T* out = y_yd.data;
         T* rs = r_rd.data;
-        const T* in = ptr<T>(x);
-        const T* gm = ptr<T>(gamma);
+        const T* in = data<T>(x);
+        const T* gm = data<T>(gamma);
         k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
             for (std::size_t r = lo; r < hi; ++r) {
                 const T* row = in + r * d;
@@ -834,10 +834,10 @@ array rms_norm(const array& x, const array& gamma, double eps) {
                     });
                     return;
                 }
-                const T* gy = ptr<T>(g);
-                const T* in = ptr<T>(x);
-                const T* rs = ptr<T>(rstd);
-                const T* gm = ptr<T>(gamma);
+                const T* gy = data<T>(g);
+                const T* in = data<T>(x);
+                const T* rs = data<T>(rstd);
+                const T* gm = data<T>(gamma);
                 std::vector<double> dgamma(d, 0.0);
                 auto gx_gd = detail::fresh<T>(x.shape());
                 T* dx = gx_gd.data;

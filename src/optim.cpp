@@ -21,6 +21,7 @@
 namespace paramtree::optim {
 
 namespace k = kernels;
+using detail::data;
 
 schedule constant_schedule(double value) {
     return [value](std::int64_t) { return value; };
@@ -129,11 +130,6 @@ void* fresh_like(array& out, const array& like) {
 template <class T>
 T* fresh(array& out, const array& like) {
     return static_cast<T*>(fresh_like(out, like));
-}
-
-template <class T>
-const T* data(const array& a) {
-    return reinterpret_cast<const T*>(a.bytes());
 }
 
 /// The state of a chain of `n` transformations (`owner`: chain, adam, adamw) is a tuple of

@@ -21,7 +21,7 @@ namespace paramtree {
 
 namespace k = kernels;
 using detail::cotangent_sink;
-using kernels::ptr;
+using detail::data;
 
 namespace {
 
@@ -122,7 +122,7 @@ array max_pool2d(const array& x, const pool2d_options& options) {
         auto from_data = detail::fresh<std::int32_t>(y_data.value.shape());
         T* y = y_data.data;
         std::int32_t* from = from_data.data;
-        const T* in = ptr<T>(x);
+        const T* in = data<T>(x);
         // Which outputs of a row each kernel column reaches inside the image: the same for
         // every row of every plane (worked out once: it divides by the stride).
         std::vector<detail::window_axis::span> columns(g.w.kernel);
@@ -138,7 +138,7 @@ array max_pool2d(const array& x, const pool2d_options& options) {
                 const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
                 auto dx_data = detail::fresh_zeros<T>(shape);
                 T* dx = dx_data.data;
-                const T* dy = ptr<T>(gy);
+                const T* dy = data<T>(gy);
                 const auto* idx = reinterpret_cast<const std::int32_t*>(taken.bytes());
                 for (std::size_t p = 0; p < g.planes; ++p)
                     for (std::size_t o = 0; o < out_plane; ++o)
@@ -159,7 +159,7 @@ array avg_pool2d(const array& x, const pool2d_options& options) {
         const T scale = T{1} / static_cast<T>(g.h.kernel * g.w.kernel);
         auto y_data = detail::fresh_zeros<T>({x.shape()[0], x.shape()[1], g.h.out, g.w.out});
         T* y = y_data.data;
-        const T* in = ptr<T>(x);
+        const T* in = data<T>(x);
         for (std::size_t p = 0; p < g.planes; ++p)
             windows(g, [&](std::size_t oh, std::size_t ow, std::size_t ih, std::size_t iw) {
                 y[p * out_plane + oh * g.w.out + ow] += in[p * in_plane + ih * g.w.in + iw] * scale;
@@ -169,7 +169,7 @@ array avg_pool2d(const array& x, const pool2d_options& options) {
                 const std::size_t in_plane = g.h.in * g.w.in, out_plane = g.h.out * g.w.out;
                 auto dx_data = detail::fresh_zeros<T>(shape);
                 T* dx = dx_data.data;
-                const T* dy = ptr<T>(gy);
+                const T* dy = data<T>(gy);
                 for (std::size_t p = 0; p < g.planes; ++p)
                     windows(g, [&](std::size_t oh, std::size_t ow, std::size_t ih, std::size_t iw) {
                         dx[p * in_plane + ih * g.w.in + iw] +=

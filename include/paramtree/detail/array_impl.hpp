@@ -37,6 +37,12 @@ struct array_access {
     [[nodiscard]] static array view(const array& a, shape_type shape);
 };
 
+/// The elements of `a` as T (the caller has dispatched on its dtype).
+template <element T>
+[[nodiscard]] const T* data(const array& a) noexcept {
+    return reinterpret_cast<const T*>(a.bytes());
+}
+
 /// A fresh array and its writable buffer, which the caller fills before anyone else sees the
 /// array. Named fields rather than a pair: lambdas capture them (clang 14 cannot capture
 /// structured bindings), and the buffer comes typed instead of as a void* to cast at each use.
