@@ -297,27 +297,6 @@ array array::reshape(shape_type new_shape) const {
     return trace() ? detail::traced_reshape(*this, std::move(out)) : out;
 }
 
-namespace detail {
-array add(const array& a, const array& b) {
-    if (a.dtype() != b.dtype() || a.shape() != b.shape())
-        throw_shape("add", a.describe(), b.describe());
-    return detail::dispatch(a.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        if constexpr (std::is_same_v<T, bool>) {
-            throw_shape("add", "a numeric dtype", "bool");
-            return a;
-        } else {
-            const auto x = a.values<T>();
-            const auto y = b.values<T>();
-            return array::build<T>(a.shape(), [&](std::span<T> out) {
-                for (std::size_t i = 0; i < out.size(); ++i)
-                    out[i] = static_cast<T>(x[i] + y[i]);
-            });
-        }
-    });
-}
-} // namespace detail
-
 bool array_equal(const array& a, const array& b, double rtol, double atol, bool equal_nan) {
     if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
     // One buffer equals itself, except that a NaN is unequal even to itself unless equal_nan:

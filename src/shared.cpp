@@ -9,6 +9,8 @@
 #include <paramtree/partition.hpp>
 #include <paramtree/shared.hpp>
 
+#include "kernels.hpp"
+
 #include <algorithm>
 #include <map>
 
@@ -331,11 +333,19 @@ tree contract(const tree& t, const tree& expanded) {
             for (std::size_t k = e.chain.size(); k-- > 0;)
                 a = e.chain[k].adjoint(a, shapes[k]);
         }
+        // Each use must give back an array of its leaf's shape and dtype (the chain's adjoints
+        // restore the shape): else the sum would broadcast, or the leaf silently change shape.
+        const tree& source = pruned[e.pruned];
+        if (!source.is_array() || a.shape() != source.as_array().shape() ||
+            a.dtype() != source.as_array().dtype())
+            detail::throw_leaf("contract", def.leaf_paths()[j],
+                               detail::describe(*source.node()) + " (the leaf of t it is a use of)",
+                               a.describe());
         if (!filled[e.pruned]) {
             out[e.pruned] = a;
             filled[e.pruned] = true;
         } else {
-            out[e.pruned] = detail::add(out[e.pruned].as_array(), a);
+            out[e.pruned] = kernels::add(out[e.pruned].as_array(), a);
         }
     }
     return unflatten(pruned_def, std::move(out));

@@ -1,8 +1,10 @@
 // paramtree — named tie transforms: shapes, application, adjoints, text.
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
-#include <paramtree/ops.hpp>
+#include <paramtree/detail/tape.hpp>
 #include <paramtree/transform.hpp>
+
+#include "kernels.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -63,13 +65,8 @@ std::vector<std::size_t> inverse_axes(const std::vector<std::size_t>& axes) {
 } // namespace
 
 array permute_axes(const array& a, const std::vector<std::size_t>& axes) {
-    const std::size_t rank = a.ndim();
-    if (axes.size() != rank)
-        detail::throw_shape("permute_axes", fmt::format("{} axes for {}", rank, a.describe()),
-                            fmt::format("({})", fmt::join(axes, ",")));
-    // The differentiable transpose: a transposed tie inside a gradient call sends its
-    // gradient back transposed.
-    return transpose(a, std::vector<int>(axes.begin(), axes.end()));
+    // Recorded inside a gradient call, like any transform.
+    return transform::permute(axes).apply(a);
 }
 
 shape_type transform::output_shape(const shape_type& in) const {
@@ -105,34 +102,35 @@ shape_type transform::output_shape(const shape_type& in) const {
 }
 
 array transform::apply(const array& a) const {
-    switch (op_) {
-    case op::identity:
+    if (op_ == op::identity) return a;
+    (void)output_shape(a.shape()); // the rank or size check, with this transform's name
+    // The forward computation with kernels: the tape is not consulted here, so a tie
+    // expanded outside a gradient call records nothing and allocates no trace.
+    array out = [&] {
+        switch (op_) {
+        case op::permute:
+            return kernels::permute(a, effective_axes(axes_, a.ndim()));
+        case op::reshape:
+            return kernels::view(a, shape_);
+        case op::scale:
+            if (!is_inexact(a.dtype()))
+                detail::throw_shape("transform" + to_string(), "a float array",
+                                    std::string(dtype_name(a.dtype())));
+            return kernels::scale(a, factor_);
+        case op::identity:
+            break;
+        }
         return a;
-    case op::permute:
-        return permute_axes(a, effective_axes(axes_, a.ndim()));
-    case op::reshape:
-        (void)output_shape(a.shape());
-        return a.reshape(shape_);
-    case op::scale: {
-        if (!is_inexact(a.dtype()))
-            detail::throw_shape("transform" + to_string(), "a float array",
-                                std::string(dtype_name(a.dtype())));
-        const auto f = factor_;
-        if (a.trace()) return a * f; // recorded, so the gradient is scaled back
-        if (a.dtype() == dtype::float32)
-            return array::build<float>(a.shape(), [&](std::span<float> out) {
-                const auto in = a.values<float>();
-                for (std::size_t i = 0; i < in.size(); ++i)
-                    out[i] = static_cast<float>(in[i] * f);
-            });
-        return array::build<double>(a.shape(), [&](std::span<double> out) {
-            const auto in = a.values<double>();
-            for (std::size_t i = 0; i < in.size(); ++i)
-                out[i] = in[i] * f;
-        });
-    }
-    }
-    return a;
+    }();
+    if (!a.trace()) return out;
+    // Inside a gradient call (the expansion of a traced model): one tape entry whose rule is
+    // the adjoint, applied through this same function, so a differentiable backward pass
+    // records it in turn (second order through a transposed tie).
+    return detail::traced({"transform", true}, std::move(out), {&a}, [&] {
+        return [t = *this, in = a.shape()](const array& g, detail::cotangent_sink& s) {
+            s.add(0, t.adjoint(g, in));
+        };
+    });
 }
 
 array transform::adjoint(const array& cotangent, const shape_type& input_shape) const {
@@ -140,9 +138,9 @@ array transform::adjoint(const array& cotangent, const shape_type& input_shape) 
     case op::identity:
         return cotangent;
     case op::permute:
-        return permute_axes(cotangent, inverse_axes(effective_axes(axes_, input_shape.size())));
+        return permute(inverse_axes(effective_axes(axes_, input_shape.size()))).apply(cotangent);
     case op::reshape:
-        return cotangent.reshape(input_shape);
+        return reshape(input_shape).apply(cotangent);
     case op::scale:
         return apply(cotangent); // a scale is its own transpose
     }

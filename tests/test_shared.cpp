@@ -142,6 +142,34 @@ TEST_CASE("shared: contract sums tied values onto their source", "[shared]") {
     const auto c = pt::contract(t, expanded_grads);
     CHECK(c[0]["w"].as_array().to_doubles() == std::vector<double>{11, 42, 23, 54, 35, 66});
     CHECK_THROWS_AS(pt::contract(t, pt::list({1, 2})), pt::structure_error);
+
+    // A value of the wrong shape is an error naming its place, tied or not (it was once
+    // returned as the leaf's gradient, of the wrong shape).
+    const auto wrong = [&](pt::array e_w, pt::array l_w) {
+        return pt::list(
+            {pt::record("E", {{"w", std::move(e_w)}}), pt::record("L", {{"w", std::move(l_w)}})});
+    };
+    const pt::tree plain = pt::list({embedding, lin}); // no tie
+    const auto message = [](auto f) {
+        try {
+            (void)f();
+        } catch (const pt::leaf_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    const std::string untied = message([&] {
+        return pt::contract(plain, wrong(pt::array::zeros({3, 2}), pt::array::zeros({3, 2})));
+    });
+    CHECK_THAT(untied, Catch::Contains("[1].w") && Catch::Contains("f32[2,3]") &&
+                           Catch::Contains("f32[3,2]"));
+    const std::string tied = message([&] {
+        return pt::contract(t, wrong(pt::array::zeros({3, 2}), pt::array::zeros({3, 3})));
+    });
+    CHECK_THAT(tied, Catch::Contains("contract") && Catch::Contains("[1].w"));
+    CHECK_THROWS_AS(
+        pt::contract(t, wrong(pt::array::zeros({3, 2}, pt::dtype::float64), lin["w"].as_array())),
+        pt::leaf_error);
 }
 
 TEST_CASE("shared: one block applied N times needs one Shared", "[shared]") {

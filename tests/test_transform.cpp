@@ -1,7 +1,9 @@
 // Tests for <paramtree/transform.hpp>.
 #include <catch2/catch.hpp>
 
+#include <paramtree/autodiff.hpp>
 #include <paramtree/error.hpp>
+#include <paramtree/ops.hpp>
 #include <paramtree/transform.hpp>
 
 namespace pt = paramtree;
@@ -45,4 +47,28 @@ TEST_CASE("transform: text round trip and errors", "[transform][error]") {
     CHECK_THROWS_AS(pt::transform::permute({1, 0}).apply(pt::array::zeros({2, 3, 4})),
                     pt::shape_error);
     CHECK_THROWS_AS(pt::transform::scale(2).apply(pt::array{std::int32_t{1}}), pt::shape_error);
+}
+
+TEST_CASE("transform: inside a gradient call the adjoint carries the gradient back, to second "
+          "order",
+          "[transform][autodiff]") {
+    // f(w) = sum((w.T * 3) ⊙ c) for a fixed c: df/dw = 3 c.T, through the permute and the scale.
+    const pt::array w{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}};
+    const pt::array c{{1.0, -1.0}, {2.0, 0.5}, {-3.0, 4.0}};
+    const auto chain = [](const pt::array& a) {
+        return pt::transform::scale(3).apply(pt::transform::transpose().apply(a));
+    };
+    const pt::tree g =
+        pt::grad([&](const pt::tree& t) { return pt::sum(chain(t.as_array()) * c); })(pt::tree(w));
+    CHECK(pt::array_equal(g.as_array(), pt::transpose(c) * 3.0));
+    // Second order: f(w) = sum(chain(w)²) has gradient 18 w and Hessian-vector product 18 v.
+    const auto square = [&](const pt::tree& t) {
+        const pt::array y = chain(t.as_array());
+        return pt::sum(y * y);
+    };
+    const pt::array v{{0.5, -1.0, 2.0}, {1.0, 0.0, -0.25}};
+    const pt::tree hv = pt::hvp(square, pt::tree(w), pt::tree(v));
+    CHECK(pt::array_equal(hv.as_array(), v * 18.0, 1e-12, 1e-12));
+    // Outside a gradient call nothing is recorded: the result carries no trace.
+    CHECK_FALSE(chain(w).trace());
 }

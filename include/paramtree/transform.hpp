@@ -66,6 +66,11 @@ private:
 [[nodiscard]] std::string to_string(const std::vector<transform>& chain);
 
 /// `a` with its axes permuted: output axis i is input axis `axes[i]`. Throws shape_error.
+/// Recorded inside a gradient call (its adjoint is the inverse permutation).
+///
+///     const pt::array x = pt::array::zeros({2, 3, 4});
+///     const pt::array y = pt::permute_axes(x, {2, 0, 1});
+///     assert((y.shape() == pt::shape_type{4, 2, 3}));
 [[nodiscard]] array permute_axes(const array& a, const std::vector<std::size_t>& axes);
 
 } // namespace paramtree

@@ -92,9 +92,6 @@ decltype(auto) dispatch(paramtree::dtype d, F&& f) {
     return f(float{});
 }
 
-/// Elementwise a + b for arrays of one dtype and shape; throws shape_error otherwise.
-[[nodiscard]] array add(const array& a, const array& b);
-
 /// Product of the extents; throws shape_error if it overflows.
 [[nodiscard]] std::size_t checked_size(const shape_type& shape);
 
