@@ -117,17 +117,23 @@ node_ptr placeholder(const get_entry& g) {
                      std::shared_ptr<const tie_meta>(std::move(meta)));
 }
 
+// What expand computes: the values (a transposed tie a transposed copy), or only the
+// structure (transforms change values and shapes, never structure, so they are skipped: no
+// array is copied).
+enum class expansion { values, structure };
+
 // The value a placeholder stands for, read from its scope (the Shared node's child).
-node_ptr resolve(const tie_meta& m, const node_ptr& scope) {
+node_ptr resolve(const tie_meta& m, const node_ptr& scope, expansion what = expansion::values) {
     if (m.fn) return (*m.fn)(tree(scope)).node();
-    return apply_chain(tree(scope).at(m.source), m.transforms).node();
+    const tree source = tree(scope).at(m.source);
+    return what == expansion::values ? apply_chain(source, m.transforms).node() : source.node();
 }
 
 // Fills every placeholder of one scope (whose inner Shared nodes are already expanded).
-node_ptr fill(const node_ptr& scope) {
+node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
     return rebuild(scope, flag_is(has_tied), [&](const node_ptr& n) {
         if (n->kind != node_kind::tied) return n;
-        return resolve(meta_of<tie_meta>(n->meta), scope);
+        return resolve(meta_of<tie_meta>(n->meta), scope, what);
     });
 }
 
@@ -229,12 +235,18 @@ tree tie(const tree& t, const std::vector<std::string>& targets,
     return share(t, targets, sources);
 }
 
-tree expand(const tree& t) {
+namespace {
+tree expand_as(const tree& t, detail::expansion what) {
     return tree(detail::rebuild(t.node(), detail::flag_is(detail::has_shared),
-                                [](const detail::node_ptr& n) {
+                                [what](const detail::node_ptr& n) {
                                     if (n->kind != node_kind::shared) return n;
-                                    return detail::fill(n->children[0]);
+                                    return detail::fill(n->children[0], what);
                                 }));
+}
+} // namespace
+
+tree expand(const tree& t) {
+    return expand_as(t, detail::expansion::values);
 }
 
 namespace {
@@ -305,7 +317,8 @@ std::vector<plan_entry> expansion_plan(const tree& t) {
 } // namespace
 
 tree contract(const tree& t, const tree& expanded) {
-    const auto expected = structure(expand(t));
+    // The structure alone: a transposed tie is not copied only to be compared.
+    const auto expected = structure(expand_as(t, detail::expansion::structure));
     auto [values, def] = flatten(expanded);
     if (!(def == expected)) {
         const auto d = detail::first_difference(expected, def);
