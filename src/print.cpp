@@ -67,53 +67,17 @@ std::vector<item> layout(const tree& t) {
         it.label = std::move(td.label);
         if (td.parent != npos) items[td.parent].children.push_back(id);
         std::vector<std::pair<std::size_t, std::string>> kids; // child index, label
-        switch (n.kind) {
-        case node_kind::leaf:
+        if (n.kind == node_kind::leaf) {
             it.open = detail::describe_leaf(n.value, detail::leaf_style::print);
-            break;
-        case node_kind::none:
-            it.open = "None";
-            break;
-        case node_kind::tied:
-            it.open = detail::tie_text(detail::meta_of<detail::tie_meta>(n.meta));
-            break;
-        case node_kind::list:
-        case node_kind::tuple: {
-            const bool is_list = n.kind == node_kind::list;
-            it.atom = false;
-            it.open = is_list ? "[" : "(";
-            it.close = is_list ? "]" : ")";
-            it.single_tuple = !is_list && n.children.size() == 1;
-            for (std::size_t k = 0; k < n.children.size(); ++k)
-                kids.emplace_back(k, "");
-            break;
-        }
-        case node_kind::dict: {
-            const auto& m = detail::meta_of<detail::dict_meta>(n.meta);
-            it.atom = false;
-            it.open = "{";
-            it.close = "}";
-            for (const auto s : m.insertion)
-                kids.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
-            break;
-        }
-        case node_kind::record: {
-            const auto& m = detail::meta_of<detail::record_meta>(n.meta);
-            it.atom = false;
-            it.open = m.name + "(";
-            it.close = ")";
-            for (std::size_t k = 0; k < n.children.size(); ++k)
-                kids.emplace_back(k, m.fields[k] + "=");
-            for (const auto& [k, v] : m.statics)
-                it.extras.push_back(k + "=" + v.to_string());
-            break;
-        }
-        case node_kind::shared:
-            it.atom = false;
-            it.open = "Shared(";
-            it.close = ")";
-            kids.emplace_back(0, "");
-            break;
+        } else {
+            // The spelling treedef::to_string uses too (detail::syntax_of), laid out here.
+            detail::node_syntax syn = detail::syntax_of(n.kind, n.meta, n.children.size());
+            it.atom = syn.atom;
+            it.open = std::move(syn.open);
+            it.close = std::move(syn.close);
+            it.single_tuple = syn.single_tuple;
+            kids = std::move(syn.children);
+            it.extras = std::move(syn.statics);
         }
         if (!it.atom && kids.empty() && it.extras.empty()) it.atom = true, it.open += it.close;
         for (std::size_t k = kids.size(); k-- > 0;)

@@ -129,57 +129,21 @@ std::string treedef::to_string() const {
         const auto& n = nodes[i];
         const auto cs = detail::child_positions(nodes, i);
         std::vector<action> seq; // in output order, reversed onto the stack below
-        switch (n.kind) {
-        case node_kind::leaf:
+        if (n.kind == node_kind::leaf) {
             seq.emplace_back(std::string("*"));
-            break;
-        case node_kind::none:
-            seq.emplace_back(std::string("None"));
-            break;
-        case node_kind::list:
-        case node_kind::tuple: {
-            const bool is_list = n.kind == node_kind::list;
-            seq.emplace_back(std::string(is_list ? "[" : "("));
-            for (std::size_t k = 0; k < cs.size(); ++k) {
-                if (k > 0) seq.emplace_back(std::string(", "));
+        } else {
+            // The spelling print() uses too (detail::syntax_of), here all on one line.
+            detail::node_syntax syn = detail::syntax_of(n.kind, n.meta, cs.size());
+            seq.emplace_back(std::move(syn.open));
+            std::size_t parts = 0;
+            for (auto& [k, label] : syn.children) {
+                seq.emplace_back((parts++ > 0 ? ", " : "") + std::move(label));
                 seq.emplace_back(cs[k]);
             }
-            if (!is_list && cs.size() == 1) seq.emplace_back(std::string(","));
-            seq.emplace_back(std::string(is_list ? "]" : ")"));
-            break;
-        }
-        case node_kind::dict: {
-            const auto& m = detail::meta_of<detail::dict_meta>(n.meta);
-            seq.emplace_back(std::string("{"));
-            for (std::size_t k = 0; k < m.insertion.size(); ++k) {
-                const auto s = m.insertion[k];
-                seq.emplace_back(fmt::format("{}'{}': ", k > 0 ? ", " : "", m.sorted_keys[s]));
-                seq.emplace_back(cs[s]);
-            }
-            seq.emplace_back(std::string("}"));
-            break;
-        }
-        case node_kind::record: {
-            const auto& m = detail::meta_of<detail::record_meta>(n.meta);
-            seq.emplace_back(m.name + "(");
-            for (std::size_t k = 0; k < cs.size(); ++k) {
-                seq.emplace_back(fmt::format("{}{}=", k > 0 ? ", " : "", m.fields[k]));
-                seq.emplace_back(cs[k]);
-            }
-            for (std::size_t k = 0; k < m.statics.size(); ++k)
-                seq.emplace_back(fmt::format("{}{}={}", k + cs.size() > 0 ? ", " : "",
-                                             m.statics[k].first, m.statics[k].second.to_string()));
-            seq.emplace_back(std::string(")"));
-            break;
-        }
-        case node_kind::shared:
-            seq.emplace_back(std::string("Shared("));
-            seq.emplace_back(cs[0]);
-            seq.emplace_back(std::string(")"));
-            break;
-        case node_kind::tied:
-            seq.emplace_back(detail::tie_text(detail::meta_of<detail::tie_meta>(n.meta)));
-            break;
+            if (syn.single_tuple) seq.emplace_back(std::string(","));
+            for (auto& st : syn.statics)
+                seq.emplace_back((parts++ > 0 ? ", " : "") + std::move(st));
+            if (!syn.atom) seq.emplace_back(std::move(syn.close));
         }
         for (std::size_t k = seq.size(); k-- > 0;)
             stack.push_back(std::move(seq[k]));

@@ -127,6 +127,56 @@ std::string describe_node(node_kind kind, std::size_t arity, const node_meta& me
     return "?";
 }
 
+node_syntax syntax_of(node_kind kind, const node_meta& meta, std::size_t arity) {
+    node_syntax out;
+    switch (kind) {
+    case node_kind::leaf:
+        break;
+    case node_kind::none:
+        out.open = "None";
+        out.atom = true;
+        break;
+    case node_kind::tied:
+        out.open = tie_text(meta_of<tie_meta>(meta));
+        out.atom = true;
+        break;
+    case node_kind::list:
+    case node_kind::tuple: {
+        const bool is_list = kind == node_kind::list;
+        out.open = is_list ? "[" : "(";
+        out.close = is_list ? "]" : ")";
+        out.single_tuple = !is_list && arity == 1;
+        for (std::size_t k = 0; k < arity; ++k)
+            out.children.emplace_back(k, "");
+        break;
+    }
+    case node_kind::dict: {
+        const auto& m = meta_of<dict_meta>(meta);
+        out.open = "{";
+        out.close = "}";
+        for (const auto s : m.insertion) // the order the user wrote the keys in
+            out.children.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
+        break;
+    }
+    case node_kind::record: {
+        const auto& m = meta_of<record_meta>(meta);
+        out.open = m.name + "(";
+        out.close = ")";
+        for (std::size_t k = 0; k < arity; ++k)
+            out.children.emplace_back(k, m.fields[k] + "=");
+        for (const auto& [name, value] : m.statics)
+            out.statics.push_back(name + "=" + value.to_string());
+        break;
+    }
+    case node_kind::shared:
+        out.open = "Shared(";
+        out.close = ")";
+        out.children.emplace_back(0, "");
+        break;
+    }
+    return out;
+}
+
 std::string describe_leaf(const leaf_value& v, leaf_style style) {
     const bool message = style == leaf_style::message;
     return std::visit(

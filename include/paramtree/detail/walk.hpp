@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <paramtree/detail/node.hpp>
 #include <paramtree/path.hpp>
@@ -65,6 +67,20 @@ struct difference {
 enum class leaf_style { message, print };
 [[nodiscard]] std::string describe_leaf(const leaf_value& v,
                                         leaf_style style = leaf_style::message);
+/// How a node is spelled by both printers (treedef::to_string and print): the text that opens
+/// and closes it, each child's label in display order with its child index (`'key': `,
+/// `field=`, or empty), a record's static fields (`heads=8`), and whether it is a one-element
+/// tuple (`(x,)`). None and ties are atoms (`open` only); leaves are the caller's to spell
+/// (`*` in a treedef, the value in a printed tree).
+struct node_syntax {
+    std::string open, close;
+    std::vector<std::pair<std::size_t, std::string>> children;
+    std::vector<std::string> statics;
+    bool single_tuple = false;
+    bool atom = false; // None or a tie: nothing inside
+};
+[[nodiscard]] node_syntax syntax_of(node_kind kind, const node_meta& meta, std::size_t arity);
+
 /// What `n` is, for messages.
 [[nodiscard]] std::string describe(const node& n);
 /// Same kind, arity and metadata: the one-level structure check shared by all algorithms.
