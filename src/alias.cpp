@@ -1,5 +1,6 @@
 // paramtree — finding positions that hold the same buffer or node, and tying them.
 #include <paramtree/alias.hpp>
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/shared.hpp>
 
@@ -56,31 +57,24 @@ std::vector<alias_group> find_aliases(const tree& t) {
             groups[it->second].others.push_back(pos);
         return fresh;
     };
-    struct item {
-        detail::node_ptr n;
-        std::size_t parent;
-        std::optional<path_entry> entry;
-    };
-    std::vector<item> stack{{t.node(), no_parent, std::nullopt}};
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
+    std::vector<std::size_t> branch; // the positions of the current node's ancestors
+    detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
+        branch.resize(at.depth());
         const std::size_t pos = positions.size();
-        positions.push_back({it.parent, std::move(it.entry)});
-        const auto& n = *it.n;
+        positions.push_back({branch.empty() ? no_parent : branch.back(), at.entry()});
         if (n.kind == node_kind::leaf) {
             const auto* a = std::get_if<array>(&n.value);
             // An empty array holds no buffer, so two of them never alias (after a load, empty
             // tensors may all point at the same offset of the file).
             if (a != nullptr && a->nbytes() != 0)
                 note(buffers, buffer_key{a->storage_id(), a->nbytes()}, pos);
-            continue;
+            return detail::visit::skip;
         }
-        if (n.kind == node_kind::tied || n.num_leaves == 0) continue;
-        if (n.kind != node_kind::shared && !note(nodes, &n, pos)) continue;
-        for (std::size_t k = n.children.size(); k-- > 0;)
-            stack.push_back({n.children[k], pos, detail::child_entry(n.meta, n.kind, k)});
-    }
+        if (n.kind == node_kind::tied || n.num_leaves == 0) return detail::visit::skip;
+        if (n.kind != node_kind::shared && !note(nodes, &n, pos)) return detail::visit::skip;
+        branch.push_back(pos);
+        return detail::visit::descend;
+    });
     std::vector<alias_group> out;
     for (const auto& g : groups) {
         if (g.others.empty()) continue;

@@ -1,6 +1,7 @@
 // paramtree — Graphviz DOT output with ties drawn as shared nodes.
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/dot.hpp>
 #include <paramtree/shared.hpp>
 
@@ -44,38 +45,32 @@ std::string to_dot(const tree& t, const std::string& name) {
                     escape(name));
     // Pass 1: an id per non-placeholder node, found by its path.
     std::unordered_map<std::string, std::size_t> ids;
-    struct item {
-        detail::node_ptr n;
-        path at;
-        std::size_t parent;
-        std::string edge;
-    };
     constexpr auto none = static_cast<std::size_t>(-1);
-    std::vector<item> stack{{t.node(), {}, none, ""}};
+    std::vector<std::size_t> branch; // the ids of the current node's ancestors, root first
     std::vector<std::pair<std::size_t, std::pair<path, std::string>>>
         tie_edges; // parent, (path, label)
     std::size_t next = 0;
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
-        const auto& n = *it.n;
+    detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
+        branch.resize(at.depth());
+        const std::size_t parent = branch.empty() ? none : branch.back();
+        const auto e = at.entry();
+        const std::string edge = e ? entry_str(*e) : "";
+        const std::string key = keystr(at.current_path());
         if (n.kind == node_kind::tied) {
-            tie_edges.push_back({it.parent, {it.at, it.edge}});
-            continue;
+            tie_edges.push_back({parent, {at.current_path(), edge}});
+            return detail::visit::skip;
         }
         const std::size_t id = next++;
-        if (n.kind != node_kind::shared || !ids.contains(keystr(it.at))) ids[keystr(it.at)] = id;
+        if (n.kind != node_kind::shared || !ids.contains(key)) ids[key] = id;
         const bool leaf = n.kind == node_kind::leaf;
         out += fmt::format(
             "  n{} [label=\"{}\", shape={}{}];\n", id, label(n), leaf ? "box" : "ellipse",
             n.kind == node_kind::shared ? ", style=filled, fillcolor=\"#fde9c9\"" : "");
-        if (it.parent != none)
-            out += fmt::format("  n{} -> n{} [label=\"{}\"];\n", it.parent, id, escape(it.edge));
-        for (std::size_t k = n.children.size(); k-- > 0;) {
-            const auto e = detail::child_entry(n.meta, n.kind, k);
-            stack.push_back({n.children[k], e ? it.at / *e : it.at, id, e ? entry_str(*e) : ""});
-        }
-    }
+        if (parent != none)
+            out += fmt::format("  n{} -> n{} [label=\"{}\"];\n", parent, id, escape(edge));
+        branch.push_back(id);
+        return detail::visit::descend;
+    });
     // Pass 2: a tied position is an edge to its source's node.
     for (const auto& info : ties(t)) {
         for (const auto& [parent, where] : tie_edges) {

@@ -3,14 +3,18 @@
 // Shared scopes are transparent (their child is where the path continues), and the walk
 // reports the innermost scope it passed, where a tie's relative source starts. Ties are
 // followed only on request (`through_ties`), with a set of the ties visited so that a cycle
-// is an error, not a loop.
+// is an error, not a loop. And visiting nodes in order: `preorder` over one tree, `preorder2`
+// over two side by side, each with an explicit stack (no recursion, however deep) and the
+// key path of the current node built only when the visitor asks for it.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include <paramtree/detail/node.hpp>
+#include <paramtree/detail/walk.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/transform.hpp>
 
@@ -53,5 +57,104 @@ struct location {
 /// names it). A tie through a callable, or a cycle of ties, is a sharing_error from `context`.
 [[nodiscard]] path through_ties(const node& root, path p, std::vector<transform>& chain,
                                 std::string_view context);
+
+/// What a `preorder` visitor tells the walk after seeing a node.
+enum class visit {
+    descend, ///< go into its children (in order) next
+    skip,    ///< leave its children out
+    stop     ///< end the walk
+};
+
+/// Where a preorder walk is: the levels above the current node, each a node (or pair) and the
+/// index of the child the walk took there. The key path is built from them only when asked.
+template <std::size_t Width>
+class walk_position {
+public:
+    struct level {
+        const node* n[Width];
+        std::size_t next = 0; // one past the child being visited
+    };
+    /// The current node's depth below the root (0 at the root).
+    [[nodiscard]] std::size_t depth() const noexcept { return levels_.size(); }
+    /// The key path of the current node (of the first tree's node, for preorder2): one entry
+    /// per level, none for a Shared node's child. Built on each call.
+    [[nodiscard]] path current_path() const {
+        std::vector<path_entry> entries;
+        entries.reserve(levels_.size());
+        for (const level& l : levels_)
+            if (auto e = child_entry(l.n[0]->meta, l.n[0]->kind, l.next - 1))
+                entries.push_back(std::move(*e));
+        return path(std::move(entries));
+    }
+    /// The current node's entry in its parent's children (none at the root and for a Shared
+    /// node's child).
+    [[nodiscard]] std::optional<path_entry> entry() const {
+        if (levels_.empty()) return std::nullopt;
+        const level& l = levels_.back();
+        return child_entry(l.n[0]->meta, l.n[0]->kind, l.next - 1);
+    }
+    /// The parent of the current node (of the first tree's), null at the root.
+    [[nodiscard]] const node* parent() const noexcept {
+        return levels_.empty() ? nullptr : levels_.back().n[0];
+    }
+
+private:
+    template <std::size_t W, class F>
+    friend void walk_preorder(const node* const (&roots)[W], F& visitor);
+    std::vector<level> levels_;
+};
+
+/// The walk behind `preorder` and `preorder2`: `Width` trees in step; children are paired by
+/// index, so a visitor descends into a pair only when both have the same arity.
+template <std::size_t Width, class F>
+void walk_preorder(const node* const (&roots)[Width], F& visitor) {
+    walk_position<Width> at;
+    const auto call = [&](const node* const(&ns)[Width]) {
+        if constexpr (Width == 1)
+            return visitor(*ns[0], at);
+        else
+            return visitor(*ns[0], *ns[1], at);
+    };
+    auto enter = [&](const node* const(&ns)[Width]) {
+        typename walk_position<Width>::level l{};
+        for (std::size_t i = 0; i < Width; ++i)
+            l.n[i] = ns[i];
+        at.levels_.push_back(l);
+    };
+    const visit first = call(roots);
+    if (first != visit::descend || roots[0]->children.empty()) return;
+    enter(roots);
+    while (!at.levels_.empty()) {
+        auto& top = at.levels_.back();
+        if (top.next == top.n[0]->children.size()) {
+            at.levels_.pop_back();
+            continue;
+        }
+        const std::size_t k = top.next++;
+        const node* kids[Width];
+        for (std::size_t i = 0; i < Width; ++i)
+            kids[i] = top.n[i]->children[k].get();
+        const visit v = call(kids);
+        if (v == visit::stop) return;
+        if (v == visit::descend && !kids[0]->children.empty()) enter(kids);
+    }
+}
+
+/// Visits `root` and, where the visitor says `visit::descend`, its descendants, in pre-order
+/// (children in order): `visitor(const node&, const walk_position<1>&) -> visit`.
+template <class F>
+void preorder(const node& root, F&& visitor) {
+    const node* const roots[1] = {&root};
+    walk_preorder(roots, visitor);
+}
+
+/// `preorder` over two trees side by side: `visitor(const node& a, const node& b,
+/// const walk_position<2>&) -> visit`. It must return `descend` only for two nodes of the
+/// same arity (their children are visited pair by pair).
+template <class F>
+void preorder2(const node& a, const node& b, F&& visitor) {
+    const node* const roots[2] = {&a, &b};
+    walk_preorder(roots, visitor);
+}
 
 } // namespace paramtree::detail
