@@ -6,6 +6,7 @@
 #include <paramtree/detail/walk.hpp>
 
 #include <algorithm>
+#include <numeric>
 
 #include <fmt/format.h>
 
@@ -37,24 +38,29 @@ std::vector<path> canonical_paths(const tree& t, std::vector<path> paths) {
 }
 
 namespace {
+/// The positions of `paths` in sorted order: a selection's descendants follow it.
+std::vector<std::size_t> sorted_order(const std::vector<path>& paths) {
+    std::vector<std::size_t> order(paths.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return paths[a] < paths[b]; });
+    return order;
+}
+
 /// Every path exists in `t` and no selection contains another (tree_at replaces disjoint
-/// subtrees); path_error naming the first offending path otherwise.
-void check_selections(const tree& t, const std::vector<path>& paths) {
+/// subtrees); path_error naming the first offending path otherwise. `order` is sorted_order.
+void check_selections(const tree& t, const std::vector<path>& paths,
+                      const std::vector<std::size_t>& order) {
     for (const auto& p : paths) {
         if (!t.contains(p)) (void)t.at(p); // throws a path_error naming the failing step
     }
-    std::vector<const path*> sorted;
-    sorted.reserve(paths.size());
-    for (const auto& p : paths)
-        sorted.push_back(&p);
-    std::sort(sorted.begin(), sorted.end(), [](const path* a, const path* b) { return *a < *b; });
-    for (std::size_t i = 1; i < sorted.size(); ++i) {
-        if (sorted[i - 1]->is_prefix_of(*sorted[i]))
-            throw_path("tree_at", *sorted[i - 1], "disjoint selections",
-                       *sorted[i - 1] == *sorted[i]
-                           ? std::string("the same node selected twice")
-                           : fmt::format("a node that also contains the selection {}",
-                                         display_path(keystr(*sorted[i]))));
+    for (std::size_t i = 1; i < order.size(); ++i) {
+        const path& before = paths[order[i - 1]];
+        const path& after = paths[order[i]];
+        if (before.is_prefix_of(after))
+            throw_path("tree_at", before, "disjoint selections",
+                       before == after ? std::string("the same node selected twice")
+                                       : fmt::format("a node that also contains the selection {}",
+                                                     display_path(keystr(after))));
     }
 }
 } // namespace
@@ -74,14 +80,10 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
         if (chains[k].empty()) return replace_at(k, old);
         return invert_chain(replace_at(k, apply_chain(old, chains[k])), chains[k], old);
     };
-    check_selections(t, paths);
-
     // One pass over the union of the paths: each touched node is copied once, whatever the
     // number of selections below it (k edits in one wide node cost O(width + k), not O(k*width)).
-    std::vector<std::size_t> order(paths.size());
-    for (std::size_t i = 0; i < order.size(); ++i)
-        order[i] = i;
-    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return paths[a] < paths[b]; });
+    const std::vector<std::size_t> order = sorted_order(paths);
+    check_selections(t, paths, order);
     bool structure_kept = true; // leaf replaced by leaf everywhere: the treedef is unchanged
     struct frame {
         node_ptr n;

@@ -94,6 +94,26 @@ st_tensor parse_tensor(const st_file& f, const std::string& name, const json& v)
     return t;
 }
 
+// The data section is covered exactly once: no overlap, no hole (as the format requires, so
+// no file is also something else). Sorts the tensors by their place in it.
+void check_coverage(st_file& f) {
+    std::sort(f.tensors.begin(), f.tensors.end(), [](const st_tensor& a, const st_tensor& b) {
+        return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+    });
+    std::size_t covered = 0;
+    for (const auto& t : f.tensors) {
+        if (t.begin != covered)
+            bad_file(f.source, t.name, fmt::format("data starting at byte {}", covered),
+                     fmt::format("[{}, {}] ({})", t.begin, t.end,
+                                 t.begin < covered ? "overlapping the tensor before"
+                                                   : "a hole before it"));
+        covered = t.end;
+    }
+    if (covered != f.data_size)
+        bad_file(f.source, "", fmt::format("tensors covering all {} data bytes", f.data_size),
+                 fmt::format("{} bytes covered", covered));
+}
+
 } // namespace
 
 st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owner,
@@ -161,23 +181,7 @@ st_file parse(std::span<const std::byte> bytes, std::shared_ptr<const void> owne
         }
         f.tensors.push_back(parse_tensor(f, name, v));
     }
-    // The data section is covered exactly once: no overlap, no hole (as the format requires,
-    // so no file is also something else).
-    std::sort(f.tensors.begin(), f.tensors.end(), [](const st_tensor& a, const st_tensor& b) {
-        return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
-    });
-    std::size_t covered = 0;
-    for (const auto& t : f.tensors) {
-        if (t.begin != covered)
-            bad_file(f.source, t.name, fmt::format("data starting at byte {}", covered),
-                     fmt::format("[{}, {}] ({})", t.begin, t.end,
-                                 t.begin < covered ? "overlapping the tensor before"
-                                                   : "a hole before it"));
-        covered = t.end;
-    }
-    if (covered != f.data_size)
-        bad_file(f.source, "", fmt::format("tensors covering all {} data bytes", f.data_size),
-                 fmt::format("{} bytes covered", covered));
+    check_coverage(f);
     return f;
 }
 
