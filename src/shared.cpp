@@ -129,6 +129,20 @@ node_ptr resolve(const tie_meta& m, const node_ptr& scope, expansion what = expa
     return what == expansion::values ? apply_chain(source, m.transforms).node() : source.node();
 }
 
+// The Shared node over a pruned tree, with its reference tags.
+tree scope_over(const tree& pruned, std::vector<std::pair<std::string, path>> tags) {
+    auto meta = std::make_shared<shared_meta>();
+    std::size_t h = 0x736861726564;
+    for (const auto& [tag, p] : tags) {
+        h = mix(h, std::hash<std::string>{}(tag));
+        h = mix(h, std::hash<std::string>{}(keystr(p)));
+    }
+    meta->tags = std::move(tags);
+    meta->hash = h;
+    return tree(make_node(node_kind::shared, std::vector<node_ptr>{pruned.node()},
+                          std::shared_ptr<const shared_meta>(std::move(meta))));
+}
+
 // Fills every placeholder of one scope (whose inner Shared nodes are already expanded).
 node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
     return rebuild(scope, flag_is(has_tied), [&](const node_ptr& n) {
@@ -190,16 +204,31 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
         holders.emplace_back(placeholder(g));
     const tree pruned = tree_at_paths(
         t, where, [&](std::size_t i, const tree&) { return holders[i]; }, false);
-    auto meta = std::make_shared<shared_meta>();
-    std::size_t h = 0x736861726564;
-    for (const auto& [tag, p] : tags) {
-        h = mix(h, std::hash<std::string>{}(tag));
-        h = mix(h, std::hash<std::string>{}(keystr(p)));
+    return scope_over(pruned, std::move(tags));
+}
+
+tree tie_placeholder(const get_entry& g) {
+    return tree(placeholder(g));
+}
+
+tree shared_scope(const tree& content, const std::vector<path>& where,
+                  const std::vector<get_entry>& gets,
+                  std::vector<std::pair<std::string, path>> tags) {
+    check_disjoint(where, gets);
+    for (const get_entry& g : gets) {
+        const auto loc = locate(content, g.from);
+        if (loc.target->kind == node_kind::tied)
+            throw_sharing("share", g.from, "a get node that is not itself tied",
+                          "a tie: tie to its source instead");
+        // Shapes alone: each array the tie copies must take its transforms.
+        for (const tree& leaf : leaves(tree(loc.target))) {
+            if (!leaf.is_array()) continue;
+            shape_type shape = leaf.as_array().shape();
+            for (const auto& t : g.transforms)
+                shape = t.output_shape(shape);
+        }
     }
-    meta->tags = std::move(tags);
-    meta->hash = h;
-    return tree(make_node(node_kind::shared, std::vector<node_ptr>{pruned.node()},
-                          std::shared_ptr<const shared_meta>(std::move(meta))));
+    return scope_over(content, std::move(tags));
 }
 
 tree untie_paths(const tree& t, const std::vector<path>& where) {

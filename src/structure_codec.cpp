@@ -4,7 +4,6 @@
 #include <paramtree/detail/sharing.hpp>
 #include "structure_codec.hpp"
 #include <paramtree/detail/walk.hpp>
-#include <paramtree/at.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/shared.hpp>
 
@@ -342,9 +341,8 @@ public:
 
 private:
     struct pending_tie {
-        path where; // relative to the Shared node's child
-        path source;
-        std::vector<transform> transforms;
+        path where;      // relative to the Shared node's child
+        get_entry entry; // its source (relative to the same) and transforms
     };
     struct scope {
         std::size_t base; // path length at the Shared node's child
@@ -362,8 +360,9 @@ private:
     };
 
     tree finish(frame& f);
-    /// A `tied` node: recorded against the enclosing Shared scope, tied when it finishes.
-    void tie(const json& j);
+    /// A `tied` node: its placeholder, recorded against the enclosing Shared scope, which
+    /// checks it when it finishes.
+    tree tie(const json& j);
     /// A `record` node's frame, its statics decoded; `remaining` nodes follow it.
     frame record_frame(const json& j, std::size_t remaining);
     /// A `shared` node: opens a scope for the ties below it.
@@ -386,43 +385,41 @@ tree decoder::finish(frame& f) {
         // The file may restore paramtree's own modules (reserved `pt.` names).
         return reserved_record(std::move(f.record_name), std::move(items), std::move(f.statics));
     }
-    // shared: put each source's (transformed) value where the tie was, then tie them again,
-    // with the same validation as any share.
+    // shared: the ties are placeholders already (delivered by `tie`); the scope checks them
+    // as share would, from shapes alone.
     scope s = std::move(scopes_.back());
     scopes_.pop_back();
     tree child = std::move(f.children.front());
     if (s.ties.empty()) return child;
     std::vector<path> where;
-    std::vector<tree> values;
     std::vector<get_entry> gets;
     for (auto& t : s.ties) {
-        values.push_back(apply_chain(child.at(t.source), t.transforms));
-        where.push_back(t.where);
-        gets.push_back(get_entry{t.source, t.transforms, nullptr, {}});
+        where.push_back(std::move(t.where));
+        gets.push_back(std::move(t.entry));
     }
-    child = tree_at(where, child, values);
-    return share_impl(child, std::move(where), std::move(gets), std::move(s.tags));
+    return shared_scope(child, where, gets, std::move(s.tags));
 }
 
-void decoder::tie(const json& j) {
+tree decoder::tie(const json& j) {
     if (scopes_.empty()) bad("a tie inside a Shared node", j);
     const scope& s = scopes_.back();
     pending_tie tie{path(std::vector<path_entry>(cur_.begin() + static_cast<std::ptrdiff_t>(s.base),
                                                  cur_.end())),
-                    {},
                     {}};
     const std::string source = text(j, "source");
     const json& transforms = list_of(j, "transforms");
     for (const auto& tr : transforms)
         if (!tr.is_string()) bad("transform texts", tr);
     try {
-        tie.source = parse_path(source);
+        tie.entry.from = parse_path(source);
         for (const auto& tr : transforms)
-            tie.transforms.push_back(transform::parse(tr.get<std::string>()));
+            tie.entry.transforms.push_back(transform::parse(tr.get<std::string>()));
     } catch (const error& e) {
         bad_text("a tie source path and transforms: " + e.expected(), e.found());
     }
+    tree placeholder = tie_placeholder(tie.entry);
     scopes_.back().ties.push_back(std::move(tie));
+    return placeholder;
 }
 
 decoder::frame decoder::record_frame(const json& j, std::size_t remaining) {
@@ -489,8 +486,7 @@ tree decoder::decode(const json& nodes) {
         } else if (k == "bool" || k == "int" || k == "double" || k == "str") {
             deliver(std::visit([](const auto& v) { return tree(v); }, decode_static(j).get()));
         } else if (k == "tied") {
-            tie(j);
-            deliver(tree{}); // filled in and tied again when the Shared node finishes
+            deliver(tie(j)); // a placeholder, checked when its Shared node finishes
         } else if (k == "list" || k == "tuple") {
             const json& n = field(j, "n");
             if (!n.is_number_unsigned() || n.get<std::uint64_t>() > nodes.size() - i)

@@ -54,6 +54,15 @@ struct get_entry {
 };
 [[nodiscard]] tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> gets,
                               std::vector<std::pair<std::string, path>> tags = {});
+/// The tie placeholder share puts at a where node for `g`.
+[[nodiscard]] tree tie_placeholder(const get_entry& g);
+/// The Shared node over `content` whose ties are placeholders already (a decoded checkpoint:
+/// the file stores no value for a tie): checks what share_impl would, without building the
+/// tied values (a transposed tie is not copied only to be pruned again) — where and get nodes
+/// disjoint, each source present and untied, its arrays fitting the transforms.
+[[nodiscard]] tree shared_scope(const tree& content, const std::vector<path>& where,
+                                const std::vector<get_entry>& gets,
+                                std::vector<std::pair<std::string, path>> tags);
 
 template <class G>
 std::vector<get_entry> resolve_get(const G& get, const tree& t) {
