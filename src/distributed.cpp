@@ -19,7 +19,6 @@
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
-#include "buffer_pool.hpp"
 #include "checkpoint_shards.hpp"
 #include "structure_codec.hpp"
 
@@ -198,37 +197,16 @@ struct piece {
     std::size_t offset; // first element of the leaf in this bucket
     std::size_t count;
 };
-// A bucket's bytes, from the buffer cache and not zeroed: a training loop sends buckets of
-// the same sizes every step, and a std::vector's fresh, zero-filled 1.6 MB cost the demo's
-// all-reduce 0.1-0.2 ms of page faults and memset (perf) before MPI saw a byte.
-class byte_buffer {
-public:
-    byte_buffer() = default;
-    explicit byte_buffer(std::size_t n)
-        : data_(n == 0 ? nullptr : static_cast<std::byte*>(detail::allocate_buffer(n))), size_(n) {}
-    byte_buffer(byte_buffer&& o) noexcept
-        : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-    byte_buffer& operator=(byte_buffer o) noexcept {
-        std::swap(data_, o.data_);
-        std::swap(size_, o.size_);
-        return *this;
-    }
-    ~byte_buffer() {
-        if (data_ != nullptr) detail::deallocate_buffer(data_, size_);
-    }
-    [[nodiscard]] std::byte* data() const noexcept { return data_; }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-
-private:
-    std::byte* data_ = nullptr; // owned: given back to the cache with size_
-    std::size_t size_ = 0;
-};
-
+// A bucket's bytes live in arrays (fresh_bytes: from the buffer cache and not zeroed): a
+// training loop sends buckets of the same sizes every step, and a std::vector's fresh,
+// zero-filled 1.6 MB cost the demo's all-reduce 0.1-0.2 ms of page faults and memset (perf)
+// before MPI saw a byte.
 struct bucket {
     dtype type;
     std::vector<piece> pieces;
-    byte_buffer data;   // packed: what this process sends
-    byte_buffer result; // what arrives: the reduced bucket, or this process's part of it
+    detail::fresh_array<std::byte> data{};   // packed: what this process sends
+    detail::fresh_array<std::byte> result{}; // what arrives: the reduced bucket, or this
+                                             // process's part of it
     MPI_Request request = MPI_REQUEST_NULL;
 };
 
@@ -262,8 +240,8 @@ void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
     std::size_t total = 0;
     for (const auto& p : b.pieces)
         total += p.count;
-    b.data = byte_buffer(total * sizeof(T));
-    T* out = reinterpret_cast<T*>(b.data.data());
+    b.data = detail::fresh_bytes(dtype_of<T>, {total});
+    T* out = reinterpret_cast<T*>(b.data.data);
     for (const auto& p : b.pieces) {
         const T* in = detail::data<T>(leaves[p.leaf].as_array()) + p.offset;
         if (weight == 1.0) {
@@ -279,7 +257,7 @@ void pack(bucket& b, const std::vector<tree>& leaves, double weight) {
 
 template <class T>
 void unpack(const bucket& b, std::vector<void*>& outputs, double scale) {
-    const T* in = reinterpret_cast<const T*>(b.result.data());
+    const T* in = detail::data<T>(b.result.value);
     const T s = static_cast<T>(scale);
     for (const auto& p : b.pieces) {
         T* out = static_cast<T*>(outputs[p.leaf]) + p.offset;
@@ -445,10 +423,9 @@ tree allreduce_mean(const communicator& comm, const tree& grads, const allreduce
     // place; its reduce-scatter and all-gather halves 0.56 ms; docs/design.md).
     for (auto& b : buckets) {
         pack_bucket(b, leaves, total.weight());
-        b.result = byte_buffer(b.data.size());
-        MPI_Iallreduce(b.data.data(), b.result.data(),
-                       static_cast<int>(b.data.size() / dtype_size(b.type)), mpi_type(b.type),
-                       MPI_SUM, raw(comm), &b.request);
+        b.result = detail::fresh_bytes(b.type, b.data.value.shape());
+        MPI_Iallreduce(b.data.data, b.result.data, static_cast<int>(b.data.value.size()),
+                       mpi_type(b.type), MPI_SUM, raw(comm), &b.request);
     }
     receive(buckets, leaves, 1.0 / total.finish());
     std::size_t bytes = 0;
@@ -652,10 +629,9 @@ tree reduce_scatter_mean(const communicator& comm, const tree& grads, const shar
     }
     for (std::size_t b = 0; b < sends.size(); ++b) {
         pack_bucket(sends[b], leaves, total.weight());
-        mine[b].result =
-            byte_buffer(static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)]) *
-                        dtype_size(sends[b].type));
-        MPI_Ireduce_scatter(sends[b].data.data(), mine[b].result.data(), counts[b].data(),
+        mine[b].result = detail::fresh_bytes(
+            sends[b].type, {static_cast<std::size_t>(counts[b][static_cast<std::size_t>(me)])});
+        MPI_Ireduce_scatter(sends[b].data.data, mine[b].result.data, counts[b].data(),
                             mpi_type(sends[b].type), MPI_SUM, raw(comm), &mine[b].request);
     }
     // Leaves owned elsewhere become None; owned ones fresh arrays, filled as data arrives.
@@ -664,7 +640,7 @@ tree reduce_scatter_mean(const communicator& comm, const tree& grads, const shar
         if (e.owner != me) leaves[e.leaf] = tree{};
     std::size_t bytes = 0;
     for (const auto& b : sends)
-        bytes += b.data.size();
+        bytes += b.data.value.nbytes();
     if (stats != nullptr) *stats = {bytes, sends.size()};
     return unflatten(def, std::move(leaves));
 }
