@@ -2,6 +2,8 @@
 // the same bytes (read the file, write a new one, fsync: what `cp` + sync does), in one run.
 #include <paramtree/paramtree.hpp>
 
+#include "shapes.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <fcntl.h>
@@ -116,24 +118,11 @@ BENCHMARK_CAPTURE(BM_load, map, pt::load_memory::map)
 
 } // namespace
 
-// load_tree of a tied autoencoder (four encoder weights [1024, 512], each decoder weight the
-// transpose of its encoder's, 8 MiB on disk): the ties are restored from the file's structure.
+// load_tree of the tied autoencoder (bench_shapes::tied_autoencoder, 8 MiB on disk): the ties
+// are restored from the file's structure.
 void BM_load_tree_tied(benchmark::State& state) {
-    std::vector<pt::tree> enc, dec;
-    for (std::size_t i = 0; i < 4; ++i) {
-        enc.push_back(pt::random::normal(pt::random::make_key(i), {1024, 512}));
-        dec.push_back(pt::array::zeros({512, 1024}));
-    }
-    std::vector<pt::path> where;
-    std::vector<pt::source> get;
-    for (std::size_t i = 0; i < 4; ++i) {
-        where.push_back(pt::parse_path(".dec[" + std::to_string(i) + "]"));
-        get.push_back(pt::source(pt::parse_path(".enc[" + std::to_string(i) + "]"),
-                                 {pt::transform::transpose()}));
-    }
     const fs::path file = dir() / "tied.safetensors";
-    pt::save(file,
-             pt::share(pt::dict({{"enc", pt::list(enc)}, {"dec", pt::list(dec)}}), where, get));
+    pt::save(file, bench_shapes::tied_autoencoder());
     for (auto _ : state) {
         const pt::tree t = pt::load_tree(file);
         benchmark::DoNotOptimize(t.identity());

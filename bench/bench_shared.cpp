@@ -65,23 +65,9 @@ void expand_mlp(benchmark::State& state) {
     }
     per_leaf(state, t.num_leaves());
 }
-// A tied autoencoder: four encoder weights [1024, 512], each decoder weight the transpose of
-// its encoder's. contract(t, g) sums a gradient of expand(t)'s structure back onto t.
+// contract(t, g) of the tied autoencoder: sums a gradient of expand(t)'s structure back onto t.
 void contract_autoencoder(benchmark::State& state) {
-    std::vector<pt::tree> enc, dec;
-    for (int i = 0; i < 4; ++i) {
-        enc.push_back(pt::array::ones({1024, 512}));
-        dec.push_back(pt::array::ones({512, 1024}));
-    }
-    std::vector<pt::path> where;
-    std::vector<pt::source> get;
-    for (std::size_t i = 0; i < 4; ++i) {
-        where.push_back(pt::parse_path(".dec[" + std::to_string(i) + "]"));
-        get.push_back(pt::source(pt::parse_path(".enc[" + std::to_string(i) + "]"),
-                                 {pt::transform::transpose()}));
-    }
-    const auto t =
-        pt::share(pt::dict({{"enc", pt::list(enc)}, {"dec", pt::list(dec)}}), where, get);
+    const auto t = bench_shapes::tied_autoencoder();
     const auto grads = pt::expand(t);
     for (auto _ : state) {
         auto c = pt::contract(t, grads);

@@ -70,4 +70,22 @@ inline void per_leaf(benchmark::State& state, std::size_t leaves) {
                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+/// A tied autoencoder: four encoder weights [1024, 512], each decoder weight the transpose of
+/// its encoder's (four transposed ties, 8 MiB of parameters).
+inline pt::tree tied_autoencoder() {
+    std::vector<pt::tree> enc, dec;
+    for (int i = 0; i < 4; ++i) {
+        enc.push_back(pt::array::ones({1024, 512}));
+        dec.push_back(pt::array::ones({512, 1024}));
+    }
+    std::vector<pt::path> where;
+    std::vector<pt::source> get;
+    for (std::size_t i = 0; i < 4; ++i) {
+        where.push_back(pt::parse_path(".dec[" + std::to_string(i) + "]"));
+        get.push_back(pt::source(pt::parse_path(".enc[" + std::to_string(i) + "]"),
+                                 {pt::transform::transpose()}));
+    }
+    return pt::share(pt::dict({{"enc", pt::list(enc)}, {"dec", pt::list(dec)}}), where, get);
+}
+
 } // namespace bench_shapes

@@ -55,11 +55,12 @@ std::string to_dot(const tree& t, const std::string& name) {
         const std::size_t parent = branch.empty() ? none : branch.back();
         const auto e = at.entry();
         const std::string edge = e ? entry_str(*e) : "";
-        const std::string key = keystr(at.current_path());
+        path here = at.current_path();
         if (n.kind == node_kind::tied) {
-            tie_edges.push_back({parent, {at.current_path(), edge}});
+            tie_edges.push_back({parent, {std::move(here), edge}});
             return detail::visit::skip;
         }
+        const std::string key = keystr(here);
         const std::size_t id = next++;
         if (n.kind != node_kind::shared || !ids.contains(key)) ids[key] = id;
         const bool leaf = n.kind == node_kind::leaf;

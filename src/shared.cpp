@@ -49,9 +49,7 @@ void check_fits(const path& where, const tree& target, const tree& value,
                           fmt::format("{} from get {}", describe(vl[i]), what));
         const auto& ta = tl[i].as_array();
         const auto& va = vl[i].as_array();
-        shape_type shape = va.shape();
-        for (const auto& t : chain)
-            shape = t.output_shape(shape);
+        const shape_type shape = chain_shapes(va.shape(), chain).back();
         if (ta.dtype() != va.dtype() || ta.shape() != shape)
             throw_sharing("share", at, ta.describe() + " (the node being tied)",
                           fmt::format("{} from get {}", describe(va.dtype(), shape), what));
@@ -221,12 +219,8 @@ tree shared_scope(const tree& content, const std::vector<path>& where,
             throw_sharing("share", g.from, "a get node that is not itself tied",
                           "a tie: tie to its source instead");
         // Shapes alone: each array the tie copies must take its transforms.
-        for (const tree& leaf : leaves(tree(loc.target))) {
-            if (!leaf.is_array()) continue;
-            shape_type shape = leaf.as_array().shape();
-            for (const auto& t : g.transforms)
-                shape = t.output_shape(shape);
-        }
+        for (const tree& leaf : leaves(tree(loc.target)))
+            if (leaf.is_array()) (void)chain_shapes(leaf.as_array().shape(), g.transforms);
     }
     return scope_over(content, std::move(tags));
 }
@@ -366,18 +360,16 @@ tree contract(const tree& t, const tree& expanded) {
             if (!e.tied) out[e.pruned] = v; // non-array leaves are not summed: the source's wins
             continue;
         }
+        const tree& source = pruned[e.pruned];
         array a = v.as_array();
-        if (!e.chain.empty()) {
+        if (source.is_array() && !e.chain.empty()) {
             // Shapes along the chain, from the source's shape, then adjoints in reverse.
-            std::vector<shape_type> shapes{pruned[e.pruned].as_array().shape()};
-            for (const auto& tr : e.chain)
-                shapes.push_back(tr.output_shape(shapes.back()));
+            const auto shapes = detail::chain_shapes(source.as_array().shape(), e.chain);
             for (std::size_t k = e.chain.size(); k-- > 0;)
                 a = e.chain[k].adjoint(a, shapes[k]);
         }
         // Each use must give back an array of its leaf's shape and dtype (the chain's adjoints
         // restore the shape): else the sum would broadcast, or the leaf silently change shape.
-        const tree& source = pruned[e.pruned];
         if (!source.is_array() || a.shape() != source.as_array().shape() ||
             a.dtype() != source.as_array().dtype())
             detail::throw_leaf("contract", def.leaf_paths()[j],

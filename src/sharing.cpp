@@ -25,6 +25,14 @@ std::string tie_text(const tie_meta& m) {
     return fmt::format("@{}{}", src.empty() ? "<root>" : src, to_string(m.transforms));
 }
 
+std::vector<shape_type> chain_shapes(const shape_type& shape, const std::vector<transform>& chain) {
+    std::vector<shape_type> shapes{shape};
+    shapes.reserve(chain.size() + 1);
+    for (const auto& t : chain)
+        shapes.push_back(t.output_shape(shapes.back()));
+    return shapes;
+}
+
 tree apply_chain(const tree& v, const std::vector<transform>& chain) {
     if (chain.empty()) return v;
     if (v.is_array()) {
@@ -39,9 +47,7 @@ tree apply_chain(const tree& v, const std::vector<transform>& chain) {
 tree invert_chain(const tree& v, const std::vector<transform>& chain, const tree& source) {
     if (chain.empty()) return v;
     if (v.is_array() && source.is_array()) {
-        std::vector<shape_type> shapes{source.as_array().shape()};
-        for (const auto& t : chain)
-            shapes.push_back(t.output_shape(shapes.back()));
+        const auto shapes = chain_shapes(source.as_array().shape(), chain);
         array a = v.as_array();
         for (std::size_t k = chain.size(); k-- > 0;)
             a = chain[k].inverse(a, shapes[k]);

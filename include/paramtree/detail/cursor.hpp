@@ -93,10 +93,6 @@ public:
         const level& l = levels_.back();
         return child_entry(l.n[0]->meta, l.n[0]->kind, l.next - 1);
     }
-    /// The parent of the current node (of the first tree's), null at the root.
-    [[nodiscard]] const node* parent() const noexcept {
-        return levels_.empty() ? nullptr : levels_.back().n[0];
-    }
 
 private:
     template <std::size_t W, class F>

@@ -48,6 +48,10 @@ struct shared_meta {
 [[nodiscard]] bool tie_meta_equal(const tie_meta& a, const tie_meta& b);
 [[nodiscard]] bool shared_meta_equal(const shared_meta& a, const shared_meta& b);
 /// The value a transform chain makes of `v` (arrays are transformed leaf by leaf).
+/// The shapes an array of `shape` takes along `chain`: `shape`, then its shape after each
+/// transform (a shape_error when one does not apply). The adjoints and inverses walk it back.
+[[nodiscard]] std::vector<shape_type> chain_shapes(const shape_type& shape,
+                                                   const std::vector<transform>& chain);
 [[nodiscard]] tree apply_chain(const tree& v, const std::vector<transform>& chain);
 /// The value whose `apply_chain` is `v`, given the current `source` (for shapes).
 [[nodiscard]] tree invert_chain(const tree& v, const std::vector<transform>& chain,
