@@ -121,17 +121,6 @@ decltype(auto) with_float(const array& a, F&& f) {
     return k::float_dispatch("optimizer", a, std::forward<F>(f));
 }
 
-/// A new array of `like`'s dtype and shape in `out`; returns its elements.
-void* fresh_like(array& out, const array& like) {
-    auto made = detail::fresh_bytes(like.dtype(), like.shape());
-    out = std::move(made.value);
-    return made.data;
-}
-template <class T>
-T* fresh(array& out, const array& like) {
-    return static_cast<T*>(fresh_like(out, like));
-}
-
 /// The state of a chain of `n` transformations (`owner`: chain, adam, adamw) is a tuple of
 /// `n` states. The message is built only on failure: every step checks.
 void check_states(std::string_view owner, const tree& state, std::size_t n) {
@@ -357,23 +346,17 @@ adam_leaves adam_pass(const char* context, const detail::flat_inputs& in, const 
         const bool decayed =
             decay && p && r.weight_decay != 0 && float_leaf(*p) && (*decay)(in.paths[i], *p);
         if (decayed || r.apply) check_leaf(context, in, i, ga, p->as_array());
-        array m2, v2, o;
-        adam_job job{ga.dtype(),
-                     ga.size(),
-                     first,
-                     ga.bytes(),
-                     out.mus[i].as_array().bytes(),
-                     out.nus[i].as_array().bytes(),
-                     decayed || r.apply ? p->as_array().bytes() : nullptr,
-                     fresh_like(m2, ga),
-                     fresh_like(v2, ga),
-                     fresh_like(o, ga),
-                     decayed};
-        jobs.push_back(job);
+        auto m2 = detail::fresh_bytes(ga.dtype(), ga.shape());
+        auto v2 = detail::fresh_bytes(ga.dtype(), ga.shape());
+        auto o = detail::fresh_bytes(ga.dtype(), ga.shape());
+        jobs.push_back({ga.dtype(), ga.size(), first, ga.bytes(), out.mus[i].as_array().bytes(),
+                        out.nus[i].as_array().bytes(),
+                        decayed || r.apply ? p->as_array().bytes() : nullptr, m2.data, v2.data,
+                        o.data, decayed});
         first += ga.size();
-        out.outputs[i] = o;
-        out.mus[i] = m2;
-        out.nus[i] = v2;
+        out.outputs[i] = std::move(o.value);
+        out.mus[i] = std::move(m2.value);
+        out.nus[i] = std::move(v2.value);
     }
     run_jobs(r, jobs);
     return out;
@@ -427,9 +410,10 @@ transformation trace(double decay, bool nesterov) {
             check_leaf("trace", in, i, ga, traces[i].as_array());
             with_float(ga, [&](auto tag) {
                 using T = decltype(tag);
-                array u, t2;
-                T* up = fresh<T>(u, ga);
-                T* tp = fresh<T>(t2, ga);
+                auto u = detail::fresh<T>(ga.shape());
+                auto t2 = detail::fresh<T>(ga.shape());
+                T* up = u.data;
+                T* tp = t2.data;
                 const T* gp = data<T>(ga);
                 const T* t0 = data<T>(traces[i].as_array());
                 const T D = T(decay);
@@ -437,8 +421,8 @@ transformation trace(double decay, bool nesterov) {
                     tp[j] = gp[j] + D * t0[j];
                     up[j] = nesterov ? gp[j] + D * tp[j] : tp[j];
                 }
-                updates[i] = u;
-                traces[i] = t2;
+                updates[i] = std::move(u.value);
+                traces[i] = std::move(t2.value);
                 return 0;
             });
         }
