@@ -6,6 +6,7 @@
 #include "kernels.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -27,12 +28,22 @@ struct attention_shape {
     double scale;
 };
 
-/// (batch, head) pairs per thread: enough work (a head is about 4·T·S·dh flops) to pay for
-/// waking a thread.
-std::size_t heads_per_thread(const attention_shape& a) {
-    const std::size_t work =
-        std::max<std::size_t>(1, 4 * a.t * a.s * std::max<std::size_t>(a.dh, 1));
-    return std::max<std::size_t>(1, (std::size_t{1} << 21) / work);
+/// Rows of scores per thread for the softmax passes: enough elements to pay for waking it.
+std::size_t rows_per_thread(const attention_shape& a) {
+    return k::row_grain(a.s);
+}
+
+/// The layout of the heads as a batch of products (see kernels::batch_strides): [B, H] heads of
+/// q (and of the output, dq), of k and v (dk, dv), and of the [B, H, T, S] scores.
+struct head_layout {
+    std::array<std::size_t, 2> q, kv, scores;
+};
+head_layout heads_of(const attention_shape& a) {
+    return {{a.t * a.d, a.dh}, {a.s * a.d, a.dh}, {a.heads * a.t * a.s, a.t * a.s}};
+}
+k::batch_strides batch(const attention_shape& a, const std::array<std::size_t, 2>& x,
+                       const std::array<std::size_t, 2>& y, const std::array<std::size_t, 2>& c) {
+    return {a.batch, a.heads, x, y, c};
 }
 
 template <class T>
@@ -42,93 +53,85 @@ template <class T>
 }
 
 /// Forward: out (q's shape) and the softmax probabilities p [B, H, T, S] kept for backward.
+/// The heads are read in place (rows D apart, the `ld` of every product), all heads' products
+/// in one batched call, the mask applied while the softmax runs.
 template <class T>
 void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* out, T* p) {
-    const std::size_t qd = a.t * a.d, kd = a.s * a.d;
-    // Heads are independent: one thread per run of (batch, head) pairs.
-    k::parallel_for(a.batch * a.heads, heads_per_thread(a), [&](std::size_t lo, std::size_t hi) {
-        for (std::size_t bh = lo; bh < hi; ++bh) {
-            const std::size_t b = bh / a.heads, h = bh % a.heads;
-            T* ph = p + bh * a.t * a.s;
-            const std::size_t off = h * a.dh;
-            // Scores: q_h k_hᵀ, both read in place with row stride D.
-            k::gemm(false, true, a.t, a.s, a.dh, q + b * qd + off, a.d, kk + b * kd + off, a.d, ph,
-                    a.s, T{0});
-            k::vectorized(a.t * a.s, [&]() PT_INLINE {
-                // A local, not a captured reference: a float the row's stores might alias
-                // would be reloaded after every store, which keeps the loops scalar.
-                const T scale = static_cast<T>(a.scale);
-                for (std::size_t i = 0; i < a.t; ++i) {
-                    T* row = ph + i * a.s;
-                    // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
-                    const std::size_t visible = a.causal ? std::min(a.s, i + 1) : a.s;
-                    if (visible == 0) {
-                        std::fill(row, row + a.s, T{0});
-                        continue;
-                    }
-                    T mx = -std::numeric_limits<T>::infinity();
-                    for (std::size_t j = 0; j < visible; ++j)
-                        mx = std::max(mx, row[j] * scale);
-                    // The exponentials and their sum in one vectorised pass.
-                    const T inv =
-                        static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
-                                           row[j] = exp_of<T>(row[j] * scale - mx);
-                                           return static_cast<double>(row[j]);
-                                       }));
-                    for (std::size_t c = 0; c < visible; ++c)
-                        row[c] *= inv;
-                    std::fill(row + visible, row + a.s, T{0});
+    const head_layout h = heads_of(a);
+    // Scores: q_h k_hᵀ for every head.
+    k::gemm_batched(false, true, a.t, a.s, a.dh, q, a.d, kk, a.d, p, a.s, T{0},
+                    batch(a, h.q, h.kv, h.scores));
+    const std::size_t rows = a.batch * a.heads * a.t;
+    k::parallel_for(rows, rows_per_thread(a), [&](std::size_t lo, std::size_t hi) {
+        k::vectorized((hi - lo) * a.s, [&]() PT_INLINE {
+            // A local, not a captured reference: a float the row's stores might alias
+            // would be reloaded after every store, which keeps the loops scalar.
+            const T scale = static_cast<T>(a.scale);
+            for (std::size_t r = lo; r < hi; ++r) {
+                T* row = p + r * a.s;
+                const std::size_t i = r % a.t;
+                // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
+                const std::size_t visible = a.causal ? std::min(a.s, i + 1) : a.s;
+                if (visible == 0) {
+                    std::fill(row, row + a.s, T{0});
+                    continue;
                 }
-            });
-            // out_h = p v_h, written in place into the merged [T, D] rows.
-            k::gemm(false, false, a.t, a.dh, a.s, ph, a.s, v + b * kd + off, a.d,
-                    out + b * qd + off, a.d, T{0});
-        }
+                T mx = -std::numeric_limits<T>::infinity();
+                for (std::size_t j = 0; j < visible; ++j)
+                    mx = std::max(mx, row[j] * scale);
+                // The exponentials and their sum in one vectorised pass.
+                const T inv =
+                    static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
+                                       row[j] = exp_of<T>(row[j] * scale - mx);
+                                       return static_cast<double>(row[j]);
+                                   }));
+                for (std::size_t c = 0; c < visible; ++c)
+                    row[c] *= inv;
+                std::fill(row + visible, row + a.s, T{0});
+            }
+        });
     });
+    // out_h = p v_h, written in place into the merged [T, D] rows.
+    k::gemm_batched(false, false, a.t, a.dh, a.s, p, a.s, v, a.d, out, a.d, T{0},
+                    batch(a, h.scores, h.kv, h.q));
 }
 
-/// Backward: dq, dk, dv (each with its input's shape) from the cotangent g of the output.
+/// Backward: dq, dk, dv (each with its input's shape) from the cotangent g of the output;
+/// `ds` is [B, H, T, S] scratch.
 template <class T>
 void backward(const attention_shape& a, const T* q, const T* kk, const T* v, const T* p, const T* g,
-              T* dq, T* dk, T* dv) {
-    const std::size_t qd = a.t * a.d, kd = a.s * a.d;
-
-    const T scale = static_cast<T>(a.scale);
-    k::parallel_for(a.batch * a.heads, heads_per_thread(a), [&](std::size_t lo, std::size_t hi) {
-        std::vector<T> ds(a.t * a.s); // this thread's scratch
-        for (std::size_t bh = lo; bh < hi; ++bh) {
-            const std::size_t b = bh / a.heads, h = bh % a.heads;
-            const T* ph = p + bh * a.t * a.s;
-            const std::size_t off = h * a.dh;
-            const T* gh = g + b * qd + off;
-            // dv_h = pᵀ g_h
-            if (dv)
-                k::gemm(true, false, a.s, a.dh, a.t, ph, a.s, gh, a.d, dv + b * kd + off, a.d,
-                        T{0});
-            if (!dq && !dk) continue;
-            // dp = g_h v_hᵀ, then the softmax gradient ds = p (dp - rowsum(dp p)), scaled.
-            k::gemm(false, true, a.t, a.s, a.dh, gh, a.d, v + b * kd + off, a.d, ds.data(), a.s,
-                    T{0});
-            k::vectorized(a.t * a.s, [&]() PT_INLINE {
-                for (std::size_t i = 0; i < a.t; ++i) {
-                    T* row = ds.data() + i * a.s;
-                    const T* pr = ph + i * a.s;
-                    const T c = static_cast<T>(k::lane_sum(a.s, [&](std::size_t j) PT_INLINE {
-                        return static_cast<double>(row[j]) * static_cast<double>(pr[j]);
-                    }));
-                    for (std::size_t j2 = 0; j2 < a.s; ++j2)
-                        row[j2] = pr[j2] * (row[j2] - c) * scale; // 0 where masked (p = 0)
-                }
-            });
-            // dq_h = ds k_h, dk_h = dsᵀ q_h
-            if (dq)
-                k::gemm(false, false, a.t, a.dh, a.s, ds.data(), a.s, kk + b * kd + off, a.d,
-                        dq + b * qd + off, a.d, T{0});
-            if (dk)
-                k::gemm(true, false, a.s, a.dh, a.t, ds.data(), a.s, q + b * qd + off, a.d,
-                        dk + b * kd + off, a.d, T{0});
-        }
+              T* dq, T* dk, T* dv, T* ds) {
+    const head_layout h = heads_of(a);
+    // dv_h = pᵀ g_h
+    if (dv)
+        k::gemm_batched(true, false, a.s, a.dh, a.t, p, a.s, g, a.d, dv, a.d, T{0},
+                        batch(a, h.scores, h.q, h.kv));
+    if (!dq && !dk) return;
+    // dp = g_h v_hᵀ, then the softmax gradient ds = p (dp - rowsum(dp p)), scaled.
+    k::gemm_batched(false, true, a.t, a.s, a.dh, g, a.d, v, a.d, ds, a.s, T{0},
+                    batch(a, h.q, h.kv, h.scores));
+    const std::size_t rows = a.batch * a.heads * a.t;
+    k::parallel_for(rows, rows_per_thread(a), [&](std::size_t lo, std::size_t hi) {
+        k::vectorized((hi - lo) * a.s, [&]() PT_INLINE {
+            const T scale = static_cast<T>(a.scale);
+            for (std::size_t r = lo; r < hi; ++r) {
+                T* row = ds + r * a.s;
+                const T* pr = p + r * a.s;
+                const T c = static_cast<T>(k::lane_sum(a.s, [&](std::size_t j) PT_INLINE {
+                    return static_cast<double>(row[j]) * static_cast<double>(pr[j]);
+                }));
+                for (std::size_t j2 = 0; j2 < a.s; ++j2)
+                    row[j2] = pr[j2] * (row[j2] - c) * scale; // 0 where masked (p = 0)
+            }
+        });
     });
+    // dq_h = ds k_h, dk_h = dsᵀ q_h
+    if (dq)
+        k::gemm_batched(false, false, a.t, a.dh, a.s, ds, a.s, kk, a.d, dq, a.d, T{0},
+                        batch(a, h.scores, h.kv, h.q));
+    if (dk)
+        k::gemm_batched(true, false, a.s, a.dh, a.t, ds, a.s, q, a.d, dk, a.d, T{0},
+                        batch(a, h.scores, h.q, h.kv));
 }
 
 } // namespace
@@ -203,8 +206,9 @@ array scaled_dot_product_attention(const array& q, const array& k, const array& 
                                           : detail::fresh_array<T>{array{}, nullptr};
                     };
                     auto dq = grad(0, q), dk = grad(1, k), dv = grad(2, v);
+                    auto ds = detail::fresh<T>(p.shape());
                     backward<T>(a, data<T>(q), data<T>(k), data<T>(v), data<T>(p), data<T>(g),
-                                dq.data, dk.data, dv.data);
+                                dq.data, dk.data, dv.data, ds.data);
                     if (dq.data) s.add(0, std::move(dq.value));
                     if (dk.data) s.add(1, std::move(dk.value));
                     if (dv.data) s.add(2, std::move(dv.value));

@@ -9,6 +9,7 @@
 #include <paramtree/precision.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <unordered_map>
@@ -69,78 +70,123 @@ round_to_bf16(const float* src, std::size_t rows, std::size_t cols, std::size_t 
     }
 }
 
-/// One shape of bfloat16 product, as oneDNN's matmul primitive compiled it, with memory
-/// objects whose data handles are re-pointed at each call.
-struct bf16_plan {
+/// One matmul primitive, as oneDNN compiled it for one shape, with memory objects whose data
+/// handles are re-pointed at each call.
+struct plan {
     dnnl::matmul product;
-    dnnl::memory a, b, c;
+    dnnl::memory a, b, c, bias; // bias: empty unless the plan adds one
 };
 
-struct bf16_key {
-    bool trans_a, trans_b;
-    std::size_t m, n, k;
-    float beta;
-    bool operator==(const bf16_key&) const = default;
+/// What a plan was compiled for: data types, dims and strides of A, B and C, and beta. A
+/// fixed array (no allocation per lookup); unused entries stay 0.
+struct plan_key {
+    std::array<std::int64_t, 20> v{};
+    bool operator==(const plan_key&) const = default;
 };
-struct bf16_key_hash {
-    std::size_t operator()(const bf16_key& key) const noexcept {
-        std::size_t h = key.trans_a * 2u + key.trans_b;
-        for (const std::size_t v : {key.m, key.n, key.k})
-            h = h * 1000003u ^ v;
-        std::uint32_t bits = 0;
-        std::memcpy(&bits, &key.beta, sizeof bits);
-        return h * 1000003u ^ bits;
+struct plan_key_hash {
+    std::size_t operator()(const plan_key& key) const noexcept {
+        std::size_t h = 0;
+        for (const std::int64_t x : key.v)
+            h = h * 1000003u ^ static_cast<std::size_t>(x);
+        return h;
     }
 };
+
+/// A matrix operand of a (batched) product as oneDNN describes it: logical dims
+/// [outer, inner, rows, cols] with the strides of how it is stored (transposed or not).
+dnnl::memory::desc operand(dnnl::memory::data_type dt, std::size_t outer, std::size_t inner,
+                           std::size_t rows, std::size_t cols, bool transposed, std::size_t ld,
+                           const std::array<std::size_t, 2>& batch) {
+    using dims = dnnl::memory::dims;
+    auto d = [](std::size_t x) { return static_cast<dnnl::memory::dim>(x); };
+    // A batch axis of one element has no stride to speak of; oneDNN still wants a positive one.
+    auto stride = [&](std::size_t count, std::size_t s) { return d(count == 1 ? 1 : s); };
+    const dims row_col = transposed ? dims{1, d(ld)} : dims{d(ld), 1};
+    if (outer == 1 && inner == 1) return {{d(rows), d(cols)}, dt, row_col};
+    return {{d(outer), d(inner), d(rows), d(cols)},
+            dt,
+            {stride(outer, batch[0]), stride(inner, batch[1]), row_col[0], row_col[1]}};
+}
 
 /// Per thread (products run on several threads at once, attention's heads for one): the
 /// engine and stream, the compiled shapes, and the bfloat16 copies of the factors. Building
 /// a primitive costs about 1.6 µs even when oneDNN's own cache has it, as much as a whole
 /// 64x64x32 product on AMX, so shapes are looked up here first.
-struct bf16_context {
+struct onednn_context {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
-    std::unordered_map<bf16_key, bf16_plan, bf16_key_hash> plans;
+    std::unordered_map<plan_key, plan, plan_key_hash> plans;
     std::vector<std::uint16_t> a, b;
     std::vector<float> c;
 
-    bf16_plan& plan(const bf16_key& key) {
+    /// The plan for C = op(A) op(B) (+ beta C): A and B of type `in`, C float32, batched as
+    /// `batch` says (ldc and batch.c give C's layout).
+    plan& find(dnnl::memory::data_type in, bool trans_a, bool trans_b, std::size_t m, std::size_t n,
+               std::size_t k, std::size_t lda, std::size_t ldb, std::size_t ldc, float beta,
+               const batch_strides& batch, bool with_bias = false) {
+        std::uint32_t beta_bits = 0;
+        std::memcpy(&beta_bits, &beta, sizeof beta_bits);
+        auto i = [](std::size_t x) { return static_cast<std::int64_t>(x); };
+        const plan_key key{{static_cast<std::int64_t>(in), trans_a, trans_b, i(m), i(n), i(k),
+                            i(lda), i(ldb), i(ldc), beta_bits, i(batch.outer), i(batch.inner),
+                            i(batch.a[0]), i(batch.a[1]), i(batch.b[0]), i(batch.b[1]),
+                            i(batch.c[0]), i(batch.c[1]), with_bias}};
         if (const auto it = plans.find(key); it != plans.end()) return it->second;
         // A model has a few dozen shapes; a program that keeps making new ones (varying
         // sequence lengths) must not grow this without bound.
         if (plans.size() >= 512) plans.clear();
         using dt = dnnl::memory::data_type;
-        const auto m = static_cast<dnnl::memory::dim>(key.m);
-        const auto n = static_cast<dnnl::memory::dim>(key.n);
-        const auto k = static_cast<dnnl::memory::dim>(key.k);
-        // The factors are stored as given (transposed or not) and described by strides;
-        // the result is dense, where oneDNN picks its AMX kernels (a strided result gets
-        // the slower generic ones, so strided results go through `c`).
-        const dnnl::memory::desc ad(
-            {m, k}, dt::bf16, key.trans_a ? dnnl::memory::dims{1, m} : dnnl::memory::dims{k, 1});
-        const dnnl::memory::desc bd(
-            {k, n}, dt::bf16, key.trans_b ? dnnl::memory::dims{1, k} : dnnl::memory::dims{n, 1});
-        const dnnl::memory::desc cd({m, n}, dt::f32, dnnl::memory::dims{n, 1});
+        const auto o = batch.outer, in_ = batch.inner;
+        const auto ad = operand(in, o, in_, m, k, trans_a, lda, batch.a);
+        const auto bd = operand(in, o, in_, k, n, trans_b, ldb, batch.b);
+        const auto cd = operand(dt::f32, o, in_, m, n, false, ldc, batch.c);
         dnnl::primitive_attr attr;
-        if (key.beta != 0.0f) { // C = beta C + A B
+        if (beta != 0.0f) { // C = beta C + A B
             dnnl::post_ops ops;
-            ops.append_sum(key.beta);
+            ops.append_sum(beta);
             attr.set_post_ops(ops);
         }
-        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), attr, engine);
+        // A bias is one row, added to every row of C (plans with a bias are not batched).
+        const dnnl::memory::desc biasd =
+            with_bias ? operand(dt::f32, 1, 1, 1, n, false, n, {}) : dnnl::memory::desc();
+        const dnnl::matmul::primitive_desc pd(with_bias ? dnnl::matmul::desc(ad, bd, biasd, cd)
+                                                        : dnnl::matmul::desc(ad, bd, cd),
+                                              attr, engine);
         return plans
-            .emplace(key, bf16_plan{dnnl::matmul(pd), dnnl::memory(ad, engine, nullptr),
-                                    dnnl::memory(bd, engine, nullptr),
-                                    dnnl::memory(cd, engine, nullptr)})
+            .emplace(key, plan{dnnl::matmul(pd), dnnl::memory(ad, engine, nullptr),
+                               dnnl::memory(bd, engine, nullptr), dnnl::memory(cd, engine, nullptr),
+                               with_bias ? dnnl::memory(biasd, engine, nullptr) : dnnl::memory()})
             .first->second;
     }
+
+    void run(plan& p, const void* a_data, const void* b_data, float* c_data,
+             const float* bias = nullptr) {
+        p.a.set_data_handle(const_cast<void*>(a_data)); // oneDNN's handles are not const
+        p.b.set_data_handle(const_cast<void*>(b_data));
+        p.c.set_data_handle(c_data);
+        if (!bias) {
+            p.product.execute(stream,
+                              {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+            return;
+        }
+        p.bias.set_data_handle(const_cast<float*>(bias));
+        p.product.execute(stream, {{DNNL_ARG_SRC, p.a},
+                                   {DNNL_ARG_WEIGHTS, p.b},
+                                   {DNNL_ARG_BIAS, p.bias},
+                                   {DNNL_ARG_DST, p.c}});
+    }
 };
+
+onednn_context& onednn() {
+    thread_local onednn_context ctx;
+    return ctx;
+}
 
 /// C = op(A) op(B) (+ beta C) with both factors rounded to bfloat16 and float32 accumulation.
 void gemm_bf16(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
                const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
                std::size_t ldc, float beta) {
-    thread_local bf16_context ctx;
+    onednn_context& ctx = onednn();
     const std::size_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
     const std::size_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
     ctx.a.resize(std::max(ctx.a.size(), m * k));
@@ -148,15 +194,14 @@ void gemm_bf16(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::si
     round_to_bf16(a, a_rows, a_cols, lda, ctx.a.data());
     round_to_bf16(b, b_rows, b_cols, ldb, ctx.b.data());
     const bool dense = ldc == n;
-    // A strided result is computed densely, then added into place.
-    bf16_plan& p = ctx.plan(bf16_key{trans_a, trans_b, m, n, k, dense ? beta : 0.0f});
+    // The rounded factors are dense; the result too, where oneDNN picks its AMX kernels (a
+    // strided result gets the slower generic ones), so a strided result goes through `c`
+    // and is added into place.
+    plan& p = ctx.find(dnnl::memory::data_type::bf16, trans_a, trans_b, m, n, k, a_cols, b_cols, n,
+                       dense ? beta : 0.0f, {});
     if (!dense) ctx.c.resize(std::max(ctx.c.size(), m * n));
     float* out = dense ? c : ctx.c.data();
-    p.a.set_data_handle(ctx.a.data());
-    p.b.set_data_handle(ctx.b.data());
-    p.c.set_data_handle(out);
-    p.product.execute(ctx.stream,
-                      {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+    ctx.run(p, ctx.a.data(), ctx.b.data(), out);
     if (dense) return;
     for (std::size_t i = 0; i < m; ++i)
         for (std::size_t j = 0; j < n; ++j)
@@ -200,6 +245,75 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     if (k == 0) return empty_product(m, n, c, ldc, beta);
     cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), as_int(m), as_int(n), as_int(k), 1.0, a,
                 as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
+}
+
+void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* b,
+               const float* bias, float* c) {
+#ifdef PARAMTREE_HAVE_ONEDNN
+    static const bool onednn_library = backend_info().library == matmul_library::onednn;
+    if (onednn_library && m > 0 && n > 0 && k > 0 &&
+        current_matmul_precision() == matmul_precision::float32) {
+        onednn_context& ctx = onednn();
+        plan& p =
+            ctx.find(dnnl::memory::data_type::f32, false, true, m, n, k, k, k, n, 0.0f, {}, true);
+        ctx.run(p, a, b, c, bias);
+        return;
+    }
+#endif
+    for (std::size_t r = 0; r < m; ++r)
+        std::copy_n(bias, n, c + r * n);
+    gemm(false, true, m, n, k, a, b, c, 1.0f);
+}
+void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const double* a, const double* b,
+               const double* bias, double* c) {
+    for (std::size_t r = 0; r < m; ++r)
+        std::copy_n(bias, n, c + r * n);
+    gemm(false, true, m, n, k, a, b, c, 1.0);
+}
+
+namespace {
+/// The batch one product at a time, split across threads: a run of products per thread large
+/// enough (about 2 Mflop) to pay for waking it.
+template <class T>
+void gemm_each(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const T* a,
+               std::size_t lda, const T* b, std::size_t ldb, T* c, std::size_t ldc, T beta,
+               const batch_strides& batch) {
+    const std::size_t flops = std::max<std::size_t>(1, 2 * m * n * k);
+    const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 21) / flops);
+    parallel_for(batch.outer * batch.inner, grain, [&](std::size_t lo, std::size_t hi) {
+        for (std::size_t p = lo; p < hi; ++p) {
+            const std::size_t i = p / batch.inner, j = p % batch.inner;
+            gemm(trans_a, trans_b, m, n, k, a + i * batch.a[0] + j * batch.a[1], lda,
+                 b + i * batch.b[0] + j * batch.b[1], ldb, c + i * batch.c[0] + j * batch.c[1], ldc,
+                 beta);
+        }
+    });
+}
+} // namespace
+
+void gemm_batched(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                  const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
+                  std::size_t ldc, float beta, const batch_strides& batch) {
+    if (batch.outer == 0 || batch.inner == 0 || m == 0 || n == 0) return;
+#ifdef PARAMTREE_HAVE_ONEDNN
+    static const bool onednn_library = backend_info().library == matmul_library::onednn;
+    if (onednn_library && k > 0 && batch.outer * batch.inner > 1 &&
+        current_matmul_precision() == matmul_precision::float32) {
+        onednn_context& ctx = onednn();
+        plan& p = ctx.find(dnnl::memory::data_type::f32, trans_a, trans_b, m, n, k, lda, ldb, ldc,
+                           beta, batch);
+        ctx.run(p, a, b, c);
+        return;
+    }
+#endif
+    gemm_each(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, beta, batch);
+}
+
+void gemm_batched(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                  const double* a, std::size_t lda, const double* b, std::size_t ldb, double* c,
+                  std::size_t ldc, double beta, const batch_strides& batch) {
+    if (batch.outer == 0 || batch.inner == 0 || m == 0 || n == 0) return;
+    gemm_each(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, beta, batch);
 }
 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,

@@ -349,7 +349,9 @@ double sum_of_squares(const T* p, std::size_t n) {
 /// (where e^x rounds to 0 in float), +inf above 88.72.
 [[gnu::always_inline]] inline float exp_f32(float x) {
     constexpr float hi = 88.7228394f, lo = -103.972084f;
-    const float xc = x > hi ? hi : (x < lo ? lo : x);
+    // NaN takes `lo` here so that n below stays an integer (converting NaN to int is undefined
+    // behaviour), and is returned as itself at the end.
+    const float xc = x > hi ? hi : (x >= lo ? x : lo);
     // Round x log2(e) to the nearest integer with the 1.5 * 2^23 trick (no rint call).
     constexpr float shifter = 12582912.0f;
     const float n = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -366,7 +368,7 @@ double sum_of_squares(const T* p, std::size_t n) {
     const float s1 = std::bit_cast<float>((half + 127) << 23);
     const float s2 = std::bit_cast<float>((ni - half + 127) << 23);
     const float y = p * s1 * s2;
-    return x < lo ? 0.0f : (x > hi ? std::numeric_limits<float>::infinity() : y);
+    return x > hi ? std::numeric_limits<float>::infinity() : (x >= lo ? y : (x < lo ? 0.0f : x));
 }
 /// tanh for float32 without a library call (vectorises): Cephes' odd polynomial for
 /// |x| < 0.625, where 1 - 2/(e^2x + 1) would cancel, and that formula through exp_f32 above.
@@ -507,6 +509,28 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const double* a,
           std::size_t lda, const double* b, std::size_t ldb, double* c, std::size_t ldc,
           double beta);
+/// C = A · Bᵀ + bias, bias added to every row: a linear layer's x·wᵀ + b, with A m×k, B n×k
+/// and C m×n dense. Under oneDNN the bias is the product's epilogue, not a pass of its own.
+void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* b,
+               const float* bias, float* c);
+void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const double* a, const double* b,
+               const double* bias, double* c);
+/// Where the products of a batch are: product (i, j), for i < outer and j < inner, takes its
+/// A at a + i·a[0] + j·a[1] (B and C likewise, in elements). Two batch axes let attention's
+/// [batch, head] products read their heads in place from [B, T, H·dh] rows.
+struct batch_strides {
+    std::size_t outer = 1, inner = 1;
+    std::array<std::size_t, 2> a{}, b{}, c{};
+};
+/// outer·inner products C_ij = op(A_ij) · op(B_ij) (+ beta·C_ij), each as `gemm` above. float32
+/// under oneDNN is one batched matmul primitive (per-product calls cost about a fifth more at
+/// attention's 64x64x64 heads); otherwise the products are split across threads.
+void gemm_batched(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                  const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
+                  std::size_t ldc, float beta, const batch_strides& batch);
+void gemm_batched(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                  const double* a, std::size_t lda, const double* b, std::size_t ldb, double* c,
+                  std::size_t ldc, double beta, const batch_strides& batch);
 /// The same for dense operands (lda = k or m, ldb = n or k, ldc = n).
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const float* a,
           const float* b, float* c, float beta);

@@ -227,9 +227,12 @@ array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batc
     auto out_data = detail::fresh<T>(std::move(out_shape));
     array out = std::move(out_data.value);
     auto* c = out_data.data;
-    for (std::size_t i = 0; i < batch; ++i)
-        k::gemm(ta, tb, m, n, kk, data<T>(a) + i * m * kk, data<T>(b) + i * kk * n, c + i * m * n,
-                T{0});
+    if (batch == 1) {
+        k::gemm(ta, tb, m, n, kk, data<T>(a), data<T>(b), c, T{0});
+        return out;
+    }
+    k::gemm_batched(ta, tb, m, n, kk, data<T>(a), ta ? m : kk, data<T>(b), tb ? kk : n, c, n, T{0},
+                    {1, batch, {0, m * kk}, {0, kk * n}, {0, m * n}});
     return out;
 }
 } // namespace
@@ -364,10 +367,10 @@ array linear_impl(const array& x, const array& w, const array* b) {
         auto result_data = detail::fresh<T>(out_shape);
         array result = std::move(result_data.value);
         auto* c = result_data.data;
-        if (b) // the bias rows first, then C = x w^T + C
-            for (std::size_t r = 0; r < rows; ++r)
-                std::copy_n(data<T>(*b), out_f, c + r * out_f);
-        k::gemm(false, true, rows, out_f, in, data<T>(x), data<T>(w), c, b ? T{1} : T{0});
+        if (b)
+            k::gemm_bias(rows, out_f, in, data<T>(x), data<T>(w), data<T>(*b), c);
+        else
+            k::gemm(false, true, rows, out_f, in, data<T>(x), data<T>(w), c, T{0});
         return result;
     });
     std::vector<const array*> inputs{&x, &w};

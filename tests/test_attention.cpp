@@ -9,6 +9,7 @@
 #include <paramtree/ops.hpp>
 
 #include <cmath>
+#include <limits>
 
 namespace pt = paramtree;
 using gradcheck::check;
@@ -80,6 +81,39 @@ TEST_CASE("attention: gradients in q, k and v match finite differences", "[atten
               },
               {rand(10, {3, 6}), rand(11, {5, 6}), rand(12, {5, 6})});
     }
+}
+
+TEST_CASE("attention: float32 gradients (one batched product per kind) equal float64's",
+          "[attention][grad]") {
+    // float32 runs every head's products as one batched oneDNN call; float64 one product at a
+    // time. Shapes with several batches and heads, S != T, causal or not.
+    for (const bool causal : {false, true}) {
+        INFO("causal " << causal);
+        const pt::array q = rand(13, {3, 6, 16}), k = rand(14, {3, 9, 16}),
+                        v = rand(15, {3, 9, 16});
+        const pt::array w = rand(16, {3, 6, 16}); // a cotangent that is not all ones
+        auto loss = [&](const pt::tree& x) {
+            const pt::array& a = x[0].as_array();
+            return pt::sum(pt::scaled_dot_product_attention(a, x[1].as_array(), x[2].as_array(), 4,
+                                                            {.causal = causal}) *
+                           w.astype(a.dtype()));
+        };
+        const auto f32 = [](const pt::array& x) { return x.astype(pt::dtype::float32); };
+        const pt::tree g64 = pt::grad(loss)(pt::tuple({q, k, v}));
+        const pt::tree g32 = pt::grad(loss)(pt::tuple({f32(q), f32(k), f32(v)}));
+        for (std::size_t i = 0; i < 3; ++i) {
+            const pt::array a = g32[i].as_array(), b = g64[i].as_array();
+            CHECK(a.dtype() == pt::dtype::float32);
+            CHECK(pt::array_equal(a.astype(pt::dtype::float64), b, 1e-4, 1e-5));
+        }
+    }
+}
+
+TEST_CASE("attention: NaN in a row gives NaN there, not undefined behaviour", "[attention]") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const pt::array q = pt::array::from_vector<float>({2, 2}, {nan, 1.f, 0.5f, 0.25f});
+    const pt::array out = pt::scaled_dot_product_attention(q, q, q, 1, {.causal = true});
+    CHECK(std::isnan(out.item(0)));
 }
 
 TEST_CASE("attention: shapes that do not fit are shape_errors naming the operands",

@@ -130,6 +130,11 @@ TEST_CASE("ops: float32 exp is within 2 ulp of the C library's, with 0 and inf a
     CHECK(worst_denormal <= 1.5e-45);
     CHECK(pt::exp(pt::array{-1000.f, 0.f, 1000.f}).to_doubles() ==
           std::vector<double>{0.0, 1.0, std::numeric_limits<double>::infinity()});
+    // NaN stays NaN (and is no undefined conversion on the way: the sanitizer build checks).
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(pt::exp(pt::array{nan, 1.f}).item(0)));
+    CHECK(pt::exp(pt::array{nan, 1.f}).item(1) == Approx(std::exp(1.0)));
+    CHECK(std::isnan(pt::tanh(pt::array{nan}).item(0)));
     // Softmax of masked scores: exactly 0, no NaN.
     const pt::array s = pt::softmax(pt::array{{0.f, -1e9f, 2.f}});
     CHECK(s.item(1) == 0.0);

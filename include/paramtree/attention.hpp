@@ -2,7 +2,7 @@
 // One differentiable operation for softmax(q kᵀ · scale + causal mask) v over every head: the
 // heads are read in place from [batch, time, heads·dh] rows (no split or merge transposes), the
 // mask is applied while the softmax runs (no [B, H, T, T] mask array), and the backward pass
-// is four strided matrix products and one softmax-gradient pass per head.
+// is four batched matrix products over every head and one softmax-gradient pass.
 #pragma once
 
 #include <cstddef>
