@@ -6,6 +6,9 @@ set -euo pipefail
 build="$1"
 src_dir="$2"
 sanitize="${3:-none}"
+# The consumer is compiled by the library's compiler (the sanitizer and OpenMP runtimes and
+# the C++ library's ABI must match): the 4th argument, c++ by default.
+export CXX="${4:-c++}"
 flags=()
 # A sanitized library needs the sanitizer runtime in the consumer too.
 [ "$sanitize" != "none" ] && flags+=("-fsanitize=$sanitize")
@@ -35,7 +38,7 @@ PKG_CONFIG_LIBDIR="$only" PKG_CONFIG_PATH="" pkg-config --static --cflags --libs
 
 # 1. pkg-config by hand.
 # shellcheck disable=SC2046
-c++ -std=c++20 "${flags[@]}" "$src_dir/main.cpp" -o "$scratch/by_hand" \
+"$CXX" -std=c++20 "${flags[@]}" "$src_dir/main.cpp" -o "$scratch/by_hand" \
     $(pkg-config $static --cflags --libs paramtree)
 LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/by_hand"
 

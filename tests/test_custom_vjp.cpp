@@ -114,7 +114,7 @@ TEST_CASE("custom_vjp: several inputs, residuals, and an integer input that gets
         [](const auto& res, const pt::array& g) {
             const auto& [rows, idx, s, table_shape] = res;
             // The scatter-add of take's backward, written with take's own gradient.
-            const pt::array dtable = pt::grad([&](const pt::array& t) {
+            const pt::array dtable = pt::grad([&idx = idx, &g, &s = s](const pt::array& t) {
                                          return pt::sum(pt::take(t, idx) * g * s);
                                      })(pt::array::zeros(table_shape, g.dtype()))
                                          .as_array();

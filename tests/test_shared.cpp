@@ -369,7 +369,8 @@ TEST_CASE("shared: random trees with random ties keep every tie through every op
     int tested = 0;
     for (int round = 0; round < 120; ++round) {
         const auto t = random_tree(gen, 4);
-        auto [leaves, def] = pt::flatten_with_path(t);
+        // Named, not bound: clang 14 does not let the lambda below capture a binding.
+        const auto leaves = pt::flatten_with_path(t).leaves;
         if (leaves.size() < 3) continue;
         // Pick a source and up to 3 targets among the leaves with the source's shape.
         std::uniform_int_distribution<std::size_t> pick(0, leaves.size() - 1);

@@ -535,7 +535,9 @@ int run(options o, parallel& par) {
     const auto [eval_first, eval_last] = par.slice(eval_windows);
     const auto [eval_x, eval_y] =
         text.rows(rnd::fold_in(root, 1), eval_windows, o.context, eval_first, eval_last, true);
-    const auto eval_loss = [&](const pt::tree& m) {
+    // The bindings are captured by name: clang 14 does not capture structured bindings.
+    const auto eval_loss = [&, eval_first = eval_first, eval_last = eval_last, &eval_x = eval_x,
+                            &eval_y = eval_y](const pt::tree& m) {
         const std::size_t mine = eval_last - eval_first;
         const pt::array local = mine > 0 ? gpt::loss(m, eval_x, eval_y) : pt::array::scalar(0.0f);
         return par.average(pt::tree(local), mine).as_array().item();
@@ -574,7 +576,7 @@ int run(options o, parallel& par) {
         const auto [x, y] = text.rows(k, o.batch, o.context, first, last_row);
         // Dropout keyed by the process too: its rows are other rows of the global batch. The
         // forward and backward products run at --precision; the update stays float32.
-        auto [local_loss, local_grads] = [&] {
+        auto [local_loss, local_grads] = [&, &x = x, &y = y] {
             const pt::precision_scope precision(o.precision);
             return step_fn(model, x, y,
                            rnd::fold_in(rnd::fold_in(k, 1), static_cast<std::uint32_t>(par.rank)));

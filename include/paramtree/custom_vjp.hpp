@@ -62,6 +62,19 @@ template <std::size_t N>
     return {std::make_move_iterator(gs.begin()), std::make_move_iterator(gs.end())};
 }
 
+/// The user's backward called with the residuals (if any) and the output cotangent: one array
+/// for a one-output operation, all of them otherwise. A function template of its own, not an
+/// `if constexpr` inside the closure: clang 14 instantiates both branches of that one (the
+/// closure is not itself a template) and rejects the call that does not apply.
+template <class Out, class Backward, class... Residuals>
+[[nodiscard]] std::vector<std::optional<array>>
+call_backward(const Backward& backward, const std::vector<array>& g, const Residuals&... res) {
+    if constexpr (std::same_as<Out, array>)
+        return to_cotangents(std::invoke(backward, res..., g.front()));
+    else
+        return to_cotangents(std::invoke(backward, res..., g));
+}
+
 /// The outputs as the caller receives them: one array, or all of them.
 template <class Out>
 [[nodiscard]] std::vector<array> to_outputs(Out out) {
@@ -133,18 +146,12 @@ template <class Forward, class Backward>
                 out.outputs = detail::to_outputs<out_type>(std::move(r.first));
                 out.backward = [backward, res = std::make_shared<const residuals>(
                                               std::move(r.second))](const std::vector<array>& g) {
-                    if constexpr (std::same_as<out_type, array>)
-                        return detail::to_cotangents(std::invoke(*backward, *res, g.front()));
-                    else
-                        return detail::to_cotangents(std::invoke(*backward, *res, g));
+                    return detail::call_backward<out_type>(*backward, g, *res);
                 };
             } else {
                 out.outputs = detail::to_outputs<result>(std::move(r));
                 out.backward = [backward](const std::vector<array>& g) {
-                    if constexpr (std::same_as<result, array>)
-                        return detail::to_cotangents(std::invoke(*backward, g.front()));
-                    else
-                        return detail::to_cotangents(std::invoke(*backward, g));
+                    return detail::call_backward<result>(*backward, g);
                 };
             }
             return out;

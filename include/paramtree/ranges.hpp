@@ -326,6 +326,7 @@ using arrays_view =
 ///
 ///     std::size_t n = 0;
 ///     for (const pt::array& w : pt::views::float_arrays(model)) n += w.size();
+///     assert(n == 40); // model: two Linear(4 -> 4), each 16 weights and 4 biases
 using float_arrays_view =
     detail_views::tree_view<detail_views::leaf_iterator<leaf_filter::float_arrays, false>>;
 [[nodiscard]] float_arrays_view float_arrays(tree t);
@@ -351,6 +352,7 @@ void check_same_structure(std::initializer_list<const tree*> trees);
 ///     double dot = 0;
 ///     for (auto [p, g] : pt::views::zip_leaves(params, grads))
 ///         dot += pt::sum(p.as_array() * g.as_array()).item();
+///     assert(dot > 0); // grads = params / 2 here
 template <class... Trees>
 requires(sizeof...(Trees) >= 1 && (std::same_as<std::remove_cvref_t<Trees>, tree> && ...))
     [[nodiscard]] auto zip_leaves(const Trees&... ts) {
