@@ -93,6 +93,17 @@ BAD = {
                                  {"k": "array", "name": "w"},
                                  {"k": "tied", "source": "[0]", "transforms": ["*0,5"]}]})},
         "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    # Format 3 keeps a tie in paramtree.ties under its position's name: none there, or no path.
+    "structure_v3_tie_not_in_ties": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "0"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"0": {"source": "0", "from": "[0]", "transforms": []}})},
+        "0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "structure_v3_tie_without_from": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "0"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"1": {"source": "0", "transforms": []}})},
+        "0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
     "structure_reserved_record_bad_fields": st({"__metadata__": {"paramtree.structure": json.dumps(
         {"version": 2, "nodes": [{"k": "record", "name": "pt.nn.Linear", "fields": ["weight", "weight"],
                                   "statics": []}, {"k": "none"}, {"k": "none"}]})}}),
@@ -110,6 +121,12 @@ GOOD = {
     "unpadded_unaligned": st({"x": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}},
                              struct.pack("<d", 0.25), pad=False),
     "empty_tensor_list": st({}),
+    # Format 3: the tie (transposed) only in paramtree.ties, with its path in "from".
+    "paramtree_v3_transposed_tie": st({"__metadata__": {"format": "paramtree", "paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "dict", "keys": ["enc", "dec"]},
+                                 {"k": "array", "name": "enc"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"dec": {"source": "enc", "transforms": [".T"], "from": "['enc']"}})},
+        "enc": {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]}}, F32x2),
     # Format 2 of the structure with a transformed tie (scale 0.5: read under any locale).
     "paramtree_v2_scaled_tie": st({"__metadata__": {"format": "paramtree", "paramtree.structure": json.dumps(
         {"version": 2, "nodes": [{"k": "shared", "tags": []}, {"k": "dict", "keys": ["a", "b"]},

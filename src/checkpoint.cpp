@@ -75,31 +75,44 @@ struct problem_list {
     }
 };
 
-/// The ties a file written by paramtree records, tied name -> source name and transforms
-/// (`enc.weight.T`); nullopt for a file without them (another tool's).
-std::optional<std::map<std::string, std::string>> file_ties_of(const st_file& f) {
-    const auto meta = f.metadata.find(ties_key);
-    if (meta == f.metadata.end()) return std::nullopt;
-    std::map<std::string, std::string> file_ties;
-    // {"tied name": {"source": "name", "transforms": [".T"]}}: three levels.
+/// A header's `paramtree.ties` text (`{"tied name": {"source": name, "transforms": [...],
+/// "from": path}}`, three levels) parsed and checked; an empty object where there is none.
+json parse_ties(const std::string* text, const std::string& source) {
+    if (!text) return json::object();
+    const std::string where = std::string("__metadata__.") + ties_key;
     bool too_deep = false;
-    const json j = detail::parse_bounded(meta->second, 3, &too_deep);
+    json j = detail::parse_bounded(*text, 3, &too_deep);
     if (j.is_discarded() || !j.is_object())
-        bad_file(f.source, std::string("__metadata__.") + ties_key, "a JSON object",
+        bad_file(source, where, "a JSON object",
                  too_deep ? "JSON nested deeper than 3 levels" : "invalid JSON");
     for (const auto& [tied, v] : j.items()) {
         if (!detail::valid_tensor_name(tied))
-            bad_file(f.source, std::string("__metadata__.") + ties_key,
-                     "tie names without control characters",
+            bad_file(source, where, "tie names without control characters",
                      fmt::format("'{}'", detail::escaped(tied)));
         if (!v.is_object() || !v.contains("source") || !v["source"].is_string())
-            bad_file(f.source, std::string("__metadata__.") + ties_key, "{source, transforms}",
-                     describe_json(v));
-        std::string text = v["source"].get<std::string>();
+            bad_file(source, where, "{source, transforms}", describe_json(v));
+    }
+    return j;
+}
+
+const std::string* metadata_entry(const st_file& f, const char* key) {
+    const auto it = f.metadata.find(key);
+    return it == f.metadata.end() ? nullptr : &it->second;
+}
+
+/// The ties a file written by paramtree records, tied name -> source name and transforms
+/// (`enc.weight.T`); nullopt for a file without them (another tool's).
+std::optional<std::map<std::string, std::string>> file_ties_of(const st_file& f) {
+    const std::string* text = metadata_entry(f, ties_key);
+    if (!text) return std::nullopt;
+    std::map<std::string, std::string> file_ties;
+    const json ties = parse_ties(text, f.source); // named: items() refers into it
+    for (const auto& [tied, v] : ties.items()) {
+        std::string name = v["source"].get<std::string>();
         if (v.contains("transforms") && v["transforms"].is_array())
             for (const auto& tr : v["transforms"])
-                if (tr.is_string()) text += tr.get<std::string>();
-        file_ties[tied] = std::move(text);
+                if (tr.is_string()) name += tr.get<std::string>();
+        file_ties[tied] = std::move(name);
     }
     return file_ties;
 }
@@ -214,7 +227,7 @@ tree tree_of(const st_file& f) {
                          "no such tensor");
             return tensor_array(f, *t->second);
         },
-        f.source);
+        parse_ties(metadata_entry(f, ties_key), f.source), f.source);
 }
 
 std::map<std::string, array> arrays_of(const st_file& f) {
@@ -226,49 +239,16 @@ std::map<std::string, array> arrays_of(const st_file& f) {
 
 } // namespace
 
-namespace {
-/// The ties of `t` as saved in the header: tied name -> {source, transforms}. A tie's name
-/// must not be a tensor's or another tie's: the loader finds ties by name.
-json encode_ties(const tree& t, const detail::encoded_structure& enc, const std::string& context) {
-    std::map<std::string, std::string> taken; // name -> what has it, for the message
-    for (const auto& [name, a] : enc.tensors)
-        taken.emplace(name, "a tensor");
-    json out = json::object();
-    for (const auto& tie : ties(t)) {
-        std::string name = tensor_name(tie.tied);
-        if (!detail::valid_tensor_name(name))
-            throw format_error("save " + context, keystr(tie.tied),
-                               "a tie name without control characters, not __metadata__",
-                               fmt::format("'{}'", detail::escaped(name)));
-        const auto [at, fresh] =
-            taken.emplace(name, "the tie at " + display_path(keystr(tie.tied)));
-        if (!fresh)
-            throw format_error(
-                "save " + context, keystr(tie.tied), "a tie name of its own",
-                fmt::format("'{}', also the name of {}", detail::escaped(name), at->second));
-        json transforms = json::array();
-        for (const auto& tr : tie.transforms)
-            if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
-        out[name] = {{"source", tensor_name(tie.source)}, {"transforms", std::move(transforms)}};
-    }
-    return out;
-}
-} // namespace
-
 namespace detail {
-std::map<std::string, std::string> structure_metadata(const tree& t, const encoded_structure& enc,
-                                                      const std::string& context) {
-    return {{"format", "paramtree"},
-            {structure_key, enc.text},
-            {ties_key, encode_ties(t, enc, context).dump()},
-            {"paramtree.treedef", paramtree::structure(t).to_string()}};
+std::map<std::string, std::string> structure_metadata(const encoded_structure& enc) {
+    return {{"format", "paramtree"}, {structure_key, enc.text}, {ties_key, enc.ties}};
 }
 } // namespace detail
 
 void save(const std::filesystem::path& file, const tree& t) {
     const std::string context = file.string();
     const auto enc = detail::encode_structure(t, context);
-    detail::write_safetensors(file, enc.tensors, detail::structure_metadata(t, enc, context));
+    detail::write_safetensors(file, enc.tensors, detail::structure_metadata(enc));
 }
 
 // ---- sharded checkpoints -------------------------------------------------------------------
@@ -300,6 +280,10 @@ tree load_sharded_tree(const std::filesystem::path& index, const load_options& o
     if (!meta.contains(structure_key) || !meta[structure_key].is_string())
         bad("metadata", "paramtree's structure (an index written by distributed::save_sharded)",
             "no paramtree.structure string");
+    if (meta.contains(ties_key) && !meta[ties_key].is_string())
+        bad("metadata", "paramtree.ties as a string", detail::describe_json(meta[ties_key]));
+    const std::string ties_text = meta.value(ties_key, std::string());
+    const json ties = parse_ties(meta.contains(ties_key) ? &ties_text : nullptr, source);
     // Each shard once, in any order; each tensor from the file the index names for it.
     struct shard {
         st_file file;
@@ -333,7 +317,7 @@ tree load_sharded_tree(const std::filesystem::path& index, const load_options& o
                     "no such entry");
             return tensor_array(*t->second.first, *t->second.second);
         },
-        source);
+        ties, source);
 }
 
 /// `t` (loaded from `source`) checked against `like`: the same structure and, leaf by leaf,

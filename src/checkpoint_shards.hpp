@@ -18,9 +18,8 @@
 
 namespace paramtree::detail {
 
-/// What `pt::save` puts in `__metadata__` for `t`: the structure text `enc` holds, the ties
-/// and the treedef, so the tree can be rebuilt without model code.
-[[nodiscard]] std::map<std::string, std::string>
-structure_metadata(const tree& t, const encoded_structure& enc, const std::string& context);
+/// What `pt::save` puts in `__metadata__`: the structure text and the ties `enc` holds (each
+/// tie once), so the tree can be rebuilt without model code.
+[[nodiscard]] std::map<std::string, std::string> structure_metadata(const encoded_structure& enc);
 
 } // namespace paramtree::detail

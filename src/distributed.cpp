@@ -147,11 +147,17 @@ tree shapes_of(const tree& t) {
 // differs from the root's and throws its first difference everywhere.
 [[noreturn]] void throw_mismatch(MPI_Comm comm, int rank, const tree& t, std::string_view context,
                                  int root) {
-    std::string text;
-    if (rank == root) text = detail::encode_structure(shapes_of(t), std::string(context)).text;
+    std::string text, ties;
+    if (rank == root) {
+        auto enc = detail::encode_structure(shapes_of(t), std::string(context));
+        text = std::move(enc.text);
+        ties = std::move(enc.ties);
+    }
     broadcast_string(comm, text, root);
+    broadcast_string(comm, ties, root);
     const tree root_shapes = detail::decode_structure(
-        text, [](const std::string&) -> array { return {}; }, std::string(context));
+        text, [](const std::string&) -> array { return {}; }, detail::parse_bounded(ties, 3),
+        std::string(context));
     const auto diffs = tree_diff(root_shapes, shapes_of(t));
     int mine = diffs.empty() ? INT_MAX : rank, first = INT_MAX;
     MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
@@ -763,7 +769,10 @@ void on_all_or_none(const communicator& comm, const std::string& context, Write&
 
 void save_sharded(const communicator& comm, const std::filesystem::path& index, const tree& local) {
     const std::string context = "save_sharded " + index.string();
-    auto [leaves, def] = flatten_planned(local);
+    // Named, not a structured binding: clang 14 does not let the lambdas below capture one.
+    const auto flat = flatten_planned(local);
+    const auto& leaves = flat.leaves;
+    const auto& def = flat.def;
     if (!all_equal(raw(comm), std::hash<treedef>{}(def)))
         detail::throw_value(context, {},
                             "one structure on every process (None where a "
@@ -800,17 +809,14 @@ void save_sharded(const communicator& comm, const std::filesystem::path& index, 
         if (comm.rank() != 0) return;
         std::vector<tree> whole = leaves;
         nlohmann::json weight_map = nlohmann::json::object();
-        std::size_t total = 0;
         for (std::size_t i = 0; i < whole.size(); ++i) {
             if (writer[i] == INT_MAX) continue; // None on every process: part of the structure
             if (!whole[i].is_array()) whole[i] = tree(array::zeros({}));
             weight_map[detail::tensor_name(paths[i])] = files[static_cast<std::size_t>(writer[i])];
         }
-        for (std::size_t i = 0; i < leaves.size(); ++i)
-            if (leaves[i].is_array() && writer[i] == 0) total += leaves[i].as_array().nbytes();
         const tree t = unflatten(def, std::move(whole));
         const auto enc = detail::encode_structure(t, context);
-        nlohmann::json meta = detail::structure_metadata(t, enc, context);
+        nlohmann::json meta = detail::structure_metadata(enc);
         meta["paramtree.generation"] = std::to_string(generation);
         meta["paramtree.processes"] = std::to_string(comm.size());
         const std::string text =

@@ -107,14 +107,15 @@ namespace {
 
 using node_t = node;
 
-/// One pre-order walk over a tree, appending each node's JSON to `nodes` and each array leaf
-/// to `out.tensors` under its dotted path (checked unique and printable).
+/// One pre-order walk over a tree, appending each node's JSON to `nodes`, each array leaf to
+/// `out.tensors` under its dotted path, and each tie to `out.ties` under the tied position's
+/// (names checked printable and unique among tensors and ties).
 class encoder {
 public:
     explicit encoder(const std::string& context) : context_(context) {}
 
     encoded_structure run(const tree& t) {
-        stack_.push_back({t.node(), 0, 0, std::nullopt});
+        stack_.push_back({t.node(), 0, 0, std::nullopt, 0});
         while (!stack_.empty()) {
             item it = std::move(stack_.back());
             stack_.pop_back();
@@ -123,8 +124,10 @@ public:
                 fail(fmt::format("a tree at most {} levels deep", max_structure_depth), "deeper");
             visit(it);
         }
+        check_tie_names();
         try {
-            out_.text = json{{"version", 2}, {"nodes", std::move(nodes_)}}.dump();
+            out_.text = json{{"version", 3}, {"nodes", std::move(nodes_)}}.dump();
+            out_.ties = ties_.dump();
         } catch (const json::exception&) {
             throw format_error("save " + context_, "", "UTF-8 keys, names and strings",
                                "a string that is not valid UTF-8");
@@ -138,6 +141,7 @@ private:
         std::size_t depth;      // nodes above it
         std::size_t path_depth; // entries of its parent's path
         std::optional<path_entry> entry;
+        std::size_t scope; // path length at the innermost Shared node's child above it
     };
 
     [[noreturn]] void fail(std::string expected, std::string found) const {
@@ -148,7 +152,7 @@ private:
     void push_children(const item& it, const std::vector<node_ptr>& children,
                        const std::vector<std::optional<path_entry>>& entries) {
         for (std::size_t k = children.size(); k-- > 0;)
-            stack_.push_back({children[k], it.depth + 1, cur_.size(), entries[k]});
+            stack_.push_back({children[k], it.depth + 1, cur_.size(), entries[k], it.scope});
     }
 
     void visit(const item& it) {
@@ -179,11 +183,11 @@ private:
                 tags.push_back({tag, keystr(at)});
             nodes_.push_back({{"k", "shared"}, {"tags", std::move(tags)}});
             // Paths pass through a Shared node without an entry of their own.
-            stack_.push_back({n.children[0], it.depth + 1, cur_.size(), std::nullopt});
+            stack_.push_back({n.children[0], it.depth + 1, cur_.size(), std::nullopt, cur_.size()});
             return;
         }
         case node_kind::tied:
-            return tied(n);
+            return tied(n, it.scope);
         }
     }
 
@@ -245,7 +249,10 @@ private:
         push_children(it, children, entries);
     }
 
-    void tied(const node_t& n) {
+    /// A tie is written once, in `ties_` under the tied position's tensor name: its source as
+    /// a tensor name (for other tools) and as a key path relative to its Shared node (what
+    /// decoding rebuilds it from), and its transforms. The node list only marks the place.
+    void tied(const node_t& n, std::size_t scope) {
         const auto& m = meta_of<tie_meta>(n);
         if (m.fn)
             throw sharing_error("save " + context_, keystr(cur_), "a tie to a path (savable)",
@@ -253,14 +260,47 @@ private:
         json transforms = json::array();
         for (const auto& tr : m.transforms)
             if (tr.kind() != transform::op::identity) transforms.push_back(tr.to_string());
-        nodes_.push_back(
-            {{"k", "tied"}, {"source", keystr(m.source)}, {"transforms", std::move(transforms)}});
+        std::vector<path_entry> source(cur_.begin(),
+                                       cur_.begin() + static_cast<std::ptrdiff_t>(scope));
+        source.insert(source.end(), m.source.begin(), m.source.end());
+        std::string name = tensor_name(cur_);
+        tie_paths_.emplace_back(name, cur_);
+        ties_[std::move(name)] = {{"source", tensor_name(path(std::move(source)))},
+                                  {"transforms", std::move(transforms)},
+                                  {"from", keystr(m.source)}};
+        nodes_.push_back({{"k", "tied"}});
+    }
+
+    /// The loader finds ties by name: a tie's name must be printable and neither a tensor's
+    /// nor another tie's.
+    void check_tie_names() const {
+        std::map<std::string, const path*> ties;
+        for (const auto& tie : tie_paths_) {
+            const std::string& name = tie.first;
+            const path& at = tie.second; // named: clang 14 cannot capture a structured binding
+            auto fail_at = [&](std::string expected, std::string found) {
+                throw format_error("save " + context_, keystr(at), std::move(expected),
+                                   std::move(found));
+            };
+            if (!valid_tensor_name(name))
+                fail_at("a tie name without control characters, not __metadata__",
+                        fmt::format("'{}'", escaped(name)));
+            if (const auto t = names_.find(name); t != names_.end())
+                fail_at("a tie name of its own",
+                        fmt::format("'{}', also the name of a tensor", escaped(name)));
+            if (const auto [other, fresh] = ties.emplace(name, &at); !fresh)
+                fail_at("a tie name of its own",
+                        fmt::format("'{}', also the name of the tie at {}", escaped(name),
+                                    display_path(keystr(*other->second))));
+        }
     }
 
     const std::string& context_;
     encoded_structure out_;
     json nodes_ = json::array();
     std::map<std::string, path> names_; // tensor name -> the leaf it came from
+    json ties_ = json::object();
+    std::vector<std::pair<std::string, path>> tie_paths_; // tie name -> the tied position
     std::vector<item> stack_;
     path cur_;
 };
@@ -277,8 +317,9 @@ namespace {
 
 class decoder {
 public:
-    decoder(const std::function<array(const std::string&)>& tensor, const std::string& context)
-        : tensor_(tensor), context_(context) {}
+    decoder(const std::function<array(const std::string&)>& tensor, const json& ties,
+            const std::string& context)
+        : tensor_(tensor), ties_(ties), context_(context) {}
 
     tree decode(const json& nodes);
 
@@ -369,6 +410,7 @@ private:
     void open_shared(const json& j);
 
     const std::function<array(const std::string&)>& tensor_;
+    const json& ties_; // the header's paramtree.ties (an object; empty for formats 1 and 2)
     const std::string& context_;
     path cur_;
     std::vector<scope> scopes_;
@@ -406,8 +448,15 @@ tree decoder::tie(const json& j) {
     pending_tie tie{path(std::vector<path_entry>(cur_.begin() + static_cast<std::ptrdiff_t>(s.base),
                                                  cur_.end())),
                     {}};
-    const std::string source = text(j, "source");
-    const json& transforms = list_of(j, "transforms");
+    // Formats 1 and 2 hold the tie in its node; format 3 in paramtree.ties, under the tied
+    // position's tensor name, with the source path in "from".
+    const bool inline_tie = j.is_object() && j.contains("source");
+    const std::string name = tensor_name(cur_);
+    if (!inline_tie && !ties_.contains(name))
+        bad_text("the tie in paramtree.ties", fmt::format("no tie named '{}'", escaped(name)));
+    const json& entry = inline_tie ? j : ties_[name];
+    const std::string source = text(entry, inline_tie ? "source" : "from");
+    const json& transforms = list_of(entry, "transforms");
     for (const auto& tr : transforms)
         if (!tr.is_string()) bad("transform texts", tr);
     try {
@@ -550,8 +599,8 @@ json flatten_v1(const json& root, const decoder& d) {
 
 tree decode_structure(const std::string& text,
                       const std::function<array(const std::string&)>& tensor,
-                      const std::string& context) {
-    decoder d(tensor, context);
+                      const nlohmann::json& ties, const std::string& context) {
+    decoder d(tensor, ties, context);
     // Format 2 is at most six levels deep; format 1 nests two levels per tree level.
     bool too_deep = false;
     const json j = parse_bounded(text, 2 * static_cast<int>(max_structure_depth) + 8, &too_deep);
@@ -562,8 +611,8 @@ tree decode_structure(const std::string& text,
     try {
         if (j.is_object() && j.contains("version")) {
             const json& v = j["version"];
-            if (!v.is_number_unsigned() || v.get<std::uint64_t>() != 2)
-                d.bad("structure format version 2 (or the unversioned format 1)", v);
+            if (!v.is_number_unsigned() || v.get<std::uint64_t>() < 2 || v.get<std::uint64_t>() > 3)
+                d.bad("structure format version 2 or 3 (or the unversioned format 1)", v);
             return d.decode(d.list_of(j, "nodes"));
         }
         return d.decode(flatten_v1(j, d));

@@ -81,7 +81,8 @@ def main():
     run("write-torch", os.path.join(tmp, "for_torch.safetensors"))
     arrays, metadata = read_st(os.path.join(tmp, "for_torch.safetensors"))
     ties = json.loads(metadata["paramtree.ties"])
-    assert ties == {"head.weight": {"source": "embed.weight", "transforms": []}}, ties
+    assert ties == {"head.weight": {"source": "embed.weight", "transforms": [],
+                                    "from": ".embed.weight"}}, ties
     fresh = LM()
     missing, unexpected = fresh.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in arrays.items()},
                                                 strict=False)

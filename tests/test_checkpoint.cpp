@@ -114,9 +114,13 @@ TEST_CASE("checkpoint: a tied model round-trips; the tied value is stored once",
     CHECK(arrays.contains("embed.weight"));
     CHECK(arrays.contains("head.bias"));
     CHECK(!arrays.contains("head.weight"));
-    // The header records the tie for other tools.
+    // The header records the tie for other tools, once: the structure only marks its place.
     const std::string text = read_text(s / "lm.safetensors");
-    CHECK(text.find(R"(\"head.weight\":{\"source\":\"embed.weight\")") != std::string::npos);
+    CHECK(text.find(R"(\"head.weight\":{\"from\":\".embed.weight\",\"source\":\"embed.weight\")") !=
+          std::string::npos);
+    const auto first = text.find("head.weight");
+    CHECK(text.find("head.weight", first + 1) == std::string::npos);
+    CHECK(text.find("paramtree.treedef") == std::string::npos);
 
     const pt::tree back = pt::load(s / "lm.safetensors", lm);
     CHECK(pt::tree_equal(back, lm));
@@ -330,8 +334,8 @@ TEST_CASE("checkpoint: every file of the malformed corpus is a clear format_erro
             CHECK_NOTHROW(pt::load_arrays(entry.path()));
         }
     }
-    CHECK(bad == 43);
-    CHECK(good == 6);
+    CHECK(bad == 45);
+    CHECK(good == 7);
     const auto two =
         pt::load_arrays(fs::path(PT_TEST_DATA) / "safetensors/good_two_tensors.safetensors");
     CHECK(two.at("a").to_doubles() == std::vector<double>{1.5, -2.0});
@@ -566,6 +570,27 @@ TEST_CASE("checkpoint: a static integer beyond int64 and a locale's decimal comm
     ::unsetenv("LOCPATH");
     CHECK(pt::expand(back)["b"].as_array().to_doubles() == std::vector<double>{0.75, -1.0});
     CHECK(pt::expand(again)["b"].as_array().to_doubles() == std::vector<double>{1.0, 2.0});
+}
+
+TEST_CASE("checkpoint: structure format 3 (ties once, in paramtree.ties) and format 2 both load",
+          "[checkpoint]") {
+    const fs::path data = fs::path(PT_TEST_DATA) / "safetensors";
+    // Format 3: the tie's path and transforms are in paramtree.ties only.
+    const pt::tree v3 = pt::load_tree(data / "good_paramtree_v3_transposed_tie.safetensors");
+    REQUIRE(pt::ties(v3).size() == 1);
+    CHECK(pt::keystr(pt::ties(v3)[0].source) == "['enc']");
+    const pt::tree full = pt::expand(v3);
+    CHECK(full["dec"].as_array().shape() == pt::shape_type{2, 1});
+    CHECK(full["dec"].as_array().to_doubles() == std::vector<double>{1.5, -2.0});
+    // Format 2: the same information inside the tied node.
+    const pt::tree v2 = pt::load_tree(data / "good_paramtree_v2_scaled_tie.safetensors");
+    CHECK(pt::expand(v2)["b"].as_array().to_doubles() == std::vector<double>{0.75, -1.0});
+    // A format-3 tie that paramtree.ties does not hold, or holds without its path, is a
+    // format_error naming the tied position.
+    CHECK_THROWS_WITH(pt::load_tree(data / "bad_structure_v3_tie_not_in_ties.safetensors"),
+                      Catch::Contains("[1]") && Catch::Contains("no tie named '1'"));
+    CHECK_THROWS_AS(pt::load_tree(data / "bad_structure_v3_tie_without_from.safetensors"),
+                    pt::format_error);
 }
 
 TEST_CASE("checkpoint: saves keep the file mode, write through links, leave no temporaries",
