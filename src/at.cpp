@@ -24,8 +24,10 @@ selector selector::operator[](const paramtree::path& p) const {
     try {
         return selector(node_.at(p), path_ / p);
     } catch (const path_error& e) {
-        // Re-raise with the full path from the root, not the one from this node.
-        detail::throw_path("selector", path_ / parse_path(e.path()), e.expected(), e.found());
+        // Re-raise with the full path from the root, not the one from this node (tree::at
+        // raises for a place in the tree: the path object is there, no text to parse).
+        detail::throw_path("selector", path_ / e.where().value_or(paramtree::path{}), e.expected(),
+                           e.found());
     }
 }
 

@@ -17,7 +17,7 @@ decltype(auto) named(const std::string& name, const char* phase, F&& f) {
     try {
         return std::forward<F>(f)();
     } catch (const error& e) {
-        rethrow_as(e, fmt::format("{} (in custom op '{}' {})", e.context(), name, phase), e.path());
+        rethrow_as(e, fmt::format("{} (in custom op '{}' {})", e.context(), name, phase));
     }
 }
 

@@ -43,7 +43,7 @@ flat_inputs flatten_all(const char* context, std::span<const tree* const> trees,
 
 void rethrow_at_leaf(const error& e, const char* context, const treedef& def, std::size_t i) {
     if (!e.path().empty()) throw; // already names a place (in the tree it was raised for)
-    rethrow_as(e, fmt::format("{} (in {})", e.context(), context), keystr(def.leaf_paths().at(i)));
+    rethrow_as(e, fmt::format("{} (in {})", e.context(), context), def.leaf_paths().at(i));
 }
 
 } // namespace detail

@@ -77,6 +77,50 @@ TEST_CASE("error: a broken invariant is an internal_error naming the file and li
         CHECK(what.find("please report it") != std::string::npos);
         CHECK(e.found() == "no metadata");
         // Relabelled like every paramtree error, it keeps its type.
-        CHECK_THROWS_AS(pt::detail::rethrow_as(e, "outer", ""), pt::internal_error);
+        CHECK_THROWS_AS(pt::detail::rethrow_as(e, "outer", pt::path{}), pt::internal_error);
+        CHECK_THROWS_AS(pt::detail::rethrow_as(e, "outer"), pt::internal_error);
+    }
+}
+
+TEST_CASE("error: a place in a tree is kept as a path object too", "[error]") {
+    const pt::tree t = pt::dict({{"layers", pt::list({pt::array{1.0}, pt::array{2.0}})}});
+    // tree::at: the missing position as a path, equal to what keystr printed.
+    try {
+        (void)t.at(pt::parse_path("['layers'][5]"));
+        FAIL("expected path_error");
+    } catch (const pt::path_error& e) {
+        REQUIRE(e.where());
+        CHECK(pt::keystr(*e.where()) == e.path());
+        // A caller prefixes it with where its tree sits, without parsing the text.
+        CHECK(pt::keystr(pt::parse_path(".model") / *e.where()) == ".model" + e.path());
+    }
+    // The selector re-raises from the root with the path object it got from tree::at.
+    try {
+        (void)pt::selector(t)["layers"][7];
+        FAIL("expected path_error");
+    } catch (const pt::path_error& e) {
+        // The place is the list that has no position 7 (the message says what it has).
+        REQUIRE(e.where());
+        CHECK(*e.where() == pt::parse_path("['layers']"));
+        CHECK(e.path() == "['layers']");
+    }
+    // A dict key that needs escaping survives exactly (text would need quoting rules).
+    const pt::tree odd = pt::dict({{"a'b]", pt::array{1.0}}});
+    try {
+        (void)odd.at(pt::path{pt::dict_key{"a'b]"}, pt::index_key{0}});
+        FAIL("expected path_error");
+    } catch (const pt::error& e) {
+        // The leaf that has no children: its key as it is, no quoting to undo.
+        REQUIRE(e.where());
+        CHECK(*e.where() == pt::path{pt::dict_key{"a'b]"}});
+        CHECK(pt::parse_path(e.path()) == *e.where());
+    }
+    // Places in a file are text only (a header field is not a tree position).
+    try {
+        (void)pt::load_arrays("/nonexistent/dir/x.safetensors");
+        FAIL("expected io_error");
+    } catch (const pt::io_error& e) {
+        CHECK(!e.where());
+        CHECK(e.path() == "/nonexistent/dir/x.safetensors");
     }
 }

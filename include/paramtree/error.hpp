@@ -3,15 +3,20 @@
 // in the tree where it happened, what was expected there and what was found.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
+
+#include <paramtree/path.hpp>
 
 namespace paramtree {
 
 /// Base of every exception paramtree throws on bad input.
 ///
 /// `path()` is the key path where the problem is, as `keystr` prints it: `['layers'][3].weight`;
-/// messages print the empty path as \<root\>.
+/// messages print the empty path as \<root\>. `where()` is the same place as a `pt::path` when
+/// it is a place in a tree (not for a place in a file, such as a header field), so a caller
+/// can prefix it with where its own tree sits, or compare it, without parsing the text.
 /// `expected()` and `found()` describe both sides. `what()` holds the full message.
 ///
 ///     auto [too_few, def] = pt::flatten(t);
@@ -21,6 +26,8 @@ namespace paramtree {
 class error : public std::runtime_error {
 public:
     error(std::string context, std::string path, std::string expected, std::string found);
+    /// The same for a place in a tree, kept as a path object too (`where()`).
+    error(std::string context, paramtree::path where, std::string expected, std::string found);
     /// Tag of the constructor for a value whose place in a tree is not known where the error
     /// is raised (a leaf read from a subtree handle): the message names no path.
     struct unlocated_t {
@@ -30,12 +37,23 @@ public:
 
     [[nodiscard]] const std::string& context() const noexcept { return context_; }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
+    /// The place as a path, when the error was raised for a place in a tree.
+    ///
+    ///     const pt::tree enc = pt::dict({{"enc", pt::dict({{"w", pt::array{1.0}}})}});
+    ///     try { (void)enc.at(pt::parse_path("['enc']['b']")); }
+    ///     catch (const pt::path_error& e) { // at ['enc']: no key 'b' there
+    ///         assert(e.where() && *e.where() == pt::parse_path("['enc']"));
+    ///         const pt::path in_model = pt::parse_path(".model") / *e.where(); // no parsing
+    ///         assert(pt::keystr(in_model) == ".model['enc']");
+    ///     }
+    [[nodiscard]] const std::optional<paramtree::path>& where() const noexcept { return where_; }
     [[nodiscard]] const std::string& expected() const noexcept { return expected_; }
     [[nodiscard]] const std::string& found() const noexcept { return found_; }
 
 private:
     std::string context_;
     std::string path_;
+    std::optional<paramtree::path> where_;
     std::string expected_;
     std::string found_;
 };

@@ -24,8 +24,10 @@ namespace paramtree::detail {
 /// hold at the caller's file and line.
 [[noreturn]] void throw_internal(std::string what, std::string found,
                                  const char* file = __builtin_FILE(), int line = __builtin_LINE());
-/// Throws an error of the dynamic type of `e` with another context and path (keystr text),
-/// the same expected and found.
-[[noreturn]] void rethrow_as(const error& e, std::string context, std::string path);
+/// Throws an error of the dynamic type of `e` with another context and place, the same
+/// expected and found.
+[[noreturn]] void rethrow_as(const error& e, std::string context, const path& where);
+/// The same keeping `e`'s place (its path object when it has one).
+[[noreturn]] void rethrow_as(const error& e, std::string context);
 
 } // namespace paramtree::detail
