@@ -28,9 +28,21 @@ struct attention_shape {
     double scale;
 };
 
-/// Rows of scores per thread for the softmax passes: enough elements to pay for waking it.
-std::size_t rows_per_thread(const attention_shape& a) {
-    return k::row_grain(a.s);
+/// `row(r, scale)` for every row r of the [B, H, T, S] scores (r % T is its query position):
+/// rows split across threads (enough elements each to pay for waking one), compiled for the
+/// active ISA. `row` must be a PT_INLINE lambda to be vectorised with it.
+template <class T, class Row>
+void each_score_row(const attention_shape& a, Row&& row) {
+    const auto part = [&](std::size_t lo, std::size_t hi) {
+        k::vectorized((hi - lo) * a.s, [&]() PT_INLINE {
+            // A local, not a captured reference: a float the row's stores might alias would be
+            // reloaded after every store, which keeps the loops scalar.
+            const T scale = static_cast<T>(a.scale);
+            for (std::size_t r = lo; r < hi; ++r)
+                row(r, scale);
+        });
+    };
+    k::parallel_for(a.batch * a.heads * a.t, k::row_grain(a.s), part);
 }
 
 /// The layout of the heads as a batch of products (see kernels::batch_strides): [B, H] heads of
@@ -61,35 +73,26 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
     // Scores: q_h k_hᵀ for every head.
     k::gemm_batched(false, true, a.t, a.s, a.dh, q, a.d, kk, a.d, p, a.s, T{0},
                     batch(a, h.q, h.kv, h.scores));
-    const std::size_t rows = a.batch * a.heads * a.t;
-    k::parallel_for(rows, rows_per_thread(a), [&](std::size_t lo, std::size_t hi) {
-        k::vectorized((hi - lo) * a.s, [&]() PT_INLINE {
-            // A local, not a captured reference: a float the row's stores might alias
-            // would be reloaded after every store, which keeps the loops scalar.
-            const T scale = static_cast<T>(a.scale);
-            for (std::size_t r = lo; r < hi; ++r) {
-                T* row = p + r * a.s;
-                const std::size_t i = r % a.t;
-                // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
-                const std::size_t visible = a.causal ? std::min(a.s, i + 1) : a.s;
-                if (visible == 0) {
-                    std::fill(row, row + a.s, T{0});
-                    continue;
-                }
-                T mx = -std::numeric_limits<T>::infinity();
-                for (std::size_t j = 0; j < visible; ++j)
-                    mx = std::max(mx, row[j] * scale);
-                // The exponentials and their sum in one vectorised pass.
-                const T inv =
-                    static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
-                                       row[j] = exp_of<T>(row[j] * scale - mx);
-                                       return static_cast<double>(row[j]);
-                                   }));
-                for (std::size_t c = 0; c < visible; ++c)
-                    row[c] *= inv;
-                std::fill(row + visible, row + a.s, T{0});
-            }
-        });
+    each_score_row<T>(a, [&](std::size_t r, const T scale) PT_INLINE {
+        T* row = p + r * a.s;
+        const std::size_t i = r % a.t;
+        // Causal: row i sees columns 0..i (top-left aligned, as PyTorch's is_causal).
+        const std::size_t visible = a.causal ? std::min(a.s, i + 1) : a.s;
+        if (visible == 0) {
+            std::fill(row, row + a.s, T{0});
+            return;
+        }
+        T mx = -std::numeric_limits<T>::infinity();
+        for (std::size_t j = 0; j < visible; ++j)
+            mx = std::max(mx, row[j] * scale);
+        // The exponentials and their sum in one vectorised pass.
+        const T inv = static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
+                                         row[j] = exp_of<T>(row[j] * scale - mx);
+                                         return static_cast<double>(row[j]);
+                                     }));
+        for (std::size_t c = 0; c < visible; ++c)
+            row[c] *= inv;
+        std::fill(row + visible, row + a.s, T{0});
     });
     // out_h = p v_h, written in place into the merged [T, D] rows.
     k::gemm_batched(false, false, a.t, a.dh, a.s, p, a.s, v, a.d, out, a.d, T{0},
@@ -110,20 +113,14 @@ void backward(const attention_shape& a, const T* q, const T* kk, const T* v, con
     // dp = g_h v_hᵀ, then the softmax gradient ds = p (dp - rowsum(dp p)), scaled.
     k::gemm_batched(false, true, a.t, a.s, a.dh, g, a.d, v, a.d, ds, a.s, T{0},
                     batch(a, h.q, h.kv, h.scores));
-    const std::size_t rows = a.batch * a.heads * a.t;
-    k::parallel_for(rows, rows_per_thread(a), [&](std::size_t lo, std::size_t hi) {
-        k::vectorized((hi - lo) * a.s, [&]() PT_INLINE {
-            const T scale = static_cast<T>(a.scale);
-            for (std::size_t r = lo; r < hi; ++r) {
-                T* row = ds + r * a.s;
-                const T* pr = p + r * a.s;
-                const T c = static_cast<T>(k::lane_sum(a.s, [&](std::size_t j) PT_INLINE {
-                    return static_cast<double>(row[j]) * static_cast<double>(pr[j]);
-                }));
-                for (std::size_t j2 = 0; j2 < a.s; ++j2)
-                    row[j2] = pr[j2] * (row[j2] - c) * scale; // 0 where masked (p = 0)
-            }
-        });
+    each_score_row<T>(a, [&](std::size_t r, const T scale) PT_INLINE {
+        T* row = ds + r * a.s;
+        const T* pr = p + r * a.s;
+        const T c = static_cast<T>(k::lane_sum(a.s, [&](std::size_t j) PT_INLINE {
+            return static_cast<double>(row[j]) * static_cast<double>(pr[j]);
+        }));
+        for (std::size_t j = 0; j < a.s; ++j)
+            row[j] = pr[j] * (row[j] - c) * scale; // 0 where masked (p = 0)
     });
     // dq_h = ds k_h, dk_h = dsᵀ q_h
     if (dq)
