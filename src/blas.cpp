@@ -182,6 +182,18 @@ onednn_context& onednn() {
     return ctx;
 }
 
+/// The process's float32 products go to oneDNN (decided once: backend_info is a
+/// function-local constant).
+bool onednn_selected() {
+    static const bool onednn = backend_info().library == matmul_library::onednn;
+    return onednn;
+}
+
+/// oneDNN's float32 kernels apply: it is selected, and no bfloat16 precision scope is active.
+bool onednn_float32() {
+    return onednn_selected() && current_matmul_precision() == matmul_precision::float32;
+}
+
 /// C = op(A) op(B) (+ beta C) with both factors rounded to bfloat16 and float32 accumulation.
 void gemm_bf16(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
                const float* a, std::size_t lda, const float* b, std::size_t ldb, float* c,
@@ -224,9 +236,7 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
             // precise answer, not a wrong one.
         }
     }
-    // Decided once per process (backend_info is a function-local constant).
-    static const bool onednn = backend_info().library == matmul_library::onednn;
-    if (onednn) {
+    if (onednn_selected()) {
         dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', static_cast<dnnl_dim_t>(m),
                    static_cast<dnnl_dim_t>(n), static_cast<dnnl_dim_t>(k), 1.0f, a,
                    static_cast<dnnl_dim_t>(lda), b, static_cast<dnnl_dim_t>(ldb), beta, c,
@@ -247,12 +257,21 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
                 as_int(lda), b, as_int(ldb), beta, c, as_int(ldc));
 }
 
+namespace {
+/// gemm_bias without an epilogue: the bias in every row of C, then C += A Bᵀ.
+template <class T>
+void bias_rows_then_product(std::size_t m, std::size_t n, std::size_t k, const T* a, const T* b,
+                            const T* bias, T* c) {
+    for (std::size_t r = 0; r < m; ++r)
+        std::copy_n(bias, n, c + r * n);
+    gemm(false, true, m, n, k, a, b, c, T{1});
+}
+} // namespace
+
 void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const float* a, const float* b,
                const float* bias, float* c) {
 #ifdef PARAMTREE_HAVE_ONEDNN
-    static const bool onednn_library = backend_info().library == matmul_library::onednn;
-    if (onednn_library && m > 0 && n > 0 && k > 0 &&
-        current_matmul_precision() == matmul_precision::float32) {
+    if (onednn_float32() && m > 0 && n > 0 && k > 0) {
         onednn_context& ctx = onednn();
         plan& p =
             ctx.find(dnnl::memory::data_type::f32, false, true, m, n, k, k, k, n, 0.0f, {}, true);
@@ -260,15 +279,11 @@ void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const float* a, cons
         return;
     }
 #endif
-    for (std::size_t r = 0; r < m; ++r)
-        std::copy_n(bias, n, c + r * n);
-    gemm(false, true, m, n, k, a, b, c, 1.0f);
+    bias_rows_then_product(m, n, k, a, b, bias, c);
 }
 void gemm_bias(std::size_t m, std::size_t n, std::size_t k, const double* a, const double* b,
                const double* bias, double* c) {
-    for (std::size_t r = 0; r < m; ++r)
-        std::copy_n(bias, n, c + r * n);
-    gemm(false, true, m, n, k, a, b, c, 1.0);
+    bias_rows_then_product(m, n, k, a, b, bias, c);
 }
 
 namespace {
@@ -296,9 +311,8 @@ void gemm_batched(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std:
                   std::size_t ldc, float beta, const batch_strides& batch) {
     if (batch.outer == 0 || batch.inner == 0 || m == 0 || n == 0) return;
 #ifdef PARAMTREE_HAVE_ONEDNN
-    static const bool onednn_library = backend_info().library == matmul_library::onednn;
-    if (onednn_library && k > 0 && batch.outer * batch.inner > 1 &&
-        current_matmul_precision() == matmul_precision::float32) {
+    // One product goes the way gemm sends it (dnnl_sgemm), through gemm_each.
+    if (onednn_float32() && k > 0 && batch.outer * batch.inner > 1) {
         onednn_context& ctx = onednn();
         plan& p = ctx.find(dnnl::memory::data_type::f32, trans_a, trans_b, m, n, k, lda, ldb, ldc,
                            beta, batch);

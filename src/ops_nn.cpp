@@ -227,10 +227,6 @@ array batched(const array& a, const array& b, bool ta, bool tb, std::size_t batc
     auto out_data = detail::fresh<T>(std::move(out_shape));
     array out = std::move(out_data.value);
     auto* c = out_data.data;
-    if (batch == 1) {
-        k::gemm(ta, tb, m, n, kk, data<T>(a), data<T>(b), c, T{0});
-        return out;
-    }
     k::gemm_batched(ta, tb, m, n, kk, data<T>(a), ta ? m : kk, data<T>(b), tb ? kk : n, c, n, T{0},
                     {1, batch, {0, m * kk}, {0, kk * n}, {0, m * n}});
     return out;
