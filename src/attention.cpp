@@ -82,9 +82,8 @@ void forward(const attention_shape& a, const T* q, const T* kk, const T* v, T* o
             std::fill(row, row + a.s, T{0});
             return;
         }
-        T mx = -std::numeric_limits<T>::infinity();
-        for (std::size_t j = 0; j < visible; ++j)
-            mx = std::max(mx, row[j] * scale);
+        const T mx =
+            k::lane_max<T>(visible, [&](std::size_t j) PT_INLINE { return row[j] * scale; });
         // The exponentials and their sum in one vectorised pass.
         const T inv = static_cast<T>(1.0 / k::lane_sum(visible, [&](std::size_t j) PT_INLINE {
                                          row[j] = exp_of<T>(row[j] * scale - mx);

@@ -519,16 +519,8 @@ void softmax_rows(const T* x, T* y, axis_layout L, bool log) {
         for (std::size_t i = 0; i < L.inner; ++i) {
             const T* xs = x + o * L.r * L.inner + i;
             T* ys = y + o * L.r * L.inner + i;
-            // The maximum in four independent chains (a single chain waits on every compare).
-            T m4[4] = {-std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity(),
-                       -std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity()};
-            std::size_t j0 = 0;
-            for (; j0 + 4 <= L.r; j0 += 4)
-                for (std::size_t u = 0; u < 4; ++u)
-                    m4[u] = std::max(m4[u], xs[(j0 + u) * L.inner]);
-            for (; j0 < L.r; ++j0)
-                m4[0] = std::max(m4[0], xs[j0 * L.inner]);
-            const T mx = std::max(std::max(m4[0], m4[1]), std::max(m4[2], m4[3]));
+            const T mx =
+                k::lane_max<T>(L.r, [&](std::size_t j) PT_INLINE { return xs[j * L.inner]; });
             // The exps into y first (independent), then their sum.
             for (std::size_t j = 0; j < L.r; ++j)
                 ys[j * L.inner] = exp_nonpositive<T>(xs[j * L.inner] - mx);
