@@ -665,12 +665,18 @@ void layer_norm_rows(const T* in, T* out, T* st, const T* gm, const T* bt, std::
     k::vectorized_rows(rows, d, [&](std::size_t lo, std::size_t hi) PT_INLINE {
         for (std::size_t r = lo; r < hi; ++r) {
             const T* row = in + r * d;
-            const double mu = k::strided_sum(row, d, 1) / static_cast<double>(d);
-            // The centred values go through the output row, which is overwritten below.
-            T* centred = out + r * d;
-            for (std::size_t j = 0; j < d; ++j)
-                centred[j] = static_cast<T>((row[j] - mu) * (row[j] - mu));
-            const double var = k::strided_sum(centred, d, 1) / static_cast<double>(d);
+            // Mean and variance in float64 lanes (lane_sum vectorises; a single running sum
+            // would not), the squares from float64 centred values, nothing stored between.
+            const double mu =
+                k::lane_sum(d,
+                            [&](std::size_t j) PT_INLINE { return static_cast<double>(row[j]); }) /
+                static_cast<double>(d);
+            const double var = k::lane_sum(d,
+                                           [&](std::size_t j) PT_INLINE {
+                                               const double c = static_cast<double>(row[j]) - mu;
+                                               return c * c;
+                                           }) /
+                               static_cast<double>(d);
             const T mean = static_cast<T>(mu);
             const T rstd = static_cast<T>(1.0 / std::sqrt(var + eps));
             st[2 * r] = mean;
