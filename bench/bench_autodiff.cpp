@@ -148,6 +148,63 @@ void BM_lm_step(benchmark::State& state) {
 }
 BENCHMARK(BM_lm_step)->Name("lm_step/16x64")->Unit(benchmark::kMillisecond);
 
+// The roofline of lm_step measured rather than estimated: every matrix product one training
+// step of the same model performs — forward, and both gradients of each product backward —
+// issued back to back through the same matmul library and nothing else, each [batch, m, k] @
+// [batch, k, n] on contiguous operands made beforehand (the step reaches some of them through
+// transposed reads; this is the library's best case). A single GFLOP/s applied to all the
+// FLOPs would credit the 64 attention heads' [64, 32] x [32, 64] products with the rate of a
+// [1024, 128] x [128, 512] one, which no library reaches at that size.
+struct product_shape {
+    std::size_t batch, m, k, n, count;
+};
+std::vector<product_shape> lm_step_products(std::size_t tokens, std::size_t dim, std::size_t layers,
+                                            std::size_t heads, std::size_t seqs, std::size_t t,
+                                            std::size_t vocab) {
+    std::vector<product_shape> out;
+    // x [tokens, in] @ wᵀ [in, o]; backward dx = g [tokens, o] @ w [o, in], dw = gᵀ [o, tokens] @
+    // x.
+    const auto linear = [&](std::size_t in, std::size_t o, std::size_t count) {
+        out.push_back({1, tokens, in, o, count});
+        out.push_back({1, tokens, o, in, count});
+        out.push_back({1, o, tokens, in, count});
+    };
+    const std::size_t dh = dim / heads, bh = seqs * heads;
+    linear(dim, dim, 4 * layers);              // q, k, v, o
+    linear(dim, 4 * dim, layers);              // the MLP's up projection
+    linear(4 * dim, dim, layers);              // and its down projection
+    linear(dim, vocab, 1);                     // the head (tied to the embedding)
+    out.push_back({bh, t, dh, t, 2 * layers}); // scores q kᵀ; backward dp = g vᵀ
+    out.push_back({bh, t, t, dh, 4 * layers}); // p v; backward dv = pᵀ g, dq = ds k, dk = dsᵀ q
+    return out;
+}
+
+void BM_lm_products(benchmark::State& state) {
+    const auto shapes = lm_step_products(16 * 64, 128, 2, 4, 16, 64, 76);
+    std::vector<std::pair<pt::array, pt::array>> operands;
+    std::vector<std::size_t> counts;
+    double flops = 0;
+    std::uint32_t seed = 0;
+    for (const auto& p : shapes) {
+        const auto dims = [&](std::size_t r, std::size_t c) {
+            return p.batch == 1 ? pt::shape_type{r, c} : pt::shape_type{p.batch, r, c};
+        };
+        operands.emplace_back(pt::random::normal(pt::random::make_key(seed), dims(p.m, p.k)),
+                              pt::random::normal(pt::random::make_key(seed + 1), dims(p.k, p.n)));
+        seed += 2;
+        counts.push_back(p.count);
+        flops += 2.0 * static_cast<double>(p.batch * p.m * p.k * p.n * p.count);
+    }
+    for (auto _ : state)
+        for (std::size_t i = 0; i < operands.size(); ++i)
+            for (std::size_t c = 0; c < counts[i]; ++c)
+                benchmark::DoNotOptimize(pt::matmul(operands[i].first, operands[i].second));
+    state.counters["gflop"] = flops / 1e9;
+    state.counters["gflops"] = benchmark::Counter(
+        flops * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_lm_products)->Name("lm_products/16x64")->Unit(benchmark::kMillisecond);
+
 } // namespace
 
 int main(int argc, char** argv) {
