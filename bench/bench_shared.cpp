@@ -39,6 +39,23 @@ pt::tree tied_mlp() {
     return pt::share(t, where, get);
 }
 
+// share itself: the 500 ties of tied_mlp made from the plain mlp (paths given as text-built
+// path objects, as a user writes them: share canonicalises, checks and prunes).
+void share_mlp(benchmark::State& state) {
+    const auto t = bench_shapes::mlp();
+    std::vector<pt::path> where, get;
+    for (std::size_t i = 1; i < 1000; i += 2) {
+        where.push_back(pt::parse_path(".layers[" + std::to_string(i) + "].weight"));
+        get.push_back(pt::parse_path(".layers[" + std::to_string(i - 1) + "].weight"));
+    }
+    for (auto _ : state) {
+        auto s = pt::share(t, where, get);
+        benchmark::DoNotOptimize(s.identity());
+    }
+    per_leaf(state, t.num_leaves());
+}
+BENCHMARK(share_mlp)->Unit(benchmark::kMicrosecond);
+
 void flatten_mlp(benchmark::State& state, bool tied) {
     const auto t = tied ? tied_mlp() : bench_shapes::mlp();
     (void)pt::structure(t);

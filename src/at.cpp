@@ -78,14 +78,22 @@ tree tree_at_paths(const tree& t, std::span<const path> requested,
             // tie's source, so an edit through the expanded view changes the one shared value;
             // the chain's transforms are inverted on the way back.
             paths[k] = through_ties(*t.node(), std::move(paths[k]), chains[k], "tree_at");
-    const auto replace = [&](std::size_t k, const tree& old) -> tree {
+    const std::function<tree(std::size_t, const tree&)> replace = [&](std::size_t k,
+                                                                      const tree& old) -> tree {
         if (chains[k].empty()) return replace_at(k, old);
         return invert_chain(replace_at(k, apply_chain(old, chains[k])), chains[k], old);
     };
-    // One pass over the union of the paths: each touched node is copied once, whatever the
-    // number of selections below it (k edits in one wide node cost O(width + k), not O(k*width)).
     const std::vector<std::size_t> order = sorted_order(paths);
     check_selections(t, paths, order);
+    return rebuild_at_sorted(t, paths, order, replace);
+}
+
+tree rebuild_at_sorted(const tree& t, std::span<const path> paths,
+                       std::span<const std::size_t> order,
+                       const std::function<tree(std::size_t, const tree&)>& replace) {
+    // One pass over the union of the paths: each touched node is copied once, whatever the
+    // number of selections below it (k edits in one wide node cost O(width + k), not O(k*width)).
+    if (order.empty()) return t;
     bool structure_kept = true; // leaf replaced by leaf everywhere: the treedef is unchanged
     struct frame {
         node_ptr n;

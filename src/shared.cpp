@@ -31,14 +31,23 @@ std::string get_text(const get_entry& g) {
 // structure and, leaf by leaf, the same dtype and shape after the transforms. Computes shapes
 // only: nothing is copied, whatever the array size.
 void check_fits(const path& where, const tree& target, const tree& value,
-                const std::vector<transform>& chain, const std::string& what) {
+                const std::vector<transform>& chain, const std::function<std::string()>& what) {
+    // A leaf tied to a leaf (share_aliases' every tie, most ties in models): compared as they
+    // are, without flattening either into a treedef.
+    if (target.is_array() && value.is_array()) {
+        const auto& ta = target.as_array();
+        const auto& va = value.as_array();
+        if (ta.dtype() == va.dtype() &&
+            ta.shape() == (chain.empty() ? va.shape() : chain_shapes(va.shape(), chain).back()))
+            return;
+    }
     auto [tl, td] = flatten(target);
     auto [vl, vd] = flatten(value);
     if (!(td == vd)) {
         const auto d = first_difference(td, vd);
         throw_sharing("share", where / (d ? d->where : path{}),
                       (d ? d->left : td.to_string()) + " (the node being tied)",
-                      fmt::format("{} from get {}", d ? d->right : vd.to_string(), what));
+                      fmt::format("{} from get {}", d ? d->right : vd.to_string(), what()));
     }
     const auto leaf_paths = td.leaf_paths();
     for (std::size_t i = 0; i < tl.size(); ++i) {
@@ -46,31 +55,43 @@ void check_fits(const path& where, const tree& target, const tree& value,
         const path at = where / leaf_paths[i];
         if (tl[i].is_array() != vl[i].is_array())
             throw_sharing("share", at, describe(tl[i]) + " (the node being tied)",
-                          fmt::format("{} from get {}", describe(vl[i]), what));
+                          fmt::format("{} from get {}", describe(vl[i]), what()));
         const auto& ta = tl[i].as_array();
         const auto& va = vl[i].as_array();
         const shape_type shape = chain_shapes(va.shape(), chain).back();
         if (ta.dtype() != va.dtype() || ta.shape() != shape)
             throw_sharing("share", at, ta.describe() + " (the node being tied)",
-                          fmt::format("{} from get {}", describe(va.dtype(), shape), what));
+                          fmt::format("{} from get {}", describe(va.dtype(), shape), what()));
     }
 }
 
 // Where nodes must be disjoint, and no where node may contain or lie inside a get node.
 // Sorting makes every prefix relation show up on a stack of open prefixes: O(n log n).
-void check_disjoint(const std::vector<path>& where, const std::vector<get_entry>& gets) {
+// Returns the where nodes' indices in sorted path order (what rebuild_at_sorted takes).
+std::vector<std::size_t> check_disjoint(const std::vector<path>& where,
+                                        const std::vector<get_entry>& gets) {
     struct entry {
         const path* p;
         bool is_where;
+        std::size_t index;
     };
     std::vector<entry> all;
-    for (const auto& w : where)
-        all.push_back({&w, true});
+    all.reserve(where.size() + gets.size());
+    for (std::size_t i = 0; i < where.size(); ++i)
+        all.push_back({&where[i], true, i});
     for (const auto& g : gets)
-        if (!g.fn) all.push_back({&g.from, false});
-    std::sort(all.begin(), all.end(), [](const entry& a, const entry& b) {
-        return *a.p < *b.p || (*a.p == *b.p && a.is_where && !b.is_where);
-    });
+        if (!g.fn) all.push_back({&g.from, false, 0});
+    const auto before = [](const entry& a, const entry& b) {
+        const auto c = *a.p <=> *b.p; // one comparison of the paths, not `<` and then `==`
+        return c < 0 || (c == 0 && a.is_where && !b.is_where);
+    };
+    // The where nodes and the get nodes sorted apart, then merged (a where node before an equal
+    // get node: it comes first). Both usually arrive in flatten order already (share_aliases,
+    // paths from a walk), and a sorted run costs one comparison per entry, not log n.
+    const auto middle = all.begin() + static_cast<std::ptrdiff_t>(where.size());
+    for (const auto& [lo, hi] : {std::pair{all.begin(), middle}, std::pair{middle, all.end()}})
+        if (!std::is_sorted(lo, hi, before)) std::sort(lo, hi, before);
+    std::inplace_merge(all.begin(), middle, all.end(), before);
     std::vector<entry> open;
     for (const auto& e : all) {
         while (!open.empty() && !open.back().p->is_prefix_of(*e.p))
@@ -95,6 +116,11 @@ void check_disjoint(const std::vector<path>& where, const std::vector<get_entry>
         }
         open.push_back(e);
     }
+    std::vector<std::size_t> order;
+    order.reserve(where.size());
+    for (const auto& e : all)
+        if (e.is_where) order.push_back(e.index);
+    return order;
 }
 
 node_ptr placeholder(const get_entry& g) {
@@ -107,8 +133,20 @@ node_ptr placeholder(const get_entry& g) {
     if (g.fn) {
         h = mix(h, std::hash<const void*>{}(g.fn.get()));
     } else {
-        h = mix(h, std::hash<std::string>{}(keystr(g.from)));
-        h = mix(h, std::hash<std::string>{}(to_string(g.transforms)));
+        // Entry by entry (no key-path text built per tie); equal paths give equal hashes.
+        for (const path_entry& e : g.from)
+            h = mix(h, std::visit(
+                           [](const auto& k) -> std::size_t {
+                               using K = std::decay_t<decltype(k)>;
+                               if constexpr (std::is_same_v<K, index_key>)
+                                   return k.index;
+                               else if constexpr (std::is_same_v<K, dict_key>)
+                                   return std::hash<std::string_view>{}(k.key);
+                               else
+                                   return mix(0x6669656c64, std::hash<std::string_view>{}(k.name));
+                           },
+                           e));
+        if (!g.transforms.empty()) h = mix(h, std::hash<std::string>{}(to_string(g.transforms)));
     }
     meta->hash = h;
     return make_node(node_kind::tied, std::vector<node_ptr>{},
@@ -180,7 +218,7 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
         if (targets.back().target->kind == node_kind::tied)
             throw_sharing("share", w, "a node that is not tied yet", "a tie (untie it first)");
     }
-    check_disjoint(where, gets);
+    const std::vector<std::size_t> order = check_disjoint(where, gets);
     for (std::size_t i = 0; i < gets.size(); ++i) {
         const auto& g = gets[i];
         tree value;
@@ -194,14 +232,15 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
             value = tree(loc.target);
         }
         check_fits(where[i], tree(targets[i].target), value,
-                   g.fn ? std::vector<transform>{} : g.transforms, get_text(g));
+                   g.fn ? std::vector<transform>{} : g.transforms, [&] { return get_text(g); });
     }
     std::vector<tree> holders;
     holders.reserve(gets.size());
     for (const auto& g : gets)
         holders.emplace_back(placeholder(g));
-    const tree pruned = tree_at_paths(
-        t, where, [&](std::size_t i, const tree&) { return holders[i]; }, false);
+    // The paths are known to exist and to be disjoint: rebuilt without a second check.
+    const tree pruned =
+        rebuild_at_sorted(t, where, order, [&](std::size_t i, const tree&) { return holders[i]; });
     return scope_over(pruned, std::move(tags));
 }
 
@@ -212,7 +251,7 @@ tree tie_placeholder(const get_entry& g) {
 tree shared_scope(const tree& content, const std::vector<path>& where,
                   const std::vector<get_entry>& gets,
                   std::vector<std::pair<std::string, path>> tags) {
-    check_disjoint(where, gets);
+    (void)check_disjoint(where, gets);
     for (const get_entry& g : gets) {
         const auto loc = locate(content, g.from);
         if (loc.target->kind == node_kind::tied)

@@ -62,3 +62,35 @@ TEST_CASE("alias: find_aliases is linear in depth (a 20,000-deep chain)", "[alia
     // Peak resident memory grows by far less than the quadratic walk's gigabytes.
     CHECK(after.ru_maxrss - before.ru_maxrss < 256 * 1024); // KiB
 }
+
+TEST_CASE("alias: groups come in flatten order of their first position, subtrees and buffers "
+          "mixed",
+          "[alias]") {
+    const auto u = pt::array::ones({3}), v = pt::array::zeros({2});
+    const auto block = pt::record("Block", {{"w", pt::array::zeros({2})}});
+    // Flatten order: .x.w, .y[0] (v), .y[1] (u), .z[0] (u), .z[1] (block), .z[2] (v).
+    const auto t =
+        pt::record("M", {{"x", block}, {"y", pt::tuple({v, u})}, {"z", pt::list({u, block, v})}});
+    const auto groups = pt::find_aliases(t);
+    REQUIRE(groups.size() == 3);
+    CHECK(pt::keystr(groups[0].source) == ".x");
+    CHECK(pt::keystr(groups[0].others.at(0)) == ".z[1]");
+    CHECK(pt::keystr(groups[1].source) == ".y[0]");
+    CHECK(pt::keystr(groups[1].others.at(0)) == ".z[2]");
+    CHECK(pt::keystr(groups[2].source) == ".y[1]");
+    CHECK(pt::keystr(groups[2].others.at(0)) == ".z[0]");
+    // Tied, the tree keeps one leaf per group and expands back to the same values.
+    const auto s = pt::share_aliases(t);
+    CHECK(s.num_leaves() == 3);
+    const auto full = pt::expand(s);
+    CHECK(pt::structure(full) == pt::structure(t));
+    CHECK(pt::same_storage(full["z"][0].as_array(), u));
+    CHECK(pt::same_node(full["z"][1], full["x"]));
+    // Positions inside a Shared scope are named without an entry for the scope (dict keys in
+    // sorted order: 'again' first).
+    const auto nested = pt::dict({{"inner", s}, {"again", v}});
+    const auto inner_groups = pt::find_aliases(nested);
+    REQUIRE(inner_groups.size() == 1);
+    CHECK(pt::keystr(inner_groups[0].source) == "['again']");
+    CHECK(pt::keystr(inner_groups[0].others.at(0)) == "['inner'].y[0]");
+}

@@ -86,6 +86,12 @@ std::vector<path> resolve_where(const W& where, const tree& t) {
 [[nodiscard]] tree tree_at_paths(const tree& t, std::span<const path> paths,
                                  const std::function<tree(std::size_t, const tree&)>& replace,
                                  bool through_ties = true);
+/// tree_at_paths' rebuild alone, for a caller that has checked `paths` itself: each exists,
+/// none contains another, and no tie is to be followed (share, which resolved and sorted them
+/// once already). `order` is the paths' indices in sorted path order.
+[[nodiscard]] tree rebuild_at_sorted(const tree& t, std::span<const path> paths,
+                                     std::span<const std::size_t> order,
+                                     const std::function<tree(std::size_t, const tree&)>& replace);
 } // namespace detail
 
 /// The paths `where` selects in `t`, validated (each exists). Throws path_error.

@@ -86,6 +86,14 @@ public:
                 entries.push_back(std::move(*e));
         return path(std::move(entries));
     }
+    /// The current node's parent (null at the root) and its position among the parent's
+    /// children (0 at the root): enough to name the entry later, with `child_entry`.
+    [[nodiscard]] const node* parent() const noexcept {
+        return levels_.empty() ? nullptr : levels_.back().n[0];
+    }
+    [[nodiscard]] std::size_t index() const noexcept {
+        return levels_.empty() ? 0 : levels_.back().next - 1;
+    }
     /// The current node's entry in its parent's children (none at the root and for a Shared
     /// node's child).
     [[nodiscard]] std::optional<path_entry> entry() const {
