@@ -1,5 +1,6 @@
 // paramtree — flatten, unflatten, flatten_with_path, flatten_up_to.
 // Walks are iterative (explicit stacks) so depth is bounded only by memory.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/flatten.hpp>
@@ -199,35 +200,27 @@ flat_tree_with_path flatten_with_path(const tree& t) {
 std::vector<tree> flatten_up_to(const treedef& prefix, const tree& t) {
     std::vector<tree> out;
     out.reserve(prefix.num_leaves());
-    struct item {
-        std::size_t index;
-        detail::node_ptr n;
-        std::size_t depth;
-        std::optional<path_entry> entry;
-    };
     const auto& nodes = prefix.nodes();
-    std::vector<item> stack;
-    stack.push_back({nodes.size() - 1, t.node(), 0, std::nullopt});
-    path cur;
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
-        detail::move_to(cur, it.depth, it.entry);
-        const auto& d = nodes[it.index];
+    // kids[d]: the prefix positions of the children of the node passed at depth d. The path is
+    // built only for an error.
+    std::vector<std::vector<std::size_t>> kids;
+    detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
+        const std::size_t depth = at.depth();
+        const std::size_t index = depth == 0 ? nodes.size() - 1 : kids[depth - 1][at.index()];
+        kids.resize(depth);
+        const auto& d = nodes[index];
         if (d.kind == node_kind::leaf) {
-            out.emplace_back(std::move(it.n));
-            continue;
+            out.emplace_back(detail::node_ptr::share(&n));
+            return detail::visit::skip;
         }
-        if (!detail::same_level(*it.n, d))
-            detail::throw_structure("flatten_up_to", cur,
+        if (!detail::same_level(n, d))
+            detail::throw_structure("flatten_up_to", at.current_path(),
                                     detail::describe_node(d.kind, d.arity, d.meta) +
                                         " (the prefix)",
-                                    detail::describe(*it.n));
-        const auto cs = detail::child_positions(nodes, it.index);
-        for (std::size_t k = cs.size(); k-- > 0;)
-            stack.push_back(
-                {cs[k], it.n->children[k], cur.size(), detail::child_entry(d.meta, d.kind, k)});
-    }
+                                    detail::describe(n));
+        kids.push_back(detail::child_positions(nodes, index));
+        return detail::visit::descend;
+    });
     return out;
 }
 

@@ -1,4 +1,5 @@
 // paramtree — Inox-style references resolved into a Shared node.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/flatten.hpp>
@@ -32,41 +33,47 @@ tree scope(const tree& t) {
     std::vector<path> where;
     std::vector<detail::get_entry> gets;
     std::vector<std::pair<std::string, path>> tags;
-    struct item {
-        tree n;
-        path at; // in the coordinates of the tree without markers
+    // The position's entries in the coordinates of the tree without markers, one per level
+    // below the root: none for a Reference's `value` (nor for a Shared node's child). The path
+    // is put together only at a Reference.
+    std::vector<std::optional<path_entry>> entries;
+    const auto here = [&] {
+        path p;
+        for (const auto& e : entries)
+            if (e) p.push_back(*e);
+        return p;
     };
-    std::vector<item> stack{{t, {}}};
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
-        if (is_reference(it.n)) {
-            const auto tag = std::get<std::string>(it.n.static_fields()[0].second.get());
-            const tree value = it.n.child(0);
-            const auto found = first.find(tag);
-            if (found == first.end()) {
-                first.emplace(tag, first_use{it.at, value});
-                tags.emplace_back(tag, it.at);
-                stack.push_back({value, std::move(it.at)});
-            } else {
-                const auto a = structure(found->second.value);
-                const auto b = structure(value);
-                if (!(a == b))
-                    detail::throw_sharing(fmt::format("scope: reference '{}'", tag), it.at,
-                                          fmt::format("{} (as at its first use {})", a.to_string(),
-                                                      display_path(keystr(found->second.at))),
-                                          b.to_string());
-                where.push_back(it.at);
-                gets.push_back(detail::get_entry{found->second.at, {}, nullptr, {}});
-            }
-            continue;
+    const auto marker = [](const detail::node& n) {
+        return n.kind == node_kind::record && is_reference(tree(detail::node_ptr::share(&n)));
+    };
+    detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
+        entries.resize(at.depth() == 0 ? 0 : at.depth() - 1);
+        if (const detail::node* parent = at.parent())
+            entries.push_back(marker(*parent)
+                                  ? std::nullopt
+                                  : detail::child_entry(parent->meta, parent->kind, at.index()));
+        if (!marker(n)) return detail::visit::descend;
+        const tree ref(detail::node_ptr::share(&n));
+        const auto tag = std::get<std::string>(ref.static_fields()[0].second.get());
+        const tree value = ref.child(0);
+        const path at_here = here();
+        const auto found = first.find(tag);
+        if (found == first.end()) {
+            first.emplace(tag, first_use{at_here, value});
+            tags.emplace_back(tag, at_here);
+            return detail::visit::descend;
         }
-        const auto children = it.n.children();
-        for (std::size_t k = children.size(); k-- > 0;) {
-            const auto e = detail::child_entry(it.n.node()->meta, it.n.kind(), k);
-            stack.push_back({children[k], e ? it.at / *e : it.at});
-        }
-    }
+        const auto a = structure(found->second.value);
+        const auto b = structure(value);
+        if (!(a == b))
+            detail::throw_sharing(fmt::format("scope: reference '{}'", tag), at_here,
+                                  fmt::format("{} (as at its first use {})", a.to_string(),
+                                              display_path(keystr(found->second.at))),
+                                  b.to_string());
+        where.push_back(at_here);
+        gets.push_back(detail::get_entry{found->second.at, {}, nullptr, {}});
+        return detail::visit::skip;
+    });
     if (tags.empty()) return t;
     const tree unwrapped(detail::rebuild(
         t.node(), [](const detail::node& n) { return !n.children.empty(); },

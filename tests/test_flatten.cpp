@@ -3,6 +3,7 @@
 
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
+#include <paramtree/shared.hpp>
 
 namespace pt = paramtree;
 
@@ -86,6 +87,17 @@ TEST_CASE("flatten: flatten_up_to a prefix", "[flatten]") {
     CHECK_THROWS_WITH(
         pt::flatten_up_to(pt::structure(pt::list({0, pt::list({0})})), t),
         Catch::Contains("at [1]: expected a list of length 1 (the prefix), found a dict"));
+    // The failing position deeper down, and a prefix through a Shared node (a tie is a leaf
+    // of neither: the pruned tree's leaves come back).
+    const auto deep = pt::dict({{"a", t}});
+    CHECK_THROWS_WITH(
+        pt::flatten_up_to(pt::structure(pt::dict({{"a", pt::list({0, pt::list({0})})}})), deep),
+        Catch::Contains("at ['a'][1]: expected a list of length 1 (the prefix), found a dict"));
+    const auto tied = pt::tie(pt::dict({{"u", pt::array::ones({2})}, {"v", pt::array::ones({2})}}),
+                              "['v']", "['u']");
+    const auto tied_parts = pt::flatten_up_to(pt::structure(tied), tied);
+    REQUIRE(tied_parts.size() == 1);
+    CHECK(pt::same_node(tied_parts[0], tied["u"]));
 }
 
 TEST_CASE("flatten: deep chain of 100,000 lists", "[flatten][deep]") {

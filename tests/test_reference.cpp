@@ -84,3 +84,33 @@ TEST_CASE("reference: later uses must match the first", "[reference][error]") {
         Catch::Contains(
             "scope: reference 'w': at [1]: expected treedef([*, *]) (as at its first use [0])"));
 }
+
+TEST_CASE("reference: nested references are named without their markers", "[reference]") {
+    const auto w = pt::array::ones({2, 2});
+    const auto block = [&](const pt::array& bias) {
+        return pt::record("Block", {{"w", pt::reference("inner", w)}, {"b", bias}});
+    };
+    // 'outer' first used at ['a'] (with 'inner' inside it, at ['a'].w), then again at ['d'];
+    // 'inner' again at ['c'].
+    const auto t = pt::dict({{"a", pt::reference("outer", block(pt::array::zeros({2})))},
+                             {"c", pt::reference("inner", w)},
+                             {"d", pt::reference("outer", block(pt::array::zeros({2})))}});
+    const auto s = pt::scope(t);
+    CHECK(s.num_leaves() == 2); // w and the first block's bias
+    std::vector<std::string> ties;
+    for (const auto& tie : pt::ties(s))
+        ties.push_back(pt::keystr(tie.tied) + " <- " + pt::keystr(tie.source));
+    CHECK(ties == std::vector<std::string>{"['c'] <- ['a'].w", "['d'] <- ['a']"});
+    const auto full = pt::expand(s);
+    CHECK(pt::same_storage(full["c"].as_array(), w));
+    CHECK(pt::same_storage(full["d"]["w"].as_array(), w));
+    // A mismatched later use is named by its position without markers.
+    const auto bad = pt::list({pt::reference("r", pt::array::zeros({2})),
+                               pt::dict({{"x", pt::reference("r", pt::array::zeros({3}))}})});
+    try {
+        (void)pt::scope(bad);
+        FAIL("scope accepted a mismatched reference");
+    } catch (const pt::sharing_error& e) {
+        CHECK(e.where() == pt::parse_path("[1]['x']"));
+    }
+}
