@@ -41,26 +41,30 @@ void check_fits(const path& where, const tree& target, const tree& value,
             ta.shape() == (chain.empty() ? va.shape() : chain_shapes(va.shape(), chain).back()))
             return;
     }
-    auto [tl, td] = flatten(target);
-    auto [vl, vd] = flatten(value);
+    // Not structured bindings: clang 14 does not let the lambda below capture one.
+    const flat_tree target_flat = flatten(target), value_flat = flatten(value);
+    const std::vector<tree>& tl = target_flat.leaves;
+    const std::vector<tree>& vl = value_flat.leaves;
+    const treedef& td = target_flat.def;
+    const treedef& vd = value_flat.def;
     if (!(td == vd)) {
         const auto d = first_difference(td, vd);
         throw_sharing("share", where / (d ? d->where : path{}),
                       (d ? d->left : td.to_string()) + " (the node being tied)",
                       fmt::format("{} from get {}", d ? d->right : vd.to_string(), what()));
     }
-    const auto leaf_paths = td.leaf_paths();
+    // The leaf's path only for an error (every tie of a model passes through here).
+    const auto at = [&](std::size_t i) { return where / td.leaf_paths()[i]; };
     for (std::size_t i = 0; i < tl.size(); ++i) {
         if (!tl[i].is_array() && !vl[i].is_array()) continue;
-        const path at = where / leaf_paths[i];
         if (tl[i].is_array() != vl[i].is_array())
-            throw_sharing("share", at, describe(tl[i]) + " (the node being tied)",
+            throw_sharing("share", at(i), describe(tl[i]) + " (the node being tied)",
                           fmt::format("{} from get {}", describe(vl[i]), what()));
         const auto& ta = tl[i].as_array();
         const auto& va = vl[i].as_array();
         const shape_type shape = chain_shapes(va.shape(), chain).back();
         if (ta.dtype() != va.dtype() || ta.shape() != shape)
-            throw_sharing("share", at, ta.describe() + " (the node being tied)",
+            throw_sharing("share", at(i), ta.describe() + " (the node being tied)",
                           fmt::format("{} from get {}", describe(va.dtype(), shape), what()));
     }
 }
@@ -426,41 +430,29 @@ tree contract(const tree& t, const tree& expanded) {
 
 std::vector<tie_info> ties(const tree& t) {
     std::vector<tie_info> out;
-    // One path, grown and shrunk along the walk (copying it per node would cost O(depth^2)).
-    struct item {
-        const detail::node* n;
-        std::size_t depth;               // length of the path to this node
-        std::optional<path_entry> entry; // the last entry of that path
-        std::size_t scope_len;           // path length at the innermost Shared scope
-    };
-    std::vector<item> stack{{t.node().get(), 0, std::nullopt, 0}};
-    path cur;
-    while (!stack.empty()) {
-        item it = std::move(stack.back());
-        stack.pop_back();
-        detail::move_to(cur, it.depth - (it.entry ? 1 : 0), it.entry);
-        const auto& n = *it.n;
-        if ((n.flags & detail::has_tied) == 0) continue;
-        if (n.kind == node_kind::tied) {
-            const auto& m = detail::meta_of<detail::tie_meta>(n.meta);
-            tie_info info;
-            info.tied = cur;
-            if (m.fn)
-                info.getter = m.fn_name;
-            else
-                info.source = cur.prefix(it.scope_len) / m.source;
-            info.transforms = m.transforms;
-            out.push_back(std::move(info));
-            continue;
+    // The walk depths of the Shared nodes above the current node: a tie's source path starts
+    // at the innermost one's child, whose path is as long as its depth less the Shared nodes
+    // at or above it (they add no entry). Paths are built only at ties.
+    std::vector<std::size_t> scopes;
+    detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
+        while (!scopes.empty() && scopes.back() >= at.depth())
+            scopes.pop_back();
+        if ((n.flags & detail::has_tied) == 0) return detail::visit::skip;
+        if (n.kind == node_kind::shared) scopes.push_back(at.depth());
+        if (n.kind != node_kind::tied) return detail::visit::descend;
+        const auto& m = detail::meta_of<detail::tie_meta>(n.meta);
+        tie_info info;
+        info.tied = at.current_path();
+        if (m.fn) {
+            info.getter = m.fn_name;
+        } else {
+            const std::size_t scope_len = scopes.empty() ? 0 : scopes.back() + 1 - scopes.size();
+            info.source = info.tied.prefix(scope_len) / m.source;
         }
-        if (n.kind == node_kind::shared) {
-            stack.push_back({n.children[0].get(), cur.size(), std::nullopt, cur.size()});
-            continue;
-        }
-        for (std::size_t k = n.children.size(); k-- > 0;)
-            stack.push_back({n.children[k].get(), cur.size() + 1,
-                             detail::child_entry(n.meta, n.kind, k), it.scope_len});
-    }
+        info.transforms = m.transforms;
+        out.push_back(std::move(info));
+        return detail::visit::skip;
+    });
     return out;
 }
 

@@ -1,4 +1,5 @@
 // paramtree — treedef: equality, hashing, children, compose, text.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
@@ -89,26 +90,12 @@ treedef treedef::compose(const treedef& inner) const {
 std::vector<path> treedef::leaf_paths() const {
     std::vector<path> out;
     out.reserve(num_leaves());
-    struct item {
-        std::size_t index, depth;
-        std::optional<path_entry> entry;
-    };
-    const auto& nodes = impl_->nodes;
-    std::vector<item> stack{{nodes.size() - 1, 0, std::nullopt}};
-    path cur;
-    while (!stack.empty()) {
-        const item it = stack.back();
-        stack.pop_back();
-        detail::move_to(cur, it.depth, it.entry);
-        const auto& n = nodes[it.index];
-        if (n.kind == node_kind::leaf) {
-            out.push_back(cur);
-            continue;
-        }
-        const auto cs = detail::child_positions(nodes, it.index);
-        for (std::size_t k = cs.size(); k-- > 0;)
-            stack.push_back({cs[k], cur.size(), detail::child_entry(n.meta, n.kind, k)});
-    }
+    detail::preorder(impl_->nodes,
+                     [&](const detail::treedef_node& n, const detail::def_position<1>& at) {
+                         if (n.kind != node_kind::leaf) return detail::visit::descend;
+                         out.push_back(at.current_path());
+                         return detail::visit::skip;
+                     });
     return out;
 }
 

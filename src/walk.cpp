@@ -280,30 +280,16 @@ void throw_structure_mismatch(std::string_view context, const treedef& expected,
 
 std::optional<difference> first_difference(const treedef& a, const treedef& b) {
     if (a == b) return std::nullopt;
-    struct item {
-        std::size_t ia, ib, depth;
-        std::optional<path_entry> entry;
-    };
-    const auto& na = a.nodes();
-    const auto& nb = b.nodes();
-    std::vector<item> stack{{na.size() - 1, nb.size() - 1, 0, std::nullopt}};
-    path cur;
-    while (!stack.empty()) {
-        const item it = stack.back();
-        stack.pop_back();
-        move_to(cur, it.depth, it.entry);
-        const auto& x = na[it.ia];
-        const auto& y = nb[it.ib];
-        if (!same_level(x, y))
-            return difference{cur, describe_node(x.kind, x.arity, x.meta),
-                              describe_node(y.kind, y.arity, y.meta), x.kind, y.kind};
-        const auto ca = child_positions(na, it.ia);
-        const auto cb = child_positions(nb, it.ib);
-        const std::size_t depth = cur.size();
-        for (std::size_t k = ca.size(); k-- > 0;)
-            stack.push_back({ca[k], cb[k], depth, child_entry(x.meta, x.kind, k)});
-    }
-    return std::nullopt;
+    std::optional<difference> found;
+    preorder2(a.nodes(), b.nodes(),
+              [&](const treedef_node& x, const treedef_node& y, const def_position<2>& at) {
+                  if (same_level(x, y)) return visit::descend;
+                  // The path is built once, here, not moved along at every node.
+                  found = difference{at.current_path(), describe_node(x.kind, x.arity, x.meta),
+                                     describe_node(y.kind, y.arity, y.meta), x.kind, y.kind};
+                  return visit::stop;
+              });
+    return found;
 }
 
 } // namespace paramtree::detail

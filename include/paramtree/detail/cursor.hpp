@@ -65,13 +65,59 @@ enum class visit {
     stop     ///< end the walk
 };
 
+/// What the pre-order walk reads of what it walks: a tree's nodes, or a treedef's post-order
+/// node list. `open` makes a level's frame (a treedef's frame lists the child positions once,
+/// so each step is O(1)); `child`, `arity` and `entry` read it.
+struct node_source {
+    using handle = const node*;
+    using value = node;
+    struct frame {
+        const node* n;
+    };
+    [[nodiscard]] frame open(handle h) const noexcept { return {h}; }
+    [[nodiscard]] static std::size_t arity(const frame& f) noexcept { return f.n->children.size(); }
+    [[nodiscard]] static handle child(const frame& f, std::size_t k) noexcept {
+        return f.n->children[k].get();
+    }
+    [[nodiscard]] static const node& at(const frame& f) noexcept { return *f.n; }
+    [[nodiscard]] const node& at(handle h) const noexcept { return *h; }
+    [[nodiscard]] bool has_children(handle h) const noexcept { return !h->children.empty(); }
+};
+struct def_source {
+    struct handle {
+        const std::vector<treedef_node>* nodes;
+        std::size_t index; // a position in the post-order list
+    };
+    using value = treedef_node;
+    struct frame {
+        const std::vector<treedef_node>* nodes;
+        std::size_t index;
+        std::vector<std::size_t> kids;
+    };
+    [[nodiscard]] frame open(handle h) const {
+        return {h.nodes, h.index, child_positions(*h.nodes, h.index)};
+    }
+    [[nodiscard]] static std::size_t arity(const frame& f) noexcept { return f.kids.size(); }
+    [[nodiscard]] static handle child(const frame& f, std::size_t k) noexcept {
+        return {f.nodes, f.kids[k]};
+    }
+    [[nodiscard]] static const treedef_node& at(const frame& f) noexcept {
+        return (*f.nodes)[f.index];
+    }
+    [[nodiscard]] const treedef_node& at(handle h) const noexcept { return (*h.nodes)[h.index]; }
+    [[nodiscard]] bool has_children(handle h) const noexcept {
+        return (*h.nodes)[h.index].arity != 0;
+    }
+};
+
 /// Where a preorder walk is: the levels above the current node, each a node (or pair) and the
 /// index of the child the walk took there. The key path is built from them only when asked.
-template <std::size_t Width>
-class walk_position {
+template <class Source, std::size_t Width>
+class basic_walk_position {
 public:
+    using value = typename Source::value;
     struct level {
-        const node* n[Width];
+        typename Source::frame f[Width];
         std::size_t next = 0; // one past the child being visited
     };
     /// The current node's depth below the root (0 at the root).
@@ -81,15 +127,16 @@ public:
     [[nodiscard]] path current_path() const {
         std::vector<path_entry> entries;
         entries.reserve(levels_.size());
-        for (const level& l : levels_)
-            if (auto e = child_entry(l.n[0]->meta, l.n[0]->kind, l.next - 1))
-                entries.push_back(std::move(*e));
+        for (const level& l : levels_) {
+            const value& n = Source::at(l.f[0]);
+            if (auto e = child_entry(n.meta, n.kind, l.next - 1)) entries.push_back(std::move(*e));
+        }
         return path(std::move(entries));
     }
     /// The current node's parent (null at the root) and its position among the parent's
     /// children (0 at the root): enough to name the entry later, with `child_entry`.
-    [[nodiscard]] const node* parent() const noexcept {
-        return levels_.empty() ? nullptr : levels_.back().n[0];
+    [[nodiscard]] const value* parent() const noexcept {
+        return levels_.empty() ? nullptr : &Source::at(levels_.back().f[0]);
     }
     [[nodiscard]] std::size_t index() const noexcept {
         return levels_.empty() ? 0 : levels_.back().next - 1;
@@ -98,49 +145,55 @@ public:
     /// node's child).
     [[nodiscard]] std::optional<path_entry> entry() const {
         if (levels_.empty()) return std::nullopt;
-        const level& l = levels_.back();
-        return child_entry(l.n[0]->meta, l.n[0]->kind, l.next - 1);
+        const value& n = Source::at(levels_.back().f[0]);
+        return child_entry(n.meta, n.kind, levels_.back().next - 1);
     }
 
 private:
-    template <std::size_t W, class F>
-    friend void walk_preorder(const node* const (&roots)[W], F& visitor);
+    template <class S, std::size_t W, class F>
+    friend void walk_preorder(const S& source, const typename S::handle (&roots)[W], F& visitor);
     std::vector<level> levels_;
 };
+template <std::size_t Width>
+using walk_position = basic_walk_position<node_source, Width>;
+template <std::size_t Width>
+using def_position = basic_walk_position<def_source, Width>;
 
-/// The walk behind `preorder` and `preorder2`: `Width` trees in step; children are paired by
-/// index, so a visitor descends into a pair only when both have the same arity.
-template <std::size_t Width, class F>
-void walk_preorder(const node* const (&roots)[Width], F& visitor) {
-    walk_position<Width> at;
-    const auto call = [&](const node* const(&ns)[Width]) {
+/// The walk behind `preorder` and `preorder2`: `Width` trees (or treedefs) in step; children
+/// are paired by index, so a visitor descends into a pair only when both have the same arity.
+template <class Source, std::size_t Width, class F>
+void walk_preorder(const Source& source, const typename Source::handle (&roots)[Width],
+                   F& visitor) {
+    using handle = typename Source::handle;
+    basic_walk_position<Source, Width> at;
+    const auto call = [&](const handle(&hs)[Width]) {
         if constexpr (Width == 1)
-            return visitor(*ns[0], at);
+            return visitor(source.at(hs[0]), at);
         else
-            return visitor(*ns[0], *ns[1], at);
+            return visitor(source.at(hs[0]), source.at(hs[1]), at);
     };
-    auto enter = [&](const node* const(&ns)[Width]) {
-        typename walk_position<Width>::level l{};
+    auto enter = [&](const handle(&hs)[Width]) {
+        typename basic_walk_position<Source, Width>::level l{};
         for (std::size_t i = 0; i < Width; ++i)
-            l.n[i] = ns[i];
-        at.levels_.push_back(l);
+            l.f[i] = source.open(hs[i]);
+        at.levels_.push_back(std::move(l));
     };
     const visit first = call(roots);
-    if (first != visit::descend || roots[0]->children.empty()) return;
+    if (first != visit::descend || !source.has_children(roots[0])) return;
     enter(roots);
     while (!at.levels_.empty()) {
         auto& top = at.levels_.back();
-        if (top.next == top.n[0]->children.size()) {
+        if (top.next == Source::arity(top.f[0])) {
             at.levels_.pop_back();
             continue;
         }
         const std::size_t k = top.next++;
-        const node* kids[Width];
+        handle kids[Width];
         for (std::size_t i = 0; i < Width; ++i)
-            kids[i] = top.n[i]->children[k].get();
+            kids[i] = Source::child(top.f[i], k);
         const visit v = call(kids);
         if (v == visit::stop) return;
-        if (v == visit::descend && !kids[0]->children.empty()) enter(kids);
+        if (v == visit::descend && source.has_children(kids[0])) enter(kids);
     }
 }
 
@@ -148,8 +201,8 @@ void walk_preorder(const node* const (&roots)[Width], F& visitor) {
 /// (children in order): `visitor(const node&, const walk_position<1>&) -> visit`.
 template <class F>
 void preorder(const node& root, F&& visitor) {
-    const node* const roots[1] = {&root};
-    walk_preorder(roots, visitor);
+    const node_source::handle roots[1] = {&root};
+    walk_preorder(node_source{}, roots, visitor);
 }
 
 /// `preorder` over two trees side by side: `visitor(const node& a, const node& b,
@@ -157,8 +210,24 @@ void preorder(const node& root, F&& visitor) {
 /// same arity (their children are visited pair by pair).
 template <class F>
 void preorder2(const node& a, const node& b, F&& visitor) {
-    const node* const roots[2] = {&a, &b};
-    walk_preorder(roots, visitor);
+    const node_source::handle roots[2] = {&a, &b};
+    walk_preorder(node_source{}, roots, visitor);
+}
+
+/// The same walks over treedefs (their post-order node lists): `visitor(const treedef_node&,
+/// const def_position<1>&) -> visit`, and `(a, b, const def_position<2>&)` side by side.
+template <class F>
+void preorder(const std::vector<treedef_node>& def, F&& visitor) {
+    if (def.empty()) return;
+    const def_source::handle roots[1] = {{&def, def.size() - 1}};
+    walk_preorder(def_source{}, roots, visitor);
+}
+template <class F>
+void preorder2(const std::vector<treedef_node>& a, const std::vector<treedef_node>& b,
+               F&& visitor) {
+    if (a.empty() || b.empty()) return;
+    const def_source::handle roots[2] = {{&a, a.size() - 1}, {&b, b.size() - 1}};
+    walk_preorder(def_source{}, roots, visitor);
 }
 
 } // namespace paramtree::detail
