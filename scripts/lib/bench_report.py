@@ -308,17 +308,26 @@ def checkpoint_section(bench):
         if "checkpoint/save_tied_structure" in bench else [])
 
 
+def round_texts(folder, stem):
+    """The outputs of a measured program's interleaved rounds: the text of each
+    `{stem}_{n}.txt` in `folder` that exists, in round order."""
+    for n in range(1, 10):
+        path = os.path.join(folder, f"{stem}_{n}.txt")
+        if os.path.exists(path):
+            yield open(path).read()
+
+
+def median_or_nan(v):
+    return sorted(v)[len(v) // 2] if v else float("nan")
+
+
 def distributed_section(folder):
     """Data parallelism: the demo's throughput at 1 and 2 processes, the all-reduce against a
     ping-pong, bytes with the tie and without, optimizer-state bytes per process."""
     import re
     def runs(tag):
         tps, pct, ms = [], [], []
-        for n in range(1, 10):
-            path = os.path.join(folder, f"ddp_{tag}_{n}.txt")
-            if not os.path.exists(path):
-                continue
-            text = open(path).read()
+        for text in round_texts(folder, f"ddp_{tag}"):
             steps = re.findall(r"^step \d+/\d+ .*?([0-9.]+) tokens/s", text, re.M)
             if steps:
                 tps.append(float(steps[-1]))
@@ -326,8 +335,7 @@ def distributed_section(folder):
             if m:
                 ms.append(float(m.group(1)))
                 pct.append(float(m.group(2)))
-        med = lambda v: sorted(v)[len(v) // 2] if v else float("nan")
-        return med(tps), med(ms), med(pct), len(tps)
+        return median_or_nan(tps), median_or_nan(ms), median_or_nan(pct), len(tps)
     one, _, _, n1 = runs("1x1")
     two, two_ms, two_pct, n2 = runs("2x1")
     threads, _, _, _ = runs("1x2")
@@ -399,16 +407,12 @@ def remat_section(folder):
     import re
     def runs(mode, cache):
         ms, mib = [], []
-        for n in range(1, 10):
-            path = os.path.join(folder, f"remat_{mode}_cache{cache}_{n}.txt")
-            if not os.path.exists(path):
-                continue
-            m = re.search(r"([0-9.]+) ms per step; peak memory ([0-9.]+) MiB", open(path).read())
+        for text in round_texts(folder, f"remat_{mode}_cache{cache}"):
+            m = re.search(r"([0-9.]+) ms per step; peak memory ([0-9.]+) MiB", text)
             if m:
                 ms.append(float(m.group(1)))
                 mib.append(float(m.group(2)))
-        med = lambda v: sorted(v)[len(v) // 2] if v else float("nan")
-        return med(ms), med(mib), len(ms)
+        return median_or_nan(ms), median_or_nan(mib), len(ms)
     plain, remat = runs("plain", 1), runs("remat", 1)
     plain_glibc, remat_glibc = runs("plain", 0), runs("remat", 0)
     if not plain[2] or not remat[2]:
@@ -435,19 +439,14 @@ def precision_section(folder):
     its final held-out loss, and both loss curves drawn to docs/images/precision_loss.svg."""
     import re
     def runs(p):
-        ms, final = [], []
-        for n in range(1, 10):
-            path = os.path.join(folder, f"precision_{p}_{n}.txt")
-            if not os.path.exists(path):
-                continue
-            text = open(path).read()
+        ms, final, text = [], [], ""
+        for text in round_texts(folder, f"precision_{p}"):
             m = re.search(r"([0-9.]+) ms per step", text)
             f = re.search(r"held-out loss after training: ([0-9.]+)", text)
             if m and f:
                 ms.append(float(m.group(1)))
                 final.append(float(f.group(1)))
-        med = lambda v: sorted(v)[len(v) // 2] if v else float("nan")
-        return med(ms), final, len(ms), text if ms else ""
+        return median_or_nan(ms), final, len(ms), text if ms else ""
     f32, bf16 = runs("float32"), runs("bfloat16")
     if not f32[2] or not bf16[2]:
         return []
@@ -490,11 +489,8 @@ def demo_section(folder):
     import re
     def runs(version, core):
         out = []
-        for n in range(1, 10):
-            path = os.path.join(folder, f"demo_{version}_{core}_{n}.txt")
-            if not os.path.exists(path):
-                continue
-            found = re.findall(r"([0-9]+) tokens/s", open(path).read())
+        for text in round_texts(folder, f"demo_{version}_{core}"):
+            found = re.findall(r"([0-9]+) tokens/s", text)
             if found:
                 out.append(float(found[-1]))
         return statistics.median(out) if out else None, len(out)
