@@ -104,6 +104,13 @@ BAD = {
                                  {"k": "array", "name": "0"}, {"k": "tied"}]}),
         "paramtree.ties": json.dumps({"1": {"source": "0", "transforms": []}})},
         "0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    # A tie to its own position, its source spelled as a field (`.b`) where the tree has a dict
+    # key (['b']): refused whatever the spelling.
+    "structure_v3_tie_to_itself_spelled_as_field": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "dict", "keys": ["a", "b"]},
+                                 {"k": "array", "name": "a"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"b": {"source": "b", "from": ".b", "transforms": []}})},
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
     "structure_reserved_record_bad_fields": st({"__metadata__": {"paramtree.structure": json.dumps(
         {"version": 2, "nodes": [{"k": "record", "name": "pt.nn.Linear", "fields": ["weight", "weight"],
                                   "statics": []}, {"k": "none"}, {"k": "none"}]})}}),

@@ -255,7 +255,12 @@ tree tie_placeholder(const get_entry& g) {
 tree shared_scope(const tree& content, const std::vector<path>& where,
                   const std::vector<get_entry>& gets,
                   std::vector<std::pair<std::string, path>> tags) {
-    (void)check_disjoint(where, gets);
+    // A file may spell a source as the tree does not (`.a.w` for a dict's ['a']['w']): the
+    // disjointness check compares the tree's spelling, or a tie to itself would pass.
+    std::vector<get_entry> spelled = gets;
+    for (get_entry& g : spelled)
+        if (!g.fn) g.from = canonical_path(*content.node(), g.from);
+    (void)check_disjoint(where, spelled);
     for (const get_entry& g : gets) {
         const auto loc = locate(content, g.from);
         if (loc.target->kind == node_kind::tied)

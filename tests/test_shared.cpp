@@ -312,6 +312,23 @@ TEST_CASE("shared: callable gets compare by identity and cannot be contracted", 
     CHECK_THROWS_AS(pt::contract(a, pt::expand(a)), pt::sharing_error);
 }
 
+TEST_CASE("shared: a source is compared as the tree spells it", "[shared][error]") {
+    const auto t =
+        pt::dict({{"a", pt::dict({{"w", pt::array::ones({2})}})}, {"b", pt::array::zeros({2})}});
+    // `.a.w` names the dict child ['a']['w']: a tie of that position to itself, or of ['a'] to
+    // something inside it, is a cycle however the source is written.
+    CHECK_THROWS_WITH(
+        pt::share(t, pt::parse_path("['a']['w']"), pt::source(pt::parse_path(".a.w"))),
+        Catch::Contains("(a cycle)"));
+    CHECK_THROWS_WITH(pt::share(t, pt::parse_path("['a']"), pt::source(pt::parse_path(".a.w"))),
+                      Catch::Contains("(a cycle)"));
+    // A good tie keeps the tree's spelling of its source.
+    const auto tied = pt::share(t, pt::parse_path("['b']"), pt::source(pt::parse_path("a.w")));
+    REQUIRE(pt::ties(tied).size() == 1);
+    CHECK(pt::keystr(pt::ties(tied)[0].source) == "['a']['w']");
+    CHECK(pt::same_storage(pt::expand(tied)["b"].as_array(), t["a"]["w"].as_array()));
+}
+
 TEST_CASE("shared: Shared nodes nest and sit anywhere in a model", "[shared]") {
     const auto inner = tied_lm();
     const auto model = pt::record("Model", {{"a", inner}, {"b", pt::array::zeros({10, 4})}});

@@ -67,12 +67,14 @@ struct get_entry {
 template <class G>
 std::vector<get_entry> resolve_get(const G& get, const tree& t) {
     using D = std::decay_t<G>;
+    // Sources are spelled as the tree spells them (as where paths are): `.a.w` and `['a']['w']`
+    // name one dict child, and only one spelling lets share see a tie to itself or a cycle.
     if constexpr (std::same_as<D, source>) {
-        return {get_entry{get.from, get.transforms, nullptr, {}}};
+        return {get_entry{canonical_paths(t, {get.from})[0], get.transforms, nullptr, {}}};
     } else if constexpr (std::same_as<D, std::vector<source>>) {
         std::vector<get_entry> out;
         for (const auto& s : get)
-            out.push_back(get_entry{s.from, s.transforms, nullptr, {}});
+            out.push_back(get_entry{canonical_paths(t, {s.from})[0], s.transforms, nullptr, {}});
         return out;
     } else if constexpr (std::same_as<D, getter>) {
         return {get_entry{{}, {}, get.fn, get.name}};
