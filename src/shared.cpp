@@ -127,6 +127,24 @@ std::vector<std::size_t> check_disjoint(const std::vector<path>& where,
     return order;
 }
 
+// `h` mixed with `p`, entry by entry: equal paths give equal hashes, and no key-path text is
+// built (a tie's source, a Shared node's tags).
+std::size_t hash_path(std::size_t h, const path& p) {
+    for (const path_entry& e : p)
+        h = mix(h, std::visit(
+                       [](const auto& k) -> std::size_t {
+                           using K = std::decay_t<decltype(k)>;
+                           if constexpr (std::is_same_v<K, index_key>)
+                               return k.index;
+                           else if constexpr (std::is_same_v<K, dict_key>)
+                               return std::hash<std::string_view>{}(k.key);
+                           else
+                               return mix(0x6669656c64, std::hash<std::string_view>{}(k.name));
+                       },
+                       e));
+    return h;
+}
+
 node_ptr placeholder(const get_entry& g) {
     auto meta = std::make_shared<tie_meta>();
     meta->source = g.from;
@@ -137,19 +155,7 @@ node_ptr placeholder(const get_entry& g) {
     if (g.fn) {
         h = mix(h, std::hash<const void*>{}(g.fn.get()));
     } else {
-        // Entry by entry (no key-path text built per tie); equal paths give equal hashes.
-        for (const path_entry& e : g.from)
-            h = mix(h, std::visit(
-                           [](const auto& k) -> std::size_t {
-                               using K = std::decay_t<decltype(k)>;
-                               if constexpr (std::is_same_v<K, index_key>)
-                                   return k.index;
-                               else if constexpr (std::is_same_v<K, dict_key>)
-                                   return std::hash<std::string_view>{}(k.key);
-                               else
-                                   return mix(0x6669656c64, std::hash<std::string_view>{}(k.name));
-                           },
-                           e));
+        h = hash_path(h, g.from);
         if (!g.transforms.empty()) h = mix(h, std::hash<std::string>{}(to_string(g.transforms)));
     }
     meta->hash = h;
@@ -175,7 +181,7 @@ tree scope_over(const tree& pruned, std::vector<std::pair<std::string, path>> ta
     std::size_t h = 0x736861726564;
     for (const auto& [tag, p] : tags) {
         h = mix(h, std::hash<std::string>{}(tag));
-        h = mix(h, std::hash<std::string>{}(keystr(p)));
+        h = hash_path(h, p);
     }
     meta->tags = std::move(tags);
     meta->hash = h;
