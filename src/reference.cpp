@@ -33,26 +33,31 @@ tree scope(const tree& t) {
     std::vector<path> where;
     std::vector<detail::get_entry> gets;
     std::vector<std::pair<std::string, path>> tags;
-    // The position's entries in the coordinates of the tree without markers, one per level
-    // below the root: none for a Reference's `value` (nor for a Shared node's child). The path
-    // is put together only at a Reference.
-    std::vector<std::optional<path_entry>> entries;
+    // For each node above the current one: its entry in the coordinates of the tree without
+    // markers (none at the root, for a Reference's `value` and for a Shared node's child), and
+    // whether it is a Reference (each node is checked once). The path is put together only at
+    // a Reference.
+    struct level {
+        std::optional<path_entry> entry;
+        bool marker;
+    };
+    std::vector<level> levels;
     const auto here = [&] {
         path p;
-        for (const auto& e : entries)
-            if (e) p.push_back(*e);
+        for (const auto& l : levels)
+            if (l.entry) p.push_back(*l.entry);
         return p;
     };
-    const auto marker = [](const detail::node& n) {
-        return n.kind == node_kind::record && is_reference(tree(detail::node_ptr::share(&n)));
-    };
     detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
-        entries.resize(at.depth() == 0 ? 0 : at.depth() - 1);
-        if (const detail::node* parent = at.parent())
-            entries.push_back(marker(*parent)
-                                  ? std::nullopt
-                                  : detail::child_entry(parent->meta, parent->kind, at.index()));
-        if (!marker(n)) return detail::visit::descend;
+        levels.resize(at.depth());
+        const detail::node* parent = at.parent();
+        const bool marker =
+            n.kind == node_kind::record && is_reference(tree(detail::node_ptr::share(&n)));
+        levels.push_back({parent == nullptr || levels.back().marker
+                              ? std::nullopt
+                              : detail::child_entry(parent->meta, parent->kind, at.index()),
+                          marker});
+        if (!marker) return detail::visit::descend;
         const tree ref(detail::node_ptr::share(&n));
         const auto tag = std::get<std::string>(ref.static_fields()[0].second.get());
         const tree value = ref.child(0);
