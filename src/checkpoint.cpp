@@ -280,10 +280,13 @@ tree load_sharded_tree(const std::filesystem::path& index, const load_options& o
     if (!meta.contains(structure_key) || !meta[structure_key].is_string())
         bad("metadata", "paramtree's structure (an index written by distributed::save_sharded)",
             "no paramtree.structure string");
-    if (meta.contains(ties_key) && !meta[ties_key].is_string())
-        bad("metadata", "paramtree.ties as a string", detail::describe_json(meta[ties_key]));
-    const std::string ties_text = meta.value(ties_key, std::string());
-    const json ties = parse_ties(meta.contains(ties_key) ? &ties_text : nullptr, source);
+    const std::string* ties_text = nullptr; // none: an index without ties
+    if (const auto it = meta.find(ties_key); it != meta.end()) {
+        if (!it->is_string())
+            bad("metadata", "paramtree.ties as a string", detail::describe_json(*it));
+        ties_text = it->get_ptr<const std::string*>();
+    }
+    const json ties = parse_ties(ties_text, source);
     // Each shard once, in any order; each tensor from the file the index names for it.
     struct shard {
         st_file file;

@@ -758,4 +758,14 @@ TEST_CASE("checkpoint: a sharded checkpoint's index is validated, naming what is
     } catch (const pt::format_error& e) {
         CHECK(e.path() == "v");
     }
+    // The ties, when present, are a JSON text like every metadata value.
+    write(R"({"metadata": {"paramtree.structure": "x", "paramtree.ties": 7},)"
+          R"( "weight_map": {"w": "shard.safetensors"}})");
+    try {
+        (void)pt::load_tree(index);
+        FAIL("an index whose ties are not a string loaded");
+    } catch (const pt::format_error& e) {
+        CHECK(e.path() == "metadata");
+        CHECK(std::string(e.what()).find("paramtree.ties as a string") != std::string::npos);
+    }
 }
