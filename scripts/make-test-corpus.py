@@ -114,6 +114,52 @@ BAD = {
     "structure_reserved_record_bad_fields": st({"__metadata__": {"paramtree.structure": json.dumps(
         {"version": 2, "nodes": [{"k": "record", "name": "pt.nn.Linear", "fields": ["weight", "weight"],
                                   "statics": []}, {"k": "none"}, {"k": "none"}]})}}),
+    # --- names a terminal could be fooled by, and crafted ties (issue 27 §4) ---
+    "rlo_in_name": st({"w\u202egpj.exe": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "c1_control_in_name": st({"w\u0085x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "zero_width_in_tie_name": st({"__metadata__": {"paramtree.ties": json.dumps(
+        {"w\u200b": {"source": "a", "transforms": []}})}}),
+    # A reshape whose element count wraps around 2^64 to the source's 0.
+    "structure_v3_reshape_wraps": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "0"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"1": {"source": "0", "from": "[0]",
+                                            "transforms": [".reshape(4294967296,4294967296)"]}})},
+        "0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}),
+    "structure_v3_tie_to_string_leaf": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "str", "v": "relu"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"1": {"source": "0", "from": "[0]", "transforms": []}})}}),
+    "structure_v3_tie_to_none": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "none"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"1": {"source": "0", "from": "[0]", "transforms": []}})}}),
+    # One tensor named at two leaves: they would alias after load, a tie nobody declared.
+    "structure_v3_tensor_at_two_leaves": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "list", "n": 2}, {"k": "array", "name": "0"},
+                                 {"k": "array", "name": "0"}]})},
+        "0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    "structure_v3_tag_to_missing_path": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": [["l1", "[5]"]]}, {"k": "list", "n": 2},
+                                 {"k": "array", "name": "0"}, {"k": "tied"}]}),
+        "paramtree.ties": json.dumps({"1": {"source": "0", "from": "[0]", "transforms": []}})},
+        "0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, F32x2),
+    # paramtree.ties names a tie the structure does not hold.
+    "structure_v3_ties_disagree": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "list", "n": 2}, {"k": "array", "name": "0"},
+                                 {"k": "array", "name": "1"}]}),
+        "paramtree.ties": json.dumps({"2": {"source": "0", "from": "[0]", "transforms": []}})},
+        "0": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+        "1": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, F32x2),
+    # Two ties whose sources hold each other's tie: expand would never end.
+    "structure_v3_tie_cycle": st({"__metadata__": {"paramtree.structure": json.dumps(
+        {"version": 3, "nodes": [{"k": "shared", "tags": []}, {"k": "list", "n": 2},
+                                 {"k": "list", "n": 2}, {"k": "tied"}, {"k": "array", "name": "0.1"},
+                                 {"k": "list", "n": 2}, {"k": "tied"}, {"k": "array", "name": "1.1"}]}),
+        "paramtree.ties": json.dumps({"0.0": {"source": "1", "from": "[1]", "transforms": []},
+                                      "1.0": {"source": "0", "from": "[0]", "transforms": []}})},
+        "0.1": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+        "1.1": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, F32x2),
 }
 # The duplicate name is written by hand: a JSON library would keep only one.
 dup_header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},' \

@@ -421,37 +421,42 @@ tape_scope::~tape_scope() {
 }
 
 std::vector<array> record_multi(const std::shared_ptr<tape>& t, std::vector<array> outputs,
-                                input_list inputs, multi_backward_fn backward) {
+                                input_list inputs, multi_backward_fn backward, op_info info) {
     std::vector<std::size_t> traced_outputs;
     for (std::size_t j = 0; j < outputs.size(); ++j)
         if (is_inexact(outputs[j].dtype())) traced_outputs.push_back(j);
     if (traced_outputs.empty()) return outputs;
     if (outputs.size() == 1) {
-        outputs[0] = record(t, std::move(outputs[0]), inputs,
-                            [backward = std::move(backward)](const array& g, cotangent_sink& s) {
-                                const std::optional<array> one[1] = {g};
-                                backward(one, s);
-                            });
+        outputs[0] = record(
+            t, std::move(outputs[0]), inputs,
+            [backward = std::move(backward)](const array& g, cotangent_sink& s) {
+                const std::optional<array> one[1] = {g};
+                backward(one, s);
+            },
+            info);
         return outputs;
     }
     // Several outputs: each output's entry parks its cotangent in `parked` and sends the hub
     // a token (a 0-d zero); the hub, recorded before them, runs after all of them.
     auto parked = std::make_shared<std::vector<std::optional<array>>>(outputs.size());
     const array token = array::zeros({}, dtype::float32);
-    const array hub =
-        record(t, token, inputs,
-               [parked, backward = std::move(backward)](const array&, cotangent_sink& s) {
-                   std::vector<std::optional<array>> cotangents;
-                   cotangents.swap(*parked); // freed when this backward is done
-                   backward(cotangents, s);
-               });
+    const array hub = record(
+        t, token, inputs,
+        [parked, backward = std::move(backward)](const array&, cotangent_sink& s) {
+            std::vector<std::optional<array>> cotangents;
+            cotangents.swap(*parked); // freed when this backward is done
+            backward(cotangents, s);
+        },
+        info);
     for (const std::size_t j : traced_outputs) {
         const array* from[1] = {&hub};
-        outputs[j] = record(t, std::move(outputs[j]), input_list(from, 1),
-                            [parked, j, token](const array& g, cotangent_sink& s) {
-                                (*parked)[j] = g;
-                                s.add(0, token);
-                            });
+        outputs[j] = record(
+            t, std::move(outputs[j]), input_list(from, 1),
+            [parked, j, token](const array& g, cotangent_sink& s) {
+                (*parked)[j] = g;
+                s.add(0, token);
+            },
+            info);
     }
     return outputs;
 }

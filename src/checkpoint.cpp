@@ -87,7 +87,7 @@ json parse_ties(const std::string* text, const std::string& source) {
                  too_deep ? "JSON nested deeper than 3 levels" : "invalid JSON");
     for (const auto& [tied, v] : j.items()) {
         if (!detail::valid_tensor_name(tied))
-            bad_file(source, where, "tie names without control characters",
+            bad_file(source, where, "tie names of plain UTF-8 (no control or format characters)",
                      fmt::format("'{}'", detail::escaped(tied)));
         if (!v.is_object() || !v.contains("source") || !v["source"].is_string())
             bad_file(source, where, "{source, transforms}", describe_json(v));

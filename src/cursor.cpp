@@ -24,6 +24,7 @@ location try_locate(const node& root, const path& p, bool leaf_offsets) noexcept
         // A scope is looked through on the way down; a target that is a Shared node is
         // returned as itself.
         while (cur->kind == node_kind::shared) {
+            at.scope_owner = cur;
             cur = cur->children[0].get();
             at.scope = cur;
             at.scope_depth = at.depth;

@@ -4,6 +4,8 @@
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/tape.hpp>
 
+#include <memory>
+
 #include <fmt/format.h>
 
 namespace paramtree::detail {
@@ -55,9 +57,14 @@ call_custom_vjp(const std::string& name, std::span<const array* const> inputs,
     for (const array& x : plain)
         input_types.emplace_back(x.shape(), x.dtype());
 
-    auto backward = [name, output_types = std::move(output_types),
+    // The tape keeps the name as a C string for its errors ("the backward of 'rms_norm'"):
+    // the backward owns it, so it lives as long as the entry.
+    auto label = std::make_shared<const std::string>(name);
+    const char* label_text = label->c_str();
+    auto backward = [name, label, output_types = std::move(output_types),
                      input_types = std::move(input_types), user = std::move(result.backward)](
                         std::span<const std::optional<array>> cotangents, cotangent_sink& sink) {
+        (void)label; // kept alive with the entry: the tape's name for it
         std::vector<array> g;
         g.reserve(cotangents.size());
         for (std::size_t j = 0; j < cotangents.size(); ++j)
@@ -81,7 +88,8 @@ call_custom_vjp(const std::string& name, std::span<const array* const> inputs,
             sink.add(k, strip_trace(*got[k]));
         }
     };
-    return record_multi(t, std::move(result.outputs), inputs, std::move(backward));
+    return record_multi(t, std::move(result.outputs), inputs, std::move(backward),
+                        op_info{label_text, false});
 }
 
 } // namespace paramtree::detail

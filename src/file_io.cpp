@@ -3,6 +3,7 @@
 #include <paramtree/error.hpp>
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <random>
 #include <utility>
@@ -105,7 +107,14 @@ void remove_stale_temporaries(const std::filesystem::path& dir, const std::strin
 } // namespace
 
 std::string temporary_prefix(const std::filesystem::path& file) {
-    return "." + file.filename().string() + ".paramtree-tmp-";
+    const std::string name = file.filename().string();
+    // The temporary's name must fit where the file's does (NAME_MAX, 255 bytes on Linux file
+    // systems): with the random suffix (at most 28 bytes) a long name would not, and the save
+    // would fail only after writing everything. Long names use a hash of the name instead.
+    constexpr std::size_t longest_suffix = 28;
+    std::string prefix = "." + name + ".paramtree-tmp-";
+    if (prefix.size() + longest_suffix <= NAME_MAX) return prefix;
+    return fmt::format(".paramtree-tmp-{:016x}-", std::hash<std::string>{}(name));
 }
 
 void write_all(int fd, const void* data, std::size_t n, const std::filesystem::path& file) {
@@ -125,6 +134,11 @@ void atomic_write(const std::filesystem::path& requested,
                   const std::function<void(int fd)>& write) {
     const std::filesystem::path file = write_target(requested);
     const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : ".";
+    // Refused before anything is written, not after.
+    if (file.filename().string().size() > NAME_MAX)
+        throw io_error("save", file.string(),
+                       fmt::format("a file name of at most {} bytes", NAME_MAX),
+                       fmt::format("{} bytes", file.filename().string().size()));
     const std::string prefix = temporary_prefix(file);
     remove_stale_temporaries(dir, prefix);
 

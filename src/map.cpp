@@ -80,6 +80,13 @@ bool truthy(const tree& leaf) {
 }
 
 tree tree_transpose(const treedef& outer, const treedef& inner, const tree& t) {
+    // Without a leaf the composed structure forgets the other one (t is the outer structure
+    // alone): optree refuses it too.
+    for (const auto& [what, side] : {std::pair{"outer", &outer}, std::pair{"inner", &inner}})
+        if (side->num_leaves() == 0)
+            detail::throw_structure("tree_transpose", {},
+                                    fmt::format("an {} structure with at least one leaf", what),
+                                    side->to_string());
     auto [leaves, def] = flatten(t);
     const auto expected = outer.compose(inner);
     if (!(def == expected)) {

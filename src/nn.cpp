@@ -22,6 +22,7 @@
 
 namespace paramtree::detail {
 struct state_updates {
+    /// By state_key: one entry per state, however many positions and copies of the model hold it.
     std::map<const void*, tree> updated;
 };
 } // namespace paramtree::detail
@@ -388,6 +389,15 @@ bool is_state_record(const tree& t) {
     return is_module(t, "pt.nn.State");
 }
 
+// Which state a State record is: the buffer of its running mean. The node itself is not enough:
+// inside a gradient call a tied module arrives expanded and combined with its parameters, so
+// its two uses are two nodes, but they hold the one stored array (expand puts the same handle
+// at every tied position, and tracing keeps the buffer).
+const void* state_key(const tree& state) {
+    const tree mean = state.kind() == node_kind::record ? state["running_mean"] : tree();
+    return mean.is_array() ? mean.as_array().storage_id() : state.identity();
+}
+
 array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
     const std::size_t c = size_field(m, "channels");
     if (x.ndim() < 2 || x.shape()[1] != c)
@@ -399,7 +409,7 @@ array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
     // A tied module applied a second time in one call reads the state its first use wrote.
     tree state = stored;
     if (ctx.updates) {
-        if (const auto it = ctx.updates->updated.find(stored.identity());
+        if (const auto it = ctx.updates->updated.find(state_key(stored));
             it != ctx.updates->updated.end())
             state = it->second;
     }
@@ -410,7 +420,7 @@ array apply_batch_norm(const tree& m, const array& x, const context& ctx) {
     if (ctx.training && ctx.updates) {
         const double momentum = double_field(m, "momentum");
         const array count = state["num_batches_tracked"].as_array();
-        ctx.updates->updated[stored.identity()] =
+        ctx.updates->updated[state_key(stored)] =
             batch_norm_state(stop_gradient(mean * (1 - momentum) + out.mean * momentum),
                              stop_gradient(var * (1 - momentum) + out.variance * momentum),
                              static_cast<std::int64_t>(count.item()) + 1);
@@ -535,7 +545,7 @@ stateful_output apply_with_state(const tree& module, const array& x, const conte
     tree updated = tree_map(
         {.is_leaf = is_state_record},
         [&](const tree& leaf) {
-            const auto it = updates.updated.find(leaf.identity());
+            const auto it = updates.updated.find(state_key(leaf));
             return it == updates.updated.end() ? leaf : it->second;
         },
         module);

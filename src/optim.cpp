@@ -606,7 +606,31 @@ double global_norm(const tree& t) {
             total += k::sum_of_squares(data<decltype(tag)>(a), a.size());
             return 0;
         });
-    return std::sqrt(total);
+    // float64 squares overflow past 1e154 and vanish below 1e-162 although the norm itself is
+    // a normal number: then (rarely, so a second pass is fine) scale by the largest magnitude
+    // first, as BLAS nrm2 does. A NaN or an infinity among the values stays non-finite.
+    constexpr double tiny = 1e-280;
+    if (std::isfinite(total) && total >= tiny) return std::sqrt(total);
+    double largest = 0;
+    for (const array& a : views::float_arrays(t))
+        with_float(a, [&](auto tag) {
+            const auto* p = data<decltype(tag)>(a);
+            for (std::size_t i = 0; i < a.size(); ++i)
+                largest = std::max(largest, std::abs(static_cast<double>(p[i])));
+            return 0;
+        });
+    if (!std::isfinite(largest) || std::isnan(total) || largest == 0) return std::sqrt(total);
+    double scaled = 0;
+    for (const array& a : views::float_arrays(t))
+        with_float(a, [&](auto tag) {
+            const auto* p = data<decltype(tag)>(a);
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                const double x = static_cast<double>(p[i]) / largest;
+                scaled += x * x;
+            }
+            return 0;
+        });
+    return largest * std::sqrt(scaled);
 }
 
 } // namespace paramtree::optim

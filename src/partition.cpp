@@ -1,4 +1,5 @@
 // paramtree — partition / combine / filter.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/partition.hpp>
@@ -45,7 +46,10 @@ partitioned partition(const tree& t, const path_filter& pred, tie_policy policy)
             index.emplace(keystr(items[i].first), i);
         for (const auto& info : ties(t)) {
             if (!info.getter.empty()) continue;
-            auto [sub, sub_def] = flatten_with_path(t.at(info.source));
+            // The source as stored (its own placeholders leafless), so its leaves are t's.
+            const tree stored(detail::node_ptr::share(
+                detail::locate(*t.node(), info.source, "partition").target));
+            auto [sub, sub_def] = flatten_with_path(stored);
             for (auto& [rel, leaf] : sub) {
                 const std::size_t i = index.at(keystr(info.source / rel));
                 const bool own = pred(items[i].first, items[i].second);

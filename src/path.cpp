@@ -10,30 +10,112 @@
 namespace paramtree {
 
 namespace detail {
-std::string escaped(std::string_view s) {
+
+std::pair<char32_t, std::size_t> utf8_at(std::string_view s, std::size_t i) noexcept {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const unsigned char lead = b(0);
+    if (lead < 0x80) return {lead, 1};
+    std::size_t n = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 0;
+    if (n == 0 || lead >= 0xf8 || i + n > s.size()) return {invalid_utf8, 1};
+    char32_t cp = lead & (0x7f >> n);
+    for (std::size_t k = 1; k < n; ++k) {
+        if ((b(k) & 0xc0) != 0x80) return {invalid_utf8, 1};
+        cp = (cp << 6) | (b(k) & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr char32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return {invalid_utf8, 1};
+    return {cp, n};
+}
+
+bool is_format_char(char32_t cp) noexcept {
+    // Unicode's general category Cf (format characters: bidi controls, zero-width joiners and
+    // spaces, tags), from UnicodeData.txt 15.0: they change how text around them shows.
+    static constexpr std::pair<char32_t, char32_t> ranges[] = {
+        {0x00ad, 0x00ad},   {0x0600, 0x0605},   {0x061c, 0x061c},   {0x06dd, 0x06dd},
+        {0x070f, 0x070f},   {0x0890, 0x0891},   {0x08e2, 0x08e2},   {0x180e, 0x180e},
+        {0x200b, 0x200f},   {0x202a, 0x202e},   {0x2060, 0x2064},   {0x2066, 0x206f},
+        {0xfeff, 0xfeff},   {0xfff9, 0xfffb},   {0x110bd, 0x110bd}, {0x110cd, 0x110cd},
+        {0x13430, 0x1343f}, {0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a}, {0xe0001, 0xe0001},
+        {0xe0020, 0xe007f}};
+    for (const auto& [lo, hi] : ranges)
+        if (cp >= lo && cp <= hi) return true;
+    return false;
+}
+
+namespace {
+// What a terminal could be fooled by: C0 and C1 controls, DEL, format characters.
+bool deceptive(char32_t cp) noexcept {
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || is_format_char(cp);
+}
+} // namespace
+
+bool is_plain_text(std::string_view s) noexcept {
+    for (std::size_t i = 0; i < s.size();) {
+        const auto [cp, n] = utf8_at(s, i);
+        if (cp == invalid_utf8 || deceptive(cp)) return false;
+        i += n;
+    }
+    return true;
+}
+
+std::string escaped(std::string_view s, char quote) {
     std::string out;
     out.reserve(s.size());
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '\'' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20 || u == 0x7f) {
-            // Control characters (NUL included) are printed, never emitted raw: a name with a
-            // NUL must not look like a shorter one to a C-string consumer.
-            out += fmt::format("\\x{:02x}", u);
+    for (std::size_t i = 0; i < s.size();) {
+        const auto [cp, n] = utf8_at(s, i);
+        if (cp == invalid_utf8 || cp < 0x20 || cp == 0x7f) {
+            // Control characters (NUL included) and bytes that are not UTF-8 are printed,
+            // never emitted raw: a name with a NUL must not look like a shorter one to a
+            // C-string consumer.
+            out += fmt::format("\\x{:02x}", static_cast<unsigned char>(s[i]));
+        } else if (deceptive(cp)) {
+            // C1 controls and format characters (U+202E reverses what follows): a printed
+            // path shows them, it does not obey them.
+            out += cp > 0xffff ? fmt::format("\\U{:08x}", static_cast<std::uint32_t>(cp))
+                               : fmt::format("\\u{:04x}", static_cast<std::uint32_t>(cp));
         } else {
-            out += c;
+            if (cp == static_cast<unsigned char>(quote) || cp == '\\') out += '\\';
+            out.append(s.substr(i, n));
         }
+        i += n;
     }
     return out;
 }
+
+std::string quoted(std::string_view key) {
+    // Python's repr: single quotes unless the key holds one and no double quote (JAX's
+    // keystr prints `["it's"]`).
+    const bool double_quotes =
+        key.find('\'') != std::string_view::npos && key.find('"') == std::string_view::npos;
+    const char q = double_quotes ? '"' : '\'';
+    return q + escaped(key, q) + q;
+}
+
 } // namespace detail
 
 namespace {
+void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xc0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xe0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+        out += static_cast<char>(0xf0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+}
+
 struct entry_printer {
     std::string operator()(const index_key& k) const { return fmt::format("[{}]", k.index); }
-    std::string operator()(const dict_key& k) const { return "['" + detail::escaped(k.key) + "']"; }
+    std::string operator()(const dict_key& k) const { return "[" + detail::quoted(k.key) + "]"; }
     std::string operator()(const field_key& k) const { return "." + k.name; }
 };
 } // namespace
@@ -78,6 +160,17 @@ path path::prefix(std::size_t n) const {
     return path(std::vector<path_entry>(
         entries_.begin(),
         entries_.begin() + static_cast<std::ptrdiff_t>(std::min(n, entries_.size()))));
+}
+
+path path::suffix(std::size_t n) const {
+    if (n >= entries_.size()) return {};
+    return path(
+        std::vector<path_entry>(entries_.begin() + static_cast<std::ptrdiff_t>(n), entries_.end()));
+}
+
+void path::throw_no_entry(std::size_t i) const {
+    detail::throw_path("path::operator[]", *this, fmt::format("an entry index below {}", size()),
+                       fmt::format("{}", i));
 }
 
 bool path::is_prefix_of(const path& other) const noexcept {
@@ -153,13 +246,21 @@ struct path_reader {
             while (i < text.size() && text[i] != quote) {
                 if (text[i] == '\\' && i + 1 < text.size()) {
                     ++i;
-                    // `\xHH`: a control character as `keystr` prints it.
-                    unsigned code = 0;
-                    if (text[i] == 'x' && i + 2 < text.size() &&
-                        std::from_chars(text.data() + i + 1, text.data() + i + 3, code, 16).ptr ==
-                            text.data() + i + 3) {
-                        key += static_cast<char>(code);
-                        i += 3;
+                    // `\xHH`: a control character as `keystr` prints it; `\uHHHH` and
+                    // `\UHHHHHHHH`: a C1 control or format character, as UTF-8.
+                    const std::size_t digits = text[i] == 'x'   ? 2
+                                               : text[i] == 'u' ? 4
+                                               : text[i] == 'U' ? 8
+                                                                : 0;
+                    std::uint32_t code = 0;
+                    if (digits != 0 && i + digits < text.size() &&
+                        std::from_chars(text.data() + i + 1, text.data() + i + 1 + digits, code, 16)
+                                .ptr == text.data() + i + 1 + digits) {
+                        if (digits == 2)
+                            key += static_cast<char>(code);
+                        else
+                            append_utf8(key, code);
+                        i += 1 + digits;
                         continue;
                     }
                 }

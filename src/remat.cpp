@@ -79,7 +79,8 @@ tree remat_call(std::vector<tree> leaves, std::shared_ptr<const leaf_call> call)
         }
         backward_into(*nested.get(), std::move(seeds), positions.size(), sink);
     };
-    std::vector<array> recorded = record_multi(t, std::move(outputs), inputs, std::move(backward));
+    std::vector<array> recorded =
+        record_multi(t, std::move(outputs), inputs, std::move(backward), op_info{"remat", false});
     for (std::size_t o = 0; o < out_positions.size(); ++o)
         out_leaves[out_positions[o]] = tree(std::move(recorded[o]));
     return unflatten(out_def, std::move(out_leaves));

@@ -13,6 +13,9 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
+#include <span>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -20,17 +23,10 @@ namespace paramtree {
 
 namespace detail {
 
-namespace {
-
-std::string get_text(const get_entry& g) {
-    if (g.fn) return fmt::format("{}()", g.fn_name);
-    return fmt::format("{}{}", display_path(keystr(g.from)), to_string(g.transforms));
-}
-
 // Checks that `value` (what the get produces) can stand where `target` stands: the same
 // structure and, leaf by leaf, the same dtype and shape after the transforms. Computes shapes
 // only: nothing is copied, whatever the array size.
-void check_fits(const path& where, const tree& target, const tree& value,
+void check_fits(std::string_view context, const path& where, const tree& target, const tree& value,
                 const std::vector<transform>& chain, const std::function<std::string()>& what) {
     // A leaf tied to a leaf (share_aliases' every tie, most ties in models): compared as they
     // are, without flattening either into a treedef.
@@ -49,7 +45,7 @@ void check_fits(const path& where, const tree& target, const tree& value,
     const treedef& vd = value_flat.def;
     if (!(td == vd)) {
         const auto d = first_difference(td, vd);
-        throw_sharing("share", where / (d ? d->where : path{}),
+        throw_sharing(std::string(context), where / (d ? d->where : path{}),
                       (d ? d->left : td.to_string()) + " (the node being tied)",
                       fmt::format("{} from get {}", d ? d->right : vd.to_string(), what()));
     }
@@ -58,22 +54,59 @@ void check_fits(const path& where, const tree& target, const tree& value,
     for (std::size_t i = 0; i < tl.size(); ++i) {
         if (!tl[i].is_array() && !vl[i].is_array()) continue;
         if (tl[i].is_array() != vl[i].is_array())
-            throw_sharing("share", at(i), describe(tl[i]) + " (the node being tied)",
+            throw_sharing(std::string(context), at(i), describe(tl[i]) + " (the node being tied)",
                           fmt::format("{} from get {}", describe(vl[i]), what()));
         const auto& ta = tl[i].as_array();
         const auto& va = vl[i].as_array();
         const shape_type shape = chain_shapes(va.shape(), chain).back();
         if (ta.dtype() != va.dtype() || ta.shape() != shape)
-            throw_sharing("share", at(i), ta.describe() + " (the node being tied)",
+            throw_sharing(std::string(context), at(i), ta.describe() + " (the node being tied)",
                           fmt::format("{} from get {}", describe(va.dtype(), shape), what()));
     }
 }
 
-// Where nodes must be disjoint, and no where node may contain or lie inside a get node.
-// Sorting makes every prefix relation show up on a stack of open prefixes: O(n log n).
-// Returns the where nodes' indices in sorted path order (what rebuild_at_sorted takes).
-std::vector<std::size_t> check_disjoint(const std::vector<path>& where,
-                                        const std::vector<get_entry>& gets) {
+namespace {
+
+// A tie stands for parameters: its source holds an array (or a tie, which does). A tie of a
+// string, of None or of a subtree without arrays has nothing to train, and a file that declares
+// one is malformed.
+void check_array_source(std::string_view context, const path& p, const node& source) {
+    bool found = false;
+    preorder(source, [&](const node& n, const walk_position<1>&) {
+        found = n.kind == node_kind::tied ||
+                (n.kind == node_kind::leaf && std::holds_alternative<array>(n.value));
+        return found ? visit::stop : visit::descend;
+    });
+    if (!found)
+        throw_sharing(std::string(context), p, "a source that holds an array", describe(source));
+}
+
+// What a callable get returned, read from a pruned tree: a value, without ties in it.
+void check_callable_value(std::string_view context, const path& where, const get_entry& g,
+                          const tree& value) {
+    if ((value.node()->flags & (has_tied | has_shared)) != 0)
+        throw_sharing(std::string(context), where,
+                      fmt::format("a callable get {}() that returns a value", g.fn_name),
+                      "a tie placeholder or Shared node (it read a tied position of the "
+                      "pruned tree)");
+}
+
+std::string get_text(const get_entry& g) {
+    if (g.fn) return fmt::format("{}()", g.fn_name);
+    return fmt::format("{}{}", display_path(keystr(g.from)), to_string(g.transforms));
+}
+
+// Where nodes must be disjoint, and no where node may contain a get node (the source would be
+// pruned away). A where node inside a get node is a source that holds a tie itself: legal
+// unless the ties read each other round, which `fill_order` finds once the tree is pruned
+// (`nested` says whether it has to look). Sorting makes every prefix relation show up on a
+// stack of open prefixes: O(n log n). Returns the where nodes' indices in sorted path order
+// (what rebuild_at_sorted takes).
+struct disjoint_where {
+    std::vector<std::size_t> order;
+    bool nested = false; // a where node lies inside a get node
+};
+disjoint_where check_disjoint(const std::vector<path>& where, const std::vector<get_entry>& gets) {
     struct entry {
         const path* p;
         bool is_where;
@@ -97,6 +130,7 @@ std::vector<std::size_t> check_disjoint(const std::vector<path>& where,
         if (!std::is_sorted(lo, hi, before)) std::sort(lo, hi, before);
     std::inplace_merge(all.begin(), middle, all.end(), before);
     std::vector<entry> open;
+    bool nested = false;
     for (const auto& e : all) {
         while (!open.empty() && !open.back().p->is_prefix_of(*e.p))
             open.pop_back();
@@ -113,18 +147,16 @@ std::vector<std::size_t> check_disjoint(const std::vector<path>& where,
                 throw_sharing("share", *o.p, "a where node that does not contain its get node",
                               "the get node " + display_path(keystr(*e.p)) +
                                   " inside it (a cycle)");
-            if (!o.is_where && e.is_where)
-                throw_sharing("share", *e.p, "a where node outside every get node",
-                              "a node inside the get node " + display_path(keystr(*o.p)) +
-                                  " (a cycle)");
+            if (!o.is_where && e.is_where) nested = true;
         }
         open.push_back(e);
     }
-    std::vector<std::size_t> order;
-    order.reserve(where.size());
+    disjoint_where out;
+    out.nested = nested;
+    out.order.reserve(where.size());
     for (const auto& e : all)
-        if (e.is_where) order.push_back(e.index);
-    return order;
+        if (e.is_where) out.order.push_back(e.index);
+    return out;
 }
 
 // `h` mixed with `p`, entry by entry: equal paths give equal hashes, and no key-path text is
@@ -168,14 +200,8 @@ node_ptr placeholder(const get_entry& g) {
 // array is copied).
 enum class expansion { values, structure };
 
-// The value a placeholder stands for, read from its scope (the Shared node's child).
-node_ptr resolve(const tie_meta& m, const node_ptr& scope, expansion what = expansion::values) {
-    if (m.fn) return (*m.fn)(tree(scope)).node();
-    const tree source = tree(scope).at(m.source);
-    return what == expansion::values ? apply_chain(source, m.transforms).node() : source.node();
-}
+} // namespace
 
-// The Shared node over a pruned tree, with its reference tags.
 tree scope_over(const tree& pruned, std::vector<std::pair<std::string, path>> tags) {
     auto meta = std::make_shared<shared_meta>();
     std::size_t h = 0x736861726564;
@@ -189,12 +215,120 @@ tree scope_over(const tree& pruned, std::vector<std::pair<std::string, path>> ta
                           std::shared_ptr<const shared_meta>(std::move(meta))));
 }
 
-// Fills every placeholder of one scope (whose inner Shared nodes are already expanded).
-node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
-    return rebuild(scope, flag_is(has_tied), [&](const node_ptr& n) {
-        if (n->kind != node_kind::tied) return n;
-        return resolve(meta_of<tie_meta>(n->meta), scope, what);
+std::vector<scope_tie> own_ties(const node& n) {
+    std::vector<scope_tie> out;
+    preorder(n, [&](const node& x, const walk_position<1>& at) {
+        if ((x.flags & has_tied) == 0 || x.kind == node_kind::shared) return visit::skip;
+        if (x.kind != node_kind::tied) return visit::descend;
+        out.push_back({at.current_path(), &x});
+        return visit::skip;
     });
+    return out;
+}
+
+merged_scope merge_scope(node_ptr n, const path& prefix, const path& tag_prefix,
+                         std::string_view context, const path& where) {
+    merged_scope out;
+    while (n->kind == node_kind::shared) {
+        for (const auto& [tag, p] : meta_of<shared_meta>(n->meta).tags)
+            out.tags.emplace_back(tag, tag_prefix / p);
+        n = n->children[0];
+    }
+    std::vector<path> at;
+    std::vector<tree> holders;
+    for (const scope_tie& tie : own_ties(*n)) {
+        const auto& m = meta_of<tie_meta>(tie.placeholder->meta);
+        if (m.fn)
+            throw_sharing(std::string(context), where / tie.at,
+                          "a scope that can merge into the one around it (ties to paths only)",
+                          fmt::format("a tie through the callable {}(), which reads its own "
+                                      "scope: untie it first",
+                                      m.fn_name));
+        at.push_back(tie.at);
+        holders.push_back(tie_placeholder({prefix / m.source, m.transforms, nullptr, {}}));
+    }
+    out.content =
+        at.empty() ? std::move(n)
+                   : tree_at_paths(
+                         tree(n), at, [&](std::size_t i, const tree&) { return holders[i]; }, false)
+                         .node();
+    return out;
+}
+
+namespace {
+
+// The node a placeholder of the scope with content `scope` reads (before its transforms).
+const node* source_node(const node& scope, const tie_meta& m, std::string_view context) {
+    return detail::locate(scope, m.source, context).target;
+}
+
+} // namespace
+
+// The sources of `scope`'s ties that hold placeholders themselves, each after every source it
+// reads (post-order), so that filling them in this order never meets an unfilled one. A tie
+// whose source reads it back, directly or through other ties, is a sharing_error from
+// `context`. An explicit stack: a chain of such sources may be as long as the ties are many.
+std::vector<const node*> fill_order(const node& scope, std::string_view context) {
+    struct frame {
+        const node* source;
+        std::vector<scope_tie> ties;
+        std::size_t next = 0;
+    };
+    std::vector<const node*> order;
+    std::unordered_map<const node*, bool> state; // false: being filled, true: done
+    std::vector<frame> stack;
+    stack.push_back({&scope, own_ties(scope), 0});
+    while (!stack.empty()) {
+        frame& f = stack.back();
+        if (f.next == f.ties.size()) {
+            if (stack.size() > 1) {
+                state[f.source] = true;
+                order.push_back(f.source);
+            }
+            stack.pop_back();
+            continue;
+        }
+        const scope_tie& tie = f.ties[f.next++];
+        const auto& m = meta_of<tie_meta>(tie.placeholder->meta);
+        if (m.fn) continue;
+        const node* source = source_node(scope, m, context);
+        if ((source->flags & has_tied) == 0) continue;
+        const auto [it, fresh] = state.try_emplace(source, false);
+        if (!fresh && !it->second)
+            throw_sharing(std::string(context), m.source,
+                          "ties whose sources do not read each other",
+                          "a cycle: this source holds a tie that leads back to it");
+        if (fresh) stack.push_back({source, own_ties(*source), 0});
+    }
+    return order;
+}
+
+namespace {
+
+// Fills every placeholder of one scope (whose inner Shared nodes are already expanded). A
+// source that holds placeholders itself is filled first, once however many ties read it, so no
+// placeholder survives into a value.
+node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
+    std::unordered_map<const node*, node_ptr> filled;
+    const auto fill_with = [&](const node_ptr& root) {
+        return rebuild(root, flag_is(has_tied), [&](const node_ptr& n) -> node_ptr {
+            if (n->kind != node_kind::tied) return n;
+            const auto& m = meta_of<tie_meta>(n->meta);
+            if (m.fn) {
+                tree value = (*m.fn)(tree(scope));
+                check_callable_value("expand", {}, get_entry{{}, {}, m.fn, m.fn_name}, value);
+                return std::move(value).take_node();
+            }
+            const node* at = source_node(*scope, m, "expand");
+            const node_ptr source =
+                (at->flags & has_tied) != 0 ? filled.at(at) : node_ptr::share(at);
+            return what == expansion::values ? apply_chain(tree(source), m.transforms).node()
+                                             : source;
+        });
+    };
+    for (const node* source : fill_order(*scope, "expand"))
+        filled.emplace(source, fill_with(node_ptr::share(source)));
+    return fill_with(scope);
 }
 
 // The node at `p` (a path_error from share when it does not exist) and the innermost Shared
@@ -208,9 +342,57 @@ located locate(const tree& t, const path& p) {
     return {node_ptr::share(at.target), at.scope ? node_ptr::share(at.scope) : node_ptr()};
 }
 
+// The paths of the Shared nodes that `paths` pass into (a node on the way, not the end),
+// deepest first: the scopes share merges into the new one.
+std::vector<path> scopes_passed(const tree& t, const std::vector<path>& where,
+                                const std::vector<get_entry>& gets) {
+    std::set<path> found;
+    const auto walk = [&](const path& p) {
+        const node* cur = t.node().get();
+        for (std::size_t d = 0; d < p.size() && cur; ++d) {
+            if (cur->kind == node_kind::shared) found.insert(p.prefix(d));
+            cur = skip_shared(cur);
+            const auto i = find_child(*cur, p[d]);
+            cur = i ? cur->children[*i].get() : nullptr;
+        }
+    };
+    if ((t.node()->flags & has_shared) == 0) return {};
+    for (const path& p : where)
+        walk(p);
+    for (const get_entry& g : gets)
+        if (!g.fn) walk(g.from);
+    std::vector<path> out(found.begin(), found.end());
+    std::stable_sort(out.begin(), out.end(),
+                     [](const path& a, const path& b) { return a.size() > b.size(); });
+    return out;
+}
+
+// `t` with the Shared nodes at `scopes` (deepest first) merged into the scope above them:
+// a tie placed inside an inner scope must be read from the new one, and a placeholder belongs
+// to its innermost Shared node, so that node goes (its ties move up with it, re-sourced).
+tree merge_scopes(tree t, const std::vector<path>& scopes,
+                  std::vector<std::pair<std::string, path>>& tags) {
+    for (std::size_t k = 0; k < scopes.size(); ++k) {
+        const path& q = scopes[k];
+        // The enclosing scope is the deepest other one on the way (all of them merge too).
+        std::size_t base = 0;
+        for (const path& r : scopes)
+            if (r.size() < q.size() && r.is_prefix_of(q)) base = std::max(base, r.size());
+        t = tree_at_paths(
+            t, std::span<const path>(&q, 1),
+            [&](std::size_t, const tree& chain) {
+                merged_scope m = merge_scope(chain.node(), q.suffix(base), q, "share", q);
+                tags.insert(tags.end(), m.tags.begin(), m.tags.end());
+                return tree(std::move(m.content));
+            },
+            false);
+    }
+    return t;
+}
+
 } // namespace
 
-tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> gets,
+tree share_impl(const tree& input, std::vector<path> where, std::vector<get_entry> gets,
                 std::vector<std::pair<std::string, path>> tags) {
     if (where.empty()) throw_sharing("share", {}, "at least one where node", "none");
     if (gets.size() == 1 && where.size() > 1) gets.resize(where.size(), gets[0]);
@@ -219,6 +401,17 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
             "share", {},
             fmt::format("{} get nodes (one per where node, or one for all)", where.size()),
             fmt::format("{}", gets.size()));
+    // A tie placed inside an existing scope, or reading through one, belongs to the new scope
+    // (a placeholder is read from its innermost Shared node): the scopes on the way merge into
+    // it, their ties re-sourced. Paths do not change (a Shared node adds no entry).
+    const std::vector<path> passed = scopes_passed(input, where, gets);
+    const tree t = passed.empty() ? input : merge_scopes(input, passed, tags);
+    // The merged ties' sources must survive the pruning as the new ones' do.
+    std::vector<get_entry> sources = gets;
+    if (!passed.empty())
+        for (const scope_tie& tie : own_ties(*t.node()))
+            if (const auto& m = meta_of<tie_meta>(tie.placeholder->meta); !m.fn)
+                sources.push_back({m.source, {}, nullptr, {}});
     // Each where-path resolved once, here; the fit check below reuses it (tree_at_paths
     // resolves them again as it rebuilds the tree).
     std::vector<located> targets;
@@ -228,7 +421,20 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
         if (targets.back().target->kind == node_kind::tied)
             throw_sharing("share", w, "a node that is not tied yet", "a tie (untie it first)");
     }
-    const std::vector<std::size_t> order = check_disjoint(where, gets);
+    const disjoint_where disjoint = check_disjoint(where, sources);
+    // A tie inside its own source would read itself (any other where node inside a get node
+    // is a source that holds a tie, checked for cycles below).
+    for (std::size_t i = 0; disjoint.nested && i < where.size(); ++i)
+        if (!gets[i].fn && gets[i].from.is_prefix_of(where[i]))
+            throw_sharing("share", where[i], "a where node outside its own get node",
+                          "a node inside the get node " + display_path(keystr(gets[i].from)) +
+                              " (a cycle)");
+    // A node that holds ties is compared as what it stands for (rare: a tied source or target
+    // that contains ties of its own).
+    const auto as_value = [&](const path& p, const node_ptr& n) {
+        return (n->flags & has_tied) == 0 ? tree(n)
+                                          : sub_model(scope_over(t, {}), p, false, "share");
+    };
     for (std::size_t i = 0; i < gets.size(); ++i) {
         const auto& g = gets[i];
         tree value;
@@ -239,9 +445,10 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
             if (loc.target->kind == node_kind::tied)
                 throw_sharing("share", g.from, "a get node that is not itself tied",
                               "a tie: tie to its source instead");
-            value = tree(loc.target);
+            check_array_source("share", g.from, *loc.target);
+            value = as_value(g.from, loc.target);
         }
-        check_fits(where[i], tree(targets[i].target), value,
+        check_fits("share", where[i], as_value(where[i], targets[i].target), value,
                    g.fn ? std::vector<transform>{} : g.transforms, [&] { return get_text(g); });
     }
     std::vector<tree> holders;
@@ -249,8 +456,14 @@ tree share_impl(const tree& t, std::vector<path> where, std::vector<get_entry> g
     for (const auto& g : gets)
         holders.emplace_back(placeholder(g));
     // The paths are known to exist and to be disjoint: rebuilt without a second check.
-    const tree pruned =
-        rebuild_at_sorted(t, where, order, [&](std::size_t i, const tree&) { return holders[i]; });
+    const tree pruned = rebuild_at_sorted(t, where, disjoint.order,
+                                          [&](std::size_t i, const tree&) { return holders[i]; });
+    // A source that now holds a tie: the ties must not read each other round.
+    if (disjoint.nested || !passed.empty()) (void)fill_order(*pruned.node(), "share");
+    // A callable reads the pruned tree: what it returns there must be a value, not a
+    // placeholder (its own, say, when it reads the position it fills).
+    for (std::size_t i = 0; i < gets.size(); ++i)
+        if (gets[i].fn) check_callable_value("share", where[i], gets[i], (*gets[i].fn)(pruned));
     return scope_over(pruned, std::move(tags));
 }
 
@@ -266,12 +479,13 @@ tree shared_scope(const tree& content, const std::vector<path>& where,
     std::vector<get_entry> spelled = gets;
     for (get_entry& g : spelled)
         if (!g.fn) g.from = canonical_path(*content.node(), g.from);
-    (void)check_disjoint(where, spelled);
+    if (check_disjoint(where, spelled).nested) (void)fill_order(*content.node(), "share");
     for (const get_entry& g : gets) {
         const auto loc = locate(content, g.from);
         if (loc.target->kind == node_kind::tied)
             throw_sharing("share", g.from, "a get node that is not itself tied",
                           "a tie: tie to its source instead");
+        check_array_source("share", g.from, *loc.target);
         // Shapes alone: each array the tie copies must take its transforms.
         for (const tree& leaf : leaves(tree(loc.target)))
             if (leaf.is_array()) (void)chain_shapes(leaf.as_array().shape(), g.transforms);
@@ -286,8 +500,8 @@ tree untie_paths(const tree& t, const std::vector<path>& where) {
         const auto loc = locate(t, w);
         if (loc.target->kind != node_kind::tied)
             throw_sharing("untie", w, "a tied position", describe(*loc.target));
-        const auto& m = meta_of<tie_meta>(loc.target->meta);
-        values.push_back(expand(tree(resolve(m, loc.scope))));
+        // What the position stands for, self-contained: its source's value, transformed.
+        values.push_back(expand(sub_model(t, w, false, "untie")));
     }
     return tree_at_paths(
         t, where, [&](std::size_t i, const tree&) { return values[i]; }, false);
@@ -314,6 +528,7 @@ tree tie(const tree& t, const std::vector<std::string>& targets,
 
 namespace {
 tree expand_as(const tree& t, detail::expansion what) {
+    detail::check_no_dangling(t, "expand");
     return tree(detail::rebuild(t.node(), detail::flag_is(detail::has_shared),
                                 [what](const detail::node_ptr& n) {
                                     if (n->kind != node_kind::shared) return n;
@@ -325,6 +540,23 @@ tree expand_as(const tree& t, detail::expansion what) {
 tree expand(const tree& t) {
     return expand_as(t, detail::expansion::values);
 }
+
+namespace detail {
+void check_no_dangling(const tree& t, std::string_view context) {
+    if ((t.node()->flags & has_tied) == 0) return;
+    // Outside every Shared node: where a placeholder's source is, nothing says.
+    preorder(*t.node(), [&](const node& n, const walk_position<1>& at) {
+        if ((n.flags & has_tied) == 0 || n.kind == node_kind::shared) return visit::skip;
+        if (n.kind != node_kind::tied) return visit::descend;
+        throw_sharing(std::string(context), at.current_path(),
+                      "a tie inside the Shared node it belongs to",
+                      fmt::format("the tie placeholder {} alone, cut from its scope (take "
+                                  "sub-models with tree::at or pt::extract, which keep the "
+                                  "tie or materialise it; tree::child does not)",
+                                  tie_text(meta_of<tie_meta>(n.meta))));
+    });
+}
+} // namespace detail
 
 namespace {
 

@@ -1,5 +1,6 @@
 // paramtree — the structure codec of checkpoint headers (see
 // src/structure_codec.hpp): iterative in both directions.
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
 #include "structure_codec.hpp"
@@ -12,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -24,25 +26,45 @@ std::string tensor_name(const path& p) {
 }
 
 bool valid_tensor_name(std::string_view name) noexcept {
-    if (name == "__metadata__") return false;
-    return std::none_of(name.begin(), name.end(), [](char c) {
-        const auto u = static_cast<unsigned char>(c);
-        return u < 0x20 || u == 0x7f;
-    });
+    // Printable as it is: no control character (C0, DEL, C1), no format character that would
+    // make one name look like another in a terminal (U+202E), valid UTF-8.
+    return name != "__metadata__" && is_plain_text(name);
 }
 
+namespace {
+// How deeply `text`'s arrays and objects nest, found in one pass (strings skipped): whether it
+// passes `max_depth`. Invalid text is the parser's to refuse.
+bool nests_deeper(std::string_view text, int max_depth) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                ++i; // the escaped character, whatever it is
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > max_depth) return true;
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    return false;
+}
+} // namespace
+
 json parse_bounded(std::string_view text, int max_depth, bool* too_deep) {
-    bool deep = false;
-    // nlohmann's parser keeps its own state on the heap, so depth costs no stack; the
-    // callback only stops building values past the bound.
-    const json::parser_callback_t watch = [&](int depth, json::parse_event_t, json&) {
-        if (depth > max_depth) deep = true;
-        return !deep;
-    };
-    json j = json::parse(text.begin(), text.end(), watch, false);
+    // The depth is bounded before parsing, by a scan: nlohmann's parse callback could bound
+    // it while parsing, but its parser then searches the parent container at the end of every
+    // object (3.11.2), which made a header with 100,000 tied positions take minutes to load.
+    // Parsing itself keeps its state on the heap: depth costs no stack.
+    const bool deep = nests_deeper(text, max_depth);
     if (too_deep) *too_deep = deep;
     if (deep) return json(json::value_t::discarded);
-    return j;
+    return json::parse(text.begin(), text.end(), nullptr, false);
 }
 
 std::string describe_json(const json& j) {
@@ -195,7 +217,8 @@ private:
         if (const auto* a = std::get_if<array>(&n.value)) {
             std::string name = tensor_name(cur_);
             if (!valid_tensor_name(name))
-                fail("a tensor name without control characters, not __metadata__",
+                fail("a tensor name of plain UTF-8 (no control or format characters), not "
+                     "__metadata__",
                      fmt::format("'{}'", escaped(name)));
             const auto [at, fresh] = names_.emplace(name, cur_);
             if (!fresh)
@@ -283,8 +306,9 @@ private:
                                    std::move(found));
             };
             if (!valid_tensor_name(name))
-                fail_at("a tie name without control characters, not __metadata__",
-                        fmt::format("'{}'", escaped(name)));
+                fail_at(
+                    "a tie name of plain UTF-8 (no control or format characters), not __metadata__",
+                    fmt::format("'{}'", escaped(name)));
             if (const auto t = names_.find(name); t != names_.end())
                 fail_at("a tie name of its own",
                         fmt::format("'{}', also the name of a tensor", escaped(name)));
@@ -308,6 +332,8 @@ private:
 } // namespace
 
 encoded_structure encode_structure(const tree& t, const std::string& context) {
+    // A placeholder cut from its scope has no source to name: the file would not load.
+    check_no_dangling(t, "save " + context);
     return encoder(context).run(t);
 }
 
@@ -414,6 +440,19 @@ private:
     const std::string& context_;
     path cur_;
     std::vector<scope> scopes_;
+    std::set<std::string> tensors_used_; // by array nodes
+    std::set<std::string> ties_used_;    // entries of ties_ read by tied nodes (format 3)
+
+public:
+    /// Format 3: every entry of paramtree.ties is a tied node of the structure.
+    void check_all_ties_used(bool format3) const {
+        if (!format3 || !ties_.is_object()) return;
+        for (const auto& [name, entry] : ties_.items())
+            if (!ties_used_.contains(name))
+                bad_text("a tie in paramtree.ties for each tied node, and no other",
+                         fmt::format("the tie '{}', whose position the structure does not tie",
+                                     escaped(name)));
+    }
 };
 
 tree decoder::finish(frame& f) {
@@ -432,7 +471,13 @@ tree decoder::finish(frame& f) {
     scope s = std::move(scopes_.back());
     scopes_.pop_back();
     tree child = std::move(f.children.front());
-    if (s.ties.empty()) return child;
+    for (const auto& [tag, at] : s.tags)
+        if (!try_locate(*child.node(), at).target)
+            bad_text(fmt::format("the tag '{}' naming a position of its Shared node", escaped(tag)),
+                     fmt::format("{}, which is not there", display_path(keystr(at))));
+    // A Shared node without ties of its own (an outer one around a scope, or one whose ties
+    // were untied) is still part of the structure that was saved.
+    if (s.ties.empty()) return scope_over(child, std::move(s.tags));
     std::vector<path> where;
     std::vector<get_entry> gets;
     for (auto& t : s.ties) {
@@ -455,6 +500,7 @@ tree decoder::tie(const json& j) {
     if (!inline_tie && !ties_.contains(name))
         bad_text("the tie in paramtree.ties", fmt::format("no tie named '{}'", escaped(name)));
     const json& entry = inline_tie ? j : ties_[name];
+    if (!inline_tie) ties_used_.insert(name);
     const std::string source = text(entry, inline_tie ? "source" : "from");
     const json& transforms = list_of(entry, "transforms");
     for (const auto& tr : transforms)
@@ -529,7 +575,12 @@ tree decoder::decode(const json& nodes) {
         const json& j = nodes[i++];
         const std::string k = text(j, "k");
         if (k == "array") {
-            deliver(tensor_(text(j, "name")));
+            std::string name = text(j, "name");
+            // Two leaves reading one tensor would alias after load: a tie nobody declared.
+            if (!tensors_used_.insert(name).second)
+                bad_text("each tensor named by one leaf",
+                         fmt::format("'{}' named again", escaped(name)));
+            deliver(tensor_(name));
         } else if (k == "none") {
             deliver(tree{});
         } else if (k == "bool" || k == "int" || k == "double" || k == "str") {
@@ -613,7 +664,9 @@ tree decode_structure(const std::string& text,
             const json& v = j["version"];
             if (!v.is_number_unsigned() || v.get<std::uint64_t>() < 2 || v.get<std::uint64_t>() > 3)
                 d.bad("structure format version 2 or 3 (or the unversioned format 1)", v);
-            return d.decode(d.list_of(j, "nodes"));
+            tree out = d.decode(d.list_of(j, "nodes"));
+            d.check_all_ties_used(v.get<std::uint64_t>() == 3);
+            return out;
         }
         return d.decode(flatten_v1(j, d));
     } catch (const format_error&) {

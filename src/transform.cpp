@@ -86,11 +86,8 @@ shape_type transform::output_shape(const shape_type& in) const {
         return out;
     }
     case op::reshape: {
-        std::size_t a = 1, b = 1;
-        for (auto e : in)
-            a *= e;
-        for (auto e : shape_)
-            b *= e;
+        // Checked products: a shape whose count wraps around 2^64 must not match a small one.
+        const std::size_t a = detail::checked_size(in), b = detail::checked_size(shape_);
         if (a != b)
             detail::throw_shape("transform" + to_string(),
                                 fmt::format("an array of {} elements", b),

@@ -68,7 +68,9 @@ tree tree::operator[](std::string_view name) const {
 }
 
 tree tree::at(const path& p) const {
-    return tree(detail::node_ptr::share(detail::locate(*node_, p, "tree::at").target));
+    // A subtree below a Shared node comes out self-contained (<paramtree/submodel.hpp>): its
+    // ties to outside sources materialised, its inner ones kept.
+    return detail::sub_model(*this, p, false, "tree::at");
 }
 
 bool tree::contains(const path& p) const noexcept {

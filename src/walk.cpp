@@ -155,7 +155,7 @@ node_syntax syntax_of(node_kind kind, const node_meta& meta, std::size_t arity) 
         out.open = "{";
         out.close = "}";
         for (const auto s : m.insertion) // the order the user wrote the keys in
-            out.children.emplace_back(s, "'" + m.sorted_keys[s] + "': ");
+            out.children.emplace_back(s, quoted(m.sorted_keys[s]) + ": ");
         break;
     }
     case node_kind::record: {

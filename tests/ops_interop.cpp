@@ -7,6 +7,10 @@
 //   batch_norm IN OUT                               (IN: x, w, b, r; training mode)
 //   tanh|sigmoid|gelu|gelu_tanh|softmax|log_softmax|cross_entropy|layer_norm|rms_norm|
 //   mlp|linear_gelu|linear_gelu_tanh|matmul|pow|divide|attention|gradient_penalty IN OUT
+//   tied_batch_norm_train IN OUT steps   (IN: x, t, w1, b1, g, beta, w2, b2: a block
+//       Linear -> BatchNorm -> tanh applied twice through a tie, then Linear; `steps` SGD steps
+//       of mean squared error at rate 0.1 with apply_with_state; OUT: the parameters and the
+//       block's state after them)
 // OUT holds y and d_<input> for every input: the gradient of sum(y * r). When IN also holds
 // v_<input> arrays, OUT holds hv_<input>: the Hessian of sum(y * r) times v (pt::hvp).
 #include <paramtree/paramtree.hpp>
@@ -15,10 +19,59 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace pt = paramtree;
+
+namespace {
+
+// A tied stateful model trained as docs/models.md says: parameters differentiated, the
+// state carried beside them and combined expanded inside the gradient call.
+pt::tree tied_batch_norm_train(const std::map<std::string, pt::array>& in, std::size_t steps) {
+    namespace nn = pt::nn;
+    const auto d = pt::dtype::float64;
+    const auto key = pt::random::make_key(0);
+    const std::size_t c = in.at("w1").shape()[0];
+    pt::tree lin1 = nn::linear(key, c, c, true, d), lin2 = nn::linear(key, c, 1, true, d);
+    pt::tree bn = nn::batch_norm(c, 1e-5, 0.1, d);
+    lin1 = pt::tree_at(".weight", pt::tree_at(".bias", lin1, in.at("b1")), in.at("w1"));
+    lin2 = pt::tree_at(".weight", pt::tree_at(".bias", lin2, in.at("b2")), in.at("w2"));
+    bn = pt::tree_at(".weight", pt::tree_at(".bias", bn, in.at("beta")), in.at("g"));
+    const pt::tree blk = nn::sequential({lin1, bn, nn::activation("tanh")});
+    const pt::tree model = pt::share(nn::sequential({blk, blk, lin2}), ".layers[1]", ".layers[0]");
+    auto [params, state] = nn::partition_state(model);
+    const pt::array x = in.at("x"), target = in.at("t");
+    const auto opt = pt::optim::sgd(0.1);
+    pt::tree opt_state = opt.init(params);
+    const auto loss = [&](const pt::tree& p, const pt::tree& s) {
+        const auto out =
+            nn::apply_with_state(pt::combine({p, pt::expand(s)}), x, nn::context::train(key));
+        return std::pair{pt::mean(pt::pow(out.y - target, 2.0)), out.model};
+    };
+    for (std::size_t step = 0; step < steps; ++step) {
+        auto [value, updated, grads] = pt::value_and_grad(loss)(params, state);
+        auto [updates, next] = opt.update(grads, opt_state, params);
+        params = pt::optim::apply_updates(params, updates);
+        opt_state = std::move(next);
+        state = nn::update_state(state, updated);
+    }
+    const pt::tree trained = pt::combine({params, state});
+    const pt::tree b = trained["layers"][0]["layers"];
+    const pt::tree s = b[1]["state"];
+    return pt::dict({{"w1", b[0]["weight"]},
+                     {"b1", b[0]["bias"]},
+                     {"g", b[1]["weight"]},
+                     {"beta", b[1]["bias"]},
+                     {"w2", trained["layers"][2]["weight"]},
+                     {"b2", trained["layers"][2]["bias"]},
+                     {"running_mean", s["running_mean"]},
+                     {"running_var", s["running_var"]},
+                     {"num_batches_tracked", s["num_batches_tracked"].as_array().astype(d)}});
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     if (argc < 4) {
@@ -31,6 +84,10 @@ int main(int argc, char** argv) {
         n.push_back(static_cast<std::size_t>(std::stoul(argv[i])));
     try {
         const auto in = pt::load_arrays(argv[2]);
+        if (op == "tied_batch_norm_train") {
+            pt::save(argv[3], tied_batch_norm_train(in, n.at(0)));
+            return 0;
+        }
         const pt::array r = in.at("r");
         std::vector<std::pair<std::string, pt::tree>> inputs, directions;
         for (const auto& [name, value] : in) {

@@ -156,4 +156,47 @@ def gradient_penalty(x, w, b, w2):
 compare("WGAN-GP gradient penalty (double backward)", "gradient_penalty", [],
         {"x": normal(4, 3), "w": normal(5, 3), "b": normal(5), "w2": normal(1, 5)},
         gradient_penalty)
+
+# A stateful block applied twice through a tie (one module called twice in one forward, as
+# PyTorch writes a tie): after 3 SGD steps, parameters and BatchNorm's state agree.
+def tied_batch_norm_train(steps=3):
+    c = 4
+    inputs = {"x": normal(16, c), "t": normal(16, 1), "w1": normal(c, c), "b1": normal(c),
+              "g": rng.uniform(0.5, 1.5, size=c), "beta": normal(c), "w2": normal(1, c),
+              "b2": normal(1)}
+    lin1, bn, lin2 = torch.nn.Linear(c, c), torch.nn.BatchNorm1d(c), torch.nn.Linear(c, 1)
+    model = torch.nn.Sequential(torch.nn.Sequential(lin1, bn, torch.nn.Tanh()),
+                                torch.nn.Sequential(lin1, bn, torch.nn.Tanh()), lin2).double()
+    with torch.no_grad():
+        for param, name in [(lin1.weight, "w1"), (lin1.bias, "b1"), (bn.weight, "g"),
+                            (bn.bias, "beta"), (lin2.weight, "w2"), (lin2.bias, "b2")]:
+            param.copy_(torch.tensor(inputs[name]))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)   # lists lin1 and bn once each
+    x, t = torch.tensor(inputs["x"]), torch.tensor(inputs["t"])
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        ((model(x) - t) ** 2).mean().backward()
+        opt.step()
+    src, dst = os.path.join(TMP, "in.safetensors"), os.path.join(TMP, "out.safetensors")
+    write_st(src, list(inputs.items()))
+    result = subprocess.run([TOOL, "tied_batch_norm_train", src, dst, str(steps)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"FAILED tied BatchNorm: {result.stderr.strip()}")
+    ours, _ = read_st(dst)
+    want = {"w1": lin1.weight, "b1": lin1.bias, "g": bn.weight, "beta": bn.bias,
+            "w2": lin2.weight, "b2": lin2.bias, "running_mean": bn.running_mean,
+            "running_var": bn.running_var,
+            "num_batches_tracked": bn.num_batches_tracked.double()}
+    for key, value in want.items():
+        w = value.detach().numpy()
+        if ours[key].shape != w.shape or not np.allclose(ours[key], w, rtol=1e-10, atol=1e-10):
+            sys.exit(f"FAILED tied BatchNorm after {steps} steps: {key} differs from PyTorch "
+                     f"({ours[key]} vs {w})")
+    assert int(bn.num_batches_tracked) == 2 * steps
+    print(f"ok tied BatchNorm, {steps} SGD steps (state and parameters)")
+
+
+tied_batch_norm_train()
 print("all operations match PyTorch")

@@ -255,3 +255,21 @@ TEST_CASE("custom_vjp: errors name the op, the phase, and the input", "[custom_v
         REQUIRE_THROWS_AS(softplus(escaped), pt::sharing_error);
     }
 }
+
+TEST_CASE("custom_vjp: a gradient of a gradient through it names the operation", "[custom_vjp]") {
+    const auto cube = pt::custom_vjp(
+        "cube",
+        [](const pt::array& x) {
+            return std::pair{x * x * x, x};
+        },
+        [](const pt::array& x, const pt::array& g) { return x * x * g * 3.0; });
+    const auto x = pt::array::from_vector<double>({2}, {0.5, 2.0});
+    auto inner = [&](const pt::array& v) { return pt::sum(cube(v)); };
+    auto outer = [&](const pt::array& v) { return pt::sum(pt::grad(inner)(v).as_array()); };
+    try {
+        (void)pt::grad(outer)(x);
+        FAIL("differentiating a first-order rule again did not throw");
+    } catch (const pt::value_error& e) {
+        CHECK(std::string(e.what()).find("the backward of 'cube'") != std::string::npos);
+    }
+}

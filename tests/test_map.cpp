@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/error.hpp>
+#include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/print.hpp>
@@ -135,4 +136,13 @@ TEST_CASE("map: a chain of 100,000 nested lists maps without recursion", "[map][
     const auto sum = pt::tree_reduce(
         [](double acc, const pt::tree& l) { return acc + l.as<double>(); }, doubled, 0.0);
     CHECK(sum == 2 * (1.0 + 99999.0 * 100000.0 / 2));
+}
+
+TEST_CASE("map: tree_transpose refuses structures without leaves", "[map]") {
+    const auto outer = pt::structure(pt::list({}));
+    const auto inner = pt::structure(pt::dict({{"w", 1}, {"b", 2}}));
+    CHECK_THROWS_AS(pt::tree_transpose(outer, inner, pt::list({})), pt::structure_error);
+    CHECK_THROWS_AS(
+        pt::tree_transpose(inner, outer, pt::dict({{"w", pt::list({})}, {"b", pt::list({})}})),
+        pt::structure_error);
 }

@@ -16,6 +16,7 @@
 #include <paramtree/treedef.hpp>
 
 #include <cmath>
+#include <limits>
 
 namespace pt = paramtree;
 namespace opt = paramtree::optim;
@@ -471,4 +472,29 @@ TEST_CASE("optim: a step with nothing to update (all gradients None) keeps every
     CHECK(pt::tree_equal(r.state, u.state));
     CHECK(pt::tree_equal(opt::step(o, pt::tree(), o.init(pt::tree()), pt::tree()).params,
                          pt::tree()));
+}
+
+TEST_CASE("optim: the global norm is finite for finite gradients at the edges of float64 and "
+          "float32",
+          "[optim]") {
+    // 1e200 squared overflows and 1e-200 squared vanishes; the norm does neither.
+    const pt::tree big = pt::dict({{"a", pt::array::full({4}, 1e200, pt::dtype::float64)},
+                                   {"b", pt::array::full({5}, -1e200, pt::dtype::float64)}});
+    CHECK(pt::optim::global_norm(big) == Approx(3e200).epsilon(1e-12));
+    const pt::tree small = pt::dict({{"a", pt::array::full({4}, 3e-200, pt::dtype::float64)}});
+    CHECK(pt::optim::global_norm(small) == Approx(6e-200).epsilon(1e-12));
+    const float fmax = std::numeric_limits<float>::max();
+    const pt::tree f32 = pt::dict({{"a", pt::array::full({4}, fmax, pt::dtype::float32)}});
+    CHECK(pt::optim::global_norm(f32) == Approx(2.0 * fmax).epsilon(1e-6));
+    // Clipping such gradients gives finite updates of the clipped norm, not NaN.
+    const auto clip = pt::optim::clip_by_global_norm(1.0);
+    const auto [updates, state] = clip.update(big, clip.init(big), big);
+    CHECK(std::isfinite(pt::optim::global_norm(updates)));
+    CHECK(pt::optim::global_norm(updates) == Approx(1.0).epsilon(1e-9));
+    // A real infinity is still not finite.
+    const pt::tree inf = pt::dict(
+        {{"a", pt::array::full({2}, std::numeric_limits<double>::infinity(), pt::dtype::float64)},
+         {"b", pt::array::full({2}, 1e200, pt::dtype::float64)}});
+    CHECK(std::isinf(pt::optim::global_norm(inf)));
+    CHECK(pt::optim::global_norm(pt::dict({{"z", pt::array::zeros({3})}})) == 0.0);
 }

@@ -12,7 +12,7 @@ TEST_CASE("path: keystr and dotted text", "[path]") {
     CHECK(pt::dotted(p) == "layers.3.weight");
     CHECK(pt::keystr(pt::path{}).empty());
     CHECK(pt::display_path("") == "<root>");
-    CHECK(pt::keystr(pt::path{pt::dict_key{"it's"}}) == "['it\\'s']");
+    CHECK(pt::keystr(pt::path{pt::dict_key{"it's"}}) == "[\"it's\"]");
 }
 
 TEST_CASE("path: parse_path reads keystr back", "[path]") {

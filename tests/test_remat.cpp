@@ -193,3 +193,16 @@ TEST_CASE("remat: a traced array captured instead of passed is refused", "[remat
     REQUIRE_THROWS_WITH(pt::grad(loss)(w), Catch::StartsWith("remat") &&
                                                Catch::Contains("did not receive as an argument"));
 }
+
+TEST_CASE("remat: a gradient of a gradient through it names remat", "[remat]") {
+    const auto square = [](const pt::array& v) { return v * v; };
+    const auto x = pt::array::from_vector<double>({2}, {0.5, 2.0});
+    auto inner = [&](const pt::array& v) { return pt::sum(pt::remat(square)(v)); };
+    auto outer = [&](const pt::array& v) { return pt::sum(pt::grad(inner)(v).as_array()); };
+    try {
+        (void)pt::grad(outer)(x);
+        FAIL("differentiating remat's backward again did not throw");
+    } catch (const pt::value_error& e) {
+        CHECK(std::string(e.what()).find("the backward of 'remat'") != std::string::npos);
+    }
+}

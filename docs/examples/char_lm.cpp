@@ -20,6 +20,7 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -60,6 +61,8 @@ struct options {
     // float32, or bfloat16 products with float32 accumulation, weights and optimizer state
     pt::matmul_precision precision = pt::matmul_precision::float32;
     std::string save;               // checkpoint file written at the end
+    std::string save_best;          // checkpoint written at each new best held-out loss
+    std::size_t patience = 0;       // stop after this many evaluations without a new best
     std::string resume;             // checkpoint file to continue from
     std::string log;                // CSV: step, train loss, eval loss, tokens/s, learning rate
     std::string plot;               // loss curve picture (.svg or .png) drawn by gnuplot
@@ -153,6 +156,11 @@ options parse(int argc, char** argv) {
         ->check(positive_number);
     count("--sample", o.sample, "characters sampled after training (default 300)");
     app.add_option("--save", o.save, "save model, optimizer, step and options")->type_name("PATH");
+    app.add_option("--save-best", o.save_best,
+                   "save the run as --save does at each new best held-out loss")
+        ->type_name("PATH");
+    count("--patience", o.patience,
+          "stop early after N evaluations without a better held-out loss (default: off)");
     app.add_option("--resume", o.resume, "continue a run saved by --save")
         ->type_name("PATH")
         ->check(existing_file);
@@ -161,29 +169,35 @@ options parse(int argc, char** argv) {
     app.add_flag("--print-model", o.print_model, "print the whole model, not a summary");
     app.add_flag("--remat", o.remat,
                  "recompute each block's activations in the backward pass (less memory)");
-    app.add_option("--precision", o.precision,
+    // Read as text and checked against the names: CLI11's CheckedTransformer prints a map of
+    // enum values as garbage in --help and in its error ("Check fp8 value in {bf16->,...").
+    std::string precision = "float32";
+    app.add_option("--precision", precision,
                    "matrix products in float32 (default) or bfloat16 (float32 accumulation, "
                    "weights and optimizer state; AMX/AVX512-BF16)")
         ->type_name("float32|bfloat16")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, pt::matmul_precision>{
-                {"float32", pt::matmul_precision::float32},
-                {"f32", pt::matmul_precision::float32},
-                {"bfloat16", pt::matmul_precision::bfloat16},
-                {"bf16", pt::matmul_precision::bfloat16}},
-            CLI::ignore_case));
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                for (auto& c : v)
+                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                if (v == "float32" || v == "f32" || v == "bfloat16" || v == "bf16") return {};
+                return "expects float32 (f32) or bfloat16 (bf16), got '" + v + "'";
+            },
+            ""));
     app.add_flag("--check", o.check, "exit 1 unless the loss fell and the tie held");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         std::exit(app.exit(e) == 0 ? 0 : 2);
     }
+    o.precision =
+        precision.starts_with("b") ? pt::matmul_precision::bfloat16 : pt::matmul_precision::float32;
     for_each_run_option(o, [&](const char* name, const auto&) {
         if (app.count(std::string("--") + name) > 0) o.given.emplace_back(name);
     });
     std::string problem;
     if (o.dim % o.heads != 0) problem = "--heads must divide --dim";
-    for (const auto* file : {&o.save, &o.log, &o.plot})
+    for (const auto* file : {&o.save, &o.save_best, &o.log, &o.plot})
         if (problem.empty() && !file->empty()) problem = writable(*file);
     if (problem.empty() && !o.plot.empty() && !o.plot.ends_with(".svg") &&
         !o.plot.ends_with(".png"))
@@ -399,9 +413,16 @@ void adopt_saved_run(options& o, const std::string& file) {
             value = static_cast<T>(run[name].template as<std::int64_t>());
         else
             value = run[name].template as<T>();
-        if (given(name) && value != field && std::string_view(name) != "steps")
+        const bool steps = std::string_view(name) == "steps";
+        if (given(name) && value != field && !steps)
             throw std::runtime_error(fmt::format("--{} {} differs from the resumed run's {} ('{}')",
                                                  name, field, value, file));
+        // A different --steps is allowed, and said: it changes the schedule, not only the end.
+        if (given(name) && value != field && steps)
+            std::cout << fmt::format("--steps {} instead of the saved run's {}: the learning-rate "
+                                     "schedule (warm-up and cosine decay) is planned over {} "
+                                     "steps from here on\n",
+                                     field, value, field);
         if (!given(name)) field = value;
     });
 }
@@ -566,6 +587,11 @@ int run(options o, parallel& par) {
             return gpt::loss(m, x, y, pt::nn::context::train(k), remat);
         });
     const std::size_t every = std::max<std::size_t>(1, (last - first_step) / 10);
+    // The best held-out loss and where it was: what --save-best keeps and --patience waits for.
+    double best = initial;
+    std::size_t best_step = first_step, since_best = 0, rises = 0;
+    double previous_eval = initial;
+    std::size_t trained_to = last;
     const auto start = std::chrono::steady_clock::now();
     double interval_sum = 0; // train losses since the last report: their mean is reported
     std::size_t interval_steps = 0;
@@ -628,18 +654,51 @@ int run(options o, parallel& par) {
         if (report) line += fmt::format("  held-out {:.3f}", eval);
         line += fmt::format("  {:.0f} tokens/s  elapsed {}  ETA {}", tokens_per_s, human(elapsed),
                             human(eta));
+        if (report && eval < best) {
+            best = eval;
+            best_step = step + 1;
+            since_best = 0;
+            line += "  (best)";
+            if (!o.save_best.empty() && par.rank == 0)
+                pt::save(o.save_best, checkpoint(model, state, step + 1, o));
+        } else if (report) {
+            ++since_best;
+        }
+        if (report) {
+            rises = eval > previous_eval ? rises + 1 : 0;
+            previous_eval = eval;
+        }
         if (report && tty)
             std::cout << "\r" << line << "\033[K\n" << std::flush; // kept: it has the eval
         else if (tty)
             std::cout << "\r" << line << "\033[K" << std::flush; // one updating line
         else if (report)
             std::cout << line << std::endl; // flushed: piped runs show progress as it happens
+        if (o.patience > 0 && since_best >= o.patience && step + 1 < last) {
+            std::cout << fmt::format("stopped early at step {}: no better held-out loss in the "
+                                     "last {} evaluations (--patience)\n",
+                                     step + 1, o.patience);
+            trained_to = step + 1;
+            break;
+        }
     }
 
     const double train_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double final_loss = eval_loss(model);
-    std::cout << "\nheld-out loss after training: " << final_loss << " (was " << initial << ")\n";
+    std::cout << fmt::format("\nheld-out loss after training: {:.4f} (was {:.4f}; best {:.4f} at "
+                             "step {})\n",
+                             final_loss, initial, best, best_step);
+    // Two evaluations in a row worse than the one before: the model has begun to learn the
+    // training text by heart. Said, with what to do about it.
+    if (rises >= 2)
+        std::cout << fmt::format("warning: the held-out loss rose in the last {} evaluations "
+                                 "(overfitting: the best was {:.4f} at step {}); --save-best "
+                                 "keeps the best model, --patience stops there, fewer --steps "
+                                 "or a longer --text help too\n",
+                                 rises, best, best_step);
+    if (!o.save_best.empty() && par.rank == 0 && best_step > first_step)
+        std::cout << "best model: " << o.save_best << " (step " << best_step << ")\n";
     // The high-water mark of the whole process: with --remat it falls by the activations the
     // tape no longer keeps for every block at once.
     rusage usage{};
@@ -648,7 +707,7 @@ int run(options o, parallel& par) {
     std::cout << fmt::format(
         "{:.1f} ms per step; peak memory {:.0f} MiB{} (buffer cache: {} blocks reused, {} "
         "mapped)\n",
-        1e3 * train_seconds / double(std::max<std::size_t>(1, last - first_step)),
+        1e3 * train_seconds / double(std::max<std::size_t>(1, trained_to - first_step)),
         double(usage.ru_maxrss) / 1024.0, o.remat ? ", blocks rematerialised" : "", cache.reused,
         cache.mapped);
 
@@ -661,7 +720,7 @@ int run(options o, parallel& par) {
         std::cout << fmt::format(
             "gradient all-reduce: {} bytes per step, {:.2f} ms per step "
             "({:.1f}% of the training time)\n",
-            par.reduce_bytes, 1e3 * par.reduce_seconds / double(last - first_step),
+            par.reduce_bytes, 1e3 * par.reduce_seconds / double(trained_to - first_step),
             100 * par.reduce_seconds /
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         tie_held = same;
@@ -676,8 +735,8 @@ int run(options o, parallel& par) {
                   << " (head.weight is embed.weight, one buffer, one Adam moment)\n";
     }
     if (!o.save.empty() && par.rank == 0) {
-        pt::save(o.save, checkpoint(model, state, last, o));
-        std::cout << "saved " << o.save << " at step " << last << " ("
+        pt::save(o.save, checkpoint(model, state, trained_to, o));
+        std::cout << "saved " << o.save << " at step " << trained_to << " ("
                   << std::filesystem::file_size(o.save)
                   << " bytes; the tied weight is stored once)\n";
     }

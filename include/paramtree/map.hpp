@@ -154,7 +154,8 @@ template <class Pred = bool (*)(const tree&)>
 }
 
 /// Turns a tree of structure `outer.compose(inner)` into one of `inner.compose(outer)`:
-/// a list of dicts becomes a dict of lists. Throws structure_error if `t` does not match.
+/// a list of dicts becomes a dict of lists. Throws structure_error if `t` does not match, or if
+/// `outer` or `inner` has no leaf (their composition would forget the other structure).
 ///
 ///     // [{'w': 1, 'b': 2}, {'w': 3, 'b': 4}]  ->  {'w': [1, 3], 'b': [2, 4]}
 [[nodiscard]] tree tree_transpose(const treedef& outer, const treedef& inner, const tree& t);

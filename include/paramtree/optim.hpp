@@ -148,7 +148,9 @@ clip_by_global_norm(double max_norm, nonfinite_policy policy = nonfinite_policy:
 [[nodiscard]] tree apply_updates(const tree& params, const tree& updates);
 
 /// sqrt of the sum of squares of every float array leaf (None leaves skipped). For a tree with
-/// ties each tied value counts once.
+/// ties each tied value counts once. Finite values give a finite norm: when float64 squares
+/// would overflow or vanish (values past 1e154 or below 1e-162) the values are scaled by the
+/// largest magnitude first, as BLAS `nrm2` does; a NaN or an infinity gives a non-finite norm.
 [[nodiscard]] double global_norm(const tree& t);
 
 } // namespace paramtree::optim

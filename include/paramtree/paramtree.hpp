@@ -37,3 +37,4 @@
 #include <paramtree/tree.hpp>
 #include <paramtree/treedef.hpp>
 #include <paramtree/shared.hpp>
+#include <paramtree/submodel.hpp>

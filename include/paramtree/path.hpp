@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -44,7 +45,11 @@ public:
     [[nodiscard]] const std::vector<path_entry>& entries() const noexcept { return entries_; }
     [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
     [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
-    [[nodiscard]] const path_entry& operator[](std::size_t i) const { return entries_.at(i); }
+    /// Entry `i`. Throws path_error when the path is shorter.
+    [[nodiscard]] const path_entry& operator[](std::size_t i) const {
+        if (i >= entries_.size()) throw_no_entry(i);
+        return entries_[i];
+    }
     [[nodiscard]] auto begin() const noexcept { return entries_.begin(); }
     [[nodiscard]] auto end() const noexcept { return entries_.end(); }
 
@@ -67,6 +72,10 @@ public:
 
     /// The first `n` entries.
     [[nodiscard]] path prefix(std::size_t n) const;
+    /// The entries from `n` on (empty when `n` is the length or more): where `prefix(n)` leads.
+    ///
+    ///     assert(pt::parse_path("a.b.c").suffix(1) == pt::parse_path("b.c"));
+    [[nodiscard]] path suffix(std::size_t n) const;
     /// True when `other` starts with all entries of this path.
     [[nodiscard]] bool is_prefix_of(const path& other) const noexcept;
 
@@ -76,15 +85,30 @@ public:
     friend auto operator<=>(const path&, const path&) = default;
 
 private:
+    [[noreturn]] void throw_no_entry(std::size_t i) const;
     std::vector<path_entry> entries_;
 };
 
 /// JAX-style text: `['layers'][3].weight`; the empty path prints as an empty string.
 [[nodiscard]] std::string keystr(const path& p);
 namespace detail {
-/// `s` with quotes and backslashes escaped and control characters as `\xHH`, as `keystr`
-/// prints dict keys (parse_path reads it back).
-[[nodiscard]] std::string escaped(std::string_view s);
+/// `s` with `quote` and backslashes escaped, control characters and bytes that are not UTF-8
+/// as `\xHH`, C1 controls and Unicode format characters (bidi overrides, zero-width
+/// characters) as `\uHHHH` / `\UHHHHHHHH`: as `keystr` prints dict keys (parse_path reads it
+/// back), so a printed name shows every character and obeys none.
+[[nodiscard]] std::string escaped(std::string_view s, char quote = '\'');
+/// A dict key as keystr and the printers quote it: Python's repr rule (`'a'`, `"it's"`).
+[[nodiscard]] std::string quoted(std::string_view key);
+/// What utf8_at returns for a byte that does not start a valid UTF-8 sequence.
+inline constexpr char32_t invalid_utf8 = 0xffffffff;
+/// The code point at byte `i` of `s` (i < s.size()) and its length in bytes: `invalid_utf8`
+/// and 1 for a byte that does not start one (overlong forms and surrogates included).
+[[nodiscard]] std::pair<char32_t, std::size_t> utf8_at(std::string_view s, std::size_t i) noexcept;
+/// Unicode general category Cf (format characters: U+202E, U+200B, U+FEFF, ...).
+[[nodiscard]] bool is_format_char(char32_t cp) noexcept;
+/// Valid UTF-8 without control (C0, DEL, C1) or format characters: a name a terminal shows as
+/// it is.
+[[nodiscard]] bool is_plain_text(std::string_view s) noexcept;
 /// `[A-Za-z_][A-Za-z0-9_]*`: what a record field name must be, and what `parse_path` reads as
 /// a field in dotted text. One rule for both, so `.name` always means exactly that field.
 [[nodiscard]] bool is_identifier(std::string_view s) noexcept;

@@ -56,6 +56,12 @@ struct get_entry {
                               std::vector<std::pair<std::string, path>> tags = {});
 /// The tie placeholder share puts at a where node for `g`.
 [[nodiscard]] tree tie_placeholder(const get_entry& g);
+/// The Shared node over `pruned` (whose placeholders are relative to it), with reference tags.
+[[nodiscard]] tree scope_over(const tree& pruned, std::vector<std::pair<std::string, path>> tags);
+/// A sharing_error from `context` naming the first tie placeholder of `t` that lies outside
+/// every Shared node (a placeholder cut from its scope, by tree::child): its source cannot be
+/// found. O(1) for a tree with no such placeholder at its top.
+void check_no_dangling(const tree& t, std::string_view context);
 /// The Shared node over `content` whose ties are placeholders already (a decoded checkpoint:
 /// the file stores no value for a tie): checks what share_impl would, without building the
 /// tied values (a transposed tie is not copied only to be pruned again) — where and get nodes

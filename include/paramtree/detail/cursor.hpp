@@ -33,6 +33,8 @@ struct location {
     /// the length of the path prefix at which it starts; null and 0 outside any scope.
     const node* scope = nullptr;
     std::size_t scope_depth = 0;
+    /// The innermost Shared node passed itself (its metadata holds the scope's tags).
+    const node* scope_owner = nullptr;
     /// With `leaf_offsets`: the index of the target's first leaf among the root's (pruned)
     /// leaves, as flatten numbers them.
     std::size_t leaf_offset = 0;

@@ -39,7 +39,8 @@ void atomic_write(const std::filesystem::path& file, const std::function<void(in
 /// Writes all `n` bytes to `fd` (retrying short writes and EINTR). Throws io_error naming `file`.
 void write_all(int fd, const void* data, std::size_t n, const std::filesystem::path& file);
 
-/// The name prefix of `file`'s temporaries: `.<name>.paramtree-tmp-`.
+/// The name prefix of `file`'s temporaries: `.<name>.paramtree-tmp-`, or for a name too long
+/// to take that and a suffix within NAME_MAX, `.paramtree-tmp-<hash of the name>-`.
 [[nodiscard]] std::string temporary_prefix(const std::filesystem::path& file);
 
 } // namespace paramtree::detail

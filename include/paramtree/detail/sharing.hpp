@@ -9,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <paramtree/array.hpp>
@@ -59,5 +61,45 @@ struct shared_meta {
 
 /// `@['embedding'].weight.T`: how a placeholder prints.
 [[nodiscard]] std::string tie_text(const tie_meta& m);
+
+/// A tie placeholder and where it sits below the node walked.
+struct scope_tie {
+    path at;
+    const node* placeholder;
+};
+/// The placeholders below `n` that belong to the scope `n` lies in: every tied node under `n`
+/// that is not inside a Shared node of its own (whose ties are relative to it), in pre-order.
+/// Visits only the paths that lead to ties.
+[[nodiscard]] std::vector<scope_tie> own_ties(const node& n);
+
+/// The Shared chain `n` (`Shared(Shared(...content))`, or a plain node) merged into the scope
+/// that encloses it: its content with each placeholder of its own scope re-sourced under
+/// `prefix` (the chain's position relative to the enclosing scope's content), and its tags
+/// under `tag_prefix`. A tie through a callable cannot move to another scope (the callable
+/// reads the scope it was made in): sharing_error from `context` naming `where`.
+struct merged_scope {
+    node_ptr content;
+    std::vector<std::pair<std::string, path>> tags;
+};
+[[nodiscard]] merged_scope merge_scope(node_ptr n, const path& prefix, const path& tag_prefix,
+                                       std::string_view context, const path& where);
+
+/// The subtree at `p` as a self-contained tree (what `tree::at` and `pt::extract` return): a
+/// tie of the enclosing scope whose source lies inside it is kept (under a Shared node of its
+/// own), one whose source lies outside is materialised, or refused (sharing_error from
+/// `context`) when `refuse_outside`.
+[[nodiscard]] tree sub_model(const tree& t, const path& p, bool refuse_outside,
+                             std::string_view context);
+
+/// The sources of the scope with content `scope` that hold ties themselves, each after every
+/// source it reads: the order expand fills them in. A cycle of ties (a source holding a tie
+/// that leads back to it) is a sharing_error from `context`.
+[[nodiscard]] std::vector<const node*> fill_order(const node& scope, std::string_view context);
+
+/// Checks that `value` through `chain` can stand where `target` stands: the same structure and,
+/// leaf by leaf, dtype and shape (shapes only, nothing copied). sharing_error from `context`
+/// at `where` otherwise, `what()` naming where the value comes from.
+void check_fits(std::string_view context, const path& where, const tree& target, const tree& value,
+                const std::vector<transform>& chain, const std::function<std::string()>& what);
 
 } // namespace paramtree::detail

@@ -205,9 +205,10 @@ using multi_backward_fn =
 /// float output; other dtypes come back untraced). With one output this is `record`; with
 /// more, a hidden entry takes the inputs and one entry per output hands its cotangent to it,
 /// so `backward` runs once, with every output's cotangent, after all of them are complete.
+/// `info.name` must live as long as the tape (a literal, or a string `backward` owns).
 [[nodiscard]] std::vector<array> record_multi(const std::shared_ptr<tape>& t,
                                               std::vector<array> outputs, input_list inputs,
-                                              multi_backward_fn backward);
+                                              multi_backward_fn backward, op_info info = {});
 
 /// The backward pass of a nested tape whose first `variables` entries stand for the inputs
 /// of an enclosing operation: starts from the cotangents `seeds` (tape id, cotangent) and
