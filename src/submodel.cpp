@@ -8,6 +8,7 @@
 #include <paramtree/diff.hpp>
 #include <paramtree/shared.hpp>
 
+#include <algorithm>
 #include <span>
 
 #include <fmt/format.h>
@@ -217,10 +218,13 @@ tree graft_at(const tree& t, const std::vector<path>& where, const tree& sub) {
     plan.value[0] = region;
     const tree content = replaced(tree(node_ptr::share(at.scope)), plan.at, plan.value);
     (void)fill_order(*content.node(), "graft"); // the merged ties must not read each other round
+    // The scope's tags name positions: each is kept while its position is there, and the
+    // sub-model's own (re-rooted) ones join them, once.
     std::vector<std::pair<std::string, path>> tags;
     for (const auto& tag : meta_of<shared_meta>(at.scope_owner->meta).tags)
-        if (!rel.is_prefix_of(tag.second)) tags.push_back(tag);
-    tags.insert(tags.end(), merged.tags.begin(), merged.tags.end());
+        if (try_locate(*content.node(), tag.second).target) tags.push_back(tag);
+    for (auto& tag : merged.tags)
+        if (std::find(tags.begin(), tags.end(), tag) == tags.end()) tags.push_back(std::move(tag));
     const tree scope = scope_over(content, std::move(tags));
     const std::vector<path> chain_at{scope_path};
     return tree_at_paths(

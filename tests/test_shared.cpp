@@ -553,3 +553,20 @@ TEST_CASE("shared: expand on a wide (chunked) node replaces only the tied childr
         pt::tree_map([](const pt::tree& l) { return pt::array::ones(l.as_array().shape()); }, full);
     CHECK(pt::contract(tied, ones)[3].as_array().item(0) == 3.0);
 }
+
+TEST_CASE("shared: a callable get that reads its own tied position is refused", "[shared]") {
+    const auto t = embedding_and_linear();
+    // At share time [1].weight is a value; in the pruned tree it is the tie's own placeholder.
+    const pt::getter self([](const pt::tree& tr) { return tr[1]["weight"]; }, "self");
+    CHECK_THROWS_AS(pt::share(t, pt::parse_path("[1].weight"), self), pt::sharing_error);
+}
+
+TEST_CASE("shared: a tie's source holds an array", "[shared]") {
+    // A tie stands for parameters: a string, None or a subtree without arrays has none.
+    const auto t = pt::list({pt::tree("relu"), pt::tree("relu"), pt::none(), pt::none()});
+    CHECK_THROWS_AS(pt::share(t, "[1]", "[0]"), pt::sharing_error);
+    CHECK_THROWS_AS(pt::share(t, "[3]", "[2]"), pt::sharing_error);
+    const auto mixed = pt::list({pt::list({pt::tree("relu"), pt::array::ones({2})}),
+                                 pt::list({pt::tree("relu"), pt::array::ones({2})})});
+    CHECK(pt::ties(pt::share(mixed, "[1]", "[0]")).size() == 1);
+}

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <paramtree/paramtree.hpp>
+#include <paramtree/ranges.hpp>
 #include <paramtree/submodel.hpp>
 
 #include <algorithm>
@@ -71,7 +72,8 @@ struct node_recipe {
         tuple,
         dict,
         record,
-        scoped
+        scoped,
+        inox
     };
     kind k = kind::none;
     pt::shape_type shape;
@@ -84,6 +86,8 @@ struct node_recipe {
     std::vector<node_recipe> children;
     std::vector<std::pair<std::string, std::int64_t>> statics;
     std::shared_ptr<tree_recipe> scoped; // kind::scoped: a tied tree of its own
+    // kind::inox: a list whose children are all marked `reference(tag, ...)` and resolved by
+    // `scope` (Inox): each later child is tied to the first.
 };
 
 struct tie_recipe {
@@ -116,6 +120,8 @@ enum class op_kind {
     ties,
     untie,
     share_more,
+    adam,
+    ranges,
     count_
 };
 inline const char* op_name(op_kind k) {
@@ -136,7 +142,9 @@ inline const char* op_name(op_kind k) {
                                         "sgd",
                                         "ties",
                                         "untie",
-                                        "share_more"};
+                                        "share_more",
+                                        "adam",
+                                        "ranges"};
     return names[static_cast<int>(k)];
 }
 
@@ -224,6 +232,8 @@ inline pt::tree build_untied(const node_recipe& n) {
     }
     case K::scoped:
         return build_untied(n.scoped->base);
+    case K::inox:
+        return pt::list(kids);
     }
     return pt::none();
 }
@@ -286,6 +296,24 @@ inline pt::tree build_tied(const node_recipe& n, model& m, const pt::path& prefi
                            share_count* refused) {
     using K = node_recipe::kind;
     if (n.k == K::scoped) return build_tied(*n.scoped, m, prefix, refused);
+    if (n.k == K::inox) {
+        std::vector<pt::tree> marked;
+        for (const auto& c : n.children)
+            marked.push_back(pt::reference(n.s, build_untied(c)));
+        std::vector<tie_recipe> ties;
+        for (std::size_t i = 1; i < n.children.size(); ++i)
+            ties.push_back({pt::path{pt::index_key{i}}, pt::path{pt::index_key{0}}, {}});
+        pt::tree t;
+        try {
+            t = pt::scope(pt::list(marked));
+        } catch (const pt::error& e) {
+            if (!documented(e)) throw property_failure{{"scope", e.what()}};
+            if (refused) ++refused->refused;
+            return pt::list(std::vector<pt::tree>(marked.size(), pt::none()));
+        }
+        if (!ties.empty()) apply_share(m, ties, prefix);
+        return t;
+    }
     if (n.children.empty() && n.k != K::list && n.k != K::tuple && n.k != K::dict &&
         n.k != K::record)
         return build_untied(n);
@@ -714,6 +742,47 @@ private:
             }
             return;
         }
+        case op_kind::adam: {
+            // Clipping and Adam: one moment per stored leaf, so every use of a tie moves as one.
+            const auto opt =
+                pt::optim::chain({pt::optim::clip_by_global_norm(1.0), pt::optim::adam(0.25)});
+            const pt::tree grads = pt::tree_map(
+                [](const pt::tree& leaf) { return pt::is_float_array(leaf) ? leaf : pt::none(); },
+                randomized(t, r));
+            const pt::tree state = opt.init(t);
+            const auto [updates, next] = opt.update(grads, state, t);
+            const pt::tree stepped = pt::optim::apply_updates(t, updates);
+            if (!(pt::structure(stepped) == pt::structure(t)))
+                fail("an optimizer step keeps the structure", pt::to_string(stepped));
+            const pt::tree e = pt::expand(stepped);
+            check_ties_hold(e, m.ties, "adam");
+            t = stepped;
+            m.base = e;
+            return;
+        }
+        case op_kind::ranges: {
+            // The views walk what flatten walks, and leaves_expanded what expand holds.
+            const auto items = pt::flatten_with_path(t).leaves;
+            std::size_t k = 0;
+            for (auto [where, leaf] : pt::views::leaves_with_path(t)) {
+                if (k >= items.size() || where != items[k].first ||
+                    !pt::tree_equal(leaf.get(), items[k].second))
+                    fail("views::leaves_with_path == flatten_with_path",
+                         fmt::format("leaf {} at {}", k, pt::keystr(where)));
+                ++k;
+            }
+            const auto want = pt::leaves(u);
+            std::size_t j = 0;
+            for (const pt::views::leaf_ref leaf : pt::views::leaves_expanded(t)) {
+                if (j >= want.size() || !pt::tree_equal(leaf.get(), want[j]))
+                    fail("views::leaves_expanded == leaves(expand(t))", fmt::format("leaf {}", j));
+                ++j;
+            }
+            if (k != items.size() || j != want.size())
+                fail("the views visit every leaf",
+                     fmt::format("{} of {}, {} of {}", k, items.size(), j, want.size()));
+            return;
+        }
         case op_kind::count_:
             return;
         }
@@ -839,6 +908,14 @@ inline node_recipe revalued(node_recipe n, rng& r) {
 
 inline tree_recipe random_tree(rng& r, int depth, int share_calls);
 
+inline bool has_array(const node_recipe& n) {
+    using K = node_recipe::kind;
+    if (n.k == K::f32 || n.k == K::f64) return true;
+    if (n.scoped) return has_array(n.scoped->base);
+    return std::any_of(n.children.begin(), n.children.end(),
+                       [](const node_recipe& c) { return has_array(c); });
+}
+
 inline node_recipe random_node(rng& r, int depth) {
     using K = node_recipe::kind;
     if (depth <= 0 || r.chance(0.3)) return random_leaf(r);
@@ -847,6 +924,17 @@ inline node_recipe random_node(rng& r, int depth) {
     if (pick >= 8 && depth >= 2) {
         n.k = K::scoped;
         n.scoped = std::make_shared<tree_recipe>(random_tree(r, depth - 1, 2));
+        return n;
+    }
+    if (pick == 7 && r.chance(0.4)) {
+        // Inox: two or three marked copies of one block with arrays in it, resolved by scope.
+        n.k = K::inox;
+        n.s = r.chance(0.5) ? "l1" : "shared block";
+        node_recipe block = random_node(r, depth - 1);
+        if (!has_array(block)) return block;
+        const std::size_t copies = 2 + r.below(2);
+        for (std::size_t i = 0; i < copies; ++i)
+            n.children.push_back(i == 0 ? block : revalued(block, r));
         return n;
     }
     n.k = pick < 3 ? K::list : pick < 5 ? K::tuple : pick < 7 ? K::dict : K::record;
@@ -1049,6 +1137,13 @@ inline std::string cpp_node(const node_recipe& n) {
     }
     case K::scoped:
         return "[&] {\n" + cpp_tree(*n.scoped) + "    return t;\n}()";
+    case K::inox: {
+        std::string marked;
+        for (std::size_t i = 0; i < kids.size(); ++i)
+            marked +=
+                fmt::format("{}pt::reference({}, {})", i ? ", " : "", cpp_string(n.s), kids[i]);
+        return fmt::format("pt::scope(pt::list({{{}}}))", marked);
+    }
     }
     return "pt::none()";
 }
