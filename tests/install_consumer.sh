@@ -56,3 +56,20 @@ cmake -S "$src_dir/cmake" -B "$scratch/cmake-build" -DCMAKE_PREFIX_PATH="$root_p
     -DCMAKE_CXX_FLAGS="${flags[*]:-}" >/dev/null
 cmake --build "$scratch/cmake-build" >/dev/null
 LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/cmake-build/consumer"
+
+# 4. The build tree itself, through meson's uninstalled .pc files (build/meson-uninstalled):
+# the same program, compiled against the source tree's headers and the build's library.
+uninstalled="$(cd "$build" && pwd)/meson-uninstalled"
+# shellcheck disable=SC2046
+"$CXX" -std=c++20 "${flags[@]}" "$src_dir/main.cpp" -o "$scratch/uninstalled" \
+    $(PKG_CONFIG_PATH="$uninstalled" PKG_CONFIG_SYSROOT_DIR= pkg-config $static --cflags --libs paramtree)
+LD_LIBRARY_PATH="$(cd "$build" && pwd)" "$scratch/uninstalled"
+
+# 5. The data-parallel library's package, where it was built: its CMake target links.
+if [ -f "$(dirname "$pcdir")/libparamtree_distributed.a" ] ||
+   [ -f "$(dirname "$pcdir")/libparamtree_distributed.so" ]; then
+    cmake -S "$src_dir/cmake" -B "$scratch/cmake-mpi" -DCMAKE_PREFIX_PATH="$root_prefix" \
+        -DCMAKE_CXX_FLAGS="${flags[*]:-}" -DCONSUMER_DISTRIBUTED=ON >/dev/null
+    cmake --build "$scratch/cmake-mpi" >/dev/null
+    LD_LIBRARY_PATH="$(dirname "$pcdir")" "$scratch/cmake-mpi/consumer_distributed"
+fi
