@@ -23,6 +23,16 @@ def medians(path):
     return data["context"], out
 
 
+def figure(name, text):
+    """`text` marked as the figure `name`: pages that quote it get it from here
+    (scripts/lib/figures.py sync, run by scripts/bench; checked by the docs suite)."""
+    return f"<!-- figure:{name} -->{text}<!-- /figure -->"
+
+
+def ms(seconds):
+    return f"{seconds * 1e3:.3f} ms"
+
+
 def cpu_model():
     try:
         for line in open("/proc/cpuinfo"):
@@ -228,7 +238,9 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch, libtorch_ro
     for key, label, target in rows:
         a, b, c = ours(key), theirs(key), cpp(key)
         cells = f"{fmt_time(c)} | {c / a:.2f}x" if c else "– | –"
-        lines.append(f"| {label} | {fmt_time(a)} | {fmt_time(b)} | {b / a:.2f}x | {cells} | {target or ''} |")
+        lines.append(f"| {label} | {figure(key + '.paramtree', fmt_time(a))} | "
+                     f"{figure(key + '.pytorch', fmt_time(b))} | {figure(key + '.ratio', f'{b / a:.2f}x')} "
+                     f"| {cells} | {target or ''} |")
     tokens = 16 * 64
     a, b = ours("lm_step/16x64"), theirs("lm_step/16x64")
     lines += ["",
@@ -267,8 +279,10 @@ def autodiff_section(rounds, torch_rounds, prescott, prescott_torch, libtorch_ro
                       "the same library with nothing else (contiguous operands): "
                       f"{fmt_time(measured)} at {got:.0f} GFLOP/s, so **{100 * measured / a:.0f}% "
                       "of the step** runs at matmul speed (target ≥ 60%)."]
+    tape = ours("tape/forward_backward") - ours("tape/untraced")
     lines += ["",
-              "The tape costs the difference between the first two rows per recorded operation. "
+              f"The tape costs the difference between the first two rows per recorded operation: "
+              f"{figure('tape.per_op', fmt_time(tape))}. "
               "`pt::linear` multiplies by the transposed weight through the library's transpose flag "
               "and folds the bias into the product, forward and backward, so no weight is ever copied.",
               ""]
@@ -375,10 +389,10 @@ def distributed_section(folder):
         d = json.load(open(path))
         lines += ["| all-reduce of the demo's gradient (2 processes) | bytes | time (median of 41) |",
                   "|---|---:|---:|",
-                  f"| tied model (`allreduce_mean`, one 25 MiB bucket) | {d['tied_bytes']:,} | {d['allreduce_tied_s'] * 1e3:.3f} ms |",
+                  f"| tied model (`allreduce_mean`, one 25 MiB bucket) | {d['tied_bytes']:,} | {figure('allreduce.tied', ms(d['allreduce_tied_s']))} |",
                   f"| same, 256 KiB buckets | {d['tied_bytes']:,} | {d['allreduce_small_buckets_s'] * 1e3:.3f} ms |",
                   f"| untied twin (the head's weight a leaf of its own) | {d['untied_bytes']:,} | {d['allreduce_untied_s'] * 1e3:.3f} ms |",
-                  f"| MPI ping-pong of the tied bytes (one round trip) | {d['tied_bytes']:,} | {d['ping_pong_s'] * 1e3:.3f} ms |",
+                  f"| MPI ping-pong of the tied bytes (one round trip) | {d['tied_bytes']:,} | {figure('allreduce.ping_pong', ms(d['ping_pong_s']))} |",
                   "",
                   f"Communication alone (the demo's 256 KiB buckets, both processes ready) is "
                   f"{d['allreduce_small_buckets_s'] * 1e3:.3f} ms, {100 * d['allreduce_small_buckets_s'] * 1e3 / step_ms:.1f}% "
@@ -475,8 +489,9 @@ def precision_section(folder):
                   "runs fell back to float32.**", ""]
     lines += ["| precision | ms per step | final held-out loss |", "|---|---:|---:|",
               f"| float32 | {f32[0]:.1f} | {f32[1][0]:.4f} |",
-              f"| bfloat16 | {bf16[0]:.1f} ({f32[0] / bf16[0]:.2f}x faster) | {bf16[1][0]:.4f} "
-              f"({100 * (bf16[1][0] - f32[1][0]) / f32[1][0]:+.2f}%) |", ""]
+              f"| bfloat16 | {bf16[0]:.1f} ({figure('precision.speedup', f'{f32[0] / bf16[0]:.2f}x')} faster) "
+              f"| {bf16[1][0]:.4f} "
+              f"({figure('precision.loss_change', f'{100 * (bf16[1][0] - f32[1][0]) / f32[1][0]:+.2f}%')}) |", ""]
     if drawn:
         lines += ["![loss curves, float32 and bfloat16](images/precision_loss.svg)", ""]
     return lines + ["<!-- /precision -->", ""]
