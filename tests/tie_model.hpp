@@ -122,6 +122,7 @@ enum class op_kind {
     share_more,
     adam,
     ranges,
+    tree_at_callable,
     count_
 };
 inline const char* op_name(op_kind k) {
@@ -144,7 +145,8 @@ inline const char* op_name(op_kind k) {
                                         "untie",
                                         "share_more",
                                         "adam",
-                                        "ranges"};
+                                        "ranges",
+                                        "tree_at_callable"};
     return names[static_cast<int>(k)];
 }
 
@@ -781,6 +783,20 @@ private:
             if (k != items.size() || j != want.size())
                 fail("the views visit every leaf",
                      fmt::format("{} of {}, {} of {}", k, items.size(), j, want.size()));
+            return;
+        }
+        case op_kind::tree_at_callable: {
+            // A selector walked to a stored leaf (select validates the same path).
+            const auto items = pt::flatten_with_path(t).leaves;
+            std::vector<std::size_t> arrays;
+            for (std::size_t i = 0; i < items.size(); ++i)
+                if (items[i].second.is_array()) arrays.push_back(i);
+            if (arrays.empty()) return;
+            const auto& [p, leaf] = items[arrays[r.below(arrays.size())]];
+            if (pt::select(p, t) != std::vector<pt::path>{p}) fail("select(p, t) == {p}", "");
+            const pt::tree v = times(leaf, 7);
+            t = pt::tree_at([&](const pt::selector& sel) { return sel[p]; }, t, v);
+            m.base = pt::tree_at(p, m.base, v);
             return;
         }
         case op_kind::count_:
