@@ -14,6 +14,7 @@
 #include <paramtree/error.hpp>
 #include <paramtree/detail/subscript.hpp>
 #include <paramtree/path.hpp>
+#include <paramtree/pattern.hpp>
 #include <paramtree/tree.hpp>
 
 namespace paramtree {
@@ -42,12 +43,13 @@ private:
 };
 
 /// What `where` may be: one path, several paths, path text as `parse_path` reads it (one
-/// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), or a callable
-/// taking a selector and returning a selector or a vector of selectors.
+/// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), a `pattern`
+/// (every position it matches, in flatten order: `pt::pattern("blocks[*].attn")`), or a
+/// callable taking a selector and returning a selector or a vector of selectors.
 template <class W>
 concept where_spec =
     std::same_as<std::decay_t<W>, path> || std::same_as<std::decay_t<W>, std::vector<path>> ||
-    std::convertible_to<const W&, std::string_view> ||
+    std::same_as<std::decay_t<W>, pattern> || std::convertible_to<const W&, std::string_view> ||
     std::same_as<std::decay_t<W>, std::vector<std::string>> || std::invocable<const W&, selector>;
 
 namespace detail {
@@ -59,6 +61,8 @@ template <class W>
 std::vector<path> resolve_where(const W& where, const tree& t) {
     if constexpr (std::same_as<std::decay_t<W>, path>) {
         return canonical_paths(t, {where});
+    } else if constexpr (std::same_as<std::decay_t<W>, pattern>) {
+        return expand_pattern(t, where); // spelled as the tree spells them already
     } else if constexpr (std::same_as<std::decay_t<W>, std::vector<path>>) {
         return canonical_paths(t, where);
     } else if constexpr (std::convertible_to<const W&, std::string_view>) {

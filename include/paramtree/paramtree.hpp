@@ -25,6 +25,7 @@
 #include <paramtree/optim.hpp>
 #include <paramtree/partition.hpp>
 #include <paramtree/path.hpp>
+#include <paramtree/pattern.hpp>
 #include <paramtree/pool.hpp>
 #include <paramtree/precision.hpp>
 #include <paramtree/print.hpp>
