@@ -523,6 +523,15 @@ private:
         }
     }
 
+    /// A random array leaf of `t` as stored (not a tied position) and its path.
+    static std::optional<std::pair<pt::path, pt::tree>> random_stored_array(const pt::tree& t,
+                                                                            rng& r) {
+        auto items = pt::flatten_with_path(t).leaves;
+        std::erase_if(items, [](const auto& item) { return !item.second.is_array(); });
+        if (items.empty()) return std::nullopt;
+        return std::move(items[r.below(items.size())]);
+    }
+
     void step(op_kind k, pt::tree& t, model& m, rng& r) const {
         const pt::tree u = meaning(m);
         std::vector<pt::path> paths;
@@ -600,12 +609,9 @@ private:
             return;
         }
         case op_kind::tree_at_leaf: {
-            const auto items = pt::flatten_with_path(t).leaves;
-            std::vector<std::size_t> arrays;
-            for (std::size_t i = 0; i < items.size(); ++i)
-                if (items[i].second.is_array()) arrays.push_back(i);
-            if (arrays.empty()) return;
-            const auto& [p, leaf] = items[arrays[r.below(arrays.size())]];
+            const auto stored = random_stored_array(t, r);
+            if (!stored) return;
+            const auto& [p, leaf] = *stored;
             const pt::tree v = times(leaf, -1);
             t = pt::tree_at(p, t, v);
             m.base = pt::tree_at(p, m.base, v);
@@ -787,12 +793,9 @@ private:
         }
         case op_kind::tree_at_callable: {
             // A selector walked to a stored leaf (select validates the same path).
-            const auto items = pt::flatten_with_path(t).leaves;
-            std::vector<std::size_t> arrays;
-            for (std::size_t i = 0; i < items.size(); ++i)
-                if (items[i].second.is_array()) arrays.push_back(i);
-            if (arrays.empty()) return;
-            const auto& [p, leaf] = items[arrays[r.below(arrays.size())]];
+            const auto stored = random_stored_array(t, r);
+            if (!stored) return;
+            const auto& [p, leaf] = *stored;
             if (pt::select(p, t) != std::vector<pt::path>{p}) fail("select(p, t) == {p}", "");
             const pt::tree v = times(leaf, 7);
             t = pt::tree_at([&](const pt::selector& sel) { return sel[p]; }, t, v);

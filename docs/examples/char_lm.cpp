@@ -429,6 +429,30 @@ void adopt_saved_run(options& o, const std::string& file) {
     });
 }
 
+/// The held-out losses seen so far: the best and its step (what --save-best keeps and the
+/// report names), evaluations since it (what --patience waits for) and evaluations in a row
+/// that were worse than the one before (what the overfitting warning reads).
+struct held_out_record {
+    double best;
+    std::size_t best_step;
+    double previous;
+    std::size_t since_best = 0, rises = 0;
+
+    /// Records the evaluation at `step`; true when it is a new best.
+    bool add(double eval, std::size_t step) {
+        rises = eval > previous ? rises + 1 : 0;
+        previous = eval;
+        if (!(eval < best)) {
+            ++since_best;
+            return false;
+        }
+        best = eval;
+        best_step = step;
+        since_best = 0;
+        return true;
+    }
+};
+
 /// One row per step of the log and the plot; eval is NaN between evaluations.
 struct history_row {
     std::size_t step;
@@ -589,10 +613,7 @@ int run(options o, parallel& par) {
             return gpt::loss(m, x, y, pt::nn::context::train(k), remat);
         });
     const std::size_t every = std::max<std::size_t>(1, (last - first_step) / 10);
-    // The best held-out loss and where it was: what --save-best keeps and --patience waits for.
-    double best = initial;
-    std::size_t best_step = first_step, since_best = 0, rises = 0;
-    double previous_eval = initial;
+    held_out_record record{initial, first_step, initial};
     std::size_t trained_to = last;
     const auto start = std::chrono::steady_clock::now();
     double interval_sum = 0; // train losses since the last report: their mean is reported
@@ -656,19 +677,10 @@ int run(options o, parallel& par) {
         if (report) line += fmt::format("  held-out {:.3f}", eval);
         line += fmt::format("  {:.0f} tokens/s  elapsed {}  ETA {}", tokens_per_s, human(elapsed),
                             human(eta));
-        if (report && eval < best) {
-            best = eval;
-            best_step = step + 1;
-            since_best = 0;
+        if (report && record.add(eval, step + 1)) {
             line += "  (best)";
             if (!o.save_best.empty() && par.rank == 0)
                 pt::save(o.save_best, checkpoint(model, state, step + 1, o));
-        } else if (report) {
-            ++since_best;
-        }
-        if (report) {
-            rises = eval > previous_eval ? rises + 1 : 0;
-            previous_eval = eval;
         }
         if (report && tty)
             std::cout << "\r" << line << "\033[K\n" << std::flush; // kept: it has the eval
@@ -676,7 +688,7 @@ int run(options o, parallel& par) {
             std::cout << "\r" << line << "\033[K" << std::flush; // one updating line
         else if (report)
             std::cout << line << std::endl; // flushed: piped runs show progress as it happens
-        if (o.patience > 0 && since_best >= o.patience && step + 1 < last) {
+        if (o.patience > 0 && record.since_best >= o.patience && step + 1 < last) {
             std::cout << fmt::format("stopped early at step {}: no better held-out loss in the "
                                      "last {} evaluation{} (--patience)\n",
                                      step + 1, o.patience, o.patience == 1 ? "" : "s");
@@ -690,17 +702,17 @@ int run(options o, parallel& par) {
     const double final_loss = eval_loss(model);
     std::cout << fmt::format("\nheld-out loss after training: {:.4f} (was {:.4f}; best {:.4f} at "
                              "step {})\n",
-                             final_loss, initial, best, best_step);
+                             final_loss, initial, record.best, record.best_step);
     // Two evaluations in a row worse than the one before: the model has begun to learn the
     // training text by heart. Said, with what to do about it.
-    if (rises >= 2)
+    if (record.rises >= 2)
         std::cout << fmt::format("warning: the held-out loss rose in the last {} evaluations "
                                  "(overfitting: the best was {:.4f} at step {}); --save-best "
                                  "keeps the best model, --patience stops there, fewer --steps "
                                  "or a longer --text help too\n",
-                                 rises, best, best_step);
-    if (!o.save_best.empty() && par.rank == 0 && best_step > first_step)
-        std::cout << "best model: " << o.save_best << " (step " << best_step << ")\n";
+                                 record.rises, record.best, record.best_step);
+    if (!o.save_best.empty() && par.rank == 0 && record.best_step > first_step)
+        std::cout << "best model: " << o.save_best << " (step " << record.best_step << ")\n";
     // The high-water mark of the whole process: with --remat it falls by the activations the
     // tape no longer keeps for every block at once.
     rusage usage{};

@@ -43,8 +43,8 @@ private:
 };
 
 /// What `where` may be: one path, several paths, path text as `parse_path` reads it (one
-/// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), a `pattern`
-/// (every position it matches, in flatten order: `pt::pattern("blocks[*].attn")`), or a
+/// string or a vector of them: `"['embed'].weight"`, `"layers.0.weight"`), a path pattern
+/// (every position it matches, in flatten order, as `expand_pattern` lists them), or a
 /// callable taking a selector and returning a selector or a vector of selectors.
 template <class W>
 concept where_spec =
