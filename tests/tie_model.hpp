@@ -798,7 +798,8 @@ private:
             const auto& [p, leaf] = *stored;
             if (pt::select(p, t) != std::vector<pt::path>{p}) fail("select(p, t) == {p}", "");
             const pt::tree v = times(leaf, 7);
-            t = pt::tree_at([&](const pt::selector& sel) { return sel[p]; }, t, v);
+            const pt::path at = p; // named: clang 14 does not capture a structured binding
+            t = pt::tree_at([&](const pt::selector& sel) { return sel[at]; }, t, v);
             m.base = pt::tree_at(p, m.base, v);
             return;
         }
