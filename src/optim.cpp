@@ -6,7 +6,9 @@
 #include "kernels.hpp"
 
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/cursor.hpp>
 #include <paramtree/flatten.hpp>
+#include <paramtree/shared.hpp>
 #include <paramtree/map.hpp>
 #include <paramtree/ranges.hpp>
 
@@ -431,6 +433,119 @@ transformation trace(double decay, bool nesterov) {
             record("TraceState", {{"trace", unflatten(in.def, std::move(traces))}})};
     };
     return t;
+}
+
+// ---- groups of parameters ------------------------------------------------------------------
+
+labels::labels(tree strings)
+    : fn([strings = std::move(strings)](const path& p, const tree&) {
+          const tree label = strings.at(p);
+          if (!label.is_leaf() || !std::holds_alternative<std::string>(label.value()))
+              detail::throw_leaf("multi_transform", p, "a string label", describe(label));
+          return label.as<std::string>();
+      }) {}
+
+labels::labels(std::vector<std::pair<pattern, std::string>> rules, std::string otherwise)
+    : fn([rules = std::move(rules), otherwise = std::move(otherwise)](const path& p, const tree&) {
+          for (const auto& [rule, label] : rules)
+              if (rule.matches(p)) return label;
+          return otherwise;
+      }) {}
+
+namespace {
+
+// One label per stored leaf of `params`; a tied position that the labels would put in another
+// group than its source is refused (one tie, one optimizer).
+std::vector<std::string> leaf_labels(const labels& group, const tree& params) {
+    const auto [items, def] = flatten_with_path(params);
+    std::vector<std::string> out;
+    out.reserve(items.size());
+    for (const auto& [p, leaf] : items)
+        out.push_back(group.fn(p, leaf));
+    for (const auto& info : ties(params)) {
+        if (!info.getter.empty()) continue;
+        // The source's leaves are a run of the flatten order: found once, not searched.
+        const detail::location at =
+            detail::locate(*params.node(), info.source, "multi_transform", true);
+        for (std::size_t i = at.leaf_offset; i < at.leaf_offset + at.target->num_leaves; ++i) {
+            const path tied = info.tied / items[i].first.suffix(info.source.size());
+            const std::string label = group.fn(tied, items[i].second);
+            if (label != out[i])
+                detail::throw_sharing(
+                    "multi_transform", tied,
+                    fmt::format("the label of its source {} ('{}': one tie, one group)",
+                                display_path(keystr(items[i].first)), out[i]),
+                    fmt::format("'{}'", label));
+        }
+    }
+    return out;
+}
+
+// `t` (of the labels' structure) with None at every leaf not labelled `label`.
+tree only(const tree& t, const std::vector<std::string>& label_of, const std::string& label) {
+    auto [leaves, def] = flatten(t);
+    for (std::size_t i = 0; i < leaves.size(); ++i)
+        if (label_of[i] != label) leaves[i] = tree();
+    return unflatten(def, std::move(leaves));
+}
+
+} // namespace
+
+transformation multi_transform(labels group, std::map<std::string, transformation> transforms) {
+    transformation t;
+    t.init = [group, transforms](const tree& params) {
+        const std::vector<std::string> label_of = leaf_labels(group, params);
+        for (std::size_t i = 0; i < label_of.size(); ++i)
+            if (!transforms.contains(label_of[i]))
+                detail::throw_value("multi_transform", flatten_with_path(params).leaves[i].first,
+                                    "a label with a transformation",
+                                    fmt::format("'{}'", label_of[i]));
+        std::vector<std::pair<std::string, tree>> states;
+        for (const auto& [label, inner] : transforms)
+            states.emplace_back(label, inner.init(only(params, label_of, label)));
+        std::vector<tree> strings(label_of.begin(), label_of.end());
+        // The labels travel with the state: update reads them instead of recomputing paths.
+        return record("MultiTransformState",
+                      {{"labels", unflatten(structure(params), std::move(strings))},
+                       {"inner", dict(std::move(states))}});
+    };
+    t.update = [transforms](const tree& grads, const tree& state, const tree& params) {
+        const tree labels_tree = state["labels"];
+        auto in = align("multi_transform", {&grads, &labels_tree}, {"grads", "state.labels"});
+        std::vector<std::string> label_of;
+        label_of.reserve(in.leaves[1].size());
+        for (const tree& l : in.leaves[1])
+            label_of.push_back(l.as<std::string>());
+        std::vector<tree> updates(label_of.size());
+        std::vector<std::pair<std::string, tree>> states;
+        for (const auto& [label, inner] : transforms) {
+            auto r = inner.update(only(grads, label_of, label), state["inner"][label],
+                                  only(params, label_of, label));
+            // Leaf by leaf at the labels' positions (None, which has no leaves, included).
+            const auto mine = flatten_up_to(in.def, r.updates);
+            for (std::size_t i = 0; i < label_of.size(); ++i)
+                if (label_of[i] == label) updates[i] = mine[i];
+            states.emplace_back(label, std::move(r.state));
+        }
+        return update_result{unflatten(in.def, std::move(updates)),
+                             record("MultiTransformState",
+                                    {{"labels", labels_tree}, {"inner", dict(std::move(states))}})};
+    };
+    return t;
+}
+
+transformation set_to_zero() {
+    transformation t;
+    t.init = [](const tree&) { return tree(); };
+    t.update = [](const tree& grads, const tree&, const tree&) {
+        return update_result{tree_map([](const tree&) { return tree(); }, grads), tree()};
+    };
+    return t;
+}
+
+transformation freeze(const pattern& frozen, transformation inner) {
+    return multi_transform(labels({{frozen, "frozen"}}, "trained"),
+                           {{"trained", std::move(inner)}, {"frozen", set_to_zero()}});
 }
 
 transformation add_decayed_weights(double weight_decay, leaf_mask mask) {

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <paramtree/at.hpp>
+#include <paramtree/checkpoint.hpp>
 #include <paramtree/autodiff.hpp>
 #include <paramtree/diff.hpp>
 #include <paramtree/flatten.hpp>
@@ -16,6 +17,7 @@
 #include <paramtree/treedef.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 namespace pt = paramtree;
@@ -497,4 +499,72 @@ TEST_CASE("optim: the global norm is finite for finite gradients at the edges of
          {"b", pt::array::full({2}, 1e200, pt::dtype::float64)}});
     CHECK(std::isinf(pt::optim::global_norm(inf)));
     CHECK(pt::optim::global_norm(pt::dict({{"z", pt::array::zeros({3})}})) == 0.0);
+}
+
+TEST_CASE("optim: multi_transform gives each group its transformation and its own state",
+          "[optim][multi_transform]") {
+    const pt::tree params = pt::dict({{"a", pt::array::ones({3})}, {"b", pt::array::ones({2})}});
+    const pt::tree grads =
+        pt::dict({{"a", pt::array::full({3}, 2.0)}, {"b", pt::array::full({2}, 2.0)}});
+    const auto opt = pt::optim::multi_transform(
+        pt::optim::labels([](const pt::path& p, const pt::tree&) {
+            return pt::keystr(p) == "['a']" ? std::string("train") : std::string("still");
+        }),
+        {{"train", pt::optim::sgd(0.5)}, {"still", pt::optim::set_to_zero()}});
+    const pt::tree state = opt.init(params);
+    CHECK(state["labels"]["a"].as<std::string>() == "train");
+    const auto [updates, next] = opt.update(grads, state, params);
+    CHECK(updates["a"].as_array().to_doubles() == std::vector<double>{-1, -1, -1});
+    CHECK(updates["b"].is_none());
+    const pt::tree stepped = pt::optim::apply_updates(params, updates);
+    CHECK(stepped["b"].as_array().to_doubles() == std::vector<double>{1, 1});
+    // Labels as a tree of strings, and as patterns, give the same groups.
+    const auto by_tree = pt::optim::multi_transform(
+        pt::optim::labels(pt::dict({{"a", "train"}, {"b", "still"}})),
+        {{"train", pt::optim::sgd(0.5)}, {"still", pt::optim::set_to_zero()}});
+    CHECK(pt::tree_equal(by_tree.update(grads, by_tree.init(params), params).updates, updates));
+    const auto by_pattern = pt::optim::multi_transform(
+        pt::optim::labels({{pt::pattern("a"), "train"}}, "still"),
+        {{"train", pt::optim::sgd(0.5)}, {"still", pt::optim::set_to_zero()}});
+    CHECK(
+        pt::tree_equal(by_pattern.update(grads, by_pattern.init(params), params).updates, updates));
+    // A label nobody handles is refused when the state is made.
+    const auto missing =
+        pt::optim::multi_transform(pt::optim::labels({{pt::pattern("a"), "train"}}, "other"),
+                                   {{"train", pt::optim::sgd(0.5)}});
+    CHECK_THROWS_AS(missing.init(params), pt::value_error);
+}
+
+TEST_CASE("optim: freeze keeps no optimizer state for frozen leaves; a tie is one group",
+          "[optim][multi_transform]") {
+    const pt::tree params = pt::dict(
+        {{"layers",
+          pt::list({pt::dict({{"w", pt::array::ones({4})}, {"b", pt::array::ones({4})}}),
+                    pt::dict({{"w", pt::array::ones({4})}, {"b", pt::array::ones({4})}})})}});
+    const auto opt = pt::optim::freeze(pt::pattern("layers[0].**"), pt::optim::adam(0.1));
+    const pt::tree state = opt.init(params);
+    // Adam's moments exist for the two trained leaves only.
+    std::size_t moments = 0;
+    for (const auto& leaf : pt::leaves(state["inner"]["trained"]))
+        moments += leaf.is_array() && leaf.as_array().size() == 4 ? 1 : 0;
+    CHECK(moments == 4); // mu and nu of layers[1].w and layers[1].b
+    const pt::tree grads =
+        pt::tree_map([](const pt::tree& p) { return pt::tree(p.as_array() * 3.0); }, params);
+    const auto [updates, next] = opt.update(grads, state, params);
+    CHECK(updates["layers"][0]["w"].is_none());
+    CHECK(updates["layers"][1]["w"].as_array().item(0) < 0);
+    // A tie: the tied position and its source must be in one group.
+    const pt::tree tied = pt::share(params, "layers[1]", "layers[0]");
+    CHECK_THROWS_AS(pt::optim::freeze(pt::pattern("layers[0].**"), pt::optim::adam(0.1)).init(tied),
+                    pt::sharing_error);
+    const auto both = pt::optim::freeze(pt::pattern("layers.*.**"), pt::optim::adam(0.1));
+    std::size_t tied_moments = 0; // all frozen: no moment at all, only step counts
+    for (const auto& leaf : pt::leaves(both.init(tied)["inner"]["trained"]))
+        tied_moments += leaf.is_array() && leaf.as_array().size() == 4 ? 1 : 0;
+    CHECK(tied_moments == 0);
+    // The state (labels included) saves and loads like any tree.
+    const auto file = std::filesystem::temp_directory_path() / "pt_freeze_state.safetensors";
+    pt::save(file, state);
+    CHECK(pt::tree_equal(pt::load_tree(file), state));
+    std::filesystem::remove(file);
 }

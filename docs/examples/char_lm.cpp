@@ -9,6 +9,8 @@
 // same (pruned) structure, the Adam state is a tree, and a step returns new trees.
 #include "gpt.hpp"
 
+#include <paramtree/ranges.hpp>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -66,6 +68,7 @@ struct options {
     std::string save;               // checkpoint file written at the end
     std::string save_best;          // checkpoint written at each new best held-out loss
     std::size_t patience = 0;       // stop after this many evaluations without a new best
+    std::string freeze;             // a path pattern: those parameters are not trained
     std::string resume;             // checkpoint file to continue from
     std::string log;                // CSV: step, train loss, eval loss, tokens/s, learning rate
     std::string plot;               // loss curve picture (.svg or .png) drawn by gnuplot
@@ -86,6 +89,7 @@ void for_each_run_option(Options& o, F&& f) {
     f("layers", o.layers);
     f("heads", o.heads);
     f("lr", o.lr);
+    f("freeze", o.freeze);
 }
 
 namespace fs = std::filesystem;
@@ -161,6 +165,20 @@ options parse(int argc, char** argv) {
     app.add_option("--save-best", o.save_best,
                    "save the run as --save does at each new best held-out loss")
         ->type_name("PATH");
+    app.add_option("--freeze", o.freeze,
+                   "train all but the parameters this path pattern matches (e.g. 'blocks.**', "
+                   "'**.bias'): no update and no optimizer state for them")
+        ->type_name("PATTERN")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                try {
+                    (void)pt::pattern(v);
+                    return {};
+                } catch (const pt::error& e) {
+                    return e.what();
+                }
+            },
+            ""));
     count("--patience", o.patience,
           "stop early after N evaluations without a better held-out loss (default: off)");
     app.add_option("--resume", o.resume, "continue a run saved by --save")
@@ -410,6 +428,8 @@ void adopt_saved_run(options& o, const std::string& file) {
         return std::find(o.given.begin(), o.given.end(), name) != o.given.end();
     };
     for_each_run_option(o, [&]<class T>(const char* name, T& field) {
+        // An option newer than the checkpoint keeps its default (or what was given).
+        if (!run.contains(pt::path{pt::field_key{name}})) return;
         T value{};
         if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
             value = static_cast<T>(run[name].template as<std::int64_t>());
@@ -555,10 +575,35 @@ int run(options o, parallel& par) {
     const auto lr = opt::warmup_cosine_decay_schedule(
         0.0, o.lr, static_cast<std::int64_t>(std::min<std::size_t>(50, o.steps / 10)),
         static_cast<std::int64_t>(std::max<std::size_t>(o.steps, 1)), o.lr * 0.1);
-    const opt::transformation optimizer =
+    const opt::transformation adamw =
         opt::chain({opt::clip_by_global_norm(1.0, opt::nonfinite_policy::error),
                     opt::adamw(lr, 0.9, 0.99, 1e-8, 0.01, decay)});
+    // --freeze: the matched parameters get no update and no Adam moments (a tie is frozen or
+    // trained as a whole).
+    const opt::transformation optimizer =
+        o.freeze.empty() ? adamw : opt::freeze(pt::pattern(o.freeze), adamw);
     pt::tree state = optimizer.init(model);
+    if (!o.freeze.empty()) {
+        const auto bytes = [](const pt::tree& t) {
+            std::size_t n = 0;
+            for (const pt::array& a : pt::views::arrays(t))
+                n += a.nbytes();
+            return n;
+        };
+        // The labels freeze kept in its state say which stored parameters are frozen.
+        const auto labels = pt::leaves(state["labels"]);
+        const auto params = pt::leaves(model);
+        std::size_t frozen = 0, total = 0;
+        for (std::size_t i = 0; i < params.size(); ++i) {
+            if (!params[i].is_array()) continue;
+            total += params[i].as_array().size();
+            if (labels[i].as<std::string>() == "frozen") frozen += params[i].as_array().size();
+        }
+        std::cout << fmt::format("--freeze {}: {} of {} parameters frozen; optimizer state "
+                                 "{:.2f} MiB instead of {:.2f} MiB\n",
+                                 o.freeze, frozen, total, double(bytes(state)) / (1 << 20),
+                                 double(bytes(adamw.init(model))) / (1 << 20));
+    }
     std::size_t first_step = 0;
     if (!o.resume.empty()) {
         const pt::tree loaded = pt::load(o.resume, checkpoint(model, state, 0, o));

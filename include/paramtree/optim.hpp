@@ -9,10 +9,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include <paramtree/partition.hpp>
+#include <paramtree/pattern.hpp>
 #include <paramtree/path.hpp>
 #include <paramtree/tree.hpp>
 
@@ -79,6 +82,46 @@ struct transformation {
                               const tree& params)>
         fused_step;
 };
+
+/// Which group each parameter leaf belongs to, for `multi_transform`: a tree of strings with
+/// the parameters' (pruned) structure, a function of a leaf's path and value, or patterns
+/// tried in order (the first that matches names the group, `otherwise` names the rest).
+struct labels {
+    std::function<std::string(const path&, const tree&)> fn;
+    labels(tree strings);
+    template <class F>
+    requires std::is_invocable_r_v<std::string, F&, const path&, const tree&> labels(F f)
+        : fn(std::move(f)) {}
+    labels(std::vector<std::pair<pattern, std::string>> rules, std::string otherwise);
+};
+
+/// A transformation per group of parameters (optax's multi_transform): each leaf's gradient
+/// goes through the transformation of its label, and each transformation keeps state only for
+/// its own leaves (the others are None in its state). A tie is one leaf, so a tie group gets
+/// one label; a label function or pattern that gives a tied position a label other than its
+/// source's is a sharing_error naming both positions. The labels are kept in the state (they
+/// are computed once, by `init`, and saved with it); a label without a transformation is a
+/// value_error from `init`.
+///
+///     auto opt = pt::optim::multi_transform(
+///         pt::optim::labels({{pt::pattern("**.bias"), "no_decay"}}, "decay"),
+///         {{"decay", pt::optim::adamw(1e-3)}, {"no_decay", pt::optim::adam(1e-3)}});
+///     auto state = opt.init(params);
+///     auto [updates, next] = opt.update(grads, state, params);
+[[nodiscard]] transformation multi_transform(labels group,
+                                             std::map<std::string, transformation> transforms);
+
+/// Updates of None and no state: the leaves it is given do not move.
+[[nodiscard]] transformation set_to_zero();
+
+/// `inner` for every leaf but those `frozen` matches, which get no update and no optimizer
+/// state (a multi_transform of `inner` and `set_to_zero`). A tie is frozen or trained as a
+/// whole: a pattern that matches a tied position but not its source (or the reverse) is a
+/// sharing_error.
+///
+///     auto opt = pt::optim::freeze(pt::pattern("layers[0].**"), pt::optim::adam(1e-3));
+///     auto state = opt.init(params);
+[[nodiscard]] transformation freeze(const pattern& frozen, transformation inner);
 
 /// Transformations applied in order; the state is a tuple of their states.
 ///
