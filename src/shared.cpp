@@ -310,7 +310,10 @@ namespace {
 // placeholder survives into a value.
 node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
     std::unordered_map<const node*, node_ptr> filled;
-    const auto fill_with = [&](const node_ptr& root) {
+    // Sources that hold ties are rare: their order is worked out (a walk of every tie of the
+    // scope) only when the first one is met, so a plain expand pays nothing for them.
+    bool ordered = false;
+    const std::function<node_ptr(const node_ptr&)> fill_with = [&](const node_ptr& root) {
         return rebuild(root, flag_is(has_tied), [&](const node_ptr& n) -> node_ptr {
             if (n->kind != node_kind::tied) return n;
             const auto& m = meta_of<tie_meta>(n->meta);
@@ -320,14 +323,17 @@ node_ptr fill(const node_ptr& scope, expansion what = expansion::values) {
                 return std::move(value).take_node();
             }
             const node* at = source_node(*scope, m, "expand");
+            if ((at->flags & has_tied) != 0 && !ordered) {
+                ordered = true; // each filled after the sources it reads: no recursion here
+                for (const node* source : fill_order(*scope, "expand"))
+                    filled.emplace(source, fill_with(node_ptr::share(source)));
+            }
             const node_ptr source =
                 (at->flags & has_tied) != 0 ? filled.at(at) : node_ptr::share(at);
             return what == expansion::values ? apply_chain(tree(source), m.transforms).node()
                                              : source;
         });
     };
-    for (const node* source : fill_order(*scope, "expand"))
-        filled.emplace(source, fill_with(node_ptr::share(source)));
     return fill_with(scope);
 }
 
