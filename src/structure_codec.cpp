@@ -254,7 +254,9 @@ private:
             const path_entry e =
                 n.kind == node_kind::dict ? path_entry{dict_key{k}} : path_entry{field_key{k}};
             const auto index = find_child(n, e);
-            if (!index) throw std::logic_error("paramtree internal error: a key without child");
+            if (!index)
+                throw_internal("a child for every key of a dict or record",
+                               fmt::format("none for '{}'", escaped(k)));
             children.push_back(n.children[*index]);
             entries.emplace_back(e);
         }
