@@ -198,11 +198,9 @@ struct model {
 
 pt::tree build_untied(const node_recipe& n);
 
-inline pt::tree build_untied(const node_recipe& n) {
+/// The node `n` over children already built (leaves ignore them; Inox's list is a list).
+inline pt::tree assemble(const node_recipe& n, const std::vector<pt::tree>& kids) {
     using K = node_recipe::kind;
-    std::vector<pt::tree> kids;
-    for (const auto& c : n.children)
-        kids.push_back(build_untied(c));
     std::vector<std::pair<std::string, pt::tree>> named;
     for (std::size_t i = 0; i < kids.size() && i < n.keys.size(); ++i)
         named.emplace_back(n.keys[i], kids[i]);
@@ -221,6 +219,7 @@ inline pt::tree build_untied(const node_recipe& n) {
     case K::none:
         return pt::none();
     case K::list:
+    case K::inox:
         return pt::list(kids);
     case K::tuple:
         return pt::tuple(kids);
@@ -233,11 +232,17 @@ inline pt::tree build_untied(const node_recipe& n) {
         return pt::record(n.s, named, statics);
     }
     case K::scoped:
-        return build_untied(n.scoped->base);
-    case K::inox:
-        return pt::list(kids);
+        break; // a tree of its own: the builders recurse into it
     }
     return pt::none();
+}
+
+inline pt::tree build_untied(const node_recipe& n) {
+    if (n.k == node_recipe::kind::scoped) return build_untied(n.scoped->base);
+    std::vector<pt::tree> kids;
+    for (const auto& c : n.children)
+        kids.push_back(build_untied(c));
+    return assemble(n, kids);
 }
 
 /// A documented refusal: every paramtree error but an internal one.
@@ -316,9 +321,6 @@ inline pt::tree build_tied(const node_recipe& n, model& m, const pt::path& prefi
         if (!ties.empty()) apply_share(m, ties, prefix);
         return t;
     }
-    if (n.children.empty() && n.k != K::list && n.k != K::tuple && n.k != K::dict &&
-        n.k != K::record)
-        return build_untied(n);
     std::vector<pt::tree> kids;
     for (std::size_t i = 0; i < n.children.size(); ++i) {
         const pt::path_entry e = n.k == K::dict     ? pt::path_entry{pt::dict_key{n.keys[i]}}
@@ -326,23 +328,7 @@ inline pt::tree build_tied(const node_recipe& n, model& m, const pt::path& prefi
                                                     : pt::path_entry{pt::index_key{i}};
         kids.push_back(build_tied(n.children[i], m, prefix / e, refused));
     }
-    std::vector<std::pair<std::string, pt::tree>> named;
-    for (std::size_t i = 0; i < kids.size(); ++i)
-        if (i < n.keys.size()) named.emplace_back(n.keys[i], kids[i]);
-    switch (n.k) {
-    case K::list:
-        return pt::list(kids);
-    case K::tuple:
-        return pt::tuple(kids);
-    case K::dict:
-        return pt::dict(named);
-    default: {
-        std::vector<std::pair<std::string, pt::static_value>> statics;
-        for (const auto& [name, v] : n.statics)
-            statics.emplace_back(name, pt::static_value(v));
-        return pt::record(n.s, named, statics);
-    }
-    }
+    return assemble(n, kids);
 }
 
 // ---- the oracle -----------------------------------------------------------------------------
