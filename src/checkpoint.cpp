@@ -13,6 +13,7 @@
 #include "structure_codec.hpp"
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
+#include <paramtree/map.hpp>
 #include <paramtree/shared.hpp>
 #include <paramtree/transform.hpp>
 #include <paramtree/treedef.hpp>
@@ -361,6 +362,42 @@ std::map<std::string, array> load_arrays(const std::filesystem::path& file,
                                          const load_options& options) {
     return arrays_of(open_file(file, options.memory));
 }
+namespace {
+// `t` with each array leaf in a buffer of its own (leaves sharing a buffer still share the
+// copy): a sub-model read from a whole-model file must not keep the whole file alive.
+tree owned_copy(const tree& t) {
+    std::map<const void*, array> copies; // by the storage of the loaded array
+    return tree_map(
+        [&](const tree& leaf) -> tree {
+            if (!leaf.is_array()) return leaf;
+            const array& a = leaf.as_array();
+            const auto it = copies.find(a.storage_id());
+            if (it != copies.end() && it->second.shape() == a.shape() &&
+                it->second.dtype() == a.dtype())
+                return it->second;
+            auto fresh = detail::fresh_bytes(a.dtype(), a.shape());
+            if (a.nbytes() != 0) std::memcpy(fresh.data, a.bytes(), a.nbytes());
+            array copy = std::move(fresh.value);
+            copies.insert_or_assign(a.storage_id(), copy);
+            return copy;
+        },
+        t);
+}
+} // namespace
+
+namespace detail {
+tree load_extract_at(const std::filesystem::path& file, const where_resolver& where,
+                     outside_ties policy, const load_options& options) {
+    // The file is mapped whatever the caller asked: decoding the whole structure then costs
+    // page-table entries, not reads, and only the sub-model's tensors are touched (copied
+    // below for load_memory::copy).
+    const load_options mapped{options.strict, load_memory::map};
+    const tree whole = load_tree(file, mapped);
+    const tree sub = extract_at(whole, where(whole), policy);
+    return options.memory == load_memory::map ? sub : owned_copy(sub);
+}
+} // namespace detail
+
 tree load(std::span<const std::byte> bytes, const tree& like, const load_options& options) {
     return load_like(open_bytes(bytes), like, options);
 }

@@ -204,12 +204,12 @@ std::string summary(const tree& t) {
     std::string name; // of the root, Shared nodes passed
     for (const views::node_ref n : views::nodes(t)) {
         if (name.empty() && n.kind() != node_kind::shared)
-            name = n.kind() == node_kind::record ? std::string(n.get().record_name()) : "tree";
+            name = n.kind() == node_kind::record ? std::string(n.record_name()) : "tree";
         owner.resize(n.depth() + 1);
         const std::size_t parent = n.depth() == 0 ? outside : owner[n.depth() - 1];
         owner[n.depth()] = parent;
         if (n.kind() == node_kind::record) {
-            row& r = row_of(n.get().record_name());
+            row& r = row_of(n.record_name());
             ++r.count;
             owner[n.depth()] = static_cast<std::size_t>(&r - rows.data());
         } else if (n.kind() == node_kind::leaf) {

@@ -1,5 +1,6 @@
 // paramtree — trees as ranges (see <paramtree/ranges.hpp>).
 #include <paramtree/detail/errors.hpp>
+#include <paramtree/detail/sharing.hpp>
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/ranges.hpp>
@@ -18,7 +19,15 @@ tree leaf_ref::get() const {
 }
 
 tree node_ref::get() const {
-    return tree(detail::node_ptr::share(n_));
+    if (scope_ == nullptr) return tree(detail::node_ptr::share(n_));
+    // The sub-model of the innermost Shared node at this node's path: one resolver for
+    // tree::at and the views, so the two cannot disagree on a tie.
+    return detail::sub_model(tree(detail::node_ptr::share(scope_)), from_scope_, false,
+                             "views::nodes");
+}
+
+std::string_view node_ref::record_name() const noexcept {
+    return tree(detail::node_ptr::share(n_)).record_name();
 }
 
 std::string node_ref::describe() const {

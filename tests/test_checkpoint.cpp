@@ -9,6 +9,7 @@
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/nn/layers.hpp>
+#include <paramtree/pattern.hpp>
 #include <paramtree/ops.hpp>
 #include <paramtree/print.hpp>
 #include <paramtree/reference.hpp>
@@ -700,6 +701,60 @@ TEST_CASE("checkpoint: loads copy by default, so a file changed on disk cannot r
     fs::resize_file(file, 0);
     CHECK(copied["w"].as_array().to_doubles() == std::vector<double>(1024, 1.0));
     CHECK_THROWS_AS(pt::load(file, t), pt::format_error);
+}
+
+TEST_CASE("checkpoint: load_extract reads a sub-model out of a whole-model file",
+          "[checkpoint][submodel]") {
+    scratch s;
+    const fs::path file = s / "seq2seq.safetensors";
+    // A tied encoder-decoder whose decoder also holds a tie of its own (out reads proj).
+    const auto enc = pt::record("Enc", {{"embed", pt::array::full({4, 2}, 1.0)}});
+    const auto dec = pt::record("Dec", {{"embed", pt::array::zeros({4, 2})},
+                                        {"proj", pt::array::full({2}, 3.0)},
+                                        {"out", pt::array::zeros({2})}});
+    const pt::tree m = pt::share(
+        pt::record("Seq2Seq", {{"encoder", enc}, {"decoder", dec}}),
+        std::vector<pt::path>{pt::parse_path(".decoder.embed"), pt::parse_path(".decoder.out")},
+        std::vector<pt::path>{pt::parse_path(".encoder.embed"), pt::parse_path(".decoder.proj")});
+    pt::save(file, m);
+
+    // The outward tie materialised, the inner one kept: what extract gives in memory.
+    const pt::tree decoder = pt::load_extract(file, ".decoder");
+    CHECK(pt::tree_equal(decoder, pt::extract(m, ".decoder")));
+    CHECK(pt::ties(decoder).size() == 1);
+    CHECK(pt::expand(decoder)["embed"].as_array().item(0) == 1.0);
+    // A pattern or a selector selects the node as well; the encoder has no outward tie.
+    CHECK(pt::tree_equal(pt::load_extract(file, pt::pattern(".encoder")), m["encoder"]));
+    CHECK(pt::tree_equal(
+        pt::load_extract(file, [](const pt::selector& x) { return x["decoder"]["proj"]; }),
+        m["decoder"]["proj"]));
+    // Refusing the outward tie names it.
+    try {
+        (void)pt::load_extract(file, ".decoder", pt::outside_ties::refuse);
+        FAIL("a sub-model with a tie to outside was read under outside_ties::refuse");
+    } catch (const pt::sharing_error& e) {
+        REQUIRE(e.where());
+        CHECK(*e.where() == pt::parse_path(".decoder.embed"));
+    }
+    CHECK_THROWS_AS(pt::load_extract(file, ".decoder.missing"), pt::path_error);
+    CHECK_THROWS_AS(pt::load_extract(file, pt::pattern(".*")), pt::path_error); // two nodes
+
+    // The copy owns its bytes: the file rewritten and truncated under it changes nothing,
+    // while a mapped sub-model sees the rewrite.
+    const pt::tree mapped = pt::load_extract(file, ".decoder", pt::outside_ties::materialize,
+                                             {.memory = pt::load_memory::map});
+    {
+        std::string bytes = read_text(file);
+        std::uint64_t header = 0; // every tensor byte after the header zeroed
+        std::memcpy(&header, bytes.data(), 8);
+        std::fill(bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header), bytes.end(), '\0');
+        std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    CHECK(mapped["embed"].as_array().item(0) == 0.0);
+    fs::resize_file(file, 0);
+    CHECK(pt::tree_equal(decoder, pt::extract(m, ".decoder")));
+    CHECK_THROWS_AS(pt::load_extract(file, ".decoder"), pt::format_error);
 }
 
 TEST_CASE("checkpoint: a long list of mismatches shows the first ten and a count",

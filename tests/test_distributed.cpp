@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "gpt.hpp"
+#include "tie_model.hpp"
 
 #include <paramtree/autodiff.hpp>
 #include <paramtree/checkpoint.hpp>
@@ -556,5 +557,74 @@ TEST_CASE("distributed: a sharded save that fails anywhere fails everywhere and 
     const pt::tree odd = world.rank() == 0 ? language_model(5, false) : language_model(5, true);
     CHECK_THROWS_AS(dist::save_sharded(world, index, odd), pt::value_error);
     world.barrier();
+    if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("distributed: random tied trees shard, save sharded and reshard as they are",
+          "[distributed][shard][tie_model]") {
+    // The tie model's generator (tests/tie_model.hpp), every process building the same trees:
+    // a shard plan owns each pruned leaf once (a tie group is one leaf), all_gather of the
+    // owned pieces is the tree, and a sharded save loads back whole, into a like, and as a
+    // sub-model — saved by the world and again by one process (resharded).
+    const auto world = dist::communicator::world();
+    const auto dir = shared_directory(world, "tie-model");
+    const auto index = dir / "model.safetensors.index.json";
+    const auto alone = world.split(world.rank());
+    std::size_t checked = 0, with_ties = 0, refused = 0;
+    for (std::uint64_t seed = 0; seed < 400; ++seed) {
+        const auto c = tie_model::random_case(seed);
+        tie_model::model m;
+        m.base = tie_model::build_untied(c.tree.base);
+        const pt::tree t = tie_model::build_tied(c.tree, m, {}, nullptr);
+        const auto where = [&] { return fmt::format("seed {}\n{}", seed, tie_model::cpp_case(c)); };
+        try {
+            const auto plan = dist::shard_plan(t, world.size());
+            const auto pruned = pt::leaves(t);
+            const auto arrays = static_cast<std::size_t>(std::count_if(
+                pruned.begin(), pruned.end(), [](const pt::tree& l) { return l.is_array(); }));
+            if (plan.leaves.size() != arrays)
+                FAIL_CHECK("a plan entry per pruned array leaf: " << where());
+            const pt::tree owned = plan.owned(t, world.rank());
+            if (!pt::tree_equal(dist::all_gather(world, owned, plan), t))
+                FAIL_CHECK("all_gather(owned pieces) == t: " << where());
+            dist::save_sharded(world, index, owned);
+            world.barrier();
+            if (!pt::tree_equal(pt::load_tree(index), t))
+                FAIL_CHECK("load_tree(sharded) == t: " << where());
+            if (!pt::tree_equal(pt::load(index, t), t))
+                FAIL_CHECK("load(sharded, t) == t: " << where());
+            std::vector<pt::path> paths;
+            tie_model::node_paths(pt::expand(t), {}, paths);
+            const pt::path p = paths[seed % paths.size()];
+            std::optional<pt::tree> in_memory, from_file;
+            try {
+                in_memory = pt::extract(t, p);
+            } catch (const pt::error&) {
+            }
+            try {
+                from_file = pt::load_extract(index, p);
+            } catch (const pt::error&) {
+            }
+            if (in_memory.has_value() != from_file.has_value() ||
+                (in_memory && !pt::tree_equal(*in_memory, *from_file)))
+                FAIL_CHECK("load_extract(sharded, p) == extract(t, p) at " << pt::keystr(p) << ": "
+                                                                           << where());
+            world.barrier();
+            if (world.rank() == 0) dist::save_sharded(alone, index, t); // resharded to one
+            world.barrier();
+            if (!pt::tree_equal(pt::load_tree(index), t))
+                FAIL_CHECK("resharded load == t: " << where());
+            world.barrier();
+            ++checked;
+            with_ties += pt::ties(t).empty() ? 0 : 1;
+        } catch (const pt::error& e) {
+            if (!tie_model::documented(e)) FAIL_CHECK(e.what() << ": " << where());
+            ++refused;
+            world.barrier();
+        }
+    }
+    CAPTURE(checked, with_ties, refused);
+    CHECK(checked > 330);
+    CHECK(with_ties > 55);
     if (world.rank() == 0) std::filesystem::remove_all(dir);
 }

@@ -2,9 +2,11 @@
 // ties pruned), compose with range-v3 and std::ranges, and go as deep as any tree.
 #include <catch2/catch.hpp>
 
+#include <paramtree/diff.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/ranges.hpp>
+#include <paramtree/record.hpp>
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
@@ -107,6 +109,31 @@ TEST_CASE("views: nodes in pre-order with kinds and depths", "[ranges]") {
           static_cast<std::ptrdiff_t>(pt::structure(m).num_nodes()));
     const auto ns = pv::nodes(m);
     CHECK((*std::ranges::begin(ns)).kind() == pt::node_kind::shared);
+}
+
+TEST_CASE("views: a node inside a Shared node gets as the sub-model tree::at gives", "[ranges]") {
+    // The decoder's embedding is tied to the encoder's: the decoder seen through the view
+    // holds no placeholder without its scope (issue 27 row 1, through views::nodes).
+    const auto vec = [](float a, float b) { return pt::array::from_vector<float>({2}, {a, b}); };
+    const auto enc = pt::record("Enc", {{"embed", vec(1, 2)}, {"w", vec(3, 3)}});
+    const auto dec = pt::record("Dec", {{"embed", vec(0, 0)}, {"w", vec(4, 4)}});
+    const pt::tree m = pt::share(pt::record("Seq2Seq", {{"encoder", enc}, {"decoder", dec}}),
+                                 ".decoder.embed", ".encoder.embed");
+    std::size_t checked = 0;
+    for (const pv::node_ref n : pv::nodes(m)) {
+        const pt::tree sub = n.get();
+        REQUIRE_NOTHROW(pt::expand(sub));
+        if (n.record_name() == "Dec") {
+            CHECK(pt::tree_equal(sub, m["decoder"]));
+            CHECK(pt::tree_equal(pt::expand(sub)["embed"], pt::expand(m)["encoder"]["embed"]));
+            ++checked;
+        }
+        if (n.kind() == pt::node_kind::tied) {
+            CHECK(pt::tree_equal(sub, m["encoder"]["embed"]));
+            ++checked;
+        }
+    }
+    CHECK(checked == 2);
 }
 
 TEST_CASE("views: zip_leaves pairs trees of one structure and names a mismatch", "[ranges]") {

@@ -638,6 +638,24 @@ private:
                 fail("load_tree(save(t)) == t",
                      fmt::format("{} vs {}", pt::to_string(back), pt::to_string(t)));
             if (!pt::tree_equal(pt::load(scratch, t), t)) fail("load(save(t), t) == t", "");
+            // A sub-model read out of the file is the sub-model of the tree (issue 27's "load
+            // of a subset"): the same ties kept and materialised, or the same refusal.
+            const pt::path p = pick_path();
+            const auto policy =
+                r.below(2) == 0 ? pt::outside_ties::materialize : pt::outside_ties::refuse;
+            pt::tree in_memory;
+            const bool extracted =
+                attempt("extract", [&] { in_memory = pt::extract(t, p, policy); });
+            pt::tree from_file;
+            const bool read =
+                attempt("load_extract", [&] { from_file = pt::load_extract(scratch, p, policy); });
+            if (extracted != read)
+                fail("load_extract(save(t), p) refuses exactly when extract(t, p) does",
+                     pt::keystr(p));
+            if (read && !pt::tree_equal(from_file, in_memory))
+                fail("load_extract(save(t), p) == extract(t, p)",
+                     fmt::format("p = {}: {} vs {}", pt::keystr(p), pt::to_string(from_file),
+                                 pt::to_string(in_memory)));
             return;
         }
         case op_kind::contract_adjoint: {
@@ -772,6 +790,21 @@ private:
                     fail("views::leaves_expanded == leaves(expand(t))", fmt::format("leaf {}", j));
                 ++j;
             }
+            // Every node the node view yields is a self-contained sub-model: it expands (no
+            // placeholder left without its scope), and its expansion holds the leaves of
+            // the same region of expand(t) (counted: the view gives no paths).
+            std::size_t nodes = 0;
+            for (const pt::views::node_ref n : pt::views::nodes(t)) {
+                ++nodes;
+                try {
+                    const pt::tree sub = pt::expand(n.get());
+                    if (sub.num_leaves() < n.num_leaves())
+                        fail("views::nodes: get() keeps the node's leaves", n.describe());
+                } catch (const pt::error& e) {
+                    fail("views::nodes: get() is self-contained", e.what());
+                }
+            }
+            if (nodes == 0) fail("views::nodes visits the root", "");
             if (k != items.size() || j != want.size())
                 fail("the views visit every leaf",
                      fmt::format("{} of {}, {} of {}", k, items.size(), j, want.size()));

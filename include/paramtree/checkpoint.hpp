@@ -10,12 +10,16 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <paramtree/array.hpp>
+#include <paramtree/at.hpp>
 #include <paramtree/npy.hpp> // save_npy, load_npy: declared here before 0.2
+#include <paramtree/submodel.hpp>
 #include <paramtree/tree.hpp>
 
 namespace paramtree {
@@ -76,6 +80,39 @@ struct load_options {
 /// Every tensor of any safetensors file, by name (files from other tools).
 [[nodiscard]] std::map<std::string, array> load_arrays(const std::filesystem::path& file,
                                                        const load_options& options = {});
+
+namespace detail {
+using where_resolver = std::function<std::vector<path>(const tree&)>;
+[[nodiscard]] tree load_extract_at(const std::filesystem::path& file, const where_resolver& where,
+                                   outside_ties policy, const load_options& options);
+} // namespace detail
+
+/// The sub-model at `where` of the tree a file (or a sharded index) holds, reading only the
+/// tensors the sub-model needs: `extract(load_tree(file), where, policy)` without the rest of
+/// the model in memory. Ties inside the sub-model stay ties; a tie to a source outside it is
+/// materialised (the source's tensor is read for it) or, with `outside_ties::refuse`, refused
+/// with a sharing_error naming the tie. `where` is anything `extract` takes (a path, a
+/// pattern selecting one node, a selector). With `load_memory::copy` (the default) the
+/// sub-model owns copies of its tensors only; with `load_memory::map` it keeps the mapping.
+/// Throws what `load_tree` throws, and path_error if `where` selects nothing or more than one
+/// node.
+///
+///     auto enc = pt::record("Enc", {{"embed", pt::array::ones({4, 2})}});
+///     auto dec = pt::record("Dec", {{"embed", pt::array::zeros({4, 2})},
+///                                   {"out", pt::array::zeros({2})}});
+///     auto m = pt::share(pt::record("Seq2Seq", {{"encoder", enc}, {"decoder", dec}}),
+///                        ".decoder.embed", ".encoder.embed");
+///     pt::save("seq2seq.safetensors", m);
+///     pt::tree decoder = pt::load_extract("seq2seq.safetensors", ".decoder");
+///     assert(pt::tree_equal(decoder, m["decoder"]));   // the tied embed materialised
+///     std::filesystem::remove("seq2seq.safetensors");
+template <where_spec W>
+[[nodiscard]] tree load_extract(const std::filesystem::path& file, const W& where,
+                                outside_ties policy = outside_ties::materialize,
+                                const load_options& options = {}) {
+    return detail::load_extract_at(
+        file, [&](const tree& t) { return detail::resolve_where(where, t); }, policy, options);
+}
 
 /// The same three from bytes in memory (the arrays get their own copy of the data).
 [[nodiscard]] tree load(std::span<const std::byte> bytes, const tree& like,

@@ -71,17 +71,25 @@ private:
 /// Pre-order over the nodes of a subtree, one step per call: the walk every view uses.
 /// With `LeavesOnly`, it stops at leaves only and skips subtrees without leaves (None, empty
 /// containers, tie placeholders) without entering them; otherwise it stops at every node.
-/// With `Paths`, it keeps the key path of the current node, changed one entry at a time.
+/// With `Paths`, it keeps the key path of the current node, changed one entry at a time
+/// (unless constructed with `keep_paths` false: the node view keeps paths only for trees with
+/// Shared nodes, where a node may need its path to resolve ties).
+///
+/// The walk knows its scope: `scope()` is the innermost Shared node strictly above the
+/// current node (nullptr outside every Shared node), the one the placeholders below the
+/// current node are read from (a placeholder belongs to its innermost Shared node), and
+/// `scope_path_size()` the length of the path to it. It is kept per frame, so it costs
+/// nothing per step beyond a copy.
 template <bool LeavesOnly, bool Paths>
 class preorder_walk {
 public:
     preorder_walk() = default;
-    explicit preorder_walk(const node* root) {
+    explicit preorder_walk(const node* root, bool keep_paths = Paths) : keep_paths_(keep_paths) {
         if (root == nullptr) return;
         if (LeavesOnly && root->kind != node_kind::leaf && root->num_leaves == 0) return;
         current_ = root;
         if (LeavesOnly && root->kind != node_kind::leaf) {
-            stack_.push_back({root, 0, 0});
+            stack_.push_back(frame_of(root));
             advance();
         }
     }
@@ -89,11 +97,13 @@ public:
     [[nodiscard]] const path& current_path() const noexcept { return path_; }
     [[nodiscard]] std::size_t depth() const noexcept { return depth_; }
     [[nodiscard]] std::size_t ordinal() const noexcept { return ordinal_; }
+    [[nodiscard]] const node* scope() const noexcept { return scope_; }
+    [[nodiscard]] std::size_t scope_path_size() const noexcept { return scope_path_size_; }
 
     void advance() {
         ++ordinal_;
         if (!LeavesOnly && current_ != nullptr && !current_->children.empty())
-            stack_.push_back({current_, 0, Paths ? path_.size() : 0});
+            stack_.push_back(frame_of(current_));
         while (!stack_.empty()) {
             frame& f = stack_.back();
             if (f.next == f.n->children.size()) {
@@ -103,17 +113,19 @@ public:
             const std::size_t i = f.next++;
             const node* c = f.n->children[i].get();
             if (LeavesOnly && c->kind != node_kind::leaf && c->num_leaves == 0) continue;
-            if constexpr (Paths) {
+            if (Paths && keep_paths_) {
                 while (path_.size() > f.path_size)
                     path_.pop_back();
                 if (auto e = child_entry(f.n->meta, f.n->kind, i)) path_.push_back(std::move(*e));
             }
             depth_ = stack_.size();
+            scope_ = f.scope;
+            scope_path_size_ = f.scope_path_size;
             if (LeavesOnly && c->kind != node_kind::leaf) {
                 if (f.next == f.n->children.size())
-                    f = {c, 0, Paths ? path_.size() : 0}; // the last child takes over the frame:
-                else                                      // chains need no stack (as flatten)
-                    stack_.push_back({c, 0, Paths ? path_.size() : 0});
+                    f = frame_of(c); // the last child takes over the frame: chains need no
+                else                 // stack (as flatten)
+                    stack_.push_back(frame_of(c));
                 continue;
             }
             current_ = c;
@@ -126,13 +138,25 @@ private:
     struct frame {
         const node* n = nullptr;
         std::size_t next = 0;
-        std::size_t path_size = 0; // the path's length at this node
+        std::size_t path_size = 0;       // the path's length at this node
+        const node* scope = nullptr;     // the innermost Shared node at or above this node
+        std::size_t scope_path_size = 0; // the path's length at that Shared node
     };
+    // The frame of a node about to be entered: the node is the scope of its children if it is
+    // a Shared node, else they inherit the current one.
+    [[nodiscard]] frame frame_of(const node* n) const noexcept {
+        const std::size_t here = Paths ? path_.size() : 0;
+        if (n->kind == node_kind::shared) return {n, 0, here, n, here};
+        return {n, 0, here, scope_, scope_path_size_};
+    }
     small_stack<frame, 16> stack_;
     const node* current_ = nullptr;
     path path_;
     std::size_t depth_ = 0;
     std::size_t ordinal_ = 0;
+    const node* scope_ = nullptr;
+    std::size_t scope_path_size_ = 0;
+    bool keep_paths_ = Paths;
 };
 
 } // namespace detail
@@ -162,14 +186,23 @@ private:
 
 /// A node seen through `views::nodes`: its kind, depth (the root is 0), number of direct
 /// children and of leaves below it; `get()` makes an owning tree of it.
+///
+/// A node inside a Shared node may hold tie placeholders whose sources lie outside it; its
+/// `get()` is then the self-contained sub-model `tree::at` gives (ties to outside
+/// materialised, inner ties kept), never a tree with dangling placeholders. The node
+/// remembers its Shared node and its path from there only in that case.
 class node_ref {
 public:
     node_ref() = default;
     node_ref(const detail::node* n, std::size_t depth) noexcept : n_(n), depth_(depth) {}
+    node_ref(const detail::node* n, std::size_t depth, const detail::node* scope, path from_scope)
+        : n_(n), depth_(depth), scope_(scope), from_scope_(std::move(from_scope)) {}
     [[nodiscard]] node_kind kind() const noexcept { return n_->kind; }
     [[nodiscard]] std::size_t depth() const noexcept { return depth_; }
     [[nodiscard]] std::size_t size() const noexcept { return n_->children.size(); }
     [[nodiscard]] std::size_t num_leaves() const noexcept { return n_->num_leaves; }
+    /// The record's name for a record node, empty otherwise (no tree is made).
+    [[nodiscard]] std::string_view record_name() const noexcept;
     [[nodiscard]] tree get() const;
     /// `a list of length 3`, `f32[4]`, `a tie to ['w']`: what the node is, for messages.
     [[nodiscard]] std::string describe() const;
@@ -177,6 +210,8 @@ public:
 private:
     const detail::node* n_ = nullptr;
     std::size_t depth_ = 0;
+    const detail::node* scope_ = nullptr; // set only when `get()` has ties to resolve
+    path from_scope_;
 };
 
 /// One element of `leaves_with_path`: the key path (valid until the iterator moves on; copy
@@ -270,17 +305,25 @@ public:
     using iterator_category = std::input_iterator_tag;
 
     node_iterator() = default;
-    explicit node_iterator(const detail::node* root) : walk_(root) {}
-    [[nodiscard]] node_ref operator*() const { return node_ref(walk_.current(), walk_.depth()); }
+    explicit node_iterator(const detail::node* root)
+        : walk_(root, root != nullptr && (root->flags & detail::has_shared) != 0) {}
+    [[nodiscard]] node_ref operator*() const {
+        const detail::node* n = walk_.current();
+        // A node below a Shared node with placeholders below it: get() must resolve them.
+        if (walk_.scope() != nullptr && (n->flags & detail::has_tied) != 0)
+            return node_ref(n, walk_.depth(), walk_.scope(),
+                            walk_.current_path().suffix(walk_.scope_path_size()));
+        return node_ref(n, walk_.depth());
+    }
     node_iterator& operator++() {
         walk_.advance();
         return *this;
     }
     using walk_iterator_ops<node_iterator>::operator++;
-    [[nodiscard]] const detail::preorder_walk<false, false>& walk() const noexcept { return walk_; }
+    [[nodiscard]] const detail::preorder_walk<false, true>& walk() const noexcept { return walk_; }
 
 private:
-    detail::preorder_walk<false, false> walk_;
+    detail::preorder_walk<false, true> walk_; // paths kept only for trees with Shared nodes
 };
 
 /// A view holding its tree: begin() starts a walk, end() is the default sentinel.
