@@ -22,7 +22,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace tie_model {
 
@@ -423,6 +427,91 @@ struct coverage {
     }
 };
 
+// ---- older structure formats ---------------------------------------------------------------
+
+/// Format 3's flat node list from `i`, each tied node given its tie inline (format 2): the
+/// entry of `ties` under the tied position's tensor name. Returns the index after the subtree.
+inline std::size_t inline_ties(nlohmann::json& nodes, std::size_t i, const pt::path& at,
+                               const nlohmann::json& ties) {
+    nlohmann::json& j = nodes.at(i++);
+    const std::string k = j.at("k");
+    if (k == "tied") {
+        const nlohmann::json& e = ties.at(at.empty() ? std::string("__root__") : pt::dotted(at));
+        j["source"] = e.at("from");
+        j["transforms"] = e.at("transforms");
+    } else if (k == "list" || k == "tuple") {
+        const std::size_t n = j.at("n");
+        for (std::size_t c = 0; c < n; ++c)
+            i = inline_ties(nodes, i, at / pt::path{pt::index_key{c}}, ties);
+    } else if (k == "dict" || k == "record") {
+        const auto names = j.at(k == "dict" ? "keys" : "fields").get<std::vector<std::string>>();
+        for (const auto& name : names)
+            i = inline_ties(nodes, i,
+                            at / pt::path{k == "dict" ? pt::path_entry{pt::dict_key{name}}
+                                                      : pt::path_entry{pt::field_key{name}}},
+                            ties);
+    } else if (k == "shared") {
+        i = inline_ties(nodes, i, at, ties); // a Shared node adds no path entry
+    }
+    return i;
+}
+
+/// Format 2's flat node list from `i` as format 1's nested nodes (`"c"`: the children).
+inline nlohmann::json nested(const nlohmann::json& nodes, std::size_t& i) {
+    nlohmann::json j = nodes.at(i++);
+    const std::string k = j.at("k");
+    if (k == "list" || k == "tuple" || k == "record") {
+        const std::size_t n = k == "record" ? j.at("fields").size() : j.at("n").get<std::size_t>();
+        j.erase("n");
+        nlohmann::json c = nlohmann::json::array();
+        for (std::size_t m = 0; m < n; ++m)
+            c.push_back(nested(nodes, i));
+        j["c"] = std::move(c);
+    } else if (k == "dict") {
+        nlohmann::json c = nlohmann::json::object();
+        for (const auto& key : j.at("keys"))
+            c[key.get<std::string>()] = nested(nodes, i);
+        j["c"] = std::move(c);
+    } else if (k == "shared") {
+        j["c"] = nested(nodes, i);
+    }
+    return j;
+}
+
+/// The file `saved` (written by `pt::save`: format 3) written again at `out` in structure
+/// format 2 (each tie inside its tied node) or 1 (nested nodes, unversioned), with the same
+/// tensors: what older paramtree versions wrote, which loads must still read alike.
+inline void rewrite_in_format(const std::filesystem::path& saved, const std::filesystem::path& out,
+                              int version) {
+    using nlohmann::json;
+    std::ifstream in(saved, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    json header = json::parse(bytes.substr(8, n));
+    json& meta = header.at("__metadata__");
+    json structure = json::parse(meta.at("paramtree.structure").get<std::string>());
+    const json ties = meta.contains("paramtree.ties")
+                          ? json::parse(meta.at("paramtree.ties").get<std::string>())
+                          : json::object();
+    json& nodes = structure.at("nodes");
+    inline_ties(nodes, 0, {}, ties);
+    if (version == 2) {
+        structure["version"] = 2;
+    } else {
+        std::size_t i = 0;
+        structure = nested(nodes, i);
+    }
+    meta["paramtree.structure"] = structure.dump();
+    meta.erase("paramtree.ties");
+    const std::string text = header.dump();
+    const std::uint64_t size = text.size();
+    std::ofstream o(out, std::ios::binary | std::ios::trunc);
+    o.write(reinterpret_cast<const char*>(&size), 8);
+    o.write(text.data(), static_cast<std::streamsize>(text.size()));
+    o.write(bytes.data() + 8 + n, static_cast<std::streamsize>(bytes.size() - 8 - n));
+}
+
 struct runner {
     explicit runner(std::filesystem::path file, coverage* counts = nullptr)
         : scratch(std::move(file)), seen(counts) {}
@@ -638,6 +727,18 @@ private:
                 fail("load_tree(save(t)) == t",
                      fmt::format("{} vs {}", pt::to_string(back), pt::to_string(t)));
             if (!pt::tree_equal(pt::load(scratch, t), t)) fail("load(save(t), t) == t", "");
+            // The same tree in the older structure formats (ties inline; nested nodes) loads
+            // as the same tree.
+            const int version = 1 + static_cast<int>(r.below(2));
+            const auto older =
+                std::filesystem::path(scratch.string() + ".v" + std::to_string(version));
+            rewrite_in_format(scratch, older, version);
+            pt::tree old_back;
+            if (!attempt("load_tree of format 1/2", [&] { old_back = pt::load_tree(older); }) ||
+                !pt::tree_equal(old_back, t))
+                fail(fmt::format("load_tree(format {} of save(t)) == t", version),
+                     pt::to_string(old_back));
+            std::filesystem::remove(older);
             // A sub-model read out of the file is the sub-model of the tree (issue 27's "load
             // of a subset"): the same ties kept and materialised, or the same refusal.
             const pt::path p = pick_path();
