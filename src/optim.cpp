@@ -548,6 +548,143 @@ transformation freeze(const pattern& frozen, transformation inner) {
                            {{"trained", std::move(inner)}, {"frozen", set_to_zero()}});
 }
 
+// ---- accumulation and averaging ------------------------------------------------------------
+
+namespace {
+
+/// An int64 scalar field of a state record, checked.
+std::int64_t int_field(const tree& state, const char* field, const char* context) {
+    const tree c = state.contains(path{field_key{field}}) ? state[field] : tree();
+    if (!c.is_array() || c.as_array().dtype() != dtype::int64 || c.as_array().size() != 1)
+        detail::throw_leaf(context, path{field_key{field}}, "an int64 step count", describe(c));
+    return static_cast<std::int64_t>(c.as_array().item());
+}
+
+/// out[j] = a * x[j] + b * y[j] over one float leaf, in its own dtype: one fused loop.
+array axpby(double a, const array& x, double b, const array& y) {
+    return with_float(x, [&](auto tag) -> array {
+        using T = decltype(tag);
+        auto out = detail::fresh<T>(x.shape());
+        const T* xp = data<T>(x);
+        const T* yp = data<T>(y);
+        const T A = T(a), B = T(b);
+        for (std::size_t j = 0; j < x.size(); ++j)
+            out.data[j] = A * xp[j] + B * yp[j];
+        return std::move(out.value);
+    });
+}
+
+} // namespace
+
+transformation multi_steps(int every, transformation inner) {
+    if (every < 1)
+        detail::throw_value("multi_steps", {}, "at least 1 mini-step per step",
+                            std::to_string(every));
+    transformation t;
+    t.init = [every, init = inner.init](const tree& params) {
+        return record(
+            "MultiStepsState",
+            {{"mini_step", count_leaf(0)},
+             {"every", count_leaf(every)},
+             {"grad_sum", per_leaf_state(params, [](const array& a) { return zeros_like(a); })},
+             {"inner", init(params)}});
+    };
+    t.update = [every, update = inner.update](const tree& grads, const tree& state,
+                                              const tree& params) {
+        const std::int64_t mini = int_field(state, "mini_step", "multi_steps");
+        if (int_field(state, "every", "multi_steps") != every || mini < 0 || mini >= every)
+            detail::throw_value(
+                "multi_steps", parse_path(".mini_step"),
+                fmt::format("a state of multi_steps({}) (mini-step 0 to {})", every, every - 1),
+                fmt::format("mini-step {} of {}", mini, int_field(state, "every", "multi_steps")));
+        const tree sum = state["grad_sum"];
+        auto in = align("multi_steps", {&grads, &sum}, {"grads", "state.grad_sum"});
+        const std::size_t n = in.leaves[0].size();
+        const bool last = mini + 1 == every;
+        // The sum so far (each tied value once: the state has the pruned structure); at the
+        // last mini-step the mean goes to the inner transformation and the sum starts again.
+        std::vector<tree> sums(n), means(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const tree& g = in.leaves[0][i];
+            sums[i] = in.leaves[1][i];
+            if (g.is_none() || !float_leaf(sums[i])) continue;
+            check_leaf("multi_steps", in, i, g.as_array(), sums[i].as_array());
+            if (!last) {
+                sums[i] = k::add(sums[i].as_array(), g.as_array());
+                continue;
+            }
+            means[i] = axpby(1.0 / every, sums[i].as_array(), 1.0 / every, g.as_array());
+            sums[i] = zeros_like(g.as_array());
+        }
+        if (!last)
+            return update_result{
+                tree_map([](const tree&) { return tree(); }, grads),
+                record("MultiStepsState", {{"mini_step", count_leaf(mini + 1)},
+                                           {"every", count_leaf(every)},
+                                           {"grad_sum", unflatten(in.def, std::move(sums))},
+                                           {"inner", state["inner"]}})};
+        auto r = update(unflatten(in.def, std::move(means)), state["inner"], params);
+        return update_result{
+            std::move(r.updates),
+            record("MultiStepsState", {{"mini_step", count_leaf(0)},
+                                       {"every", count_leaf(every)},
+                                       {"grad_sum", unflatten(in.def, std::move(sums))},
+                                       {"inner", std::move(r.state)}})};
+    };
+    return t;
+}
+
+transformation ema(double decay, transformation inner) {
+    if (!(decay >= 0.0 && decay <= 1.0))
+        detail::throw_value("ema", {}, "a decay in [0, 1]", fmt::format("{}", decay));
+    transformation t;
+    t.init = [init = inner.init](const tree& params) {
+        // The shadow starts as the parameters themselves: arrays are immutable, so it shares
+        // their buffers until the first step writes new ones.
+        return record("EmaState",
+                      {{"count", count_leaf(0)},
+                       {"shadow", per_leaf_state(params, [](const array& a) { return a; })},
+                       {"inner", init(params)}});
+    };
+    t.update = [decay, update = inner.update](const tree& grads, const tree& state,
+                                              const tree& params) {
+        const std::int64_t count = count_of(state, "ema");
+        auto r = update(grads, state["inner"], params);
+        const tree shadow = state["shadow"];
+        auto in =
+            align("ema", {&params, &r.updates, &shadow}, {"params", "updates", "state.shadow"});
+        std::vector<tree> next = in.leaves[2];
+        for (std::size_t i = 0; i < next.size(); ++i) {
+            const tree& p = in.leaves[0][i];
+            if (!float_leaf(next[i]) || !float_leaf(p)) continue;
+            const array& pa = p.as_array();
+            check_leaf("ema", in, i, pa, next[i].as_array());
+            // shadow <- decay * shadow + (1 - decay) * (params + updates): the parameters
+            // after this step, without making them (apply_updates does that once).
+            const tree& u = in.leaves[1][i];
+            const array after = u.is_none() ? pa : k::add(pa, u.as_array());
+            next[i] = axpby(decay, next[i].as_array(), 1.0 - decay, after);
+        }
+        return update_result{std::move(r.updates),
+                             record("EmaState", {{"count", count_leaf(count + 1)},
+                                                 {"shadow", unflatten(in.def, std::move(next))},
+                                                 {"inner", std::move(r.state)}})};
+    };
+    return t;
+}
+
+tree ema_params(const tree& state, const tree& params) {
+    if (state.kind() != node_kind::record || state.record_name() != "EmaState")
+        detail::throw_structure("ema_params", {}, "the state of optim::ema (an EmaState)",
+                                describe(state));
+    // The shadow has the parameters' pruned structure with None at non-float leaves: those
+    // come from `params`, and the ties ride along in the structure.
+    return tree_map(
+        map_options{is_none_node},
+        [](const tree& s, const tree& p) -> tree { return s.is_none() ? p : s; }, state["shadow"],
+        params);
+}
+
 transformation add_decayed_weights(double weight_decay, leaf_mask mask) {
     transformation t;
     t.init = [](const tree&) { return tree{}; };

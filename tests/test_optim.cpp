@@ -568,3 +568,133 @@ TEST_CASE("optim: freeze keeps no optimizer state for frozen leaves; a tie is on
     CHECK(pt::tree_equal(pt::load_tree(file), state));
     std::filesystem::remove(file);
 }
+
+namespace {
+// A tied two-layer model (the head reads the embedding transposed) in float64, and the mean
+// squared error of a batch of rows [first, last) of x against y.
+pt::tree accumulation_model() {
+    const pt::tree base = pt::dict({{"embed", gradcheck::rand(11, {3, 5})},
+                                    {"head", gradcheck::rand(12, {5, 3})},
+                                    {"bias", gradcheck::rand(13, {3})}});
+    return pt::share(base, pt::parse_path("['head']"),
+                     pt::source(pt::parse_path("['embed']"), {pt::transform::transpose()}));
+}
+pt::array batch_loss(const pt::tree& m, const pt::array& x, const pt::array& y) {
+    const pt::array h = pt::tanh(pt::matmul(x, m["embed"].as_array()));
+    const pt::array out = pt::matmul(h, m["head"].as_array()) + m["bias"].as_array();
+    return pt::mean((out - y) * (out - y));
+}
+pt::array rows_of(const pt::array& a, std::size_t first, std::size_t last) {
+    const auto v = a.to_doubles();
+    const std::size_t w = a.shape()[1];
+    return pt::array::from_vector<double>(
+        {last - first, w}, std::vector<double>(v.begin() + static_cast<std::ptrdiff_t>(first * w),
+                                               v.begin() + static_cast<std::ptrdiff_t>(last * w)));
+}
+} // namespace
+
+TEST_CASE("optim: multi_steps over k mini-batches equals one step on the k-times-larger batch",
+          "[optim][multi_steps]") {
+    const pt::tree params0 = accumulation_model();
+    const pt::array x = gradcheck::rand(21, {8, 3});
+    const pt::array y = gradcheck::rand(22, {8, 3});
+    // One Adam step (clipped) on the whole batch...
+    const auto whole = opt::chain({opt::clip_by_global_norm(0.5), opt::adam(0.05)});
+    pt::tree big = params0;
+    pt::tree big_state = whole.init(big);
+    // ...against the same optimizer fed 4 mini-batches of 2 rows, twice (two real steps).
+    const auto acc =
+        opt::multi_steps(4, opt::chain({opt::clip_by_global_norm(0.5), opt::adam(0.05)}));
+    pt::tree small = params0;
+    pt::tree small_state = acc.init(small);
+    // The sum of gradients is one leaf per stored leaf: the tie has one.
+    CHECK(pt::structure(small_state["grad_sum"]) == pt::structure(params0));
+    for (int step = 0; step < 2; ++step) {
+        auto [v, g] =
+            pt::value_and_grad([&](const pt::tree& m) { return batch_loss(m, x, y); })(big);
+        auto [u, next] = whole.update(g, big_state, big);
+        big = opt::apply_updates(big, u);
+        big_state = next;
+        for (std::size_t mb = 0; mb < 4; ++mb) {
+            const pt::array xs = rows_of(x, 2 * mb, 2 * mb + 2),
+                            ys = rows_of(y, 2 * mb, 2 * mb + 2);
+            auto [vs, gs] =
+                pt::value_and_grad([&](const pt::tree& m) { return batch_loss(m, xs, ys); })(small);
+            auto [us, nexts] = acc.update(gs, small_state, small);
+            if (mb < 3) { // between steps: no update, the parameters do not move
+                for (const auto& leaf : pt::leaves(us))
+                    CHECK(leaf.is_none());
+                CHECK(nexts["mini_step"].as_array().item() == static_cast<double>(mb + 1));
+            }
+            small = opt::apply_updates(small, us);
+            small_state = nexts;
+        }
+        CHECK(small_state["mini_step"].as_array().item() == 0);
+        CHECK(pt::tree_equal(small, big, {.rtol = 1e-12, .atol = 1e-12}));
+    }
+    // The tie held throughout, and the state saves and loads whole.
+    const pt::tree full = pt::expand(small);
+    CHECK(pt::array_equal(full["head"].as_array(), pt::transpose(full["embed"].as_array())));
+    const auto file = std::filesystem::temp_directory_path() / "pt_multi_steps_state.safetensors";
+    pt::save(file, small_state);
+    CHECK(pt::tree_equal(pt::load_tree(file), small_state));
+    std::filesystem::remove(file);
+    // multi_steps(1, inner) is inner.
+    const auto one = opt::multi_steps(1, opt::sgd(0.1));
+    auto [v, g] =
+        pt::value_and_grad([&](const pt::tree& m) { return batch_loss(m, x, y); })(params0);
+    CHECK(pt::tree_equal(one.update(g, one.init(params0), params0).updates,
+                         opt::sgd(0.1).update(g, opt::sgd(0.1).init(params0), params0).updates));
+}
+
+TEST_CASE("optim: multi_steps and ema refuse bad settings and foreign states",
+          "[optim][multi_steps][ema][errors]") {
+    CHECK_THROWS_AS(opt::multi_steps(0, opt::sgd(0.1)), pt::value_error);
+    CHECK_THROWS_AS(opt::ema(1.5, opt::sgd(0.1)), pt::value_error);
+    CHECK_THROWS_AS(opt::ema(std::nan(""), opt::sgd(0.1)), pt::value_error);
+    const pt::tree params = accumulation_model();
+    const pt::tree grads = pt::tree_map([](const pt::tree& p) { return p; }, params);
+    // A state of multi_steps(2) given to multi_steps(3): named, not silently re-planned.
+    const pt::tree two = opt::multi_steps(2, opt::sgd(0.1)).init(params);
+    try {
+        (void)opt::multi_steps(3, opt::sgd(0.1)).update(grads, two, params);
+        FAIL("a multi_steps(2) state was accepted by multi_steps(3)");
+    } catch (const pt::value_error& e) {
+        CHECK(std::string(e.what()).find("multi_steps(3)") != std::string::npos);
+    }
+    CHECK_THROWS_AS(opt::ema_params(two, params), pt::structure_error);
+    CHECK_THROWS_AS(opt::multi_steps(2, opt::sgd(0.1)).update(grads, pt::tree(), params),
+                    pt::error);
+}
+
+TEST_CASE("optim: ema keeps shadow parameters once per tie, saved with the state", "[optim][ema]") {
+    const pt::tree params0 = accumulation_model();
+    const auto o = opt::ema(0.75, opt::sgd(0.1));
+    pt::tree params = params0;
+    pt::tree state = o.init(params);
+    CHECK(pt::tree_equal(opt::ema_params(state, params), params0)); // starts at the parameters
+    CHECK(pt::structure(state["shadow"]) == pt::structure(params0));
+    const pt::array x = gradcheck::rand(31, {4, 3}), y = gradcheck::rand(32, {4, 3});
+    // The oracle: the same average kept by hand over the expanded (untied) parameters.
+    pt::tree oracle = pt::expand(params0);
+    for (int step = 0; step < 3; ++step) {
+        auto [v, g] =
+            pt::value_and_grad([&](const pt::tree& m) { return batch_loss(m, x, y); })(params);
+        auto [u, next] = o.update(g, state, params);
+        params = opt::apply_updates(params, u);
+        state = next;
+        oracle = pt::tree_map(
+            [](const pt::tree& s, const pt::tree& p) {
+                return pt::tree(s.as_array() * 0.75 + p.as_array() * 0.25);
+            },
+            oracle, pt::expand(params));
+    }
+    const pt::tree averaged = opt::ema_params(state, params);
+    CHECK(pt::structure(averaged) == pt::structure(params)); // the tie is kept
+    CHECK(pt::tree_equal(pt::expand(averaged), oracle, {.rtol = 1e-12, .atol = 1e-12}));
+    CHECK(state["count"].as_array().item() == 3);
+    const auto file = std::filesystem::temp_directory_path() / "pt_ema_state.safetensors";
+    pt::save(file, state);
+    CHECK(pt::tree_equal(opt::ema_params(pt::load_tree(file), params), averaged));
+    std::filesystem::remove(file);
+}

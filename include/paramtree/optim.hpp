@@ -123,6 +123,39 @@ struct labels {
 ///     auto state = opt.init(params);
 [[nodiscard]] transformation freeze(const pattern& frozen, transformation inner);
 
+/// Gradient accumulation (optax's MultiSteps): `inner` steps once every `every` calls, on the
+/// mean of the gradients of those calls; the other calls return None updates (the parameters
+/// do not move) and add their gradients to a sum kept in the state, one per stored leaf (a
+/// tied weight's sum once). With equal mini-batches, `every` calls equal one step on the
+/// `every`-times-larger batch. Throws value_error for `every` < 1, or a state of another
+/// multi_steps.
+///
+///     auto opt = pt::optim::multi_steps(4, pt::optim::adam(1e-3));
+///     auto state = opt.init(params);
+///     for (int i = 0; i < 4; ++i) {             // four mini-batches, one Adam step
+///         auto [updates, next] = opt.update(grads, state, params);
+///         params = pt::optim::apply_updates(params, updates);
+///         state = next;
+///     }
+[[nodiscard]] transformation multi_steps(int every, transformation inner);
+
+/// Parameter EMA (Polyak averaging; timm's ModelEma): `inner`'s updates, and in the state a
+/// shadow copy of the parameters that follows them, `shadow = decay * shadow + (1 - decay) *
+/// (params + updates)` each step, starting at the parameters. The shadow is stored per stored
+/// leaf (a tied weight once) and is part of the state, so it is saved with it. Read it as a
+/// model with `ema_params`. Throws value_error for a decay outside [0, 1].
+///
+///     auto opt = pt::optim::ema(0.999, pt::optim::adam(1e-3));
+///     auto state = opt.init(params);
+///     auto [updates, next] = opt.update(grads, state, params);
+///     pt::tree averaged = pt::optim::ema_params(next, params);   // evaluate with these
+[[nodiscard]] transformation ema(double decay, transformation inner);
+
+/// The shadow parameters of an `ema` state as a tree of `params`' structure (its ties
+/// included; non-float leaves from `params`). Throws structure_error if `state` is not an
+/// ema state or does not match `params`.
+[[nodiscard]] tree ema_params(const tree& state, const tree& params);
+
 /// Transformations applied in order; the state is a tuple of their states.
 ///
 ///     auto opt = pt::optim::chain({pt::optim::clip_by_global_norm(1.0), pt::optim::adam(1e-3)});
