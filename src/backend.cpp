@@ -4,11 +4,19 @@
 
 #include "kernels.hpp"
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string_view>
+#include <thread>
 
 #include <cblas.h>
 #include <fmt/format.h>
@@ -58,6 +66,99 @@ std::string onednn_isa() {
 }
 #endif
 
+// ---- the default thread count ------------------------------------------------------------
+
+/// CPUs this process may run on: its affinity mask (taskset, a container's cpuset).
+int allowed_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+/// The CPU time the process's cgroup may use, in CPUs (cgroup v2 `cpu.max`, v1
+/// `cpu.cfs_quota_us`), rounded up; 0 when there is no quota.
+int cgroup_cpus() {
+    const auto ratio = [](double quota, double period) {
+        return quota > 0 && period > 0 ? static_cast<int>(std::ceil(quota / period)) : 0;
+    };
+    if (std::ifstream v2("/sys/fs/cgroup/cpu.max"); v2) {
+        std::string quota;
+        double period = 0;
+        v2 >> quota >> period;
+        if (quota == "max") return 0;
+        double q = 0;
+        std::istringstream(quota) >> q;
+        return ratio(q, period);
+    }
+    std::ifstream q1("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+    std::ifstream p1("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+    double q = 0, period = 0;
+    if (q1 >> q && p1 >> period) return ratio(q, period);
+    return 0;
+}
+
+/// Runnable threads on the machine now (`procs_running` of /proc/stat, the calling thread
+/// included), or -1 when unknown.
+int running_threads() {
+    std::ifstream in("/proc/stat");
+    std::string key;
+    long long value = 0;
+    while (in >> key) {
+        if (key == "procs_running" && in >> value) return static_cast<int>(value);
+        in.ignore(1 << 20, '\n');
+    }
+    return -1;
+}
+
+/// Threads other processes keep busy: the least of a few samples of the runnable count (a
+/// CPU-bound competitor is runnable in every sample, a short-lived job is not), minus the
+/// calling thread.
+int busy_elsewhere() {
+    int least = -1;
+    for (int i = 0; i < 5; ++i) {
+        if (i != 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        const int n = running_threads();
+        if (n < 0) return 0;
+        least = least < 0 ? n : std::min(least, n);
+    }
+    return std::max(0, least - 1);
+}
+
+} // namespace
+
+thread_budget default_thread_budget() {
+    thread_budget b;
+    b.allowed = allowed_cpus();
+    b.quota = cgroup_cpus();
+    const int usable = b.quota > 0 ? std::min(b.allowed, b.quota) : b.allowed;
+    b.busy = busy_elsewhere();
+    b.threads = std::clamp(usable - b.busy, 1, usable);
+    return b;
+}
+
+namespace {
+
+/// The thread count the process starts with, and why (for the report).
+std::pair<int, std::string> choose_threads() {
+    const std::string_view threads = env("PARAMTREE_NUM_THREADS");
+    if (!threads.empty()) {
+        int n = 0;
+        const auto [end, ec] = std::from_chars(threads.data(), threads.data() + threads.size(), n);
+        if (ec != std::errc{} || end != threads.data() + threads.size() || n < 1)
+            throw value_error("PARAMTREE_NUM_THREADS", "", "a positive integer",
+                              fmt::format("'{}'", threads));
+        return {n, "PARAMTREE_NUM_THREADS"};
+    }
+    // The user (or a launcher such as mpirun or the test suite) chose: keep it.
+    if (!env("OMP_NUM_THREADS").empty()) return {0, "OMP_NUM_THREADS"};
+    const thread_budget b = default_thread_budget();
+    std::string why = fmt::format("{} CPU{} allowed", b.allowed, b.allowed == 1 ? "" : "s");
+    if (b.quota > 0) why += fmt::format(", a cgroup quota of {}", b.quota);
+    if (b.busy > 0) why += fmt::format(", {} busy with other processes", b.busy);
+    return {b.threads, why};
+}
+
 compute_backend detect() {
     compute_backend b;
 #ifdef PARAMTREE_HAVE_ONEDNN
@@ -77,18 +178,19 @@ compute_backend detect() {
                           fmt::format("'{}'", choice));
     }
 
-    const std::string_view threads = env("PARAMTREE_NUM_THREADS");
-    if (!threads.empty()) {
-        int n = 0;
-        const auto [end, ec] = std::from_chars(threads.data(), threads.data() + threads.size(), n);
-        if (ec != std::errc{} || end != threads.data() + threads.size() || n < 1)
-            throw value_error("PARAMTREE_NUM_THREADS", "", "a positive integer",
-                              fmt::format("'{}'", threads));
-        openblas_set_num_threads(n);
+    // Threads: what the user set, else one per CPU the process may use that no other
+    // process keeps busy. A thread that waits for a CPU held by another process stalls every
+    // parallel region (OpenMP's threads spin, then sleep, at each barrier), so on a busy
+    // machine all-cores lost to one thread by up to 16x.
+    const auto [n, why] = choose_threads();
+    if (n > 0) {
+        if (env("OPENBLAS_NUM_THREADS").empty() || why == "PARAMTREE_NUM_THREADS")
+            openblas_set_num_threads(n);
 #ifdef PARAMTREE_HAVE_ONEDNN
         omp_set_num_threads(n);
 #endif
     }
+    b.threads_reason = why;
 
     const std::string core = openblas_get_corename();
     const std::string level = kernels::isa_name(kernels::cpu_isa());
@@ -124,8 +226,8 @@ const compute_backend& backend_info() {
 }
 
 std::string to_string(const compute_backend& b) {
-    return fmt::format("matmul: {} ({}), kernels: {}, {} thread{}", b.name, b.kernel, b.isa,
-                       b.threads, b.threads == 1 ? "" : "s");
+    return fmt::format("matmul: {} ({}), kernels: {}, {} thread{} ({})", b.name, b.kernel, b.isa,
+                       b.threads, b.threads == 1 ? "" : "s", b.threads_reason);
 }
 
 } // namespace paramtree

@@ -7,7 +7,13 @@
 #include <paramtree/ops.hpp>
 #include <paramtree/random.hpp>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string>
 
 namespace pt = paramtree;
@@ -33,6 +39,37 @@ TEST_CASE("backend: the report names the library, its kernels, the ISA and the t
     if (isa != nullptr && *isa != '\0') CHECK(b.isa.starts_with(isa));
     const std::string line = pt::to_string(b);
     CHECK(line.starts_with("matmul: " + b.name + " (" + b.kernel + "), kernels: "));
+    // The suite sets OMP_NUM_THREADS: kept, and said.
+    if (std::getenv("PARAMTREE_NUM_THREADS") == nullptr &&
+        std::getenv("OMP_NUM_THREADS") != nullptr)
+        CHECK(b.threads_reason == "OMP_NUM_THREADS");
+    CHECK(line.ends_with("(" + b.threads_reason + ")"));
+}
+
+TEST_CASE("backend: the default thread count leaves out CPUs other processes keep busy",
+          "[backend][threads]") {
+    const pt::thread_budget idle = pt::default_thread_budget();
+    CHECK(idle.allowed >= 1);
+    CHECK(idle.quota >= 0);
+    CHECK(idle.threads >= 1);
+    CHECK(idle.threads <= idle.allowed);
+    // A CPU-bound competitor is runnable in every sample: counted as busy, and the budget
+    // never counts it as a free CPU.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        volatile unsigned long spin = 0;
+        for (;;)
+            spin = spin + 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const pt::thread_budget busy = pt::default_thread_budget();
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    CHECK(busy.busy >= 1);
+    const int usable = busy.quota > 0 ? std::min(busy.allowed, busy.quota) : busy.allowed;
+    CHECK(busy.threads == std::max(1, usable - busy.busy));
+    CHECK(busy.threads <= std::max(1, usable - 1));
 }
 
 TEST_CASE("backend: float32 products match float64 ones at every shape class", "[backend]") {
