@@ -535,8 +535,46 @@ def demo_section(folder):
     return lines + ["<!-- /demo -->", ""]
 
 
+def contention_section(folder):
+    """Threads on a shared machine: ms per step of the demo and of siamese_digits with the
+    default thread count, one thread and every core, idle and beside a CPU-bound process."""
+    import re
+    def ms(program, load, threads):
+        out, why = [], ""
+        for text in round_texts(folder, f"contention_{program}_{load}_{threads}"):
+            m = re.search(r"([0-9.]+) ms per step", text)
+            if m:
+                out.append(float(m.group(1)))
+            w = re.search(r"threads? \(([^)]*)\)", text)
+            if w and threads == "default":
+                why = w.group(1)
+        return median_or_nan(out), len(out), why
+    rows = []
+    for program, name in (("demo", "demo (char_lm, 150 steps)"), ("siamese", "siamese_digits (300 steps)")):
+        for load in ("idle", "busy"):
+            d, one, every = ms(program, load, "default"), ms(program, load, "1"), ms(program, load, "all")
+            if not d[1] or not one[1] or not every[1]:
+                continue
+            best = min(one[0], every[0])
+            rows.append(f"| {name} | {load} | {d[0]:.2f} | {one[0]:.2f} | {every[0]:.2f} | "
+                        f"**{best / d[0]:.2f}** | {d[2] or '-'} |")
+    if not rows:
+        return []
+    return ["<!-- contention -->", "## Threads on a shared machine", "",
+            f"Each program with paramtree's default thread count, one thread "
+            f"(`PARAMTREE_NUM_THREADS=1`) and every core ({os.cpu_count()}), on an idle machine and "
+            "beside one CPU-bound process (`yes > /dev/null`), interleaved over three rounds; "
+            "medians of the ms per step each run prints. *default vs best* is the better of one "
+            "thread and every core divided by the default (target: at least 0.9). The last column "
+            "is the reason the default gave for its thread count (the runs of the siamese example "
+            "print none).", "",
+            "| program | machine | default (ms) | 1 thread | every core | default vs best | default's reason |",
+            "|---|---|---:|---:|---:|---:|---|"] + rows + ["<!-- /contention -->", ""]
+
+
 SECTIONS = {"distributed": distributed_section, "remat": remat_section,
-            "precision": precision_section, "demo": demo_section}
+            "precision": precision_section, "demo": demo_section,
+            "contention": contention_section}
 
 
 def main():
@@ -595,6 +633,7 @@ def main():
     sections += distributed_section(folder)
     sections += remat_section(folder)
     sections += precision_section(folder)
+    sections += contention_section(folder)
     head = ["# Benchmarks", "",
             "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
             "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "

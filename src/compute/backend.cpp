@@ -2,7 +2,7 @@
 #include <paramtree/backend.hpp>
 #include <paramtree/error.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <sched.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 // paramtree — untraced kernels: broadcasting, arithmetic, reductions (see kernels.hpp).
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <paramtree/backend.hpp>
 #include <paramtree/error.hpp>

@@ -9,7 +9,7 @@
 #include <paramtree/detail/tape.hpp>
 #include <paramtree/ops.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <cstddef>
 #include <vector>

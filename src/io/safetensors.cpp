@@ -1,7 +1,7 @@
 // paramtree — the safetensors format (see safetensors.hpp): parsing with every byte checked,
 // and the atomic writer.
-#include "safetensors.hpp"
-#include "structure_codec.hpp" // describe_json, valid_tensor_name
+#include "io/safetensors.hpp"
+#include "io/structure_codec.hpp" // describe_json, valid_tensor_name
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/file_io.hpp>

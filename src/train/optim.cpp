@@ -3,7 +3,7 @@
 // and writes mu, nu and the update once), in the leaf's own float dtype.
 #include <paramtree/optim.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/cursor.hpp>

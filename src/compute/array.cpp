@@ -4,7 +4,7 @@
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/tape.hpp> // traced_reshape, traced_astype
 
-#include "buffer_pool.hpp"
+#include "compute/buffer_pool.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -9,7 +9,7 @@
 #include <paramtree/partition.hpp>
 #include <paramtree/shared.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <algorithm>
 #include <map>

@@ -8,9 +8,9 @@
 #include <paramtree/detail/file_io.hpp>
 #include <paramtree/detail/node.hpp>
 #include <paramtree/detail/sharing.hpp>
-#include "checkpoint_shards.hpp"
-#include "safetensors.hpp"
-#include "structure_codec.hpp"
+#include "io/checkpoint_shards.hpp"
+#include "io/safetensors.hpp"
+#include "io/structure_codec.hpp"
 #include <paramtree/error.hpp>
 #include <paramtree/flatten.hpp>
 #include <paramtree/map.hpp>

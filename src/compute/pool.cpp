@@ -1,8 +1,8 @@
 // paramtree — max and average pooling over NCHW images, forward and backward.
 #include <paramtree/pool.hpp>
 
-#include "kernels.hpp"
-#include "window.hpp"
+#include "compute/kernels.hpp"
+#include "compute/window.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>

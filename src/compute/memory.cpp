@@ -1,7 +1,7 @@
 // paramtree — the buffer cache: page-mapped blocks kept by size class for reuse.
 #include <paramtree/memory.hpp>
 
-#include "buffer_pool.hpp"
+#include "compute/buffer_pool.hpp"
 
 #include <sys/mman.h>
 

@@ -3,7 +3,7 @@
 #include <paramtree/detail/cursor.hpp>
 #include <paramtree/detail/errors.hpp>
 #include <paramtree/detail/sharing.hpp>
-#include "structure_codec.hpp"
+#include "io/structure_codec.hpp"
 #include <paramtree/detail/walk.hpp>
 #include <paramtree/error.hpp>
 #include <paramtree/shared.hpp>

@@ -3,8 +3,8 @@
 // records a backward function that is itself built from kernels.
 #include <paramtree/ops.hpp>
 
-#include "kernels.hpp"
-#include "rule_ops.hpp"
+#include "compute/kernels.hpp"
+#include "compute/rule_ops.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>

@@ -2,7 +2,7 @@
 // sgemm where the build has it, else the system BLAS), float64 through the system BLAS
 // (oneDNN has no dgemm). Row-major throughout; leading dimensions let callers multiply
 // strided sub-matrices (one attention head inside [t, dim] rows) without copying them.
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <paramtree/backend.hpp>
 

@@ -2,8 +2,8 @@
 #include <paramtree/conv.hpp>
 #include <paramtree/ops.hpp>
 
-#include "kernels.hpp"
-#include "window.hpp"
+#include "compute/kernels.hpp"
+#include "compute/window.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>

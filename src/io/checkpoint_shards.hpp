@@ -13,8 +13,8 @@
 #include <paramtree/array.hpp>
 #include <paramtree/tree.hpp>
 
-#include "safetensors.hpp" // write_safetensors
-#include "structure_codec.hpp"
+#include "io/safetensors.hpp" // write_safetensors
+#include "io/structure_codec.hpp"
 
 namespace paramtree::detail {
 

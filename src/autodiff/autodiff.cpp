@@ -8,8 +8,8 @@
 #include <paramtree/ops.hpp>
 #include <paramtree/shared.hpp>
 
-#include "kernels.hpp"
-#include "rule_ops.hpp"
+#include "compute/kernels.hpp"
+#include "compute/rule_ops.hpp"
 
 #include <algorithm>
 #include <limits>

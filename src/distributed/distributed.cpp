@@ -19,8 +19,8 @@
 #include <paramtree/shared.hpp>
 #include <paramtree/treedef.hpp>
 
-#include "checkpoint_shards.hpp"
-#include "structure_codec.hpp"
+#include "io/checkpoint_shards.hpp"
+#include "io/structure_codec.hpp"
 
 // The C API only: MPI's deprecated C++ bindings are not warning-clean.
 #define OMPI_SKIP_MPICXX 1

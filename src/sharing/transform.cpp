@@ -4,7 +4,7 @@
 #include <paramtree/detail/tape.hpp>
 #include <paramtree/transform.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -3,7 +3,7 @@
 #include <paramtree/ops.hpp>
 #include <paramtree/detail/tape.hpp>
 
-#include "kernels.hpp"
+#include "compute/kernels.hpp"
 
 #include <algorithm>
 #include <array>

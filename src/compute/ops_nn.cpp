@@ -3,8 +3,8 @@
 // backward in one pass from values saved by the forward, instead of a chain of small ops.
 #include <paramtree/ops.hpp>
 
-#include "kernels.hpp"
-#include "rule_ops.hpp"
+#include "compute/kernels.hpp"
+#include "compute/rule_ops.hpp"
 
 #include <paramtree/detail/array_impl.hpp>
 #include <paramtree/detail/errors.hpp>
