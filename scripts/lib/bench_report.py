@@ -43,6 +43,22 @@ def cpu_model():
     return platform.processor()
 
 
+def cpu_identity():
+    """`model name (family F model M; flags that matter here)`: sections measured apart from
+    the rest name the CPU they ran on."""
+    info = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor()
+    flags = set(info.get("flags", "").split())
+    wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return (f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {' '.join(wanted) or 'no AVX2'}; {os.cpu_count()} CPUs)")
+
+
 def tree_section(bench):
     shapes = ["wide", "mlp", "transformer", "deep"]
     ops = [("flatten", "flatten (treedef cached in the root)", 2.0),
@@ -568,6 +584,8 @@ def contention_section(folder):
             "thread and every core divided by the default (target: at least 0.9). The last column "
             "is the reason the default gave for its thread count (the runs of the siamese example "
             "print none).", "",
+            f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d')} on {cpu_identity()}; "
+            "before this policy the default was every core.", "",
             "| program | machine | default (ms) | 1 thread | every core | default vs best | default's reason |",
             "|---|---|---:|---:|---:|---:|---|"] + rows + ["<!-- /contention -->", ""]
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string_view>
@@ -111,18 +112,35 @@ int running_threads() {
     return -1;
 }
 
-/// Threads other processes keep busy: the least of a few samples of the runnable count (a
-/// CPU-bound competitor is runnable in every sample, a short-lived job is not), minus the
-/// calling thread.
+/// Runnable threads of this process (state R in /proc/self/task/*/stat), the calling thread
+/// included: OpenBLAS starts its pool when it is loaded, and those threads spin for a while.
+int own_running_threads() {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream in(task.path() / "stat");
+        std::string line;
+        std::getline(in, line);
+        // "tid (comm) S ...": the state follows the last ')' (comm may hold one).
+        const auto close = line.rfind(')');
+        if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R') ++n;
+    }
+    return std::max(n, 1);
+}
+
+/// Threads other processes keep busy: the least of a few samples of the machine's runnable
+/// count less this process's own (a CPU-bound competitor is runnable in every sample, a
+/// short-lived job is not).
 int busy_elsewhere() {
     int least = -1;
     for (int i = 0; i < 5; ++i) {
         if (i != 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        const int n = running_threads();
-        if (n < 0) return 0;
-        least = least < 0 ? n : std::min(least, n);
+        const int all = running_threads();
+        if (all < 0) return 0;
+        const int others = std::max(0, all - own_running_threads());
+        least = least < 0 ? others : std::min(least, others);
     }
-    return std::max(0, least - 1);
+    return least;
 }
 
 } // namespace
