@@ -679,15 +679,10 @@ tree contract(const tree& t, const tree& expanded) {
 
 std::vector<tie_info> ties(const tree& t) {
     std::vector<tie_info> out;
-    // The walk depths of the Shared nodes above the current node: a tie's source path starts
-    // at the innermost one's child, whose path is as long as its depth less the Shared nodes
-    // at or above it (they add no entry). Paths are built only at ties.
-    std::vector<std::size_t> scopes;
+    // A tie's source path starts at its scope, the innermost Shared node above it, which the
+    // walk position knows. Paths are built only at ties.
     detail::preorder(*t.node(), [&](const detail::node& n, const detail::walk_position<1>& at) {
-        while (!scopes.empty() && scopes.back() >= at.depth())
-            scopes.pop_back();
         if ((n.flags & detail::has_tied) == 0) return detail::visit::skip;
-        if (n.kind == node_kind::shared) scopes.push_back(at.depth());
         if (n.kind != node_kind::tied) return detail::visit::descend;
         const auto& m = detail::meta_of<detail::tie_meta>(n.meta);
         tie_info info;
@@ -695,8 +690,7 @@ std::vector<tie_info> ties(const tree& t) {
         if (m.fn) {
             info.getter = m.fn_name;
         } else {
-            const std::size_t scope_len = scopes.empty() ? 0 : scopes.back() + 1 - scopes.size();
-            info.source = info.tied.prefix(scope_len) / m.source;
+            info.source = info.tied.prefix(at.scope_path_size()) / m.source;
         }
         info.transforms = m.transforms;
         out.push_back(std::move(info));

@@ -143,6 +143,30 @@ public:
     [[nodiscard]] std::size_t index() const noexcept {
         return levels_.empty() ? 0 : levels_.back().next - 1;
     }
+    /// The innermost Shared node strictly above the current node (of the first tree), or null
+    /// outside every Shared node: the scope a placeholder at or below the current node is read
+    /// from (a placeholder belongs to its innermost Shared node). Found from the levels the
+    /// walk keeps anyway, on each call.
+    [[nodiscard]] const value* scope() const noexcept {
+        for (std::size_t i = levels_.size(); i-- > 0;) {
+            const value& n = Source::at(levels_[i].f[0]);
+            if (n.kind == node_kind::shared) return &n;
+        }
+        return nullptr;
+    }
+    /// The length of the key path to `scope()` (0 outside every Shared node): a tie's source,
+    /// relative to its scope, is `current_path().prefix(scope_path_size()) / source`. Every
+    /// level above it adds an entry but the Shared ones.
+    [[nodiscard]] std::size_t scope_path_size() const noexcept {
+        std::size_t i = levels_.size();
+        while (i > 0 && Source::at(levels_[i - 1].f[0]).kind != node_kind::shared)
+            --i;
+        if (i == 0) return 0;
+        std::size_t entries = 0;
+        for (std::size_t j = 0; j + 1 < i; ++j)
+            entries += Source::at(levels_[j].f[0]).kind == node_kind::shared ? 0 : 1;
+        return entries;
+    }
     /// The current node's entry in its parent's children (none at the root and for a Shared
     /// node's child).
     [[nodiscard]] std::optional<path_entry> entry() const {
