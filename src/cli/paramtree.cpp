@@ -13,6 +13,8 @@
 #include <paramtree/shared.hpp>
 #include <paramtree/transform.hpp>
 
+#include "io/structure_codec.hpp" // parse_bounded: the loader's JSON limits
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -142,29 +144,6 @@ std::uint64_t checksum_of(const std::byte* p, std::size_t n, std::uint64_t h) {
     return ((lane[0] * prime ^ lane[1]) * prime ^ lane[2]) * prime ^ lane[3];
 }
 
-/// Whether JSON text nests deeper than `limit` (strings skipped): such a header is left to the
-/// loader, which refuses it with its own message, instead of being parsed here.
-bool nests_deeper(std::string_view text, int limit) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (c == '\\')
-                ++i;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return true;
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return false;
-}
-
 /// The JSON header of a safetensors file, or of a sharded index: what `inspect` reports about
 /// the format. Null when the file is neither, or too deep to be one (the loader then says why).
 json header_of(const fs::path& file) {
@@ -178,8 +157,10 @@ json header_of(const fs::path& file) {
         text.resize(n);
         if (!in.read(text.data(), static_cast<std::streamsize>(n))) return nullptr;
     }
-    if (nests_deeper(text, 64)) return nullptr;
-    return json::parse(text, nullptr, false);
+    // The library's bounded parse: a header nested too deeply is left to the loader, which
+    // refuses it with its own message.
+    const json j = pt::detail::parse_bounded(text, 64);
+    return j.is_discarded() ? json(nullptr) : j;
 }
 
 /// Whether a header (of a file or an index) has paramtree's metadata (`paramtree.structure`,
