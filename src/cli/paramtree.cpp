@@ -506,31 +506,32 @@ int main(int argc, char** argv) {
 
     std::string file, other, out_file;
     double rtol = 0, atol = 0;
-    auto* inspect_cmd = app.add_subcommand(
-        "inspect", "structure, ties and what they save, tensors with statistics, NaN/Inf scan");
-    inspect_cmd->add_option("FILE", file, "a .safetensors file or a sharded index (.json)")
-        ->required()
-        ->check(CLI::ExistingFile);
-    inspect_cmd->add_flag("--json", as_json, "print JSON");
-    auto* verify_cmd = app.add_subcommand(
-        "verify", "everything the loader checks, then every byte read; exit 1 if invalid");
-    verify_cmd->add_option("FILE", file, "a .safetensors file or a sharded index (.json)")
-        ->required()
-        ->check(CLI::ExistingFile);
-    verify_cmd->add_flag("--json", as_json, "print JSON");
-    auto* diff_cmd = app.add_subcommand(
-        "diff", "compare two files by tensor name and structure; exit 1 if they differ");
-    diff_cmd->add_option("A", file, "first file")->required()->check(CLI::ExistingFile);
+    // A subcommand with its --json flag and its first file (which must exist).
+    const auto subcommand = [&](const char* name, const char* what, const char* file_name,
+                                const char* file_help) {
+        CLI::App* cmd = app.add_subcommand(name, what);
+        cmd->add_option(file_name, file, file_help)->required()->check(CLI::ExistingFile);
+        cmd->add_flag("--json", as_json, "print JSON");
+        return cmd;
+    };
+    const char* any_file = "a .safetensors file or a sharded index (.json)";
+    CLI::App* inspect_cmd = subcommand(
+        "inspect", "structure, ties and what they save, tensors with statistics, NaN/Inf scan",
+        "FILE", any_file);
+    CLI::App* verify_cmd = subcommand(
+        "verify", "everything the loader checks, then every byte read; exit 1 if invalid", "FILE",
+        any_file);
+    CLI::App* diff_cmd =
+        subcommand("diff", "compare two files by tensor name and structure; exit 1 if they differ",
+                   "A", "first file");
     diff_cmd->add_option("B", other, "second file")->required()->check(CLI::ExistingFile);
     diff_cmd->add_option("--rtol", rtol, "relative tolerance (|a - b| <= atol + rtol |b|)")
         ->check(CLI::NonNegativeNumber);
     diff_cmd->add_option("--atol", atol, "absolute tolerance")->check(CLI::NonNegativeNumber);
-    diff_cmd->add_flag("--json", as_json, "print JSON");
-    auto* dedupe_cmd = app.add_subcommand(
-        "dedupe", "write a paramtree file where equal tensors are one tie, stored once");
-    dedupe_cmd->add_option("IN", file, "a .safetensors file")->required()->check(CLI::ExistingFile);
+    CLI::App* dedupe_cmd =
+        subcommand("dedupe", "write a paramtree file where equal tensors are one tie, stored once",
+                   "IN", "a .safetensors file");
     dedupe_cmd->add_option("OUT", out_file, "the file to write")->required();
-    dedupe_cmd->add_flag("--json", as_json, "print JSON");
 
     try {
         app.parse(argc, argv);
