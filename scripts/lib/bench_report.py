@@ -590,9 +590,43 @@ def contention_section(folder):
             "|---|---|---:|---:|---:|---:|---|"] + rows + ["<!-- /contention -->", ""]
 
 
+def scale_section(folder):
+    """Checkpoint and tie operations at 1k to 1M tensors or tied positions: microseconds per
+    item, against the target of 2 (issue 31)."""
+    path = os.path.join(folder, "scale.json")
+    if not os.path.exists(path):
+        return []
+    rows = json.load(open(path))
+    sizes = sorted({r["n"] for r in rows})
+    ops = []
+    for r in rows:
+        key = (r["kind"], r["op"].replace(" refused", ""))
+        if key not in ops:
+            ops.append(key)
+    def cell(kind, op, n):
+        for r in rows:
+            if r["kind"] == kind and r["n"] == n and r["op"] == op:
+                return f"{1e6 * r['seconds'] / n:.2f}"
+            if r["kind"] == kind and r["n"] == n and r["op"] == op + " refused":
+                return "refused"
+        return "-"
+    lines = ["<!-- scale -->", "## Checkpoints and ties at scale", "",
+             "Microseconds per tied position (*ties*: n positions tied to one source in a list) or "
+             "per tensor (*tensors*: a dict of n one-element tensors), median of three runs (one "
+             "at 1M), `bench/bench_scale`. Target: at most 2 µs each at every size. *refused*: "
+             "1M tensors need a header past the 100 MB loaders accept (about 121 bytes a tensor), "
+             "so `save` refuses before writing.", "",
+             f"Measured {datetime.now(timezone.utc).strftime('%Y-%m-%d')} on {cpu_identity()}.", "",
+             "| what | operation | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+             "|---|---|" + "---:|" * len(sizes)]
+    for kind, op in ops:
+        lines.append(f"| {kind} | `{op}` | " + " | ".join(cell(kind, op, n) for n in sizes) + " |")
+    return lines + ["<!-- /scale -->", ""]
+
+
 SECTIONS = {"distributed": distributed_section, "remat": remat_section,
             "precision": precision_section, "demo": demo_section,
-            "contention": contention_section}
+            "contention": contention_section, "scale": scale_section}
 
 
 def main():
@@ -652,6 +686,7 @@ def main():
     sections += remat_section(folder)
     sections += precision_section(folder)
     sections += contention_section(folder)
+    sections += scale_section(folder)
     head = ["# Benchmarks", "",
             "Written by `scripts/bench` (do not edit by hand). Release build (`-O3`), Google Benchmark "
             "(Debian's libbenchmark, which reports itself as a debug build: that concerns the harness, "
