@@ -20,8 +20,12 @@
 #include <paramtree/shared.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <filesystem>
 #include <fmt/format.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmath>
 #include <numeric>
@@ -626,5 +630,48 @@ TEST_CASE("distributed: random tied trees shard, save sharded and reshard as the
     CAPTURE(checked, with_ties, refused);
     CHECK(checked > 330);
     CHECK(with_ties > 55);
+    if (world.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("distributed: the paramtree command inspects, verifies and diffs a sharded index",
+          "[distributed][shard][command]") {
+    const char* command = std::getenv("PT_COMMAND");
+    if (command == nullptr || *command == '\0') return; // built without the command (no CLI11)
+    const auto world = dist::communicator::world();
+    const auto dir = shared_directory(world, "command");
+    const auto index = dir / "model.safetensors.index.json";
+    const pt::tree params = language_model(3, true);
+    const auto plan = dist::shard_plan(params, world.size());
+    dist::save_sharded(world, index, plan.owned(params, world.rank()));
+    world.barrier();
+    if (world.rank() == 0) {
+        const auto run = [&](const std::string& args) {
+            const std::string out = (dir / "out.txt").string();
+            const int rc =
+                std::system(fmt::format("'{}' {} > '{}' 2>&1", command, args, out).c_str());
+            std::ifstream in(out);
+            return std::pair{WEXITSTATUS(rc), std::string(std::istreambuf_iterator<char>(in), {})};
+        };
+        const auto [inspect_rc, inspected] = run("inspect '" + index.string() + "'");
+        CHECK(inspect_rc == 0);
+        CHECK(inspected.find("sharded index with paramtree structure format 3") !=
+              std::string::npos);
+        CHECK(inspected.find("1 tie (each tied value stored once") != std::string::npos);
+        const auto [verify_rc, verified] = run("verify '" + index.string() + "'");
+        CHECK(verify_rc == 0);
+        CHECK(verified.find("valid (") != std::string::npos);
+        pt::save(dir / "whole.safetensors", params);
+        const auto [diff_rc, diffed] =
+            run("diff '" + index.string() + "' '" + (dir / "whole.safetensors").string() + "'");
+        CHECK(diff_rc == 0);
+        CHECK(diffed.find("the files hold the same values (compared by names and structure") !=
+              std::string::npos);
+        // A shard gone: the index no longer verifies.
+        for (const auto& entry : std::filesystem::directory_iterator(dir))
+            if (entry.path().filename().string().find("-00001-of-") != std::string::npos)
+                std::filesystem::remove(entry.path());
+        CHECK(run("verify '" + index.string() + "'").first == 1);
+    }
+    world.barrier();
     if (world.rank() == 0) std::filesystem::remove_all(dir);
 }

@@ -442,7 +442,8 @@ int dedupe(const fs::path& in, const fs::path& out_file, bool as_json) {
     const auto tensors = pt::load_arrays(in, mapped);
     std::unordered_map<std::string, std::vector<std::string>> by_content; // hash key -> names
     std::map<std::string, std::string> tie_to;                            // name -> source
-    for (const auto& [name, a] : tensors) {
+    for (const auto& [name, tensor] : tensors) {
+        const pt::array& a = tensor; // named: clang 14 does not capture a structured binding
         const std::string_view data(reinterpret_cast<const char*>(a.bytes()), a.nbytes());
         const std::string key =
             fmt::format("{}|{}", shape_text(a), std::hash<std::string_view>{}(data));
