@@ -33,25 +33,27 @@ def ms(seconds):
     return f"{seconds * 1e3:.3f} ms"
 
 
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def cpu_identity():
-    """`model name (family F model M; flags that matter here)`: sections measured apart from
-    the rest name the CPU they ran on."""
+def cpu_info():
+    """The first CPU's fields of /proc/cpuinfo (empty where there is none)."""
     info = {}
     try:
         for line in open("/proc/cpuinfo"):
             key, _, value = line.partition(":")
             info.setdefault(key.strip(), value.strip())
     except OSError:
+        pass
+    return info
+
+
+def cpu_model():
+    return cpu_info().get("model name") or platform.processor()
+
+
+def cpu_identity():
+    """`model name (family F model M; flags that matter here)`: sections measured apart from
+    the rest name the CPU they ran on."""
+    info = cpu_info()
+    if not info:
         return platform.processor()
     flags = set(info.get("flags", "").split())
     wanted = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]

@@ -163,14 +163,19 @@ json header_of(const fs::path& file) {
     return j.is_discarded() ? json(nullptr) : j;
 }
 
+/// The metadata of a header: a file's `__metadata__`, an index's `metadata`; null if none.
+const json* metadata_of(const json& header) {
+    if (!header.is_object()) return nullptr;
+    const auto meta = header.find(header.contains("weight_map") ? "metadata" : "__metadata__");
+    return meta != header.end() && meta->is_object() ? &*meta : nullptr;
+}
+
 /// Whether a header (of a file or an index) has paramtree's metadata (`paramtree.structure`,
 /// `paramtree.ties`, ...): such a file is read as pt::save wrote it, with every check
 /// `load_tree` makes.
 bool has_structure(const json& header) {
-    if (!header.is_object()) return false;
-    const char* key = header.contains("weight_map") ? "metadata" : "__metadata__";
-    const auto meta = header.find(key);
-    if (meta == header.end() || !meta->is_object()) return false;
+    const json* meta = metadata_of(header);
+    if (meta == nullptr) return false;
     for (const auto& [name, value] : meta->items())
         if (name.starts_with("paramtree.")) return true;
     return false;
@@ -179,14 +184,15 @@ bool has_structure(const json& header) {
 /// "safetensors with paramtree structure format 3", "safetensors (no paramtree structure)".
 std::string format_of(const json& header) {
     if (!header.is_object()) return "unknown";
-    const bool index = header.contains("weight_map");
-    const json& meta = index ? header.value("metadata", json::object())
-                             : header.value("__metadata__", json::object());
-    const char* kind = index ? "sharded index" : "safetensors";
-    if (!meta.is_object() || !meta.contains("paramtree.structure") ||
-        !meta["paramtree.structure"].is_string())
+    const char* kind = header.contains("weight_map") ? "sharded index" : "safetensors";
+    const json* meta = metadata_of(header);
+    const auto text = meta ? meta->find("paramtree.structure") : json::const_iterator();
+    if (meta == nullptr || text == meta->end() || !text->is_string())
         return fmt::format("{} (no paramtree structure)", kind);
-    const json s = json::parse(meta["paramtree.structure"].get<std::string>(), nullptr, false);
+    // Bounded as decode_structure bounds it (format 1 nests two levels per tree level).
+    const json s =
+        pt::detail::parse_bounded(text->get_ref<const std::string&>(),
+                                  2 * static_cast<int>(pt::detail::max_structure_depth) + 8);
     const int version = s.is_object() && s.contains("version") && s["version"].is_number()
                             ? s["version"].get<int>()
                             : 1;
@@ -196,6 +202,7 @@ std::string format_of(const json& header) {
 /// The tensors of a file by name: the stored ones of a paramtree tree (a tie once), or every
 /// tensor of any other safetensors file.
 struct file_view {
+    json header;                  // the file's (or index's) header, read once
     std::optional<pt::tree> tree; // files written by pt::save or save_sharded
     std::map<std::string, pt::array> tensors;
 };
@@ -204,7 +211,8 @@ struct file_view {
 /// and its deduplicated copy compare equal; otherwise the stored tensors only.
 file_view open_view(const fs::path& file, bool expanded) {
     file_view v;
-    if (has_structure(header_of(file))) {
+    v.header = header_of(file);
+    if (has_structure(v.header)) {
         v.tree = pt::load_tree(file, mapped);
         const pt::tree named = expanded ? pt::expand(*v.tree) : *v.tree;
         for (const auto& [p, leaf] : pt::flatten_with_path(named).leaves)
@@ -230,18 +238,20 @@ json number_json(double v) {
 // ---- inspect ---------------------------------------------------------------------------------
 
 int inspect(const fs::path& file, bool as_json) {
-    const json header = header_of(file);
     const file_view v = open_view(file, false);
     std::size_t bytes = 0;
     for (const auto& [name, a] : v.tensors)
         bytes += a.nbytes();
-    json out{{"file", file.string()}, {"format", format_of(header)}, {"tensors", json::array()}};
+    json out{{"file", file.string()}, {"format", format_of(v.header)}, {"tensors", json::array()}};
     std::size_t saved = 0;
     json ties = json::array();
     if (v.tree) {
+        // Expanded once: each tied position's bytes are read off the one expansion (an
+        // expansion per tie would be quadratic in the ties).
+        const pt::tree full = pt::expand(*v.tree);
         for (const auto& t : pt::ties(*v.tree)) {
             std::size_t tied_bytes = 0;
-            for (const auto& leaf : pt::leaves(pt::expand(*v.tree).at(t.tied)))
+            for (const auto& leaf : pt::leaves(full.at(t.tied)))
                 if (leaf.is_array()) tied_bytes += leaf.as_array().nbytes();
             saved += tied_bytes;
             ties.push_back({{"tied", pt::keystr(t.tied)},

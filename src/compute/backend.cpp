@@ -157,8 +157,16 @@ thread_budget default_thread_budget() {
 
 namespace {
 
-/// The thread count the process starts with, and why (for the report).
-std::pair<int, std::string> choose_threads() {
+/// The thread count the process starts with (0: leave the libraries' own), whether the user
+/// set it for paramtree (PARAMTREE_NUM_THREADS then overrides OPENBLAS_NUM_THREADS too), and
+/// why (for the report).
+struct thread_choice {
+    int threads = 0;
+    bool forced = false;
+    std::string why;
+};
+
+thread_choice choose_threads() {
     const std::string_view threads = env("PARAMTREE_NUM_THREADS");
     if (!threads.empty()) {
         int n = 0;
@@ -166,15 +174,15 @@ std::pair<int, std::string> choose_threads() {
         if (ec != std::errc{} || end != threads.data() + threads.size() || n < 1)
             throw value_error("PARAMTREE_NUM_THREADS", "", "a positive integer",
                               fmt::format("'{}'", threads));
-        return {n, "PARAMTREE_NUM_THREADS"};
+        return {n, true, "PARAMTREE_NUM_THREADS"};
     }
     // The user (or a launcher such as mpirun or the test suite) chose: keep it.
-    if (!env("OMP_NUM_THREADS").empty()) return {0, "OMP_NUM_THREADS"};
+    if (!env("OMP_NUM_THREADS").empty()) return {0, false, "OMP_NUM_THREADS"};
     const thread_budget b = default_thread_budget();
     std::string why = fmt::format("{} CPU{} allowed", b.allowed, b.allowed == 1 ? "" : "s");
     if (b.quota > 0) why += fmt::format(", a cgroup quota of {}", b.quota);
     if (b.busy > 0) why += fmt::format(", {} busy with other processes", b.busy);
-    return {b.threads, why};
+    return {b.threads, false, why};
 }
 
 compute_backend detect() {
@@ -200,15 +208,15 @@ compute_backend detect() {
     // process keeps busy. A thread that waits for a CPU held by another process stalls every
     // parallel region (OpenMP's threads spin, then sleep, at each barrier), so on a busy
     // machine all-cores lost to one thread by up to 16x.
-    const auto [n, why] = choose_threads();
-    if (n > 0) {
-        if (env("OPENBLAS_NUM_THREADS").empty() || why == "PARAMTREE_NUM_THREADS")
-            openblas_set_num_threads(n);
+    thread_choice chosen = choose_threads();
+    if (chosen.threads > 0) {
+        if (chosen.forced || env("OPENBLAS_NUM_THREADS").empty())
+            openblas_set_num_threads(chosen.threads);
 #ifdef PARAMTREE_HAVE_ONEDNN
-        omp_set_num_threads(n);
+        omp_set_num_threads(chosen.threads);
 #endif
     }
-    b.threads_reason = why;
+    b.threads_reason = std::move(chosen.why);
 
     const std::string core = openblas_get_corename();
     const std::string level = kernels::isa_name(kernels::cpu_isa());

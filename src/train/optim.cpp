@@ -97,11 +97,15 @@ tree count_leaf(std::int64_t n) {
     return array::scalar<std::int64_t>(n);
 }
 
-std::int64_t count_of(const tree& state, const char* context) {
-    const tree c = state["count"];
+/// A state's step counter `c` (found at `at`), checked to be an int64 scalar.
+std::int64_t counter_value(const tree& c, const path& at, const char* context) {
     if (!c.is_array() || c.as_array().dtype() != dtype::int64 || c.as_array().size() != 1)
-        detail::throw_leaf(context, parse_path(".count"), "an int64 step count", describe(c));
+        detail::throw_leaf(context, at, "an int64 step count", describe(c));
     return static_cast<std::int64_t>(c.as_array().item());
+}
+
+std::int64_t count_of(const tree& state, const char* context) {
+    return counter_value(state["count"], parse_path(".count"), context);
 }
 
 /// The path of leaf `i`: from the flattening if it kept paths, else derived from the treedef
@@ -129,6 +133,11 @@ void check_states(std::string_view owner, const tree& state, std::size_t n) {
     if (state.kind() != node_kind::tuple || state.size() != n)
         detail::throw_structure(fmt::format("{}.update", owner), {},
                                 fmt::format("a tuple of {} states", n), describe(state));
+}
+
+/// None at every leaf of `grads`: updates that leave every parameter where it is.
+tree no_updates(const tree& grads) {
+    return tree_map([](const tree&) { return tree(); }, grads);
 }
 
 /// `grads` with every float leaf multiplied by `factor` (the same tree when it is 1).
@@ -538,7 +547,7 @@ transformation set_to_zero() {
     transformation t;
     t.init = [](const tree&) { return tree(); };
     t.update = [](const tree& grads, const tree&, const tree&) {
-        return update_result{tree_map([](const tree&) { return tree(); }, grads), tree()};
+        return update_result{no_updates(grads), tree()};
     };
     return t;
 }
@@ -554,23 +563,16 @@ namespace {
 
 /// An int64 scalar field of a state record, checked.
 std::int64_t int_field(const tree& state, const char* field, const char* context) {
-    const tree c = state.contains(path{field_key{field}}) ? state[field] : tree();
-    if (!c.is_array() || c.as_array().dtype() != dtype::int64 || c.as_array().size() != 1)
-        detail::throw_leaf(context, path{field_key{field}}, "an int64 step count", describe(c));
-    return static_cast<std::int64_t>(c.as_array().item());
+    const path at{field_key{field}};
+    return counter_value(state.contains(at) ? state[field] : tree(), at, context);
 }
 
-/// out[j] = a * x[j] + b * y[j] over one float leaf, in its own dtype: one fused loop.
+/// a * x + b * y over one float leaf, in its own dtype: one fused pass (k::zip).
 array axpby(double a, const array& x, double b, const array& y) {
-    return with_float(x, [&](auto tag) -> array {
+    return with_float(x, [&](auto tag) {
         using T = decltype(tag);
-        auto out = detail::fresh<T>(x.shape());
-        const T* xp = data<T>(x);
-        const T* yp = data<T>(y);
         const T A = T(a), B = T(b);
-        for (std::size_t j = 0; j < x.size(); ++j)
-            out.data[j] = A * xp[j] + B * yp[j];
-        return std::move(out.value);
+        return k::zip<T>(x, y, [A, B](T u, T v) { return A * u + B * v; });
     });
 }
 
@@ -592,11 +594,12 @@ transformation multi_steps(int every, transformation inner) {
     t.update = [every, update = inner.update](const tree& grads, const tree& state,
                                               const tree& params) {
         const std::int64_t mini = int_field(state, "mini_step", "multi_steps");
-        if (int_field(state, "every", "multi_steps") != every || mini < 0 || mini >= every)
+        const std::int64_t of = int_field(state, "every", "multi_steps");
+        if (of != every || mini < 0 || mini >= every)
             detail::throw_value(
                 "multi_steps", parse_path(".mini_step"),
                 fmt::format("a state of multi_steps({}) (mini-step 0 to {})", every, every - 1),
-                fmt::format("mini-step {} of {}", mini, int_field(state, "every", "multi_steps")));
+                fmt::format("mini-step {} of {}", mini, of));
         const tree sum = state["grad_sum"];
         auto in = align("multi_steps", {&grads, &sum}, {"grads", "state.grad_sum"});
         const std::size_t n = in.leaves[0].size();
@@ -616,17 +619,11 @@ transformation multi_steps(int every, transformation inner) {
             means[i] = axpby(1.0 / every, sums[i].as_array(), 1.0 / every, g.as_array());
             sums[i] = zeros_like(g.as_array());
         }
-        if (!last)
-            return update_result{
-                tree_map([](const tree&) { return tree(); }, grads),
-                record("MultiStepsState", {{"mini_step", count_leaf(mini + 1)},
-                                           {"every", count_leaf(every)},
-                                           {"grad_sum", unflatten(in.def, std::move(sums))},
-                                           {"inner", state["inner"]}})};
-        auto r = update(unflatten(in.def, std::move(means)), state["inner"], params);
+        update_result r{no_updates(grads), state["inner"]};
+        if (last) r = update(unflatten(in.def, std::move(means)), r.state, params);
         return update_result{
             std::move(r.updates),
-            record("MultiStepsState", {{"mini_step", count_leaf(0)},
+            record("MultiStepsState", {{"mini_step", count_leaf(last ? 0 : mini + 1)},
                                        {"every", count_leaf(every)},
                                        {"grad_sum", unflatten(in.def, std::move(sums))},
                                        {"inner", std::move(r.state)}})};
@@ -662,8 +659,16 @@ transformation ema(double decay, transformation inner) {
             // shadow <- decay * shadow + (1 - decay) * (params + updates): the parameters
             // after this step, without making them (apply_updates does that once).
             const tree& u = in.leaves[1][i];
-            const array after = u.is_none() ? pa : k::add(pa, u.as_array());
-            next[i] = axpby(decay, next[i].as_array(), 1.0 - decay, after);
+            if (u.is_none()) {
+                next[i] = axpby(decay, next[i].as_array(), 1.0 - decay, pa);
+                continue;
+            }
+            next[i] = with_float(pa, [&](auto tag) {
+                using T = decltype(tag);
+                const T D = T(decay), E = T(1.0 - decay);
+                return k::zip3<T>(next[i].as_array(), pa, u.as_array(),
+                                  [D, E](T s, T p, T du) { return D * s + E * (p + du); });
+            });
         }
         return update_result{std::move(r.updates),
                              record("EmaState", {{"count", count_leaf(count + 1)},

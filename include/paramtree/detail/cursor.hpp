@@ -143,20 +143,11 @@ public:
     [[nodiscard]] std::size_t index() const noexcept {
         return levels_.empty() ? 0 : levels_.back().next - 1;
     }
-    /// The innermost Shared node strictly above the current node (of the first tree), or null
-    /// outside every Shared node: the scope a placeholder at or below the current node is read
-    /// from (a placeholder belongs to its innermost Shared node). Found from the levels the
-    /// walk keeps anyway, on each call.
-    [[nodiscard]] const value* scope() const noexcept {
-        for (std::size_t i = levels_.size(); i-- > 0;) {
-            const value& n = Source::at(levels_[i].f[0]);
-            if (n.kind == node_kind::shared) return &n;
-        }
-        return nullptr;
-    }
-    /// The length of the key path to `scope()` (0 outside every Shared node): a tie's source,
-    /// relative to its scope, is `current_path().prefix(scope_path_size()) / source`. Every
-    /// level above it adds an entry but the Shared ones.
+    /// The length of the key path to the current node's scope — the innermost Shared node
+    /// strictly above it (of the first tree), which a placeholder at or below it is read from
+    /// — or 0 outside every Shared node: a tie's source, relative to its scope, is
+    /// `current_path().prefix(scope_path_size()) / source`. Found from the levels the walk
+    /// keeps anyway: every level above the scope adds an entry but the Shared ones.
     [[nodiscard]] std::size_t scope_path_size() const noexcept {
         std::size_t i = levels_.size();
         while (i > 0 && Source::at(levels_[i - 1].f[0]).kind != node_kind::shared)
